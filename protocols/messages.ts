@@ -1,0 +1,115 @@
+// Owns the zod schema of every MQTT message; the TypeScript types are inferred from them (PROTOCOL.md §3).
+import { z } from 'zod';
+import { VIN_PATTERN } from './vin.ts';
+
+export const PROTOCOL_VERSION = 1;
+/** MQTT payloads above this size are refused before JSON parsing. */
+export const MAX_PAYLOAD_BYTES = 16 * 1024;
+
+export const Vin = z.string().regex(VIN_PATTERN, 'VIN: 17 characters of A-Z 0-9 without I, O, Q');
+export const ActionSchema = z.enum(['unlock', 'lock']);
+export type Action = z.infer<typeof ActionSchema>;
+export const ACTIONS = ActionSchema.options;
+
+export const PositionSchema = z.strictObject({
+  lat: z.number().min(-90).max(90),
+  lon: z.number().min(-180).max(180),
+});
+export type Position = z.infer<typeof PositionSchema>;
+
+const Id = z.string().min(1).max(64).regex(/^[A-Za-z0-9_-]+$/);
+
+/** Gateway → car, on vehicles/{VIN}/commands. The token carries every field that matters, signed. */
+export const CommandSchema = z.strictObject({
+  v: z.literal(PROTOCOL_VERSION),
+  type: z.literal('command'),
+  commandId: Id,
+  deliveryId: Id,
+  action: ActionSchema,
+  token: z.string().min(1).max(4096),
+});
+export type Command = z.infer<typeof CommandSchema>;
+
+export const AckOutcomeSchema = z.enum(['executed', 'refused']);
+export type AckOutcome = z.infer<typeof AckOutcomeSchema>;
+
+/** Car → gateway, on vehicles/{VIN}/acks, once per command (re-sent unchanged for a duplicate). */
+export const AckSchema = z.strictObject({
+  v: z.literal(PROTOCOL_VERSION),
+  type: z.literal('ack'),
+  vin: Vin,
+  commandId: Id,
+  deliveryId: Id.optional(),
+  action: z.string().max(32),
+  outcome: AckOutcomeSchema,
+  reason: z
+    .string()
+    .regex(/^[A-Z][A-Z0-9_]{1,63}$/)
+    .optional(),
+  locked: z.boolean(),
+  /** The car's own clock, ms since the epoch; null when the car does not know the time. */
+  at: z.number().int().nonnegative().nullable(),
+});
+export type Ack = z.infer<typeof AckSchema>;
+
+export const DoorsSchema = z.strictObject({
+  driver: z.enum(['open', 'closed']),
+  passenger: z.enum(['open', 'closed']),
+  rearLeft: z.enum(['open', 'closed']),
+  rearRight: z.enum(['open', 'closed']),
+});
+export type Doors = z.infer<typeof DoorsSchema>;
+
+/** Car → gateway, on vehicles/{VIN}/state, on every change and periodically. */
+export const StateReportSchema = z.strictObject({
+  v: z.literal(PROTOCOL_VERSION),
+  type: z.literal('state'),
+  vin: Vin,
+  seq: z.number().int().nonnegative(),
+  online: z.literal(true),
+  locked: z.boolean(),
+  doors: DoorsSchema,
+  trunk: z.enum(['open', 'closed']),
+  ignition: z.enum(['off', 'on']),
+  position: PositionSchema,
+  at: z.number().int().nonnegative().nullable(),
+});
+export type StateReport = z.infer<typeof StateReportSchema>;
+
+/** The car's MQTT will, on its state topic: the broker publishes it when the car drops. */
+export const PresenceSchema = z.strictObject({
+  v: z.literal(PROTOCOL_VERSION),
+  type: z.literal('presence'),
+  vin: Vin,
+  online: z.literal(false),
+});
+export type Presence = z.infer<typeof PresenceSchema>;
+
+export const StateMessageSchema = z.discriminatedUnion('type', [StateReportSchema, PresenceSchema]);
+export type StateMessage = z.infer<typeof StateMessageSchema>;
+
+export class MessageError extends Error {
+  readonly code: 'MESSAGE_TOO_LARGE' | 'MESSAGE_NOT_JSON' | 'MESSAGE_INVALID';
+  constructor(code: MessageError['code'], message: string) {
+    super(message);
+    this.name = 'MessageError';
+    this.code = code;
+  }
+}
+
+/** Parses an MQTT payload against a schema: size first, then JSON, then shape. */
+export function parseMessage<S extends z.ZodType>(schema: S, payload: Buffer | string): z.infer<S> {
+  const size = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
+  if (size > MAX_PAYLOAD_BYTES) throw new MessageError('MESSAGE_TOO_LARGE', `payload of ${size} bytes`);
+  let json: unknown;
+  try {
+    json = JSON.parse(payload.toString());
+  } catch {
+    throw new MessageError('MESSAGE_NOT_JSON', 'payload is not JSON');
+  }
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) throw new MessageError('MESSAGE_INVALID', parsed.error.issues[0]?.message ?? 'invalid');
+  return parsed.data;
+}
+
+export const encodeMessage = (message: Command | Ack | StateMessage): string => JSON.stringify(message);
