@@ -1,8 +1,9 @@
 // Re-exports the wire contract.
+
+export * from './catalog.ts';
 export * from './keys.ts';
 export * from './messages.ts';
 export * from './strict-json.ts';
 export * from './token.ts';
 export * from './topics.ts';
 export * from './vin.ts';
-export * from './catalog.ts';

@@ -2,7 +2,7 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { calculateJwkThumbprint } from 'jose';
 import { z } from 'zod';
-import { KID_PATTERN, type KeyRing, type TrustedKey } from './token.ts';
+import { type KeyRing, KID_PATTERN, type TrustedKey } from './token.ts';
 
 export const TrustedJwkSchema = z.strictObject({
   kty: z.literal('OKP'),
@@ -27,7 +27,14 @@ export async function kidFor(publicKey: KeyObject): Promise<string> {
 
 export async function trustedJwkFor(publicKey: KeyObject): Promise<TrustedJwk> {
   const jwk = publicKey.export({ format: 'jwk' });
-  return { kty: 'OKP', crv: 'Ed25519', x: jwk.x as string, kid: await kidFor(publicKey), use: 'sig', alg: 'EdDSA' };
+  return {
+    kty: 'OKP',
+    crv: 'Ed25519',
+    x: jwk.x as string,
+    kid: await kidFor(publicKey),
+    use: 'sig',
+    alg: 'EdDSA',
+  };
 }
 
 /** Builds the car's key ring from a parsed trust-anchor file. */

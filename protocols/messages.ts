@@ -17,7 +17,11 @@ export const PositionSchema = z.strictObject({
 });
 export type Position = z.infer<typeof PositionSchema>;
 
-const Id = z.string().min(1).max(64).regex(/^[A-Za-z0-9_-]+$/);
+const Id = z
+  .string()
+  .min(1)
+  .max(64)
+  .regex(/^[A-Za-z0-9_-]+$/);
 
 /** Gateway → car, on vehicles/{VIN}/commands. The token carries every field that matters, signed. */
 export const CommandSchema = z.strictObject({
@@ -108,7 +112,8 @@ export function parseMessage<S extends z.ZodType>(schema: S, payload: Buffer | s
     throw new MessageError('MESSAGE_NOT_JSON', 'payload is not JSON');
   }
   const parsed = schema.safeParse(json);
-  if (!parsed.success) throw new MessageError('MESSAGE_INVALID', parsed.error.issues[0]?.message ?? 'invalid');
+  if (!parsed.success)
+    throw new MessageError('MESSAGE_INVALID', parsed.error.issues[0]?.message ?? 'invalid');
   return parsed.data;
 }
 

@@ -36,7 +36,8 @@ export function parseStrictJson(text: string, maxDepth = 4): unknown {
         expectKey = false;
       }
     } else if (ch === '{' || ch === '[') {
-      if (keyStack.length >= maxDepth) throw new StrictJsonError('JSON_TOO_DEEP', `nesting above ${maxDepth}`);
+      if (keyStack.length >= maxDepth)
+        throw new StrictJsonError('JSON_TOO_DEEP', `nesting above ${maxDepth}`);
       keyStack.push(ch === '{' ? new Set() : null);
       expectKey = ch === '{';
     } else if (ch === '}' || ch === ']') {

@@ -2,7 +2,7 @@
 import type { KeyObject } from 'node:crypto';
 import { CompactSign, compactVerify } from 'jose';
 import { z } from 'zod';
-import { ActionSchema, type Action, Vin } from './messages.ts';
+import { type Action, ActionSchema, Vin } from './messages.ts';
 import { parseStrictJson, StrictJsonError } from './strict-json.ts';
 
 export const TOKEN_ALG = 'EdDSA';
@@ -18,7 +18,11 @@ export const KID_PATTERN = /^[A-Za-z0-9_-]{8,64}$/;
 const HEADER_MEMBERS = new Set(['alg', 'typ', 'kid']);
 const SEGMENT = /^[A-Za-z0-9_-]+$/;
 
-const IdClaim = z.string().min(1).max(64).regex(/^[A-Za-z0-9_-]+$/);
+const IdClaim = z
+  .string()
+  .min(1)
+  .max(64)
+  .regex(/^[A-Za-z0-9_-]+$/);
 const Seconds = z.number().int().nonnegative();
 
 export const TokenClaimsSchema = z.strictObject({
@@ -166,7 +170,10 @@ function parseObject(text: string, what: string): Record<string, unknown> {
     throw new TokenError(what === 'header' ? 'TOKEN_MALFORMED' : 'TOKEN_CLAIMS_INVALID', `${what}: ${why}`);
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new TokenError(what === 'header' ? 'TOKEN_MALFORMED' : 'TOKEN_CLAIMS_INVALID', `${what}: not an object`);
+    throw new TokenError(
+      what === 'header' ? 'TOKEN_MALFORMED' : 'TOKEN_CLAIMS_INVALID',
+      `${what}: not an object`,
+    );
   }
   return value as Record<string, unknown>;
 }
@@ -202,18 +209,21 @@ export async function verifyAccessToken(token: string, ctx: VerifyContext): Prom
   try {
     const header = run('structure', () => decodeHeader(token));
     run('alg', () => {
-      if (header.alg !== TOKEN_ALG) throw new TokenError('TOKEN_ALG_NOT_ALLOWED', `alg ${String(header.alg)}`);
+      if (header.alg !== TOKEN_ALG)
+        throw new TokenError('TOKEN_ALG_NOT_ALLOWED', `alg ${String(header.alg)}`);
     });
     run('header-members', () => {
       const extra = Object.keys(header).filter((k) => !HEADER_MEMBERS.has(k));
-      if (extra.length > 0) throw new TokenError('TOKEN_HEADER_FORBIDDEN', `header members ${extra.join(',')}`);
+      if (extra.length > 0)
+        throw new TokenError('TOKEN_HEADER_FORBIDDEN', `header members ${extra.join(',')}`);
     });
     run('typ', () => {
       if (header.typ !== TOKEN_TYP) throw new TokenError('TOKEN_TYP_INVALID', `typ ${String(header.typ)}`);
     });
     const trusted = run('kid', () => {
       const kid = header.kid;
-      if (typeof kid !== 'string' || !KID_PATTERN.test(kid)) throw new TokenError('TOKEN_KID_UNKNOWN', 'kid syntax');
+      if (typeof kid !== 'string' || !KID_PATTERN.test(kid))
+        throw new TokenError('TOKEN_KID_UNKNOWN', 'kid syntax');
       const key = ctx.keys.get(kid);
       if (!key) throw new TokenError('TOKEN_KID_UNKNOWN', 'kid not pinned');
       if (key.retiredAt !== undefined && (ctx.now === null || ctx.now >= key.retiredAt)) {
@@ -223,7 +233,9 @@ export async function verifyAccessToken(token: string, ctx: VerifyContext): Prom
     });
     let payloadBytes: Uint8Array;
     try {
-      ({ payload: payloadBytes } = await compactVerify(token, trusted.publicKey, { algorithms: [TOKEN_ALG] }));
+      ({ payload: payloadBytes } = await compactVerify(token, trusted.publicKey, {
+        algorithms: [TOKEN_ALG],
+      }));
       steps.push({ step: 'signature', ok: true });
     } catch {
       steps.push({ step: 'signature', ok: false, code: 'TOKEN_SIGNATURE_INVALID' });

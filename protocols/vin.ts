@@ -3,9 +3,29 @@
 export const VIN_PATTERN = /^[A-HJ-NPR-Z0-9]{17}$/;
 
 const TRANSLITERATION: Record<string, number> = {
-  A: 1, B: 2, C: 3, D: 4, E: 5, F: 6, G: 7, H: 8,
-  J: 1, K: 2, L: 3, M: 4, N: 5, P: 7, R: 9,
-  S: 2, T: 3, U: 4, V: 5, W: 6, X: 7, Y: 8, Z: 9,
+  A: 1,
+  B: 2,
+  C: 3,
+  D: 4,
+  E: 5,
+  F: 6,
+  G: 7,
+  H: 8,
+  J: 1,
+  K: 2,
+  L: 3,
+  M: 4,
+  N: 5,
+  P: 7,
+  R: 9,
+  S: 2,
+  T: 3,
+  U: 4,
+  V: 5,
+  W: 6,
+  X: 7,
+  Y: 8,
+  Z: 9,
 };
 const WEIGHTS = [8, 7, 6, 5, 4, 3, 2, 10, 0, 9, 8, 7, 6, 5, 4, 3, 2];
 // Position 10 cycles every 30 years; 2010..2039 use this sequence (49 CFR 565.15(c)).
@@ -13,7 +33,7 @@ const YEAR_CODES = 'ABCDEFGHJKLMNPRSTVWXY123456789';
 
 export type VinProblem = 'VIN_MALFORMED' | 'VIN_CHECK_DIGIT';
 
-function valueOf(ch: string): number {
+function charValue(ch: string): number {
   if (ch >= '0' && ch <= '9') return ch.charCodeAt(0) - 48;
   const v = TRANSLITERATION[ch];
   if (v === undefined) throw new RangeError(`not a VIN character: ${ch}`);
@@ -23,7 +43,7 @@ function valueOf(ch: string): number {
 /** The check digit (position 9) that a 17-character VIN must carry. */
 export function computeCheckDigit(vin: string): string {
   let sum = 0;
-  for (let i = 0; i < 17; i++) sum += valueOf(vin[i] as string) * (WEIGHTS[i] as number);
+  for (let i = 0; i < 17; i++) sum += charValue(vin[i] as string) * (WEIGHTS[i] as number);
   const r = sum % 11;
   return r === 10 ? 'X' : String(r);
 }

@@ -1,0 +1,191 @@
+// Owns the certs command line: parsing arguments, running one command, and what it prints.
+import { resolve } from 'node:path';
+import { type ParseArgsConfig, parseArgs } from 'node:util';
+
+type ParsedResults<T extends ParseArgsConfig> = ReturnType<typeof parseArgs<T>>;
+
+import { vinProblem } from '../protocols/vin.ts';
+import { DEFAULT_DEV_PKI_DIR, ensureDevPki, revokeVehicle } from './dev-pki.ts';
+import { CertError } from './errors.ts';
+import { issueFleet, MAX_FLEET_SIZE } from './fleet.ts';
+
+export interface CliIo {
+  stdout(text: string): void;
+  stderr(text: string): void;
+  /** Redraw the progress bar in place only on a terminal; logs get a line per tenth. */
+  stderrIsTty: boolean;
+  now(): Date;
+  /** Monotonic milliseconds. */
+  clock(): number;
+  /** VINs of the seeded fleet, for the dev command. */
+  seededVins(): string[];
+  /** A new empty directory, for fleet without --out. */
+  makeTempDir(): string;
+}
+
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const EXIT_USAGE = 2;
+
+const MAIN_HELP = `Usage: npm run certs -- [command] [options]
+
+Commands:
+  dev              create the development PKI, keeping what already exists (default)
+  revoke <VIN>     revoke a car's certificate and re-sign the CRL
+  fleet --count N  issue N synthetic vehicle identities and print the rate
+
+Run a command with --help for its options.
+`;
+
+const DEV_HELP = `Usage: npm run certs -- dev [--dir DIR]
+
+Creates the CA, broker, gateway and one identity per seeded VIN, the token-signing key,
+trusted-keys.json and the CRL; files already valid are kept.
+
+  --dir DIR   where the PKI lives (default ${DEFAULT_DEV_PKI_DIR})
+`;
+
+const REVOKE_HELP = `Usage: npm run certs -- revoke <VIN> [--dir DIR]
+
+Adds the car's certificate serial to revoked.json and re-signs crl.pem with the next CRL number.
+
+  --dir DIR   where the PKI lives (default ${DEFAULT_DEV_PKI_DIR})
+`;
+
+const FLEET_HELP = `Usage: npm run certs -- fleet --count N [--out DIR]
+
+Issues N synthetic vehicle identities (and a CA, unless DIR has one) and prints identities/s.
+
+  --count N   how many, 1..${MAX_FLEET_SIZE}
+  --out DIR   where to write them (default: a new temporary directory)
+`;
+
+const usage = (reason: string): CertError => new CertError('CLI_USAGE', reason);
+
+/** parseArgs with our exit code for its complaints, first line only. */
+function parse<T extends ParseArgsConfig>(config: T): ParsedResults<T> {
+  try {
+    return parseArgs(config);
+  } catch (error) {
+    throw usage((error as Error).message.split('\n')[0] ?? 'bad arguments');
+  }
+}
+
+const common = { help: { type: 'boolean', short: 'h' } } as const;
+const dirOption = { dir: { type: 'string' } } as const;
+
+async function dev(args: string[], io: CliIo): Promise<number> {
+  const { values } = parse({
+    args,
+    options: { ...common, ...dirOption },
+    strict: true,
+    allowPositionals: false,
+  });
+  if (values.help) {
+    io.stdout(DEV_HELP);
+    return EXIT_OK;
+  }
+  const dir = resolve(values.dir ?? DEFAULT_DEV_PKI_DIR);
+  const result = await ensureDevPki({ dir, vins: io.seededVins(), now: io.now });
+  for (const name of result.created) io.stdout(`created  ${name}\n`);
+  for (const name of result.kept) io.stdout(`kept     ${name}\n`);
+  io.stdout(`development PKI in ${dir}: ${result.created.length} created, ${result.kept.length} kept\n`);
+  return EXIT_OK;
+}
+
+async function revoke(args: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parse({
+    args,
+    options: { ...common, ...dirOption },
+    strict: true,
+    allowPositionals: true,
+  });
+  if (values.help) {
+    io.stdout(REVOKE_HELP);
+    return EXIT_OK;
+  }
+  if (positionals.length !== 1) throw usage('revoke takes exactly one VIN');
+  const vin = positionals[0] as string;
+  const problem = vinProblem(vin);
+  if (problem !== null) throw usage(`${problem}: ${vin}`);
+  const dir = resolve(values.dir ?? DEFAULT_DEV_PKI_DIR);
+  const result = await revokeVehicle({ dir, vin, now: io.now });
+  const what = result.alreadyRevoked ? 'was already revoked' : 'revoked';
+  io.stdout(`${vin} ${what} (serial ${result.serial}); CRL number ${result.crlNumber} written to ${dir}\n`);
+  return EXIT_OK;
+}
+
+/** `[##########..........]  1000/2000  50%` */
+export function progressBar(done: number, total: number, width = 30): string {
+  const filled = Math.round((done / total) * width);
+  const percent = Math.floor((done / total) * 100);
+  return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total} ${String(percent).padStart(3)}%`;
+}
+
+async function fleet(args: string[], io: CliIo): Promise<number> {
+  const { values } = parse({
+    args,
+    options: { ...common, count: { type: 'string' }, out: { type: 'string' } },
+    strict: true,
+    allowPositionals: false,
+  });
+  if (values.help) {
+    io.stdout(FLEET_HELP);
+    return EXIT_OK;
+  }
+  if (values.count === undefined) throw usage('fleet needs --count N');
+  if (!/^[1-9][0-9]*$/.test(values.count) || Number(values.count) > MAX_FLEET_SIZE) {
+    throw usage(`--count must be an integer in 1..${MAX_FLEET_SIZE}, got ${values.count}`);
+  }
+  const count = Number(values.count);
+  const dir = values.out === undefined ? io.makeTempDir() : resolve(values.out);
+  const step = io.stderrIsTty ? 100 : 10;
+  let shown = -1;
+  const report = await issueFleet({
+    dir,
+    count,
+    now: io.now,
+    clock: io.clock,
+    onProgress(done, total) {
+      const bucket = Math.floor((done / total) * step);
+      if (bucket === shown) return;
+      shown = bucket;
+      io.stderr(io.stderrIsTty ? `\r${progressBar(done, total)}` : `${progressBar(done, total)}\n`);
+    },
+  });
+  if (io.stderrIsTty) io.stderr('\n');
+  const seconds = (report.elapsedMs / 1000).toFixed(2);
+  io.stdout(
+    `issued ${report.count} identities (${report.firstVin}..${report.lastVin}) into ${dir} in ${seconds} s\n`,
+  );
+  io.stdout(`${Math.round(report.perSecond)} identities/s\n`);
+  return EXIT_OK;
+}
+
+const COMMANDS: Record<string, (args: string[], io: CliIo) => Promise<number>> = {
+  dev,
+  revoke,
+  fleet,
+};
+
+/** Runs one command; 0 done, 1 failed, 2 bad arguments. Never prints a private key. */
+export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
+  const [first, ...rest] = argv;
+  try {
+    if (first === '--help' || first === '-h') {
+      io.stdout(MAIN_HELP);
+      return EXIT_OK;
+    }
+    const named = first !== undefined && !first.startsWith('-');
+    const name = named ? first : 'dev';
+    const command = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
+    if (command === undefined) throw usage(`unknown command ${name}; try --help`);
+    return await command(named ? rest : [...argv], io);
+  } catch (error) {
+    if (error instanceof CertError) {
+      io.stderr(`certs: ${error.message}\n`);
+      return error.code === 'CLI_USAGE' ? EXIT_USAGE : EXIT_FAILURE;
+    }
+    throw error;
+  }
+}

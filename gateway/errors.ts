@@ -1,0 +1,94 @@
+// Owns the gateway's error registry: every refusal has a stable code, an HTTP status, and says whether a retry is safe.
+
+export interface ErrorSpec {
+  status: number;
+  title: string;
+  /** The same request may succeed later unchanged. */
+  retryable: boolean;
+}
+
+export const ERRORS = {
+  UNAUTHENTICATED: { status: 401, title: 'Missing or invalid API key', retryable: false },
+  VALIDATION_FAILED: { status: 400, title: 'Request does not match the schema', retryable: false },
+  VIN_MALFORMED: {
+    status: 400,
+    title: 'VIN is not 17 characters of A-Z 0-9 without I, O, Q',
+    retryable: false,
+  },
+  VIN_CHECK_DIGIT: { status: 400, title: 'VIN check digit (position 9) is wrong', retryable: false },
+  NOT_FOUND: { status: 404, title: 'No such resource', retryable: false },
+  ROUTE_NOT_FOUND: { status: 404, title: 'No such route', retryable: false },
+  BODY_TOO_LARGE: { status: 413, title: 'Request body too large', retryable: false },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'Only application/json is accepted', retryable: false },
+  VEHICLE_NOT_COMPATIBLE: {
+    status: 422,
+    title: 'Vehicle is outside the compatibility catalog',
+    retryable: false,
+  },
+  VEHICLE_ALREADY_LINKED: { status: 409, title: 'Vehicle is already linked', retryable: false },
+  VEHICLE_NOT_LINKED: { status: 422, title: 'Vehicle is not linked', retryable: false },
+  LOCATION_NOT_OWNED: {
+    status: 422,
+    title: "Location does not belong to the vehicle's owner",
+    retryable: false,
+  },
+  RADIUS_TOO_LARGE: { status: 400, title: 'Location radius is above the cap', retryable: false },
+  WINDOW_INVALID: {
+    status: 400,
+    title: 'Delivery window is empty, too long or already over',
+    retryable: false,
+  },
+  DELIVERY_NOT_ACTIVE: {
+    status: 409,
+    title: 'Delivery is not in a state that allows this',
+    retryable: false,
+  },
+  DRIVER_NOT_ASSIGNED: {
+    status: 403,
+    title: 'Driver is not the one assigned to this delivery',
+    retryable: false,
+  },
+  OUTSIDE_WINDOW: { status: 403, title: 'Now is outside the delivery window', retryable: false },
+  PACKAGE_NOT_IN_DELIVERY: {
+    status: 403,
+    title: 'Scanned package is not part of this delivery',
+    retryable: false,
+  },
+  DRIVER_NOT_AT_LOCATION: {
+    status: 403,
+    title: "Driver is not within the location's radius",
+    retryable: false,
+  },
+  UNLOCK_LIMIT_REACHED: { status: 403, title: 'This delivery has used all of its unlocks', retryable: false },
+  VEHICLE_REFUSED: { status: 409, title: 'The vehicle refused the command', retryable: false },
+  VEHICLE_UNREACHABLE: { status: 504, title: 'The vehicle did not acknowledge in time', retryable: true },
+  BROKER_UNAVAILABLE: { status: 503, title: 'The MQTT broker is not connected', retryable: true },
+  INTERNAL: { status: 500, title: 'Internal error', retryable: true },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+export interface ApiErrorOptions {
+  detail?: string;
+  /** The vehicle may already have acted: only for command failures (Tesla vehicle-command's MayHaveSucceeded). */
+  mayHaveSucceeded?: boolean;
+  /** Extra machine-readable members for the problem document. */
+  extra?: Record<string, unknown>;
+}
+
+export class ApiError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly retryable: boolean;
+  readonly mayHaveSucceeded: boolean | undefined;
+  readonly extra: Record<string, unknown>;
+  constructor(code: ErrorCode, options: ApiErrorOptions = {}) {
+    super(options.detail ?? ERRORS[code].title);
+    this.name = 'ApiError';
+    this.code = code;
+    this.status = ERRORS[code].status;
+    this.retryable = ERRORS[code].retryable;
+    this.mayHaveSucceeded = options.mayHaveSucceeded;
+    this.extra = options.extra ?? {};
+  }
+}

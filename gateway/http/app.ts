@@ -1,0 +1,146 @@
+// Owns the HTTP API: buildApp(deps) returns a Fastify instance with every route, without listening.
+import { randomUUID } from 'node:crypto';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import type { Kysely } from 'kysely';
+import type { Logger } from 'pino';
+import type { DeliveryService, DeliveryView as DeliveryViewModel } from '../deliveries.ts';
+import type { LocationRecord, VehicleRecord } from '../store/records.ts';
+import type { Database } from '../store/schema.ts';
+import type { VehicleService } from '../vehicles.ts';
+import { registerAuth } from './auth.ts';
+import { registerProblemHandlers } from './problem.ts';
+import {
+  CreateDeliveryBody,
+  CreateLocationBody,
+  DeliveryView,
+  IdParams,
+  LinkVehicleBody,
+  LocationView,
+  LockBody,
+  UnlockBody,
+  VehicleView,
+  VinParams,
+} from './schemas.ts';
+
+export interface AppDeps {
+  db: Kysely<Database>;
+  vehicles: VehicleService;
+  deliveries: DeliveryService;
+  logger: Logger;
+  bodyLimit?: number;
+}
+
+const iso = (ms: number): string => new Date(ms).toISOString();
+
+const vehicleView = (v: VehicleRecord) => ({
+  vin: v.vin,
+  make: v.make,
+  model: v.model,
+  year: v.year,
+  provider: v.provider,
+  ownerId: v.ownerId,
+  consent: v.consent,
+  online: v.online,
+  locked: v.locked,
+  position: v.position,
+  lastSeen: v.lastSeen === null ? null : iso(v.lastSeen),
+});
+
+const locationView = (l: LocationRecord) => ({
+  id: l.id,
+  ownerId: l.ownerId,
+  label: l.label,
+  kind: l.kind,
+  lat: l.lat,
+  lon: l.lon,
+  radiusM: l.radiusM,
+});
+
+const deliveryView = (
+  d: Omit<DeliveryViewModel, 'timeline'> & { timeline?: DeliveryViewModel['timeline'] },
+) => ({
+  id: d.id,
+  vin: d.vin,
+  locationId: d.locationId,
+  driverId: d.driverId,
+  packageIds: d.packageIds,
+  window: { start: iso(d.windowStart), end: iso(d.windowEnd) },
+  status: d.status,
+  unlocksUsed: d.unlocksUsed,
+  ...(d.timeline ? { timeline: d.timeline.map((e) => ({ ...e, at: iso(e.at) })) } : {}),
+});
+
+const PUBLIC_ROUTES = new Set(['/healthz']);
+
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: deps.logger as FastifyBaseLogger,
+    bodyLimit: deps.bodyLimit ?? 64 * 1024,
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && /^[A-Za-z0-9_-]{1,64}$/.test(given) ? given : randomUUID();
+    },
+    requestIdHeader: false,
+  });
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  app.addHook('onSend', async (req, reply) => {
+    reply.header('x-request-id', req.id);
+  });
+  registerProblemHandlers(app);
+  registerAuth(app, deps.db, PUBLIC_ROUTES);
+
+  const r = app.withTypeProvider<ZodTypeProvider>();
+
+  r.get('/healthz', async () => ({ status: 'ok' }));
+
+  r.post(
+    '/v1/vehicles',
+    { schema: { body: LinkVehicleBody, response: { 201: VehicleView } } },
+    async (req, reply) => {
+      const v = await deps.vehicles.link(req.body);
+      return reply.code(201).send(vehicleView(v));
+    },
+  );
+  r.get('/v1/vehicles', async () => ({ vehicles: (await deps.vehicles.list()).map(vehicleView) }));
+  r.get('/v1/vehicles/:vin', { schema: { params: VinParams, response: { 200: VehicleView } } }, async (req) =>
+    vehicleView(await deps.vehicles.get(req.params.vin)),
+  );
+
+  r.post(
+    '/v1/locations',
+    { schema: { body: CreateLocationBody, response: { 201: LocationView } } },
+    async (req, reply) => {
+      const l = await deps.vehicles.addLocation(req.body);
+      return reply.code(201).send(locationView(l));
+    },
+  );
+
+  r.post(
+    '/v1/deliveries',
+    { schema: { body: CreateDeliveryBody, response: { 201: DeliveryView } } },
+    async (req, reply) => {
+      const { window, ...rest } = req.body;
+      const d = await deps.deliveries.schedule({
+        ...rest,
+        window: { start: Date.parse(window.start), end: Date.parse(window.end) },
+      });
+      return reply.code(201).send(deliveryView(d));
+    },
+  );
+  r.get(
+    '/v1/deliveries/:id',
+    { schema: { params: IdParams, response: { 200: DeliveryView } } },
+    async (req) => deliveryView(await deps.deliveries.view(req.params.id)),
+  );
+  r.post('/v1/deliveries/:id/unlock', { schema: { params: IdParams, body: UnlockBody } }, async (req) =>
+    deps.deliveries.unlock(req.params.id, req.body),
+  );
+  r.post('/v1/deliveries/:id/lock', { schema: { params: IdParams, body: LockBody } }, async (req) =>
+    deps.deliveries.lock(req.params.id, req.body),
+  );
+
+  await app.ready();
+  return app;
+}

@@ -1,0 +1,104 @@
+// Owns the HTTP API's zod schemas: request validation, response serialization and (later) OpenAPI come from them.
+import { z } from 'zod';
+import { PositionSchema } from '../../protocols/index.ts';
+
+const Id = z
+  .string()
+  .min(1)
+  .max(64)
+  .regex(/^[A-Za-z0-9_-]+$/);
+const Time = z.iso.datetime({ offset: true });
+
+export const LinkVehicleBody = z.strictObject({
+  // Syntax is checked by the service so each VIN problem gets its own code.
+  vin: z.string().min(1).max(32),
+  make: z.string().min(1).max(64),
+  model: z.string().min(1).max(64),
+  year: z.number().int().min(1980).max(2100),
+  provider: z.string().min(1).max(32),
+  ownerId: Id,
+});
+
+export const VehicleView = z.object({
+  vin: z.string(),
+  make: z.string(),
+  model: z.string(),
+  year: z.number(),
+  provider: z.string(),
+  ownerId: z.string(),
+  consent: z.array(z.string()),
+  online: z.boolean(),
+  locked: z.boolean().nullable(),
+  position: PositionSchema.nullable(),
+  lastSeen: z.string().nullable(),
+});
+
+export const VinParams = z.strictObject({ vin: z.string().min(1).max(32) });
+export const IdParams = z.strictObject({ id: Id });
+
+export const CreateLocationBody = z.strictObject({
+  ownerId: Id,
+  label: z.string().min(1).max(200),
+  kind: z.enum(['home', 'workplace', 'store']).default('home'),
+  lat: z.number().min(-90).max(90),
+  lon: z.number().min(-180).max(180),
+  radiusM: z.number().positive().max(100_000).default(200),
+});
+
+export const LocationView = z.object({
+  id: z.string(),
+  ownerId: z.string(),
+  label: z.string(),
+  kind: z.string(),
+  lat: z.number(),
+  lon: z.number(),
+  radiusM: z.number(),
+});
+
+export const CreateDeliveryBody = z.strictObject({
+  vin: z.string().min(1).max(32),
+  locationId: Id,
+  driverId: Id,
+  packageIds: z.array(Id).min(1).max(50),
+  window: z.strictObject({ start: Time, end: Time }),
+});
+
+export const UnlockBody = z.strictObject({
+  driverId: Id,
+  position: PositionSchema,
+  packageId: Id,
+});
+
+export const LockBody = z.strictObject({ driverId: Id });
+
+export const TimelineEntryView = z.object({
+  seq: z.number(),
+  at: z.string(),
+  kind: z.string(),
+  outcome: z.enum(['granted', 'denied', 'info']),
+  code: z.string().nullable(),
+  detail: z.record(z.string(), z.unknown()),
+});
+
+export const DeliveryView = z.object({
+  id: z.string(),
+  vin: z.string(),
+  locationId: z.string(),
+  driverId: z.string(),
+  packageIds: z.array(z.string()),
+  window: z.object({ start: z.string(), end: z.string() }),
+  status: z.string(),
+  unlocksUsed: z.number(),
+  timeline: z.array(TimelineEntryView).optional(),
+});
+
+export const Problem = z.object({
+  type: z.string(),
+  title: z.string(),
+  status: z.number(),
+  code: z.string(),
+  detail: z.string().optional(),
+  retryable: z.boolean(),
+  mayHaveSucceeded: z.boolean().optional(),
+  requestId: z.string(),
+});

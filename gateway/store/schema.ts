@@ -1,0 +1,91 @@
+// Owns the store's table types; one definition serves SQLite and PostgreSQL (times are integer ms, flags 0/1).
+import type { Generated } from 'kysely';
+
+export interface VehiclesTable {
+  vin: string;
+  make: string;
+  model: string;
+  year: number;
+  provider: string;
+  owner_id: string;
+  /** Comma-separated actions the owner consented to. */
+  consent: string;
+  linked_at: number;
+  online: number;
+  locked: number | null;
+  lat: number | null;
+  lon: number | null;
+  ignition: string | null;
+  doors_open: number | null;
+  last_seen: number | null;
+  last_seq: number | null;
+}
+
+export interface LocationsTable {
+  id: string;
+  owner_id: string;
+  label: string;
+  kind: string;
+  lat: number;
+  lon: number;
+  radius_m: number;
+  created_at: number;
+}
+
+export interface DeliveriesTable {
+  id: string;
+  vin: string;
+  location_id: string;
+  driver_id: string;
+  /** JSON array of package ids. */
+  package_ids: string;
+  window_start: number;
+  window_end: number;
+  status: string;
+  unlocks_used: number;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface DeliveryEventsTable {
+  seq: Generated<number>;
+  delivery_id: string;
+  at: number;
+  kind: string;
+  outcome: string;
+  code: string | null;
+  /** JSON object with the decision's particulars. */
+  detail: string;
+}
+
+export interface CommandsTable {
+  id: string;
+  delivery_id: string;
+  vin: string;
+  action: string;
+  jti: string;
+  /** SHA-256 of the token, base64url: the token itself is never stored. */
+  token_hash: string;
+  status: string;
+  reason: string | null;
+  issued_at: number;
+  expires_at: number;
+  acked_at: number | null;
+}
+
+export interface ApiKeysTable {
+  id: string;
+  /** SHA-256 of the key, hex. */
+  hash: string;
+  label: string;
+  created_at: number;
+}
+
+export interface Database {
+  vehicles: VehiclesTable;
+  locations: LocationsTable;
+  deliveries: DeliveriesTable;
+  delivery_events: DeliveryEventsTable;
+  commands: CommandsTable;
+  api_keys: ApiKeysTable;
+}

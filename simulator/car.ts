@@ -1,0 +1,289 @@
+// Owns one simulated telematics unit: command handling (verify, dedupe, execute, ack) around the pure state machine.
+import { createHash } from 'node:crypto';
+import type { ProviderId } from '../protocols/catalog.ts';
+import {
+  type Ack,
+  ActionSchema,
+  type Command,
+  CommandSchema,
+  MAX_PAYLOAD_BYTES,
+  type Position,
+  PositionSchema,
+  PROTOCOL_VERSION,
+  type Presence,
+  parseMessage,
+  type StateReport,
+} from '../protocols/messages.ts';
+import { parseStrictJson } from '../protocols/strict-json.ts';
+import { type KeyRing, type ReplayGuard, verifyAccessToken } from '../protocols/token.ts';
+import {
+  type CarEffect,
+  type CarEvent,
+  type CarState,
+  DEFAULT_FAILSAFE_RELOCK_MS,
+  type DoorName,
+  type Ignition,
+  initialCarState,
+  type Latch,
+  takeReportSeq,
+  transition,
+} from './car-state.ts';
+
+/** Car-side refusal reasons beyond the token pipeline's codes (which the ack carries as they are). */
+export type CarRefusalCode = 'COMMAND_MALFORMED' | 'TOKEN_ISSUER_MISMATCH' | 'CAR_FAULT';
+
+/** How many recent commands the car remembers to answer an MQTT redelivery with the same ack. */
+export const DEFAULT_DEDUPE_CAPACITY = 256;
+
+export interface SimulatedCarDeps {
+  vin: string;
+  make: string;
+  model: string;
+  year: number;
+  provider: ProviderId;
+  /** `seq` is the first state report's sequence number (default 0). */
+  initial: { position: Position; seq?: number };
+  keys: KeyRing;
+  replay: ReplayGuard;
+  /** The car's own time in ms since the epoch; null when the car does not know it. */
+  clock: () => number | null;
+  failsafeRelockMs?: number;
+  /** When set, tokens whose `iss` differs are refused (TOKEN_ISSUER_MISMATCH). */
+  issuer?: string;
+  dedupeCapacity?: number;
+}
+
+export interface CommandResult {
+  /** The ack to publish; null when the command was too damaged to name (see handleCommand). */
+  ack: Ack | null;
+  /** Whether the reported state changed, so the caller publishes a state report after the ack. */
+  stateChanged: boolean;
+}
+
+export type ChangeCause = 'command' | 'control' | 'tick';
+
+export interface CarChange {
+  cause: ChangeCause;
+  state: CarState;
+  effects: CarEffect[];
+}
+
+export type CarListener = (change: CarChange) => void;
+
+export interface SimulatedCar {
+  readonly vin: string;
+  readonly make: string;
+  readonly model: string;
+  readonly year: number;
+  readonly provider: ProviderId;
+  readonly failsafeRelockMs: number;
+  /**
+   * Handles one command payload from the car's command topic. Commands are handled one at a time, in the
+   * order they arrive. A payload that does not parse gets a 'refused'/'COMMAND_MALFORMED' ack only when its
+   * commandId can be recovered safely (within the size limit, strict JSON without duplicate members, an
+   * object whose commandId has the protocol's id syntax); otherwise there is nobody to address, the result
+   * has no ack, and the gateway sees a timeout.
+   */
+  handleCommand(raw: Buffer): Promise<CommandResult>;
+  openDoor(door: DoorName): CarEffect[];
+  closeDoor(door: DoorName): CarEffect[];
+  setTrunk(to: Latch): CarEffect[];
+  setIgnition(to: Ignition): CarEffect[];
+  moveTo(position: Position): CarEffect[];
+  setOnline(online: boolean): CarEffect[];
+  /** Advances time for the fail-safe relock; `now` defaults to the car's clock. */
+  tick(now?: number | null): CarEffect[];
+  snapshot(): CarState;
+  /** Builds the next state report; each call takes a new, larger `seq`. */
+  stateReport(): StateReport;
+  /** The offline notice the transport registers as its MQTT will. */
+  presence(): Presence;
+  /**
+   * Hears every change with its cause. Changes caused by handleCommand are also returned to its caller as
+   * `stateChanged`, so a transport can publish the ack before the state report.
+   */
+  onChange(listener: CarListener): () => void;
+}
+
+interface RecoveredIds {
+  commandId: string;
+  deliveryId?: string;
+  action: string;
+}
+
+/** Names a malformed command only when that is unambiguous; see SimulatedCar.handleCommand. */
+function recoverIds(raw: Buffer): RecoveredIds | null {
+  if (raw.length > MAX_PAYLOAD_BYTES) return null;
+  let value: unknown;
+  try {
+    value = parseStrictJson(raw.toString('utf8'));
+  } catch {
+    return null;
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return null;
+  const record = value as Record<string, unknown>;
+  const commandId = CommandSchema.shape.commandId.safeParse(record.commandId);
+  if (!commandId.success) return null;
+  const deliveryId = CommandSchema.shape.deliveryId.safeParse(record.deliveryId);
+  const action = ActionSchema.safeParse(record.action);
+  const ids: RecoveredIds = { commandId: commandId.data, action: action.success ? action.data : 'unknown' };
+  if (deliveryId.success) ids.deliveryId = deliveryId.data;
+  return ids;
+}
+
+/** Parses a command; duplicate member names are refused too, so every reader sees the same commandId. */
+function decodeCommand(raw: Buffer): Command | null {
+  try {
+    const command = parseMessage(CommandSchema, raw);
+    parseStrictJson(raw.toString('utf8'));
+    return command;
+  } catch {
+    return null;
+  }
+}
+
+export function createSimulatedCar(deps: SimulatedCarDeps): SimulatedCar {
+  const config = { failsafeRelockMs: deps.failsafeRelockMs ?? DEFAULT_FAILSAFE_RELOCK_MS };
+  const dedupeCapacity = deps.dedupeCapacity ?? DEFAULT_DEDUPE_CAPACITY;
+  let state = initialCarState(PositionSchema.parse(deps.initial.position), deps.initial.seq ?? 0);
+  const listeners = new Set<CarListener>();
+  /** SHA-256 of a command payload → the ack it got; a byte-identical redelivery gets the same ack. */
+  const recentAcks = new Map<string, Ack>();
+  let queue: Promise<unknown> = Promise.resolve();
+
+  /** The car's time as the wire carries it: whole ms, or null when unknown or nonsensical. */
+  const readClock = (): number | null => {
+    const t = deps.clock();
+    return t === null || !Number.isFinite(t) || t < 0 ? null : Math.floor(t);
+  };
+
+  const dispatch = (event: CarEvent, cause: ChangeCause): CarEffect[] => {
+    const result = transition(state, event, config);
+    state = result.state;
+    if (result.effects.length > 0) {
+      for (const listener of listeners) listener({ cause, state, effects: result.effects });
+    }
+    return result.effects;
+  };
+
+  const ack = (
+    ids: { commandId: string; deliveryId?: string; action: string },
+    outcome: Ack['outcome'],
+    at: number | null,
+    reason?: string,
+  ): Ack => {
+    // Members in the order of AckSchema, so the wire text reads like PROTOCOL.md §3.2.
+    return Object.freeze({
+      v: PROTOCOL_VERSION,
+      type: 'ack',
+      vin: deps.vin,
+      commandId: ids.commandId,
+      ...(ids.deliveryId !== undefined && { deliveryId: ids.deliveryId }),
+      action: ids.action,
+      outcome,
+      ...(reason !== undefined && { reason }),
+      locked: state.locked,
+      at,
+    } satisfies Ack);
+  };
+
+  const remember = (key: string, sent: Ack): void => {
+    recentAcks.set(key, sent);
+    if (recentAcks.size > dedupeCapacity) {
+      const oldest = recentAcks.keys().next().value;
+      if (oldest !== undefined) recentAcks.delete(oldest);
+    }
+  };
+
+  /** Verifies and executes; the car unlocks only on the executed branch, after every check has passed. */
+  const execute = async (command: Command): Promise<CommandResult> => {
+    const now = readClock();
+    let verdict: Awaited<ReturnType<typeof verifyAccessToken>>;
+    try {
+      verdict = await verifyAccessToken(command.token, {
+        keys: deps.keys,
+        vin: deps.vin,
+        action: command.action,
+        commandId: command.commandId,
+        deliveryId: command.deliveryId,
+        now,
+        replay: deps.replay,
+      });
+    } catch {
+      return { ack: ack(command, 'refused', now, 'CAR_FAULT' satisfies CarRefusalCode), stateChanged: false };
+    }
+    if (!verdict.ok) return { ack: ack(command, 'refused', now, verdict.code), stateChanged: false };
+    if (deps.issuer !== undefined && verdict.claims.iss !== deps.issuer) {
+      const reason: CarRefusalCode = 'TOKEN_ISSUER_MISMATCH';
+      return { ack: ack(command, 'refused', now, reason), stateChanged: false };
+    }
+    // verifyAccessToken refuses with CLOCK_UNKNOWN before this point; the guard only narrows the type.
+    if (now === null) return { ack: ack(command, 'refused', now, 'CLOCK_UNKNOWN'), stateChanged: false };
+    const effects = dispatch({ type: 'remote_command', action: command.action, now }, 'command');
+    const stateChanged = effects.some((e) => e.type === 'report_state');
+    return { ack: ack(command, 'executed', now), stateChanged };
+  };
+
+  const handle = async (raw: Buffer): Promise<CommandResult> => {
+    const command = decodeCommand(raw);
+    if (command === null) {
+      const ids = recoverIds(raw);
+      const reason: CarRefusalCode = 'COMMAND_MALFORMED';
+      return { ack: ids ? ack(ids, 'refused', readClock(), reason) : null, stateChanged: false };
+    }
+    // Dedupe comes before verification: the replay guard would refuse the redelivered token as
+    // TOKEN_REPLAYED although the first delivery executed. Only a byte-identical payload matches.
+    const key = createHash('sha256').update(raw).digest('hex');
+    const previous = recentAcks.get(key);
+    if (previous) return { ack: previous, stateChanged: false };
+    const result = await execute(command);
+    if (result.ack) remember(key, result.ack);
+    return result;
+  };
+
+  const control = (event: CarEvent): CarEffect[] => dispatch(event, 'control');
+
+  return {
+    vin: deps.vin,
+    make: deps.make,
+    model: deps.model,
+    year: deps.year,
+    provider: deps.provider,
+    failsafeRelockMs: config.failsafeRelockMs,
+    handleCommand(raw) {
+      const run = queue.then(() => handle(raw));
+      queue = run.catch(() => {});
+      return run;
+    },
+    openDoor: (door) => control({ type: 'door', door, to: 'open' }),
+    closeDoor: (door) => control({ type: 'door', door, to: 'closed' }),
+    setTrunk: (to) => control({ type: 'trunk', to }),
+    setIgnition: (to) => control({ type: 'ignition', to }),
+    moveTo: (position) => control({ type: 'move', position: PositionSchema.parse(position) }),
+    setOnline: (online) => control({ type: 'connectivity', online }),
+    tick: (now) => dispatch({ type: 'tick', now: now === undefined ? readClock() : now }, 'tick'),
+    snapshot: () => state,
+    stateReport() {
+      const taken = takeReportSeq(state);
+      state = taken.state;
+      return {
+        v: PROTOCOL_VERSION,
+        type: 'state',
+        vin: deps.vin,
+        seq: taken.seq,
+        online: true,
+        locked: state.locked,
+        doors: { ...state.doors },
+        trunk: state.trunk,
+        ignition: state.ignition,
+        position: { lat: state.position.lat, lon: state.position.lon },
+        at: readClock(),
+      };
+    },
+    presence: () => ({ v: PROTOCOL_VERSION, type: 'presence', vin: deps.vin, online: false }),
+    onChange(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+  };
+}

@@ -1,0 +1,95 @@
+// Owns the simulator's command line: the options it accepts, their validation, and the usage text.
+import { parseArgs } from 'node:util';
+import { VIN_PATTERN } from '../protocols/vin.ts';
+import { SimulatorError } from './errors.ts';
+
+export const USAGE = `Usage: npm run simulator -- --broker mqtts://HOST:PORT [options]
+
+Simulated OnStar / Volvo On Call telematics units, one MQTT session per car.
+
+Options:
+  --broker URL               broker URL, mqtts:// only (TLS 1.3, client certificates)   required
+  --certs DIR                dev PKI: ca.crt, vehicles/<VIN>.crt|.key, trusted-keys.json  default certs/dev
+  --data DIR                 per-car replay stores                                        default data/sim
+  --vin VIN                  simulate only this car (repeatable); default: the seed fleet
+  --include-incompatible     also simulate cars the catalog does not support
+  --report-interval-ms N     periodic state report interval                               default 30000
+  --relock-ms N              fail-safe relock after an unlock with no lock                default 120000
+  --servername NAME          TLS server name when --broker names an IP address
+  -h, --help                 show this text`;
+
+export interface CliOptions {
+  brokerUrl: string;
+  certsDir: string;
+  dataDir: string;
+  /** Empty means every vehicle of the seed fleet. */
+  vins: string[];
+  includeIncompatible: boolean;
+  reportIntervalMs?: number;
+  failsafeRelockMs?: number;
+  servername?: string;
+}
+
+export type CliCommand = { kind: 'help' } | { kind: 'run'; options: CliOptions };
+
+const bad = (reason: string): SimulatorError => new SimulatorError('SIM_ARGS_INVALID', reason);
+
+function positiveInt(name: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^[1-9][0-9]{0,8}$/.test(value)) throw bad(`--${name} must be a positive whole number of ms`);
+  return Number(value);
+}
+
+/** Parses argv (without node and script); throws SIM_ARGS_INVALID with a one-line reason. */
+export function parseCli(argv: string[]): CliCommand {
+  let values: ReturnType<typeof parseSpec>['values'];
+  try {
+    ({ values } = parseSpec(argv));
+  } catch (err) {
+    throw bad((err as Error).message.split('\n')[0] ?? 'invalid arguments');
+  }
+  if (values.help) return { kind: 'help' };
+  if (values.broker === undefined) throw bad('--broker is required');
+  let url: URL;
+  try {
+    url = new URL(values.broker);
+  } catch {
+    throw bad(`--broker ${values.broker} is not a URL`);
+  }
+  if (url.protocol !== 'mqtts:') throw bad('--broker must be an mqtts:// URL: the broker only speaks TLS');
+  const vins = values.vin ?? [];
+  const malformed = vins.find((v) => !VIN_PATTERN.test(v));
+  if (malformed !== undefined) throw bad(`--vin ${malformed} is not a 17-character VIN`);
+  const options: CliOptions = {
+    brokerUrl: values.broker,
+    certsDir: values.certs,
+    dataDir: values.data,
+    vins,
+    includeIncompatible: values['include-incompatible'],
+  };
+  const reportIntervalMs = positiveInt('report-interval-ms', values['report-interval-ms']);
+  const failsafeRelockMs = positiveInt('relock-ms', values['relock-ms']);
+  if (reportIntervalMs !== undefined) options.reportIntervalMs = reportIntervalMs;
+  if (failsafeRelockMs !== undefined) options.failsafeRelockMs = failsafeRelockMs;
+  if (values.servername !== undefined) options.servername = values.servername;
+  return { kind: 'run', options };
+}
+
+function parseSpec(argv: string[]) {
+  return parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      broker: { type: 'string' },
+      certs: { type: 'string', default: 'certs/dev' },
+      data: { type: 'string', default: 'data/sim' },
+      vin: { type: 'string', multiple: true },
+      'include-incompatible': { type: 'boolean', default: false },
+      'report-interval-ms': { type: 'string' },
+      'relock-ms': { type: 'string' },
+      servername: { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+}

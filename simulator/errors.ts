@@ -1,0 +1,18 @@
+// Owns the simulator's error classes: one base with a stable `code`, the union of codes.
+
+export type SimulatorErrorCode =
+  | 'SIM_ARGS_INVALID'
+  | 'SIM_CONNECT_FAILED'
+  | 'SIM_PKI_MISSING'
+  | 'SIM_REPLAY_STORE_CORRUPT'
+  | 'SIM_UNKNOWN_VIN'
+  | 'SIM_SUBSCRIBE_REFUSED';
+
+export class SimulatorError extends Error {
+  readonly code: SimulatorErrorCode;
+  constructor(code: SimulatorErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'SimulatorError';
+    this.code = code;
+  }
+}

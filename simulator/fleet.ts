@@ -1,0 +1,156 @@
+// Owns a fleet of simulated cars: picks the compatible vehicles, gives each its replay file and MQTT session.
+import { join } from 'node:path';
+import type { Catalog } from '../protocols/catalog.ts';
+import { findCompatible } from '../protocols/catalog.ts';
+import { keyRingFrom, type TrustedKeysFile } from '../protocols/keys.ts';
+import { loadSeeds, type SeedVehicle } from '../seeds/index.ts';
+import { createSimulatedCar, type SimulatedCar } from './car.ts';
+import { SimulatorError } from './errors.ts';
+import { createFileReplayStore, type ReplayStore } from './replay-store.ts';
+import {
+  type CarConnection,
+  type ClientFactory,
+  connectCar,
+  type Logger,
+  silentLogger,
+} from './transport.ts';
+
+export const DEFAULT_REPORT_INTERVAL_MS = 30_000;
+/** Tokens live at most 330 s with skew, so this allows a sustained 30 commands a second per car. */
+export const DEFAULT_REPLAY_CAPACITY = 10_000;
+
+export interface FleetPki {
+  ca: string | Buffer;
+  certFor(vin: string): { cert: string | Buffer; key: string | Buffer };
+}
+
+export interface StartFleetDeps {
+  brokerUrl: string;
+  vehicles: SeedVehicle[];
+  pki: FleetPki;
+  /** The gateway keys every car pins (TrustedKeysFileSchema, already parsed). */
+  trustedKeys: TrustedKeysFile;
+  /** Holds one replay file per car, `<VIN>.replay.json`. */
+  dataDir: string;
+  /** The cars' clock; defaults to Date.now. */
+  now?: () => number | null;
+  failsafeRelockMs?: number;
+  reportIntervalMs?: number;
+  /** Defaults to the seed catalog. */
+  catalog?: Catalog;
+  /** Simulate vehicles the catalog does not support too (to exercise the gateway's refusals). */
+  includeIncompatible?: boolean;
+  replayCapacity?: number;
+  issuer?: string;
+  servername?: string;
+  logger?: Logger;
+  random?: () => number;
+  createClient?: ClientFactory;
+}
+
+export interface FleetCar {
+  vehicle: SeedVehicle;
+  car: SimulatedCar;
+  connection: CarConnection;
+  replay: ReplayStore;
+}
+
+export interface SkippedVehicle {
+  vin: string;
+  reason: 'INCOMPATIBLE';
+}
+
+export interface Fleet {
+  cars: ReadonlyMap<string, FleetCar>;
+  skipped: SkippedVehicle[];
+  /** The car with this VIN; throws SIM_UNKNOWN_VIN when the fleet does not simulate it. */
+  car(vin: string): FleetCar;
+  stop(): Promise<void>;
+}
+
+export const replayFileFor = (dataDir: string, vin: string): string => join(dataDir, `${vin}.replay.json`);
+
+/** Connects every selected car; if any fails to connect, the others are closed again and the first error thrown. */
+export async function startFleet(deps: StartFleetDeps): Promise<Fleet> {
+  const catalog = deps.catalog ?? loadSeeds().catalog;
+  const clock = deps.now ?? Date.now;
+  const log = deps.logger ?? silentLogger;
+  const keys = keyRingFrom(deps.trustedKeys);
+
+  const selected: SeedVehicle[] = [];
+  const skipped: SkippedVehicle[] = [];
+  const seen = new Set<string>();
+  for (const vehicle of deps.vehicles) {
+    // Two sessions with one client id would take each other over [MQTT-3.1.4-2].
+    if (seen.has(vehicle.vin))
+      throw new SimulatorError('SIM_ARGS_INVALID', `VIN ${vehicle.vin} listed twice`);
+    seen.add(vehicle.vin);
+    if (deps.includeIncompatible || findCompatible(catalog, vehicle)) selected.push(vehicle);
+    else skipped.push({ vin: vehicle.vin, reason: 'INCOMPATIBLE' });
+  }
+
+  const started = await Promise.allSettled(
+    selected.map(async (vehicle): Promise<FleetCar> => {
+      const replay = createFileReplayStore({
+        file: replayFileFor(deps.dataDir, vehicle.vin),
+        capacity: deps.replayCapacity ?? DEFAULT_REPLAY_CAPACITY,
+        now: clock,
+        onError: (err) => log.error({ vin: vehicle.vin, err: String(err) }, 'replay store not written'),
+      });
+      const car = createSimulatedCar({
+        vin: vehicle.vin,
+        make: vehicle.make,
+        model: vehicle.model,
+        year: vehicle.year,
+        provider: vehicle.provider,
+        // Reports' seq must keep increasing across a simulator restart too (PROTOCOL.md §3.3). Starting it
+        // at the boot time in ms does that without a file, as long as a car sends under one report per ms.
+        initial: { position: vehicle.position, seq: Math.max(0, Math.floor(clock() ?? 0)) },
+        keys,
+        replay,
+        clock,
+        failsafeRelockMs: deps.failsafeRelockMs,
+        issuer: deps.issuer,
+      });
+      const { cert, key } = deps.pki.certFor(vehicle.vin);
+      const connection = await connectCar({
+        car,
+        brokerUrl: deps.brokerUrl,
+        ca: deps.pki.ca,
+        cert,
+        key,
+        reportIntervalMs: deps.reportIntervalMs ?? DEFAULT_REPORT_INTERVAL_MS,
+        logger: log,
+        servername: deps.servername,
+        random: deps.random,
+        createClient: deps.createClient,
+      });
+      return { vehicle, car, connection, replay };
+    }),
+  );
+
+  const cars = new Map<string, FleetCar>();
+  const failures: unknown[] = [];
+  for (const result of started) {
+    if (result.status === 'fulfilled') cars.set(result.value.vehicle.vin, result.value);
+    else failures.push(result.reason);
+  }
+  const stop = async (): Promise<void> => {
+    await Promise.all([...cars.values()].map((c) => c.connection.close()));
+  };
+  if (failures.length > 0) {
+    await stop();
+    throw failures[0];
+  }
+
+  return {
+    cars,
+    skipped,
+    car(vin) {
+      const found = cars.get(vin);
+      if (!found) throw new SimulatorError('SIM_UNKNOWN_VIN', `the fleet does not simulate ${vin}`);
+      return found;
+    },
+    stop,
+  };
+}

@@ -1,0 +1,128 @@
+// Owns the simulator program: the composition root that reads arguments and files, runs the fleet, stops on signals.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { type TrustedKeysFile, TrustedKeysFileSchema } from '../protocols/keys.ts';
+import { loadSeeds } from '../seeds/index.ts';
+import { parseCli, USAGE } from './cli.ts';
+import { SimulatorError } from './errors.ts';
+import { type FleetPki, startFleet } from './fleet.ts';
+import type { Logger } from './transport.ts';
+
+const EXIT_OK = 0;
+const EXIT_FAILED = 1;
+const EXIT_USAGE = 2;
+
+function line(msg: string, fields: Record<string, unknown>): string {
+  const parts = Object.entries(fields)
+    .filter(([, v]) => v !== undefined)
+    .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`);
+  return [msg, ...parts].join(' ');
+}
+
+const consoleLogger: Logger = {
+  info: (fields, msg) => console.log(line(msg, fields)),
+  warn: (fields, msg) => console.error(line(`warn: ${msg}`, fields)),
+  error: (fields, msg) => console.error(line(`error: ${msg}`, fields)),
+};
+
+function readPki(certsDir: string): { pki: FleetPki; trustedKeys: TrustedKeysFile } {
+  const read = (relative: string): string => {
+    const path = join(certsDir, relative);
+    try {
+      return readFileSync(path, 'utf8');
+    } catch (err) {
+      const why = (err as NodeJS.ErrnoException).code ?? 'unreadable';
+      throw new SimulatorError('SIM_PKI_MISSING', `${path}: ${why} (run npm run certs first?)`);
+    }
+  };
+  const ca = read('ca.crt');
+  let trustedKeys: TrustedKeysFile;
+  try {
+    trustedKeys = TrustedKeysFileSchema.parse(JSON.parse(read('trusted-keys.json')));
+  } catch (err) {
+    if (err instanceof SimulatorError) throw err;
+    throw new SimulatorError(
+      'SIM_PKI_MISSING',
+      `${join(certsDir, 'trusted-keys.json')}: not a trusted-keys file`,
+    );
+  }
+  const certFor = (vin: string) => ({ cert: read(`vehicles/${vin}.crt`), key: read(`vehicles/${vin}.key`) });
+  return { pki: { ca, certFor }, trustedKeys };
+}
+
+function untilSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const stop = (signal: NodeJS.Signals): void => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      // A second signal while closing means the operator does not want to wait.
+      process.once('SIGINT', () => process.exit(EXIT_FAILED));
+      process.once('SIGTERM', () => process.exit(EXIT_FAILED));
+      resolve(signal);
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+}
+
+async function main(argv: string[]): Promise<number> {
+  const usage = (reason: string): number => {
+    console.error(`simulator: ${reason} (see --help)`);
+    return EXIT_USAGE;
+  };
+  let command: ReturnType<typeof parseCli>;
+  try {
+    command = parseCli(argv);
+  } catch (err) {
+    if (err instanceof SimulatorError) return usage(err.message);
+    throw err;
+  }
+  if (command.kind === 'help') {
+    console.log(USAGE);
+    return EXIT_OK;
+  }
+  const { options } = command;
+  const seeds = loadSeeds();
+  const unknown = options.vins.find((vin) => !seeds.vehicles.some((v) => v.vin === vin));
+  if (unknown !== undefined) return usage(`--vin ${unknown} is not in seeds/fleet.json`);
+  const vehicles =
+    options.vins.length === 0 ? seeds.vehicles : seeds.vehicles.filter((v) => options.vins.includes(v.vin));
+
+  let pki: ReturnType<typeof readPki>;
+  try {
+    pki = readPki(options.certsDir);
+  } catch (err) {
+    if (err instanceof SimulatorError) return usage(err.message);
+    throw err;
+  }
+
+  const fleet = await startFleet({
+    brokerUrl: options.brokerUrl,
+    vehicles,
+    pki: pki.pki,
+    trustedKeys: pki.trustedKeys,
+    dataDir: options.dataDir,
+    catalog: seeds.catalog,
+    includeIncompatible: options.includeIncompatible,
+    reportIntervalMs: options.reportIntervalMs,
+    failsafeRelockMs: options.failsafeRelockMs,
+    servername: options.servername,
+    logger: consoleLogger,
+  });
+  for (const s of fleet.skipped) console.log(line('skipped', { vin: s.vin, reason: s.reason }));
+  if (fleet.cars.size === 0) return usage('no compatible vehicle selected (try --include-incompatible)');
+
+  const signal = await untilSignal();
+  console.log(line('stopping', { signal, cars: fleet.cars.size }));
+  await fleet.stop();
+  return EXIT_OK;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    const code = err instanceof SimulatorError ? ` ${err.code}` : '';
+    console.error(`simulator:${code} ${err instanceof Error ? err.message : String(err)}`);
+    process.exit(EXIT_FAILED);
+  },
+);

@@ -1,0 +1,294 @@
+// Owns the car's MQTT session (the simulator's only MQTT code): mTLS connect, commands in, acks and state out.
+import type { SecureContextOptions } from 'node:tls';
+import { connect, type IClientOptions, type MqttClient } from 'mqtt';
+import { encodeMessage } from '../protocols/messages.ts';
+import { ackTopic, commandTopic, stateTopic } from '../protocols/topics.ts';
+import type { SimulatedCar } from './car.ts';
+import { SimulatorError } from './errors.ts';
+
+/** pino-compatible: fields first, then the message. */
+export interface Logger {
+  info(fields: Record<string, unknown>, msg: string): void;
+  warn(fields: Record<string, unknown>, msg: string): void;
+  error(fields: Record<string, unknown>, msg: string): void;
+}
+
+export const silentLogger: Logger = { info() {}, warn() {}, error() {} };
+
+export interface Backoff {
+  initialMs: number;
+  maxMs: number;
+}
+
+export const DEFAULT_TICK_INTERVAL_MS = 250;
+export const DEFAULT_BACKOFF: Backoff = { initialMs: 500, maxMs: 30_000 };
+export const DEFAULT_CLOSE_TIMEOUT_MS = 3_000;
+
+export type ClientFactory = (brokerUrl: string, options: IClientOptions) => MqttClient;
+
+export interface ConnectCarDeps {
+  car: SimulatedCar;
+  /** mqtts://host:port; the broker speaks TLS 1.3 with client certificates. */
+  brokerUrl: string;
+  ca: string | Buffer;
+  cert: string | Buffer;
+  key: string | Buffer;
+  /** TLS server name, when the URL's host is an IP address but the broker's certificate names a host. */
+  servername?: string;
+  reportIntervalMs: number;
+  tickIntervalMs?: number;
+  backoff?: Backoff;
+  closeTimeoutMs?: number;
+  /** Source of reconnect jitter, in [0, 1). */
+  random?: () => number;
+  logger?: Logger;
+  /** Builds the MQTT client; tests pass a fake. It must not connect before `connect()` is called. */
+  createClient?: ClientFactory;
+}
+
+export interface CarConnection {
+  readonly car: SimulatedCar;
+  readonly connected: boolean;
+  /** Publishes a state report now; skipped while disconnected (the next connect sends one). */
+  reportState(): void;
+  /** Stops timers, says goodbye (presence offline) and disconnects. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Exponential backoff with equal jitter: half the step is fixed, half random, so a fleet does not reconnect in step. */
+export function reconnectDelay(attempt: number, backoff: Backoff, random: () => number): number {
+  const step = Math.min(backoff.maxMs, backoff.initialMs * 2 ** Math.min(attempt, 30));
+  return Math.round(step / 2 + random() * (step / 2));
+}
+
+type TlsClientOptions = IClientOptions & Pick<SecureContextOptions, 'minVersion'>;
+type PublishPacket = Parameters<MqttClient['handleMessage']>[0];
+
+function withTimeout<T>(work: Promise<T>, ms: number): Promise<{ done: true; value: T } | { done: false }> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<{ done: false }>((resolve) => {
+    timer = setTimeout(() => resolve({ done: false }), ms);
+  });
+  return Promise.race([work.then((value) => ({ done: true as const, value })), timeout]).finally(() =>
+    clearTimeout(timer),
+  );
+}
+
+/**
+ * Connects one car and keeps it connected. Resolves once the first session is up and subscribed; rejects
+ * with SIM_CONNECT_FAILED when that first attempt fails (so a misconfigured fleet stops at once), and after
+ * that reconnects on its own with backoff and jitter.
+ *
+ * Session choice: clean: false. The broker then keeps the command subscription and queues QoS 1 commands
+ * while the car is away, and redelivers unacknowledged ones after a reconnect (MQTT 3.1.1 §4.4); that is the
+ * redelivery the car's dedupe answers with the same ack. A command that waited too long is refused by token
+ * expiry, and a replayed one by the replay guard, so a persistent session cannot make the car act late.
+ */
+export async function connectCar(deps: ConnectCarDeps): Promise<CarConnection> {
+  const { car } = deps;
+  const vin = car.vin;
+  const log = deps.logger ?? silentLogger;
+  const random = deps.random ?? Math.random;
+  const backoff = deps.backoff ?? DEFAULT_BACKOFF;
+  const closeTimeoutMs = deps.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
+
+  const options: TlsClientOptions = {
+    clientId: vin, // the broker ties the client id to the certificate's VIN
+    protocolVersion: 4,
+    clean: false,
+    ca: deps.ca,
+    cert: deps.cert,
+    key: deps.key,
+    rejectUnauthorized: true,
+    minVersion: 'TLSv1.3',
+    // mqtt.js retries at a fixed period; this module schedules reconnects itself, with backoff.
+    reconnectPeriod: 0,
+    connectTimeout: 10_000,
+    keepalive: 30,
+    // The broker publishes this when the car drops without a DISCONNECT [MQTT-3.1.2-8].
+    will: {
+      topic: stateTopic(vin),
+      payload: Buffer.from(encodeMessage(car.presence())),
+      qos: 1,
+      retain: false,
+    },
+    manualConnect: true,
+  };
+  if (deps.servername !== undefined) options.servername = deps.servername;
+  const client = (deps.createClient ?? connect)(deps.brokerUrl, options);
+
+  let established = false;
+  let closing = false;
+  let attempt = 0;
+  let reconnectTimer: NodeJS.Timeout | null = null;
+
+  const publish = (topic: string, payload: string, what: string): void => {
+    client.publish(topic, payload, { qos: 1 }, (err) => {
+      if (err) log.warn({ vin, err: err.message }, `${what} not delivered`);
+    });
+  };
+
+  const reportState = (): void => {
+    if (!client.connected || closing) return;
+    publish(stateTopic(vin), encodeMessage(car.stateReport()), 'state report');
+  };
+
+  const onCommand = async (packet: PublishPacket): Promise<void> => {
+    if (packet.topic !== commandTopic(vin)) {
+      log.warn({ vin, topic: packet.topic }, 'message on an unexpected topic ignored');
+      return;
+    }
+    const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
+    const { ack, stateChanged } = await car.handleCommand(payload);
+    if (ack) {
+      publish(ackTopic(vin), encodeMessage(ack), 'ack');
+      log.info(
+        { vin, commandId: ack.commandId, outcome: ack.outcome, reason: ack.reason },
+        'command handled',
+      );
+    } else {
+      log.warn({ vin, bytes: payload.length }, 'unreadable command dropped without an ack');
+    }
+    if (stateChanged) reportState();
+  };
+
+  // Installed before connecting: a resumed session may deliver queued commands right after CONNACK.
+  // mqtt.js sends the PUBACK only when this callback runs, so a command is acknowledged to the broker after
+  // its ack is queued for sending; if the car dies first, the broker redelivers it. The ack's own PUBACK is
+  // not awaited here: mqtt.js reads no further packets until this callback runs, so awaiting would deadlock.
+  client.handleMessage = (packet, done) => {
+    onCommand(packet).then(
+      () => done(),
+      (err: unknown) => {
+        log.error({ vin, err: String(err) }, 'command handling failed');
+        done();
+      },
+    );
+  };
+
+  const stopListening = car.onChange((change) => {
+    if (change.effects.some((e) => e.type === 'relocked_by_car')) {
+      log.info({ vin }, 'fail-safe relock: no lock arrived in time');
+    }
+    // Command-caused changes are reported by onCommand, after the ack.
+    if (change.cause !== 'command' && change.effects.some((e) => e.type === 'report_state')) reportState();
+  });
+
+  const subscribe = async (): Promise<void> => {
+    // Subscribing again on a resumed session replaces the same subscription [MQTT-3.8.4-3].
+    const grants = await client.subscribeAsync(commandTopic(vin), { qos: 1 });
+    if (grants.some((g) => g.qos === 128)) {
+      throw new SimulatorError('SIM_SUBSCRIBE_REFUSED', `broker refused ${commandTopic(vin)}`);
+    }
+  };
+
+  // mqtt.js reports one refused connection more than once, and a broker that is down refuses every
+  // attempt; each distinct error is logged once until the next successful connect.
+  let lastError: string | null = null;
+  client.on('error', (err) => {
+    if (err.message === lastError) return;
+    lastError = err.message;
+    log.warn({ vin, err: err.message }, 'mqtt error');
+  });
+
+  client.on('connect', (connack) => {
+    attempt = 0;
+    lastError = null;
+    car.setOnline(true);
+    if (!established) return; // the first connect is finished by the code below
+    subscribe().then(
+      () => {
+        reportState();
+        log.info({ vin, sessionPresent: connack.sessionPresent }, 'reconnected');
+      },
+      (err: unknown) => log.error({ vin, err: String(err) }, 'subscription failed after reconnect'),
+    );
+  });
+
+  client.on('close', () => {
+    car.setOnline(false);
+    if (!established || closing || reconnectTimer !== null) return;
+    const delayMs = reconnectDelay(attempt++, backoff, random);
+    log.warn({ vin, delayMs }, 'disconnected; reconnecting');
+    reconnectTimer = setTimeout(() => {
+      reconnectTimer = null;
+      if (closing) return;
+      // Passing the stores keeps unacknowledged QoS 1 acks queued for the next session.
+      client.reconnect({ incomingStore: client.incomingStore, outgoingStore: client.outgoingStore });
+    }, delayMs);
+  });
+
+  let sessionPresent = false;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const done = (err?: Error): void => {
+        client.off('connect', onFirstConnect);
+        client.off('error', onFirstFailure);
+        client.off('close', onFirstClose);
+        if (err) reject(err);
+        else resolve();
+      };
+      const onFirstConnect = (connack: { sessionPresent: boolean }): void => {
+        sessionPresent = connack.sessionPresent;
+        done();
+      };
+      const onFirstFailure = (err: Error): void => done(err);
+      const onFirstClose = (): void => done(new Error('connection closed before CONNACK'));
+      client.on('connect', onFirstConnect);
+      client.on('error', onFirstFailure);
+      client.on('close', onFirstClose);
+      client.connect();
+    });
+    await subscribe();
+  } catch (err) {
+    stopListening();
+    closing = true;
+    client.end(true);
+    if (err instanceof SimulatorError) throw err;
+    throw new SimulatorError('SIM_CONNECT_FAILED', `${vin}: ${(err as Error).message}`, { cause: err });
+  }
+  established = true;
+  log.info(
+    { vin, make: car.make, model: car.model, year: car.year, provider: car.provider, sessionPresent },
+    'connected',
+  );
+
+  const tickTimer = setInterval(() => car.tick(), deps.tickIntervalMs ?? DEFAULT_TICK_INTERVAL_MS);
+  const reportTimer = setInterval(reportState, deps.reportIntervalMs);
+  reportState();
+
+  let closed: Promise<void> | null = null;
+  const shutdown = async (): Promise<void> => {
+    closing = true;
+    clearInterval(tickTimer);
+    clearInterval(reportTimer);
+    if (reconnectTimer !== null) clearTimeout(reconnectTimer);
+    reconnectTimer = null;
+    stopListening();
+    // A clean DISCONNECT discards the will [MQTT-3.14.4-3], so the car announces itself offline first.
+    // When that cannot be confirmed, it drops the connection instead and the broker publishes the will.
+    let announced = false;
+    if (client.connected) {
+      const sent = await withTimeout(
+        client.publishAsync(stateTopic(vin), encodeMessage(car.presence()), { qos: 1 }),
+        closeTimeoutMs,
+      ).catch(() => ({ done: false as const }));
+      announced = sent.done;
+    }
+    const ended = await withTimeout(client.endAsync(!announced), closeTimeoutMs);
+    if (!ended.done) client.stream?.destroy();
+    car.setOnline(false);
+  };
+
+  return {
+    car,
+    get connected() {
+      return client.connected;
+    },
+    reportState,
+    close() {
+      closed ??= shutdown();
+      return closed;
+    },
+  };
+}

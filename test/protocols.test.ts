@@ -1,0 +1,234 @@
+// Unit tests of the wire contract's pure logic: VIN rules, topics, strict JSON, and the token pipeline.
+import { generateKeyPairSync } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import {
+  buildClaims,
+  composeVin,
+  computeCheckDigit,
+  keyRingFrom,
+  mintAccessToken,
+  modelYearsFor,
+  parseStrictJson,
+  parseTopic,
+  type ReplayGuard,
+  TOKEN_TYP,
+  type TokenClaims,
+  trustedJwkFor,
+  verifyAccessToken,
+  vinProblem,
+} from '../protocols/index.ts';
+
+const VIN = '1G1ZE5ST5KF100231';
+const OTHER_VIN = 'YV1A22MK3F1900345';
+const NOW = Date.parse('2026-06-01T12:00:00Z');
+
+function memoryReplay(): ReplayGuard {
+  const seen = new Set<string>();
+  return {
+    claim(jti) {
+      if (seen.has(jti)) return 'replayed';
+      seen.add(jti);
+      return 'ok';
+    },
+  };
+}
+
+async function fixture() {
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  const jwk = await trustedJwkFor(publicKey);
+  const keys = keyRingFrom({ keys: [jwk] });
+  const claims = (over: Partial<TokenClaims> = {}): TokenClaims => ({
+    ...buildClaims({
+      issuer: 'urn:gateway:gateway',
+      vin: VIN,
+      deliveryId: 'dlv_1',
+      action: 'unlock',
+      commandId: 'cmd_1',
+      jti: 'jti_1',
+      nowMs: NOW,
+      ttlS: 60,
+      notAfterMs: NOW + 3_600_000,
+    }),
+    ...over,
+  });
+  const ctx = (over: Partial<Parameters<typeof verifyAccessToken>[1]> = {}) => ({
+    keys,
+    vin: VIN,
+    action: 'unlock' as const,
+    commandId: 'cmd_1',
+    deliveryId: 'dlv_1',
+    now: NOW,
+    replay: memoryReplay(),
+    ...over,
+  });
+  const mint = (c: TokenClaims = claims()) => mintAccessToken({ privateKey, kid: jwk.kid, claims: c });
+  return { privateKey, jwk, keys, claims, ctx, mint };
+}
+
+describe('VIN', () => {
+  it('accepts a VIN with the right check digit and rejects a wrong one', () => {
+    expect(vinProblem(VIN)).toBeNull();
+    expect(vinProblem(`${VIN.slice(0, 8)}0${VIN.slice(9)}`)).toBe('VIN_CHECK_DIGIT');
+  });
+  it('refuses I, O, Q and wrong lengths', () => {
+    expect(vinProblem('1G1ZE5ST5KF10023I')).toBe('VIN_MALFORMED');
+    expect(vinProblem('1G1ZE5ST5KF10023')).toBe('VIN_MALFORMED');
+  });
+  it('computes the check digit of the classic example 1M8GDM9AXKP042788', () => {
+    expect(computeCheckDigit('1M8GDM9AXKP042788')).toBe('X');
+  });
+  it('composes VINs whose model-year code round-trips', () => {
+    const vin = composeVin('YV4', 'A22PK', 2022, '1010762');
+    expect(vinProblem(vin)).toBeNull();
+    expect(modelYearsFor(vin)).toContain(2022);
+  });
+});
+
+describe('topics', () => {
+  it('parses the three topic kinds and nothing else', () => {
+    expect(parseTopic(`vehicles/${VIN}/commands`)).toEqual({ vin: VIN, kind: 'commands' });
+    expect(parseTopic(`vehicles/${VIN}/acks`)?.kind).toBe('acks');
+    expect(parseTopic('vehicles/+/acks')).toBeNull();
+    expect(parseTopic(`vehicles/${VIN}/other`)).toBeNull();
+    expect(parseTopic(`$SYS/${VIN}/acks`)).toBeNull();
+  });
+});
+
+describe('strict JSON', () => {
+  it('refuses duplicate member names, even when escaped', () => {
+    expect(() => parseStrictJson('{"a":1,"a":2}')).toThrow(
+      expect.objectContaining({ code: 'JSON_DUPLICATE_KEY' }),
+    );
+    expect(() => parseStrictJson('{"a":1,"\\u0061":2}')).toThrow(
+      expect.objectContaining({ code: 'JSON_DUPLICATE_KEY' }),
+    );
+  });
+  it('refuses deep nesting without recursing', () => {
+    expect(() => parseStrictJson(`${'['.repeat(100_000)}${']'.repeat(100_000)}`)).toThrow(
+      expect.objectContaining({ code: 'JSON_TOO_DEEP' }),
+    );
+  });
+  it('keeps duplicate-looking names in different objects apart', () => {
+    expect(parseStrictJson('{"a":{"b":1},"c":{"b":2}}')).toEqual({ a: { b: 1 }, c: { b: 2 } });
+  });
+});
+
+describe('access token', () => {
+  it('verifies a freshly minted token and reports every step', async () => {
+    const f = await fixture();
+    const verdict = await verifyAccessToken(await f.mint(), f.ctx());
+    expect(verdict.ok).toBe(true);
+    expect(verdict.steps.map((s) => s.step)).toEqual([
+      'structure',
+      'alg',
+      'header-members',
+      'typ',
+      'kid',
+      'signature',
+      'claims',
+      'clock',
+      'aud',
+      'act',
+      'binding',
+      'lifetime',
+      'nbf',
+      'exp',
+      'revocation',
+      'replay',
+    ]);
+  });
+
+  const cases: Array<
+    [string, (f: Awaited<ReturnType<typeof fixture>>) => Promise<[string, object?]>, string]
+  > = [
+    ['another VIN', async (f) => [await f.mint(f.claims({ aud: OTHER_VIN }))], 'TOKEN_AUDIENCE_MISMATCH'],
+    [
+      'a lock token used to unlock',
+      async (f) => [await f.mint(f.claims({ act: 'lock' }))],
+      'TOKEN_ACTION_MISMATCH',
+    ],
+    ['another command id', async (f) => [await f.mint(), { commandId: 'cmd_2' }], 'TOKEN_BINDING_MISMATCH'],
+    ['an expired token', async (f) => [await f.mint(), { now: NOW + 120_000 }], 'TOKEN_EXPIRED'],
+    ['a not-yet-valid token', async (f) => [await f.mint(), { now: NOW - 120_000 }], 'TOKEN_NOT_YET_VALID'],
+    ['an unknown clock', async (f) => [await f.mint(), { now: null }], 'CLOCK_UNKNOWN'],
+    ['a revoked delivery', async (f) => [await f.mint(), { isRevoked: () => true }], 'TOKEN_REVOKED'],
+    [
+      'a forged signature',
+      async (f) => {
+        const other = generateKeyPairSync('ed25519').privateKey;
+        return [await mintAccessToken({ privateKey: other, kid: f.jwk.kid, claims: f.claims() })];
+      },
+      'TOKEN_SIGNATURE_INVALID',
+    ],
+    [
+      'alg none',
+      async (f) => {
+        const h = Buffer.from(JSON.stringify({ alg: 'none', typ: TOKEN_TYP, kid: f.jwk.kid })).toString(
+          'base64url',
+        );
+        const p = Buffer.from(JSON.stringify(f.claims())).toString('base64url');
+        return [`${h}.${p}.AAAA`];
+      },
+      'TOKEN_ALG_NOT_ALLOWED',
+    ],
+    [
+      'an embedded jwk header',
+      async (f) => {
+        const [, p, s] = (await f.mint()).split('.');
+        const h = Buffer.from(
+          JSON.stringify({ alg: 'EdDSA', typ: TOKEN_TYP, kid: f.jwk.kid, jwk: f.jwk }),
+        ).toString('base64url');
+        return [`${h}.${p}.${s}`];
+      },
+      'TOKEN_HEADER_FORBIDDEN',
+    ],
+    ['a 1 MB token', async () => ['a'.repeat(1_000_000)], 'TOKEN_TOO_LARGE'],
+  ];
+  for (const [name, make, code] of cases) {
+    it(`refuses ${name} with ${code}`, async () => {
+      const f = await fixture();
+      const [token, over] = await make(f);
+      const verdict = await verifyAccessToken(token, f.ctx(over));
+      expect(verdict.ok).toBe(false);
+      if (!verdict.ok) expect(verdict.code).toBe(code);
+    });
+  }
+
+  it('refuses a replay and does not consume the jti of a refused token', async () => {
+    const f = await fixture();
+    const replay = memoryReplay();
+    const token = await f.mint();
+    const early = await verifyAccessToken(token, f.ctx({ replay, now: NOW - 120_000 }));
+    expect(early.ok).toBe(false);
+    expect((await verifyAccessToken(token, f.ctx({ replay }))).ok).toBe(true);
+    const again = await verifyAccessToken(token, f.ctx({ replay }));
+    expect(again.ok ? null : again.code).toBe('TOKEN_REPLAYED');
+  });
+
+  it('never mints a token that outlives the window or the protocol maximum', async () => {
+    const c = buildClaims({
+      issuer: 'i',
+      vin: VIN,
+      deliveryId: 'd',
+      action: 'unlock',
+      commandId: 'c',
+      jti: 'j',
+      nowMs: NOW,
+      ttlS: 10_000,
+      notAfterMs: NOW + 20_000,
+    });
+    expect(c.exp - c.iat).toBe(20);
+    const long = buildClaims({
+      issuer: 'i',
+      vin: VIN,
+      deliveryId: 'd',
+      action: 'unlock',
+      commandId: 'c',
+      jti: 'j',
+      nowMs: NOW,
+      ttlS: 10_000,
+      notAfterMs: NOW + 86_400_000,
+    });
+    expect(long.exp - long.iat).toBe(300);
+  });
+});

@@ -1,0 +1,435 @@
+// Tests the car's MQTT transport and the fleet against a fake MQTT client: no network, fake timers.
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { IClientOptions, MqttClient } from 'mqtt';
+import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { keyRingFrom, type TrustedKeysFile, trustedJwkFor } from '../protocols/keys.ts';
+import { AckSchema, type Action, PresenceSchema, StateMessageSchema } from '../protocols/messages.ts';
+import { buildClaims, mintAccessToken } from '../protocols/token.ts';
+import { ackTopic, commandTopic, stateTopic } from '../protocols/topics.ts';
+import { loadSeeds } from '../seeds/index.ts';
+import { createSimulatedCar, type SimulatedCar } from '../simulator/car.ts';
+import { replayFileFor, startFleet } from '../simulator/fleet.ts';
+import { createMemoryReplayStore } from '../simulator/replay-store.ts';
+import { type ClientFactory, type ConnectCarDeps, connectCar } from '../simulator/transport.ts';
+
+const NOW = Date.parse('2025-06-02T09:00:00Z');
+const VIN = '1G1ZE5ST5KF100231';
+const RELOCK_MS = 120_000;
+
+interface Sent {
+  topic: string;
+  payload: string;
+  qos: number | undefined;
+}
+
+/** Just enough of mqtt.js's MqttClient for connectCar; the test drives connects, drops and deliveries. */
+class FakeClient extends EventEmitter {
+  connected = false;
+  sent: Sent[] = [];
+  events: string[] = [];
+  subscriptions: Array<{ topic: string; qos: number }> = [];
+  grantQos = 1;
+  failConnect: Error | null = null;
+  ended: boolean | null = null;
+  reconnects: unknown[] = [];
+  incomingStore = { name: 'in' };
+  outgoingStore = { name: 'out' };
+  stream = { destroy: vi.fn() };
+  handleMessage = (_packet: unknown, done: () => void): void => done();
+
+  constructor(readonly options: IClientOptions) {
+    super();
+  }
+
+  connect(): this {
+    queueMicrotask(() => {
+      if (this.failConnect) {
+        this.emit('error', this.failConnect);
+        this.emit('close');
+        return;
+      }
+      this.connected = true;
+      this.emit('connect', { sessionPresent: false });
+    });
+    return this;
+  }
+
+  reconnect(stores: unknown): this {
+    this.reconnects.push(stores);
+    return this.connect();
+  }
+
+  drop(): void {
+    this.connected = false;
+    this.emit('close');
+  }
+
+  async subscribeAsync(topic: string, opts: { qos: number }) {
+    this.subscriptions.push({ topic, qos: opts.qos });
+    return [{ topic, qos: this.grantQos }];
+  }
+
+  publish(topic: string, payload: string, opts: { qos?: number }, cb?: (err?: Error) => void): this {
+    this.sent.push({ topic, payload, qos: opts.qos });
+    this.events.push(`publish ${topic.split('/')[2]}`);
+    cb?.();
+    return this;
+  }
+
+  async publishAsync(topic: string, payload: string, opts: { qos?: number }) {
+    this.publish(topic, payload, opts);
+    return undefined;
+  }
+
+  async endAsync(force?: boolean) {
+    this.ended = force ?? false;
+    this.connected = false;
+    this.emit('close');
+  }
+
+  end(force?: boolean): this {
+    this.ended = force ?? false;
+    return this;
+  }
+
+  /** Delivers a command as mqtt.js would and resolves when the PUBACK would be sent. */
+  deliver(payload: Buffer, topic = commandTopic(VIN)): Promise<void> {
+    return new Promise((resolve) => {
+      this.handleMessage({ cmd: 'publish', topic, payload, qos: 1, dup: false, retain: false }, () => {
+        this.events.push('puback');
+        resolve();
+      });
+    });
+  }
+
+  onTopic(kind: 'acks' | 'state'): Sent[] {
+    return this.sent.filter((s) => s.topic.endsWith(`/${kind}`));
+  }
+}
+
+let gatewayKey: KeyObject;
+let trustedKeys: TrustedKeysFile;
+
+beforeAll(async () => {
+  const pair = generateKeyPairSync('ed25519');
+  gatewayKey = pair.privateKey;
+  trustedKeys = { keys: [await trustedJwkFor(pair.publicKey)] };
+});
+
+let serial = 0;
+async function commandFor(action: Action, vin = VIN): Promise<Buffer> {
+  const commandId = `cmd_${++serial}`;
+  const kid = trustedKeys.keys[0]?.kid as string;
+  const token = await mintAccessToken({
+    privateKey: gatewayKey,
+    kid,
+    claims: buildClaims({
+      issuer: 'urn:gateway:gateway',
+      vin,
+      deliveryId: 'dlv_1',
+      action,
+      commandId,
+      jti: `jti_${serial}`,
+      nowMs: NOW,
+      ttlS: 60,
+      notAfterMs: NOW + 3_600_000,
+    }),
+  });
+  return Buffer.from(
+    JSON.stringify({ v: 1, type: 'command', commandId, deliveryId: 'dlv_1', action, token }),
+  );
+}
+
+function factory(): { create: ClientFactory; clients: FakeClient[] } {
+  const clients: FakeClient[] = [];
+  const create: ClientFactory = (_url, options) => {
+    const client = new FakeClient(options);
+    clients.push(client);
+    return client as unknown as MqttClient;
+  };
+  return { create, clients };
+}
+
+describe('connectCar', () => {
+  let time: number;
+  let car: SimulatedCar;
+  let fake: ReturnType<typeof factory>;
+
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
+    time = NOW;
+    car = createSimulatedCar({
+      vin: VIN,
+      make: 'Chevrolet',
+      model: 'Malibu',
+      year: 2019,
+      provider: 'onstar',
+      initial: { position: { lat: 47.6, lon: -122.3 } },
+      keys: keyRingFrom(trustedKeys),
+      replay: createMemoryReplayStore({ capacity: 10, now: () => time }),
+      clock: () => time,
+      failsafeRelockMs: RELOCK_MS,
+    });
+    fake = factory();
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  const connect = (extra: Partial<ConnectCarDeps> = {}) =>
+    connectCar({
+      car,
+      brokerUrl: 'mqtts://127.0.0.1:8883',
+      ca: 'CA',
+      cert: 'CERT',
+      key: 'KEY',
+      reportIntervalMs: 30_000,
+      random: () => 0,
+      createClient: fake.create,
+      ...extra,
+    });
+
+  it('connects as the VIN over TLS 1.3 with the presence will, subscribes at QoS 1 and reports', async () => {
+    const conn = await connect();
+    const client = fake.clients[0] as FakeClient;
+    expect(client.options).toMatchObject({
+      clientId: VIN,
+      protocolVersion: 4,
+      clean: false,
+      rejectUnauthorized: true,
+      minVersion: 'TLSv1.3',
+      reconnectPeriod: 0,
+      manualConnect: true,
+      ca: 'CA',
+      cert: 'CERT',
+      key: 'KEY',
+      will: { topic: stateTopic(VIN), qos: 1, retain: false },
+    });
+    const will = client.options.will as { payload: Buffer };
+    expect(PresenceSchema.parse(JSON.parse(will.payload.toString()))).toMatchObject({
+      vin: VIN,
+      online: false,
+    });
+    expect(client.subscriptions).toEqual([{ topic: commandTopic(VIN), qos: 1 }]);
+    expect(client.onTopic('state').map((s) => StateMessageSchema.parse(JSON.parse(s.payload)).type)).toEqual([
+      'state',
+    ]);
+    expect(conn.connected).toBe(true);
+    expect(car.snapshot().online).toBe(true);
+    await conn.close();
+  });
+
+  it('publishes the ack, then the state report, then lets the PUBACK go', async () => {
+    const conn = await connect();
+    const client = fake.clients[0] as FakeClient;
+    client.events = [];
+    await client.deliver(await commandFor('unlock'));
+    expect(client.events).toEqual(['publish acks', 'publish state', 'puback']);
+    const [ack] = client.onTopic('acks');
+    expect(ack?.topic).toBe(ackTopic(VIN));
+    expect(ack?.qos).toBe(1);
+    expect(AckSchema.parse(JSON.parse(ack?.payload ?? ''))).toMatchObject({
+      outcome: 'executed',
+      locked: false,
+    });
+    await conn.close();
+  });
+
+  it('re-sends the same ack for a redelivered command and sends no second state report', async () => {
+    const conn = await connect();
+    const client = fake.clients[0] as FakeClient;
+    const raw = await commandFor('unlock');
+    await client.deliver(raw);
+    time += 1_000;
+    const reports = client.onTopic('state').length;
+    await client.deliver(raw);
+    const acks = client.onTopic('acks');
+    expect(acks).toHaveLength(2);
+    expect(acks[1]?.payload).toBe(acks[0]?.payload);
+    expect(client.onTopic('state')).toHaveLength(reports);
+    await conn.close();
+  });
+
+  it('ignores a message on another topic, with no ack', async () => {
+    const conn = await connect();
+    const client = fake.clients[0] as FakeClient;
+    await client.deliver(await commandFor('unlock'), commandTopic('YV1A22MK3F1900345'));
+    expect(client.onTopic('acks')).toEqual([]);
+    expect(car.snapshot().locked).toBe(true);
+    await conn.close();
+  });
+
+  it('the tick timer fires the fail-safe relock and reports it; reports also go out periodically', async () => {
+    const conn = await connect({ reportIntervalMs: 10_000 });
+    const client = fake.clients[0] as FakeClient;
+    await client.deliver(await commandFor('unlock'));
+    const before = client.onTopic('state').length;
+    time += RELOCK_MS;
+    vi.advanceTimersByTime(250);
+    const reports = client.onTopic('state').map((s) => JSON.parse(s.payload));
+    expect(reports).toHaveLength(before + 1);
+    expect(reports.at(-1)).toMatchObject({ type: 'state', locked: true });
+    expect(car.snapshot().locked).toBe(true);
+
+    vi.advanceTimersByTime(10_000);
+    expect(client.onTopic('state')).toHaveLength(before + 2);
+    const seqs = client.onTopic('state').map((s) => JSON.parse(s.payload).seq as number);
+    expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
+    expect(new Set(seqs).size).toBe(seqs.length);
+    await conn.close();
+  });
+
+  it('reconnects with backoff after a drop, keeping the stores, then resubscribes and reports', async () => {
+    const conn = await connect();
+    const client = fake.clients[0] as FakeClient;
+    client.drop();
+    expect(car.snapshot().online).toBe(false);
+    expect(conn.connected).toBe(false);
+    vi.advanceTimersByTime(249);
+    expect(client.reconnects).toHaveLength(0);
+    vi.advanceTimersByTime(1);
+    expect(client.reconnects).toEqual([
+      { incomingStore: client.incomingStore, outgoingStore: client.outgoingStore },
+    ]);
+    await vi.waitFor(() => expect(client.subscriptions).toHaveLength(2));
+    await vi.waitFor(() => expect(client.onTopic('state')).toHaveLength(2));
+    expect(car.snapshot().online).toBe(true);
+    await conn.close();
+  });
+
+  it('close announces presence, disconnects cleanly, clears every timer and does not reconnect', async () => {
+    const conn = await connect();
+    const client = fake.clients[0] as FakeClient;
+    await conn.close();
+    const last = client.sent.at(-1);
+    expect(last?.topic).toBe(stateTopic(VIN));
+    expect(PresenceSchema.parse(JSON.parse(last?.payload ?? ''))).toMatchObject({ online: false });
+    expect(client.ended).toBe(false);
+    expect(vi.getTimerCount()).toBe(0);
+    vi.advanceTimersByTime(60_000);
+    expect(client.reconnects).toHaveLength(0);
+    await conn.close();
+  });
+
+  it('close while disconnected drops the session so the broker sends the will', async () => {
+    const conn = await connect();
+    const client = fake.clients[0] as FakeClient;
+    client.connected = false;
+    await conn.close();
+    expect(client.ended).toBe(true);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('a failed first connect rejects with SIM_CONNECT_FAILED', async () => {
+    const create: ClientFactory = (url, options) => {
+      const client = fake.create(url, options) as unknown as FakeClient;
+      client.failConnect = new Error('certificate unknown');
+      return client as unknown as MqttClient;
+    };
+    await expect(connect({ createClient: create })).rejects.toMatchObject({ code: 'SIM_CONNECT_FAILED' });
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('a refused subscription rejects with SIM_SUBSCRIBE_REFUSED', async () => {
+    const create: ClientFactory = (url, options) => {
+      const client = fake.create(url, options) as unknown as FakeClient;
+      client.grantQos = 128;
+      return client as unknown as MqttClient;
+    };
+    await expect(connect({ createClient: create })).rejects.toMatchObject({ code: 'SIM_SUBSCRIBE_REFUSED' });
+  });
+});
+
+describe('startFleet', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'sim-fleet-'));
+  });
+  afterEach(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const pki = { ca: 'CA', certFor: (vin: string) => ({ cert: `cert ${vin}`, key: `key ${vin}` }) };
+
+  it('simulates only catalog-compatible vehicles, each with its own replay file and certificate', async () => {
+    const { vehicles } = loadSeeds();
+    const fake = factory();
+    const fleet = await startFleet({
+      brokerUrl: 'mqtts://127.0.0.1:8883',
+      vehicles,
+      pki,
+      trustedKeys,
+      dataDir: dir,
+      now: () => NOW,
+      createClient: fake.create,
+    });
+    expect(fleet.skipped.map((s) => s.vin).sort()).toEqual(['1FA6P8TH6J5130557', '1G1ZD5ST4EF120901']);
+    expect(fleet.cars.size).toBe(vehicles.length - 2);
+    expect(fake.clients.map((c) => c.options.clientId).sort()).toEqual([...fleet.cars.keys()].sort());
+    expect(fake.clients.every((c) => c.options.cert === `cert ${c.options.clientId}`)).toBe(true);
+
+    const handle = fleet.car(VIN);
+    const client = fake.clients.find((c) => c.options.clientId === VIN) as FakeClient;
+    await client.deliver(await commandFor('unlock'));
+    expect(handle.car.snapshot().locked).toBe(false);
+    expect(existsSync(replayFileFor(dir, VIN))).toBe(true);
+    expect(() => fleet.car('1FA6P8TH6J5130557')).toThrow(
+      expect.objectContaining({ code: 'SIM_UNKNOWN_VIN' }),
+    );
+
+    await fleet.stop();
+    expect(fake.clients.every((c) => c.ended === false)).toBe(true);
+  });
+
+  it('includes incompatible vehicles when told to, and refuses a VIN listed twice', async () => {
+    const { vehicles } = loadSeeds();
+    const fake = factory();
+    const fleet = await startFleet({
+      brokerUrl: 'mqtts://127.0.0.1:8883',
+      vehicles: vehicles.slice(-2),
+      pki,
+      trustedKeys,
+      dataDir: dir,
+      includeIncompatible: true,
+      createClient: fake.create,
+    });
+    expect(fleet.cars.size).toBe(2);
+    await fleet.stop();
+    const twice = [vehicles[0], vehicles[0]].filter((v) => v !== undefined);
+    await expect(
+      startFleet({
+        brokerUrl: 'mqtts://h:1',
+        vehicles: twice,
+        pki,
+        trustedKeys,
+        dataDir: dir,
+        createClient: fake.create,
+      }),
+    ).rejects.toMatchObject({ code: 'SIM_ARGS_INVALID' });
+  });
+
+  it('closes the cars that connected when another one fails', async () => {
+    const { vehicles } = loadSeeds();
+    const fake = factory();
+    const create: ClientFactory = (url, options) => {
+      const client = fake.create(url, options) as unknown as FakeClient;
+      if (options.clientId === VIN) client.failConnect = new Error('refused');
+      return client as unknown as MqttClient;
+    };
+    await expect(
+      startFleet({
+        brokerUrl: 'mqtts://h:1',
+        vehicles: vehicles.slice(0, 3),
+        pki,
+        trustedKeys,
+        dataDir: dir,
+        createClient: create,
+      }),
+    ).rejects.toMatchObject({ code: 'SIM_CONNECT_FAILED' });
+    expect(fake.clients.filter((c) => c.options.clientId !== VIN).every((c) => c.ended === false)).toBe(true);
+  });
+});
