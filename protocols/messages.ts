@@ -23,6 +23,9 @@ const Id = z
   .max(64)
   .regex(/^[A-Za-z0-9_-]+$/);
 
+/** At least 128 random bits in base64url: ties a state query to its answer (PROTOCOL.md §3.5). */
+export const NonceSchema = z.string().regex(/^[A-Za-z0-9_-]{22,64}$/, 'nonce: 22-64 base64url characters');
+
 /** Gateway → car, on vehicles/{VIN}/commands. The token carries every field that matters, signed. */
 export const CommandSchema = z.strictObject({
   v: z.literal(PROTOCOL_VERSION),
@@ -77,6 +80,8 @@ export const StateReportSchema = z.strictObject({
   ignition: z.enum(['off', 'on']),
   position: PositionSchema,
   at: z.number().int().nonnegative().nullable(),
+  /** Only in the answer to a state_query: that query's nonce (PROTOCOL.md §3.5). */
+  nonce: NonceSchema.optional(),
 });
 export type StateReport = z.infer<typeof StateReportSchema>;
 
@@ -88,6 +93,17 @@ export const PresenceSchema = z.strictObject({
   online: z.literal(false),
 });
 export type Presence = z.infer<typeof PresenceSchema>;
+
+/**
+ * Gateway → car, on vehicles/{VIN}/commands: "send a state report now". It changes nothing at the car, so it
+ * carries no token; the answer is a state report with the same nonce (PROTOCOL.md §3.5).
+ */
+export const StateQuerySchema = z.strictObject({
+  v: z.literal(PROTOCOL_VERSION),
+  type: z.literal('state_query'),
+  nonce: NonceSchema,
+});
+export type StateQuery = z.infer<typeof StateQuerySchema>;
 
 export const StateMessageSchema = z.discriminatedUnion('type', [StateReportSchema, PresenceSchema]);
 export type StateMessage = z.infer<typeof StateMessageSchema>;
@@ -117,4 +133,5 @@ export function parseMessage<S extends z.ZodType>(schema: S, payload: Buffer | s
   return parsed.data;
 }
 
-export const encodeMessage = (message: Command | Ack | StateMessage): string => JSON.stringify(message);
+export const encodeMessage = (message: Command | Ack | StateMessage | StateQuery): string =>
+  JSON.stringify(message);
