@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import type { ProviderId } from '../protocols/catalog.ts';
 import {
   type Ack,
+  type Action,
   ActionSchema,
   type Command,
   CommandSchema,
@@ -30,7 +31,7 @@ import {
 } from './car-state.ts';
 
 /** Car-side refusal reasons beyond the token pipeline's codes (which the ack carries as they are). */
-export type CarRefusalCode = 'COMMAND_MALFORMED' | 'TOKEN_ISSUER_MISMATCH' | 'CAR_FAULT';
+export type CarRefusalCode = 'COMMAND_MALFORMED' | 'TOKEN_ISSUER_MISMATCH' | 'CAR_FAULT' | 'LOW_BATTERY';
 
 /** How many recent commands the car remembers to answer an MQTT redelivery with the same ack. */
 export const DEFAULT_DEDUPE_CAPACITY = 256;
@@ -41,8 +42,11 @@ export interface SimulatedCarDeps {
   model: string;
   year: number;
   provider: ProviderId;
-  /** `seq` is the first state report's sequence number (default 0). */
-  initial: { position: Position; seq?: number };
+  /**
+   * `seq` is the first state report's sequence number (default 0); `state`, when given, is the state the car
+   * had before a reboot (simulator/car-store.ts) and replaces the factory-fresh one.
+   */
+  initial: { position: Position; seq?: number; state?: CarState };
   keys: KeyRing;
   replay: ReplayGuard;
   /** The car's own time in ms since the epoch; null when the car does not know it. */
@@ -51,6 +55,21 @@ export interface SimulatedCarDeps {
   /** When set, tokens whose `iss` differs are refused (TOKEN_ISSUER_MISMATCH). */
   issuer?: string;
   dedupeCapacity?: number;
+  /** Fault injection (simulator/faults.ts): a low 12 V battery refuses remote commands with LOW_BATTERY. */
+  faults?: { batteryLow(): boolean };
+  /** Told of every command the car executed, with the token's jti and SHA-256 (an audit log for tests). */
+  onExecuted?: (executed: ExecutedCommand) => void;
+}
+
+export interface ExecutedCommand {
+  commandId: string;
+  deliveryId: string;
+  action: Action;
+  jti: string;
+  /** SHA-256 of the token, base64url, as the gateway stores it. */
+  tokenSha256: string;
+  /** The car's time of execution. */
+  at: number;
 }
 
 export interface CommandResult {
@@ -94,8 +113,8 @@ export interface SimulatedCar {
   /** Advances time for the fail-safe relock; `now` defaults to the car's clock. */
   tick(now?: number | null): CarEffect[];
   snapshot(): CarState;
-  /** Builds the next state report; each call takes a new, larger `seq`. */
-  stateReport(): StateReport;
+  /** Builds the next state report; each call takes a new, larger `seq`. A state query's nonce is echoed (§3.5). */
+  stateReport(nonce?: string): StateReport;
   /** The offline notice the transport registers as its MQTT will. */
   presence(): Presence;
   /**
@@ -145,7 +164,8 @@ function decodeCommand(raw: Buffer): Command | null {
 export function createSimulatedCar(deps: SimulatedCarDeps): SimulatedCar {
   const config = { failsafeRelockMs: deps.failsafeRelockMs ?? DEFAULT_FAILSAFE_RELOCK_MS };
   const dedupeCapacity = deps.dedupeCapacity ?? DEFAULT_DEDUPE_CAPACITY;
-  let state = initialCarState(PositionSchema.parse(deps.initial.position), deps.initial.seq ?? 0);
+  let state =
+    deps.initial.state ?? initialCarState(PositionSchema.parse(deps.initial.position), deps.initial.seq ?? 0);
   const listeners = new Set<CarListener>();
   /** SHA-256 of a command payload → the ack it got; a byte-identical redelivery gets the same ack. */
   const recentAcks = new Map<string, Ack>();
@@ -198,6 +218,13 @@ export function createSimulatedCar(deps: SimulatedCarDeps): SimulatedCar {
   /** Verifies and executes; the car unlocks only on the executed branch, after every check has passed. */
   const execute = async (command: Command): Promise<CommandResult> => {
     const now = readClock();
+    // Checked before the token, so a refusal consumes no jti (PROTOCOL.md §5).
+    if (deps.faults?.batteryLow()) {
+      return {
+        ack: ack(command, 'refused', now, 'LOW_BATTERY' satisfies CarRefusalCode),
+        stateChanged: false,
+      };
+    }
     let verdict: Awaited<ReturnType<typeof verifyAccessToken>>;
     try {
       verdict = await verifyAccessToken(command.token, {
@@ -220,6 +247,14 @@ export function createSimulatedCar(deps: SimulatedCarDeps): SimulatedCar {
     // verifyAccessToken refuses with CLOCK_UNKNOWN before this point; the guard only narrows the type.
     if (now === null) return { ack: ack(command, 'refused', now, 'CLOCK_UNKNOWN'), stateChanged: false };
     const effects = dispatch({ type: 'remote_command', action: command.action, now }, 'command');
+    deps.onExecuted?.({
+      commandId: command.commandId,
+      deliveryId: command.deliveryId,
+      action: command.action,
+      jti: verdict.claims.jti,
+      tokenSha256: createHash('sha256').update(command.token).digest('base64url'),
+      at: now,
+    });
     const stateChanged = effects.some((e) => e.type === 'report_state');
     return { ack: ack(command, 'executed', now), stateChanged };
   };
@@ -263,7 +298,7 @@ export function createSimulatedCar(deps: SimulatedCarDeps): SimulatedCar {
     setOnline: (online) => control({ type: 'connectivity', online }),
     tick: (now) => dispatch({ type: 'tick', now: now === undefined ? readClock() : now }, 'tick'),
     snapshot: () => state,
-    stateReport() {
+    stateReport(nonce) {
       const taken = takeReportSeq(state);
       state = taken.state;
       return {
@@ -278,6 +313,7 @@ export function createSimulatedCar(deps: SimulatedCarDeps): SimulatedCar {
         ignition: state.ignition,
         position: { lat: state.position.lat, lon: state.position.lon },
         at: readClock(),
+        ...(nonce !== undefined && { nonce }),
       };
     },
     presence: () => ({ v: PROTOCOL_VERSION, type: 'presence', vin: deps.vin, online: false }),

@@ -4,10 +4,13 @@ import type { Catalog } from '../protocols/catalog.ts';
 import { findCompatible } from '../protocols/catalog.ts';
 import { keyRingFrom, type TrustedKeysFile } from '../protocols/keys.ts';
 import { loadSeeds, type SeedVehicle } from '../seeds/index.ts';
-import { createSimulatedCar, type SimulatedCar } from './car.ts';
+import { createSimulatedCar, type ExecutedCommand, type SimulatedCar } from './car.ts';
+import { createFileCarStore } from './car-store.ts';
 import { SimulatorError } from './errors.ts';
+import type { CarFaults, FleetFaults } from './faults.ts';
 import { createFileReplayStore, type ReplayStore } from './replay-store.ts';
 import {
+  type Backoff,
   type CarConnection,
   type ClientFactory,
   connectCar,
@@ -46,13 +49,21 @@ export interface StartFleetDeps {
   logger?: Logger;
   random?: () => number;
   createClient?: ClientFactory;
+  /** Fault injection; each car gets its own injector from it, and its clock through it. */
+  faults?: FleetFaults;
+  backoff?: Backoff;
+  tickIntervalMs?: number;
 }
 
+/** One simulated car. After a reboot `car`, `connection` and `replay` are new objects in the same record. */
 export interface FleetCar {
   vehicle: SeedVehicle;
   car: SimulatedCar;
   connection: CarConnection;
   replay: ReplayStore;
+  faults: CarFaults | null;
+  /** Every command this car executed (across reboots), in order: the audit log tests check tokens against. */
+  executed: ExecutedCommand[];
 }
 
 export interface SkippedVehicle {
@@ -65,10 +76,16 @@ export interface Fleet {
   skipped: SkippedVehicle[];
   /** The car with this VIN; throws SIM_UNKNOWN_VIN when the fleet does not simulate it. */
   car(vin: string): FleetCar;
+  /**
+   * Power-cycles a car: the link drops without a goodbye (the broker publishes the will), nothing runs for
+   * downMs, then the unit boots from its files (state, seen jtis) with the same keys and reconnects.
+   */
+  reboot(vin: string, downMs: number): Promise<void>;
   stop(): Promise<void>;
 }
 
 export const replayFileFor = (dataDir: string, vin: string): string => join(dataDir, `${vin}.replay.json`);
+export const stateFileFor = (dataDir: string, vin: string): string => join(dataDir, `${vin}.state.json`);
 
 /** Connects every selected car; if any fails to connect, the others are closed again and the first error thrown. */
 export async function startFleet(deps: StartFleetDeps): Promise<Fleet> {
@@ -89,43 +106,67 @@ export async function startFleet(deps: StartFleetDeps): Promise<Fleet> {
     else skipped.push({ vin: vehicle.vin, reason: 'INCOMPATIBLE' });
   }
 
+  /** Boots one car from its files (a first boot finds none) and connects it. */
+  const boot = async (
+    vehicle: SeedVehicle,
+    faults: CarFaults | null,
+    executed: ExecutedCommand[],
+  ): Promise<Pick<FleetCar, 'car' | 'connection' | 'replay'>> => {
+    const carClock = faults ? () => faults.carTime() : clock;
+    const replay = createFileReplayStore({
+      file: replayFileFor(deps.dataDir, vehicle.vin),
+      capacity: deps.replayCapacity ?? DEFAULT_REPLAY_CAPACITY,
+      now: carClock,
+      onError: (err) => log.error({ vin: vehicle.vin, err: String(err) }, 'replay store not written'),
+    });
+    const store = createFileCarStore(stateFileFor(deps.dataDir, vehicle.vin), (err) =>
+      log.error({ vin: vehicle.vin, err: String(err) }, 'car state not written'),
+    );
+    // Reports' seq must keep increasing across a restart too (PROTOCOL.md §3.3): the saved seq, or the boot
+    // time in ms if larger, which also covers a lost file as long as a car sends under one report per ms.
+    const bootSeq = Math.max(0, Math.floor(clock() ?? 0));
+    const restored = store.load(bootSeq);
+    const car = createSimulatedCar({
+      vin: vehicle.vin,
+      make: vehicle.make,
+      model: vehicle.model,
+      year: vehicle.year,
+      provider: vehicle.provider,
+      initial: { position: vehicle.position, seq: bootSeq, ...(restored ? { state: restored } : {}) },
+      keys,
+      replay,
+      clock: carClock,
+      failsafeRelockMs: deps.failsafeRelockMs,
+      issuer: deps.issuer,
+      ...(faults ? { faults } : {}),
+      onExecuted: (e) => executed.push(e),
+    });
+    car.onChange((change) => store.save(change.state));
+    store.save(car.snapshot());
+    const { cert, key } = deps.pki.certFor(vehicle.vin);
+    const connection = await connectCar({
+      car,
+      brokerUrl: deps.brokerUrl,
+      ca: deps.pki.ca,
+      cert,
+      key,
+      reportIntervalMs: deps.reportIntervalMs ?? DEFAULT_REPORT_INTERVAL_MS,
+      tickIntervalMs: deps.tickIntervalMs,
+      backoff: deps.backoff,
+      logger: log,
+      servername: deps.servername,
+      random: deps.random,
+      createClient: deps.createClient,
+      ...(faults ? { faults } : {}),
+    });
+    return { car, connection, replay };
+  };
+
   const started = await Promise.allSettled(
     selected.map(async (vehicle): Promise<FleetCar> => {
-      const replay = createFileReplayStore({
-        file: replayFileFor(deps.dataDir, vehicle.vin),
-        capacity: deps.replayCapacity ?? DEFAULT_REPLAY_CAPACITY,
-        now: clock,
-        onError: (err) => log.error({ vin: vehicle.vin, err: String(err) }, 'replay store not written'),
-      });
-      const car = createSimulatedCar({
-        vin: vehicle.vin,
-        make: vehicle.make,
-        model: vehicle.model,
-        year: vehicle.year,
-        provider: vehicle.provider,
-        // Reports' seq must keep increasing across a simulator restart too (PROTOCOL.md §3.3). Starting it
-        // at the boot time in ms does that without a file, as long as a car sends under one report per ms.
-        initial: { position: vehicle.position, seq: Math.max(0, Math.floor(clock() ?? 0)) },
-        keys,
-        replay,
-        clock,
-        failsafeRelockMs: deps.failsafeRelockMs,
-        issuer: deps.issuer,
-      });
-      const { cert, key } = deps.pki.certFor(vehicle.vin);
-      const connection = await connectCar({
-        car,
-        brokerUrl: deps.brokerUrl,
-        ca: deps.pki.ca,
-        cert,
-        key,
-        reportIntervalMs: deps.reportIntervalMs ?? DEFAULT_REPORT_INTERVAL_MS,
-        logger: log,
-        servername: deps.servername,
-        random: deps.random,
-        createClient: deps.createClient,
-      });
-      return { vehicle, car, connection, replay };
+      const faults = deps.faults?.forCar(vehicle.vin) ?? null;
+      const executed: ExecutedCommand[] = [];
+      return { vehicle, faults, executed, ...(await boot(vehicle, faults, executed)) };
     }),
   );
 
@@ -143,13 +184,30 @@ export async function startFleet(deps: StartFleetDeps): Promise<Fleet> {
     throw failures[0];
   }
 
+  const car = (vin: string): FleetCar => {
+    const found = cars.get(vin);
+    if (!found) throw new SimulatorError('SIM_UNKNOWN_VIN', `the fleet does not simulate ${vin}`);
+    return found;
+  };
+
   return {
     cars,
     skipped,
-    car(vin) {
-      const found = cars.get(vin);
-      if (!found) throw new SimulatorError('SIM_UNKNOWN_VIN', `the fleet does not simulate ${vin}`);
-      return found;
+    car,
+    async reboot(vin, downMs) {
+      const entry = car(vin);
+      entry.faults?.note('reboot', { downMs });
+      log.info({ vin, downMs }, 'rebooting');
+      if (entry.faults) {
+        // Power loss: no DISCONNECT, so the broker publishes the will.
+        entry.faults.cutPower();
+        const deadline = Date.now() + 1_000;
+        while (entry.connection.connected && Date.now() < deadline)
+          await new Promise((r) => setTimeout(r, 5));
+      }
+      await entry.connection.close();
+      await new Promise((resolve) => setTimeout(resolve, downMs));
+      Object.assign(entry, await boot(entry.vehicle, entry.faults, entry.executed));
     },
     stop,
   };

@@ -97,7 +97,7 @@ function readReplayFile(file: string): Map<string, number> {
 }
 
 /** Writes through a temporary file and a rename, so a crash leaves either the old or the new file whole. */
-function writeAtomically(file: string, text: string): void {
+export function writeAtomically(file: string, text: string): void {
   const tmp = `${file}.tmp`;
   const fd = openSync(tmp, 'w', 0o600);
   try {

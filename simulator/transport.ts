@@ -5,6 +5,8 @@ import { encodeMessage } from '../protocols/messages.ts';
 import { ackTopic, commandTopic, stateTopic } from '../protocols/topics.ts';
 import type { SimulatedCar } from './car.ts';
 import { SimulatorError } from './errors.ts';
+import type { TransportFaults } from './faults.ts';
+import { readStateQuery } from './state-query.ts';
 
 /** pino-compatible: fields first, then the message. */
 export interface Logger {
@@ -44,6 +46,8 @@ export interface ConnectCarDeps {
   logger?: Logger;
   /** Builds the MQTT client; tests pass a fake. It must not connect before `connect()` is called. */
   createClient?: ClientFactory;
+  /** Fault injection (simulator/faults.ts); absent, messages and the link behave as the network gives them. */
+  faults?: TransportFaults;
 }
 
 export interface CarConnection {
@@ -122,14 +126,19 @@ export async function connectCar(deps: ConnectCarDeps): Promise<CarConnection> {
   let attempt = 0;
   let reconnectTimer: NodeJS.Timeout | null = null;
 
-  const publish = (topic: string, payload: string, what: string): void => {
-    client.publish(topic, payload, { qos: 1 }, (err) => {
-      if (err) log.warn({ vin, err: err.message }, `${what} not delivered`);
-    });
+  const publish = (topic: string, payload: string, what: 'ack' | 'state report'): void => {
+    const send = (): void => {
+      client.publish(topic, payload, { qos: 1 }, (err) => {
+        if (err) log.warn({ vin, err: err.message }, `${what} not delivered`);
+      });
+    };
+    if (deps.faults) deps.faults.outbound(what === 'ack' ? 'ack' : 'state', send);
+    else send();
   };
 
   const reportState = (): void => {
     if (!client.connected || closing) return;
+    if (deps.faults && !deps.faults.reportsAllowed()) return; // a dormant unit sends nothing unasked
     publish(stateTopic(vin), encodeMessage(car.stateReport()), 'state report');
   };
 
@@ -139,6 +148,12 @@ export async function connectCar(deps: ConnectCarDeps): Promise<CarConnection> {
       return;
     }
     const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
+    // A state query is answered in turn with the commands before it, so the answer reflects them (§3.5).
+    const query = readStateQuery(payload);
+    if (query) {
+      publish(stateTopic(vin), encodeMessage(car.stateReport(query.nonce)), 'state report');
+      return;
+    }
     const { ack, stateChanged } = await car.handleCommand(payload);
     if (ack) {
       publish(ackTopic(vin), encodeMessage(ack), 'ack');
@@ -157,13 +172,12 @@ export async function connectCar(deps: ConnectCarDeps): Promise<CarConnection> {
   // its ack is queued for sending; if the car dies first, the broker redelivers it. The ack's own PUBACK is
   // not awaited here: mqtt.js reads no further packets until this callback runs, so awaiting would deadlock.
   client.handleMessage = (packet, done) => {
-    onCommand(packet).then(
-      () => done(),
-      (err: unknown) => {
+    const handle = (): Promise<void> =>
+      onCommand(packet).catch((err: unknown) => {
         log.error({ vin, err: String(err) }, 'command handling failed');
-        done();
-      },
-    );
+      });
+    if (deps.faults) deps.faults.inbound(handle, () => done());
+    else handle().then(() => done());
   };
 
   const stopListening = car.onChange((change) => {
@@ -205,17 +219,26 @@ export async function connectCar(deps: ConnectCarDeps): Promise<CarConnection> {
     );
   });
 
-  client.on('close', () => {
-    car.setOnline(false);
-    if (!established || closing || reconnectTimer !== null) return;
+  const scheduleReconnect = (): void => {
+    if (!established || closing || reconnectTimer !== null || client.connected) return;
+    // A unit that is off the network does not try until the fault layer says the link is back.
+    if (deps.faults && !deps.faults.mayTryToConnect()) return;
     const delayMs = reconnectDelay(attempt++, backoff, random);
     log.warn({ vin, delayMs }, 'disconnected; reconnecting');
     reconnectTimer = setTimeout(() => {
       reconnectTimer = null;
       if (closing) return;
+      const outcome = deps.faults?.connectAttempt() ?? 'connect';
+      if (outcome === 'fail') return scheduleReconnect(); // no signal: this attempt fails, back off further
+      if (outcome === 'wait') return;
       // Passing the stores keeps unacknowledged QoS 1 acks queued for the next session.
       client.reconnect({ incomingStore: client.incomingStore, outgoingStore: client.outgoingStore });
     }, delayMs);
+  };
+
+  client.on('close', () => {
+    car.setOnline(false);
+    scheduleReconnect();
   });
 
   let sessionPresent = false;
@@ -248,6 +271,10 @@ export async function connectCar(deps: ConnectCarDeps): Promise<CarConnection> {
     throw new SimulatorError('SIM_CONNECT_FAILED', `${vin}: ${(err as Error).message}`, { cause: err });
   }
   established = true;
+  deps.faults?.attach({
+    dropLink: () => client.stream?.destroy(),
+    linkRestored: scheduleReconnect,
+  });
   log.info(
     { vin, make: car.make, model: car.model, year: car.year, provider: car.provider, sessionPresent },
     'connected',
@@ -265,6 +292,7 @@ export async function connectCar(deps: ConnectCarDeps): Promise<CarConnection> {
     if (reconnectTimer !== null) clearTimeout(reconnectTimer);
     reconnectTimer = null;
     stopListening();
+    deps.faults?.detach();
     // A clean DISCONNECT discards the will [MQTT-3.14.4-3], so the car announces itself offline first.
     // When that cannot be confirmed, it drops the connection instead and the broker publishes the will.
     let announced = false;
