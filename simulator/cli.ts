@@ -16,6 +16,9 @@ Options:
   --report-interval-ms N     periodic state report interval                               default 30000
   --relock-ms N              fail-safe relock after an unlock with no lock                default 120000
   --servername NAME          TLS server name when --broker names an IP address
+  --faults FILE              fault scenario (JSON): seed, fault plan, timed steps; see README
+  --seed N                   seed of every random fault, overrides the file's             default 1
+  --control-port P           live control API on http://127.0.0.1:P (0: a free port)
   -h, --help                 show this text`;
 
 export interface CliOptions {
@@ -28,6 +31,9 @@ export interface CliOptions {
   reportIntervalMs?: number;
   failsafeRelockMs?: number;
   servername?: string;
+  faultsFile?: string;
+  seed?: number;
+  controlPort?: number;
 }
 
 export type CliCommand = { kind: 'help' } | { kind: 'run'; options: CliOptions };
@@ -72,6 +78,18 @@ export function parseCli(argv: string[]): CliCommand {
   if (reportIntervalMs !== undefined) options.reportIntervalMs = reportIntervalMs;
   if (failsafeRelockMs !== undefined) options.failsafeRelockMs = failsafeRelockMs;
   if (values.servername !== undefined) options.servername = values.servername;
+  if (values.faults !== undefined) options.faultsFile = values.faults;
+  if (values.seed !== undefined) {
+    if (!/^[0-9]{1,10}$/.test(values.seed) || Number(values.seed) > 2 ** 32 - 1) {
+      throw bad('--seed must be a whole number from 0 to 4294967295');
+    }
+    options.seed = Number(values.seed);
+  }
+  if (values['control-port'] !== undefined) {
+    const port = values['control-port'];
+    if (!/^[0-9]{1,5}$/.test(port) || Number(port) > 65_535) throw bad('--control-port must be 0-65535');
+    options.controlPort = Number(port);
+  }
   return { kind: 'run', options };
 }
 
@@ -89,6 +107,9 @@ function parseSpec(argv: string[]) {
       'report-interval-ms': { type: 'string' },
       'relock-ms': { type: 'string' },
       servername: { type: 'string' },
+      faults: { type: 'string' },
+      seed: { type: 'string' },
+      'control-port': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });

@@ -1,8 +1,14 @@
 // Re-exports the simulator's public API (main.ts, the program, is not re-exported).
 export * from './car.ts';
 export * from './car-state.ts';
+export * from './car-store.ts';
 export * from './cli.ts';
+export * from './control.ts';
 export * from './errors.ts';
+export * from './faults.ts';
 export * from './fleet.ts';
+export * from './operations.ts';
 export * from './replay-store.ts';
+export * from './scenario.ts';
+export * from './state-query.ts';
 export * from './transport.ts';

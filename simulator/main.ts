@@ -4,9 +4,14 @@ import { join } from 'node:path';
 import { type TrustedKeysFile, TrustedKeysFileSchema } from '../protocols/keys.ts';
 import { loadSeeds } from '../seeds/index.ts';
 import { parseCli, USAGE } from './cli.ts';
+import { startControlServer } from './control.ts';
 import { SimulatorError } from './errors.ts';
+import { createFleetFaults } from './faults.ts';
 import { type FleetPki, startFleet } from './fleet.ts';
+import { loadScenario, playScenario, type Scenario } from './scenario.ts';
 import type { Logger } from './transport.ts';
+
+const DEFAULT_SEED = 1;
 
 const EXIT_OK = 0;
 const EXIT_FAILED = 1;
@@ -89,12 +94,25 @@ async function main(argv: string[]): Promise<number> {
     options.vins.length === 0 ? seeds.vehicles : seeds.vehicles.filter((v) => options.vins.includes(v.vin));
 
   let pki: ReturnType<typeof readPki>;
+  let scenario: Scenario = {};
   try {
     pki = readPki(options.certsDir);
+    if (options.faultsFile !== undefined) scenario = loadScenario(options.faultsFile);
   } catch (err) {
     if (err instanceof SimulatorError) return usage(err.message);
     throw err;
   }
+  const named = [
+    ...Object.keys(scenario.faults?.cars ?? {}),
+    ...(scenario.steps ?? []).flatMap((s) => s.vin ?? []),
+  ];
+  const stranger = named.find((vin) => !vehicles.some((v) => v.vin === vin));
+  if (stranger !== undefined) return usage(`${options.faultsFile}: ${stranger} is not a simulated car`);
+  // Always present, so the control API can inject faults into a run that started without any.
+  const faults = createFleetFaults({
+    seed: options.seed ?? scenario.seed ?? DEFAULT_SEED,
+    plan: scenario.faults,
+  });
 
   const fleet = await startFleet({
     brokerUrl: options.brokerUrl,
@@ -108,13 +126,26 @@ async function main(argv: string[]): Promise<number> {
     failsafeRelockMs: options.failsafeRelockMs,
     servername: options.servername,
     logger: consoleLogger,
+    faults,
   });
   for (const s of fleet.skipped) console.log(line('skipped', { vin: s.vin, reason: s.reason }));
   if (fleet.cars.size === 0) return usage('no compatible vehicle selected (try --include-incompatible)');
+  console.log(
+    line('faults', { seed: faults.seed, file: options.faultsFile, steps: scenario.steps?.length ?? 0 }),
+  );
+  const control =
+    options.controlPort === undefined
+      ? null
+      : await startControlServer({ fleet, faults, port: options.controlPort });
+  if (control) console.log(line('control API listening', { url: `http://127.0.0.1:${control.port}` }));
+  const run = playScenario(fleet, scenario.steps ?? [], consoleLogger);
 
   const signal = await untilSignal();
   console.log(line('stopping', { signal, cars: fleet.cars.size }));
+  run.cancel();
+  await control?.close();
   await fleet.stop();
+  console.log(line('fault counts', faults.counts()));
   return EXIT_OK;
 }
 

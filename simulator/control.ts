@@ -1,0 +1,162 @@
+// Owns the simulator's live control interface: a small JSON API over HTTP on the loopback address only.
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { SimulatorError } from './errors.ts';
+import type { FleetFaults } from './faults.ts';
+import type { Fleet, FleetCar } from './fleet.ts';
+import { applyToFleet, OperationSchema } from './operations.ts';
+
+/** The API has no authentication, so it listens on loopback only: whoever can reach it already runs as us. */
+export const CONTROL_HOST = '127.0.0.1';
+const MAX_BODY_BYTES = 16 * 1024;
+
+export interface ControlServerDeps {
+  fleet: Fleet;
+  faults: FleetFaults | null;
+  /** 0 picks a free port. */
+  port: number;
+}
+
+export interface ControlServer {
+  port: number;
+  close(): Promise<void>;
+}
+
+type ControlErrorCode = 'CONTROL_INVALID' | 'CONTROL_NOT_FOUND' | 'CONTROL_TOO_LARGE' | 'SIM_CONTROL_FAILED';
+
+class ControlError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: ControlErrorCode | SimulatorError['code'],
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export function carView(entry: FleetCar) {
+  const s = entry.car.snapshot();
+  return {
+    vin: entry.vehicle.vin,
+    make: entry.car.make,
+    model: entry.car.model,
+    year: entry.car.year,
+    provider: entry.car.provider,
+    connected: entry.connection.connected,
+    state: {
+      locked: s.locked,
+      relockDeadline: s.relockDeadline,
+      doors: s.doors,
+      trunk: s.trunk,
+      ignition: s.ignition,
+      position: s.position,
+    },
+    faults: entry.faults?.status() ?? null,
+    executedCommands: entry.executed.length,
+  };
+}
+
+async function readBody(req: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY_BYTES)
+      throw new ControlError(413, 'CONTROL_TOO_LARGE', `body above ${MAX_BODY_BYTES} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch {
+    throw new ControlError(400, 'CONTROL_INVALID', 'body is not JSON');
+  }
+}
+
+function parseOperation(body: unknown) {
+  const parsed = OperationSchema.safeParse(body);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new ControlError(400, 'CONTROL_INVALID', `${issue?.path.join('.') || 'body'}: ${issue?.message}`);
+  }
+  return parsed.data;
+}
+
+/**
+ * Routes:
+ *   GET  /cars              every simulated car: state, link, battery, clock, fault plan
+ *   GET  /cars/{vin}        one car
+ *   POST /cars/{vin}/ops    apply one operation (simulator/operations.ts) to one car
+ *   POST /fleet/ops         apply one operation to every car
+ *   GET  /faults            the seed, fault counts, and each car's fault trace
+ */
+export async function startControlServer(deps: ControlServerDeps): Promise<ControlServer> {
+  const { fleet } = deps;
+  const route = async (req: IncomingMessage): Promise<{ status: number; body: unknown }> => {
+    const path = new URL(req.url ?? '/', 'http://control').pathname.split('/').filter(Boolean);
+    const method = req.method ?? 'GET';
+    const [first, vin, tail] = path;
+    if (method === 'GET' && first === 'cars' && path.length === 1) {
+      return { status: 200, body: { cars: [...fleet.cars.values()].map(carView) } };
+    }
+    if (method === 'GET' && first === 'cars' && vin !== undefined && path.length === 2) {
+      return { status: 200, body: carView(fleet.car(vin)) };
+    }
+    if (method === 'POST' && first === 'cars' && vin !== undefined && tail === 'ops' && path.length === 3) {
+      fleet.car(vin); // 404 before reading the body
+      const applied = await applyToFleet(fleet, vin, parseOperation(await readBody(req)));
+      return { status: 200, body: { applied, car: carView(fleet.car(vin)) } };
+    }
+    if (method === 'POST' && first === 'fleet' && vin === 'ops' && path.length === 2) {
+      return {
+        status: 200,
+        body: { applied: await applyToFleet(fleet, undefined, parseOperation(await readBody(req))) },
+      };
+    }
+    if (method === 'GET' && first === 'faults' && path.length === 1) {
+      const cars = Object.fromEntries(
+        [...(deps.faults?.cars() ?? new Map()).values()].map((f) => [
+          f.vin,
+          { counts: f.counts(), trace: f.trace() },
+        ]),
+      );
+      return {
+        status: 200,
+        body: { seed: deps.faults?.seed ?? null, counts: deps.faults?.counts() ?? {}, cars },
+      };
+    }
+    throw new ControlError(404, 'CONTROL_NOT_FOUND', `no route ${method} ${req.url}`);
+  };
+
+  const reply = (res: ServerResponse, status: number, body: unknown): void => {
+    res.writeHead(status, { 'content-type': 'application/json' });
+    res.end(`${JSON.stringify(body)}\n`);
+  };
+
+  const server = createServer((req, res) => {
+    route(req).then(
+      ({ status, body }) => reply(res, status, body),
+      (err: unknown) => {
+        if (err instanceof ControlError)
+          return reply(res, err.status, { code: err.code, message: err.message });
+        if (err instanceof SimulatorError) {
+          const status = err.code === 'SIM_UNKNOWN_VIN' ? 404 : 409;
+          return reply(res, status, { code: err.code, message: err.message });
+        }
+        reply(res, 500, { code: 'CONTROL_INTERNAL', message: String(err) });
+      },
+    );
+  });
+  server.requestTimeout = 30_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(deps.port, CONTROL_HOST, () => resolve());
+  });
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
