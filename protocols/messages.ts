@@ -59,6 +59,17 @@ export const AckSchema = z.strictObject({
 });
 export type Ack = z.infer<typeof AckSchema>;
 
+/** Most commands one state query may ask about (PROTOCOL.md §3.5). */
+export const MAX_QUERIED_COMMANDS = 16;
+
+/** What the car remembers of one command it handled: the outcome its ack carried. */
+export const CommandOutcomeSchema = z.strictObject({
+  commandId: Id,
+  outcome: AckOutcomeSchema,
+  reason: AckSchema.shape.reason,
+});
+export type CommandOutcome = z.infer<typeof CommandOutcomeSchema>;
+
 export const DoorsSchema = z.strictObject({
   driver: z.enum(['open', 'closed']),
   passenger: z.enum(['open', 'closed']),
@@ -82,6 +93,8 @@ export const StateReportSchema = z.strictObject({
   at: z.number().int().nonnegative().nullable(),
   /** Only in the answer to a state_query: that query's nonce (PROTOCOL.md §3.5). */
   nonce: NonceSchema.optional(),
+  /** Only in the answer to a state_query: the outcomes of the queried commands the car has handled. */
+  commands: z.array(CommandOutcomeSchema).max(MAX_QUERIED_COMMANDS).optional(),
 });
 export type StateReport = z.infer<typeof StateReportSchema>;
 
@@ -102,6 +115,8 @@ export const StateQuerySchema = z.strictObject({
   v: z.literal(PROTOCOL_VERSION),
   type: z.literal('state_query'),
   nonce: NonceSchema,
+  /** Commands whose outcome the gateway asks for (their acks never came). */
+  commandIds: z.array(Id).max(MAX_QUERIED_COMMANDS).optional(),
 });
 export type StateQuery = z.infer<typeof StateQuerySchema>;
 

@@ -8,6 +8,7 @@ import { createSimulatedCar, type ExecutedCommand, type SimulatedCar } from './c
 import { createFileCarStore } from './car-store.ts';
 import { SimulatorError } from './errors.ts';
 import type { CarFaults, FleetFaults } from './faults.ts';
+import { createOutcomeMemory } from './outcome-memory.ts';
 import { createFileReplayStore, type ReplayStore } from './replay-store.ts';
 import {
   type Backoff,
@@ -86,6 +87,8 @@ export interface Fleet {
 
 export const replayFileFor = (dataDir: string, vin: string): string => join(dataDir, `${vin}.replay.json`);
 export const stateFileFor = (dataDir: string, vin: string): string => join(dataDir, `${vin}.state.json`);
+export const outcomesFileFor = (dataDir: string, vin: string): string =>
+  join(dataDir, `${vin}.outcomes.json`);
 
 /** Connects every selected car; if any fails to connect, the others are closed again and the first error thrown. */
 export async function startFleet(deps: StartFleetDeps): Promise<Fleet> {
@@ -158,6 +161,10 @@ export async function startFleet(deps: StartFleetDeps): Promise<Fleet> {
       random: deps.random,
       createClient: deps.createClient,
       ...(faults ? { faults } : {}),
+      outcomes: createOutcomeMemory({
+        file: outcomesFileFor(deps.dataDir, vehicle.vin),
+        onError: (err) => log.error({ vin: vehicle.vin, err: String(err) }, 'command outcomes not written'),
+      }),
     });
     return { car, connection, replay };
   };

@@ -8,6 +8,7 @@ export * from './errors.ts';
 export * from './faults.ts';
 export * from './fleet.ts';
 export * from './operations.ts';
+export * from './outcome-memory.ts';
 export * from './replay-store.ts';
 export * from './scenario.ts';
 export * from './state-query.ts';

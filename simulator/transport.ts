@@ -6,6 +6,7 @@ import { ackTopic, commandTopic, stateTopic } from '../protocols/topics.ts';
 import type { SimulatedCar } from './car.ts';
 import { SimulatorError } from './errors.ts';
 import type { TransportFaults } from './faults.ts';
+import type { OutcomeMemory } from './outcome-memory.ts';
 import { readStateQuery } from './state-query.ts';
 
 /** pino-compatible: fields first, then the message. */
@@ -48,6 +49,8 @@ export interface ConnectCarDeps {
   createClient?: ClientFactory;
   /** Fault injection (simulator/faults.ts); absent, messages and the link behave as the network gives them. */
   faults?: TransportFaults;
+  /** Remembers every ack's outcome for state queries (PROTOCOL.md §3.5); absent, answers name no commands. */
+  outcomes?: OutcomeMemory;
 }
 
 export interface CarConnection {
@@ -151,11 +154,14 @@ export async function connectCar(deps: ConnectCarDeps): Promise<CarConnection> {
     // A state query is answered in turn with the commands before it, so the answer reflects them (§3.5).
     const query = readStateQuery(payload);
     if (query) {
-      publish(stateTopic(vin), encodeMessage(car.stateReport(query.nonce)), 'state report');
+      const commands = deps.outcomes?.lookup(query.commandIds ?? []);
+      const answer = { ...car.stateReport(query.nonce), ...(commands && { commands }) };
+      publish(stateTopic(vin), encodeMessage(answer), 'state report');
       return;
     }
     const { ack, stateChanged } = await car.handleCommand(payload);
     if (ack) {
+      deps.outcomes?.record(ack);
       publish(ackTopic(vin), encodeMessage(ack), 'ack');
       log.info(
         { vin, commandId: ack.commandId, outcome: ack.outcome, reason: ack.reason },
