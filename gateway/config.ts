@@ -27,6 +27,12 @@ export const ConfigSchema = z.object({
   SIMULATOR: onOff.default('on'),
   DEMO: onOff.default('on'),
   FAILSAFE_RELOCK_S: positiveInt.max(3_600).default(120),
+  QUERY_TIMEOUT_MS: positiveInt.max(60_000).default(3_000),
+  RECONCILE_INTERVAL_MS: z.coerce.number().int().min(0).max(3_600_000).default(15_000),
+  RATE_LIMIT_PER_KEY_PER_MIN: positiveInt.max(100_000).default(600),
+  VEHICLE_COMMAND_BURST: positiveInt.max(100).default(5),
+  VEHICLE_COMMANDS_PER_MIN: positiveInt.max(600).default(12),
+  HTTP_REQUEST_TIMEOUT_MS: positiveInt.max(300_000).default(30_000),
 });
 export type Config = z.infer<typeof ConfigSchema>;
 
@@ -50,6 +56,14 @@ export const CONFIG_HELP: Record<keyof Config, string> = {
   SIMULATOR: 'on | off: run the seeded simulated fleet in-process with npm start (default on)',
   DEMO: 'on | off: play the scripted demo delivery at start (default on)',
   FAILSAFE_RELOCK_S: 'simulated cars relock by themselves this long after an unlock (default 120)',
+  QUERY_TIMEOUT_MS:
+    'how long a state query waits for the car, after a lost ack or on reconcile (default 3000)',
+  RECONCILE_INTERVAL_MS:
+    'period of the sweep that settles outstanding commands; 0 turns it off (default 15000)',
+  RATE_LIMIT_PER_KEY_PER_MIN: 'HTTP requests per minute per API key, then 429 (default 600)',
+  VEHICLE_COMMAND_BURST: 'unlock commands one vehicle may get back to back (default 5)',
+  VEHICLE_COMMANDS_PER_MIN: 'sustained unlock commands per minute per vehicle, then 429 (default 12)',
+  HTTP_REQUEST_TIMEOUT_MS: 'longest time to receive a whole HTTP request, then 408 (default 30000)',
 };
 
 export class ConfigError extends Error {

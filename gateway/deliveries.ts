@@ -9,8 +9,10 @@ import {
   mintAccessToken,
   PROTOCOL_VERSION,
 } from '../protocols/index.ts';
+import { createDeliveryGuard, type DeliveryGuard } from './delivery-guard.ts';
 import { ApiError, type ErrorCode } from './errors.ts';
 import { distanceM } from './geo.ts';
+import type { Reconciler } from './reconcile.ts';
 import {
   appendEvent,
   type Db,
@@ -26,6 +28,7 @@ import {
   updateDelivery,
 } from './store/records.ts';
 import type { Database } from './store/schema.ts';
+import type { VehicleLimiter } from './vehicle-limiter.ts';
 import type { VehicleLink } from './vehicle-link.ts';
 
 export interface DeliveryPolicy {
@@ -53,6 +56,12 @@ export interface DeliveryServiceDeps {
   now: () => number;
   newId: () => string;
   logger: Logger;
+  /** Shared with the reconciler: one command at a time per delivery. */
+  guard?: DeliveryGuard;
+  /** Settles commands whose ack never came (PROTOCOL.md §6.3); without it a timeout is only reported. */
+  reconciler?: Reconciler;
+  /** Per-vehicle command budget; without it commands are not limited per VIN. */
+  limiter?: VehicleLimiter;
 }
 
 export interface ScheduleInput {
@@ -78,7 +87,7 @@ const tokenHash = (token: string): string => createHash('sha256').update(token).
 export function createDeliveryService(deps: DeliveryServiceDeps) {
   const { db, policy, now, newId, logger } = deps;
   // One command at a time per delivery in this process; the conditional update below guards across replicas.
-  const busy = new Set<string>();
+  const guard = deps.guard ?? createDeliveryGuard();
 
   async function deny(
     deliveryId: string,
@@ -204,24 +213,16 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
       throw new ApiError('BROKER_UNAVAILABLE', { mayHaveSucceeded: false });
     }
     const started = now();
-    const result = await link.send(d.vin, command, policy.commandTimeoutMs);
-    const t = now();
-    if (result.kind === 'timeout') {
-      await db.transaction().execute(async (trx) => {
-        await settleCommand(trx, command.commandId, { status: 'timeout', reason: 'NO_ACK', ackedAt: null });
-        await appendEvent(trx, d.id, {
-          at: t,
-          kind: 'command_timeout',
-          outcome: 'denied',
-          code: 'VEHICLE_UNREACHABLE',
-          detail: { commandId: command.commandId, action: command.action, waitedMs: t - started },
-        });
-      });
-      throw new ApiError('VEHICLE_UNREACHABLE', {
-        mayHaveSucceeded: true,
-        detail: `no ack within ${policy.commandTimeoutMs} ms; the car may have acted (the token expires on its own)`,
-      });
+    let result: Awaited<ReturnType<VehicleLink['send']>>;
+    try {
+      result = await link.send(d.vin, command, policy.commandTimeoutMs);
+    } catch (err) {
+      // The client refused or lost the PUBLISH; it may still have reached the broker, so nothing is ruled out.
+      logger.warn({ event: 'command.publish_failed', commandId: command.commandId, err }, 'publish failed');
+      result = { kind: 'timeout' };
     }
+    const t = now();
+    if (result.kind === 'timeout') return settleTimeout(d, command, t - started);
     const { ack } = result;
     if (ack.outcome === 'refused') {
       await db.transaction().execute(async (trx) => {
@@ -279,24 +280,95 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
     return { locked: ack.locked };
   }
 
+  /**
+   * No ack in time (PROTOCOL.md §6.2). A PUBACK from the broker is not delivery to the car, so once published
+   * the command may have run; before answering, the gateway asks the car for its state, which settles the
+   * command when the car answers: executed (the ack was lost) or not executed (nothing happened, it will not
+   * run later). Only without an answer does the request end with mayHaveSucceeded: true.
+   */
+  async function settleTimeout(
+    d: DeliveryRecord,
+    command: Command,
+    waitedMs: number,
+  ): Promise<{ locked: boolean }> {
+    await db.transaction().execute(async (trx) => {
+      // Conditional: a late ack may have settled the command since the wait ended.
+      const moved = await trx
+        .updateTable('commands')
+        .set({ status: 'timeout', reason: 'NO_ACK' })
+        .where('id', '=', command.commandId)
+        .where('status', '=', 'sent')
+        .executeTakeFirst();
+      if (Number(moved.numUpdatedRows) !== 1) return;
+      await appendEvent(trx, d.id, {
+        at: now(),
+        kind: 'command_timeout',
+        outcome: 'denied',
+        code: 'VEHICLE_UNREACHABLE',
+        detail: { commandId: command.commandId, action: command.action, waitedMs },
+      });
+    });
+    const status = deps.reconciler
+      ? await deps.reconciler.afterTimeout(d.vin, command.commandId, d.id)
+      : 'timeout';
+    if (status === 'executed') return { locked: command.action === 'lock' };
+    if (status === 'refused') {
+      throw new ApiError('VEHICLE_REFUSED', {
+        mayHaveSucceeded: false,
+        detail: 'the vehicle refused (late ack)',
+      });
+    }
+    if (status === 'not_executed') {
+      throw new ApiError('VEHICLE_UNREACHABLE', {
+        mayHaveSucceeded: false,
+        detail:
+          'no ack in time; the car answered a state query without having acted, so it will not act on this command',
+      });
+    }
+    throw new ApiError('VEHICLE_UNREACHABLE', {
+      mayHaveSucceeded: true,
+      detail: `no ack within ${policy.commandTimeoutMs} ms and no answer to a state query; the car may have acted (the token expires on its own)`,
+    });
+  }
+
   async function exclusive<T>(id: string, fn: () => Promise<T>): Promise<T> {
-    if (busy.has(id))
+    if (!guard.tryEnter(id))
       throw new ApiError('DELIVERY_NOT_ACTIVE', { detail: 'another command for this delivery is in flight' });
-    busy.add(id);
     try {
       return await fn();
     } finally {
-      busy.delete(id);
+      guard.leave(id);
     }
+  }
+
+  /** Takes the vehicle's command budget or refuses with 429 (and a timeline entry); nothing is published. */
+  async function takeVehicleSlot(d: DeliveryRecord, kind: string): Promise<() => void> {
+    const slot = deps.limiter?.acquire(d.vin) ?? { ok: true as const, release() {} };
+    if (slot.ok) return () => slot.release();
+    await appendEvent(db, d.id, {
+      at: now(),
+      kind,
+      outcome: 'denied',
+      code: 'VEHICLE_RATE_LIMITED',
+      detail: { reason: slot.reason, retryAfterS: slot.retryAfterS },
+    });
+    throw new ApiError('VEHICLE_RATE_LIMITED', {
+      retryAfterS: slot.retryAfterS,
+      mayHaveSucceeded: false,
+      detail:
+        slot.reason === 'IN_FLIGHT'
+          ? 'another command to this vehicle is in flight'
+          : 'too many commands to this vehicle',
+    });
   }
 
   async function unlock(id: string, input: UnlockInput): Promise<{ status: 'unlocked' }> {
     return exclusive(id, async () => {
-      const d = await load(id);
+      let d = await load(id);
       const t = now();
       const kind = 'unlock_requested';
       const ctx = { driverId: input.driverId, packageId: input.packageId, position: input.position };
-      if (d.status !== 'scheduled' && d.status !== 'unlocked') {
+      if (d.status !== 'scheduled' && d.status !== 'unlocked' && d.status !== 'relocked') {
         return deny(d.id, kind, 'DELIVERY_NOT_ACTIVE', { ...ctx, status: d.status });
       }
       if (input.driverId !== d.driverId) return deny(d.id, kind, 'DRIVER_NOT_ASSIGNED', ctx);
@@ -307,43 +379,81 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
       if (!location || distance > location.radiusM) {
         return deny(d.id, kind, 'DRIVER_NOT_AT_LOCATION', { ...ctx, distanceM: Math.round(distance) });
       }
-      if (d.unlocksUsed >= policy.maxUnlocks) return deny(d.id, kind, 'UNLOCK_LIMIT_REACHED', ctx);
 
-      const command = await db.transaction().execute(async (trx) => {
-        // Reserve the unlock only if nobody else used it meanwhile (another replica, say).
-        const reserved = await trx
-          .updateTable('deliveries')
-          .set({ unlocks_used: d.unlocksUsed + 1, updated_at: t })
-          .where('id', '=', d.id)
-          .where('unlocks_used', '=', d.unlocksUsed)
-          .executeTakeFirst();
-        if (Number(reserved.numUpdatedRows) !== 1) throw new ApiError('UNLOCK_LIMIT_REACHED');
-        await appendEvent(trx, d.id, {
-          at: t,
-          kind: 'unlock_granted',
-          outcome: 'granted',
-          code: null,
-          detail: {
-            ...ctx,
-            distanceM: Math.round(distance),
-            checks: ['driver', 'window', 'package', 'location', 'unlocks'],
-          },
+      // A retry after a lost ack: the earlier unlock is settled from the car's answer first, never re-sent blindly.
+      const earlier = (await deps.reconciler?.settleOutstandingUnlock(d.id, d.vin)) ?? 'none';
+      if (earlier === 'unreachable') {
+        await appendEvent(db, d.id, {
+          at: now(),
+          kind,
+          outcome: 'denied',
+          code: 'VEHICLE_UNREACHABLE',
+          detail: { ...ctx, reason: 'EARLIER_UNLOCK_UNSETTLED' },
         });
-        return prepareCommand(trx, d, 'unlock', d.windowEnd);
-      });
-      logger.info(
-        {
-          event: 'command.sent',
-          deliveryId: d.id,
-          commandId: command.commandId,
-          action: 'unlock',
-          vin: d.vin,
-        },
-        'unlock sent',
-      );
-      await dispatch(d, command);
-      return { status: 'unlocked' };
+        throw new ApiError('VEHICLE_UNREACHABLE', {
+          mayHaveSucceeded: true,
+          detail: 'an earlier unlock is unacknowledged and the car does not answer; nothing new was sent',
+        });
+      }
+      if (earlier === 'answered') {
+        const now_ = await load(id);
+        if (now_.status === 'unlocked') {
+          await appendEvent(db, d.id, {
+            at: now(),
+            kind,
+            outcome: 'info',
+            code: null,
+            detail: { ...ctx, alreadyUnlocked: true },
+          });
+          return { status: 'unlocked' };
+        }
+        d = now_;
+      }
+      if (d.unlocksUsed >= policy.maxUnlocks) return deny(d.id, kind, 'UNLOCK_LIMIT_REACHED', ctx);
+      const release = await takeVehicleSlot(d, kind);
+      try {
+        return await sendUnlock(d, ctx, distance);
+      } finally {
+        release();
+      }
     });
+  }
+
+  /** Reserves one unlock, records the grant, mints and sends the command (the caller holds the delivery). */
+  async function sendUnlock(
+    d: DeliveryRecord,
+    ctx: Record<string, unknown>,
+    distance: number,
+  ): Promise<{ status: 'unlocked' }> {
+    const t = now();
+    const command = await db.transaction().execute(async (trx) => {
+      // Reserve the unlock only if nobody else used it meanwhile (another replica, say).
+      const reserved = await trx
+        .updateTable('deliveries')
+        .set({ unlocks_used: d.unlocksUsed + 1, updated_at: t })
+        .where('id', '=', d.id)
+        .where('unlocks_used', '=', d.unlocksUsed)
+        .executeTakeFirst();
+      if (Number(reserved.numUpdatedRows) !== 1) throw new ApiError('UNLOCK_LIMIT_REACHED');
+      await appendEvent(trx, d.id, {
+        at: t,
+        kind: 'unlock_granted',
+        outcome: 'granted',
+        code: null,
+        detail: {
+          ...ctx,
+          distanceM: Math.round(distance),
+          checks: ['driver', 'window', 'package', 'location', 'unlocks'],
+        },
+      });
+      return prepareCommand(trx, d, 'unlock', d.windowEnd);
+    });
+    logger.info(
+      { event: 'command.sent', deliveryId: d.id, commandId: command.commandId, action: 'unlock', vin: d.vin },
+      'unlock sent',
+    );
+    await dispatch(d, command);
+    return { status: 'unlocked' };
   }
 
   async function lock(id: string, input: { driverId: string }): Promise<{ status: 'locked' }> {
@@ -352,7 +462,11 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
       const kind = 'lock_requested';
       if (input.driverId !== d.driverId)
         return deny(d.id, kind, 'DRIVER_NOT_ASSIGNED', { driverId: input.driverId });
-      if (d.status !== 'unlocked') return deny(d.id, kind, 'DELIVERY_NOT_ACTIVE', { status: d.status });
+      // A relocked car is locked already; the driver's lock still goes out and completes the delivery. Locks
+      // take no per-vehicle budget: a relock is never delayed, and each delivery gets at most one at a time.
+      if (d.status !== 'unlocked' && d.status !== 'relocked') {
+        return deny(d.id, kind, 'DELIVERY_NOT_ACTIVE', { status: d.status });
+      }
       // A lock token is not capped by the window: re-locking must stay possible after it ends.
       const command = await db.transaction().execute(async (trx) => {
         await appendEvent(trx, d.id, {

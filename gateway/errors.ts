@@ -62,6 +62,8 @@ export const ERRORS = {
   UNLOCK_LIMIT_REACHED: { status: 403, title: 'This delivery has used all of its unlocks', retryable: false },
   VEHICLE_REFUSED: { status: 409, title: 'The vehicle refused the command', retryable: false },
   VEHICLE_UNREACHABLE: { status: 504, title: 'The vehicle did not acknowledge in time', retryable: true },
+  RATE_LIMITED: { status: 429, title: 'Too many requests for this API key', retryable: true },
+  VEHICLE_RATE_LIMITED: { status: 429, title: 'Too many commands for this vehicle', retryable: true },
   BROKER_UNAVAILABLE: { status: 503, title: 'The MQTT broker is not connected', retryable: true },
   INTERNAL: { status: 500, title: 'Internal error', retryable: true },
 } as const satisfies Record<string, ErrorSpec>;
@@ -74,6 +76,8 @@ export interface ApiErrorOptions {
   mayHaveSucceeded?: boolean;
   /** Extra machine-readable members for the problem document. */
   extra?: Record<string, unknown>;
+  /** Seconds until a retry may succeed: sent as Retry-After (RFC 9110 §10.2.3). */
+  retryAfterS?: number;
 }
 
 export class ApiError extends Error {
@@ -82,6 +86,7 @@ export class ApiError extends Error {
   readonly retryable: boolean;
   readonly mayHaveSucceeded: boolean | undefined;
   readonly extra: Record<string, unknown>;
+  readonly retryAfterS: number | undefined;
   constructor(code: ErrorCode, options: ApiErrorOptions = {}) {
     super(options.detail ?? ERRORS[code].title);
     this.name = 'ApiError';
@@ -90,5 +95,6 @@ export class ApiError extends Error {
     this.retryable = ERRORS[code].retryable;
     this.mayHaveSucceeded = options.mayHaveSucceeded;
     this.extra = options.extra ?? {};
+    this.retryAfterS = options.retryAfterS;
   }
 }

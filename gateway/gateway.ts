@@ -7,10 +7,13 @@ import type { Catalog } from '../protocols/index.ts';
 import { type Broker, createBroker } from './broker/broker.ts';
 import type { Config } from './config.ts';
 import { createDeliveryService, type DeliveryService } from './deliveries.ts';
+import { createDeliveryGuard } from './delivery-guard.ts';
 import { buildApp } from './http/app.ts';
 import { hashApiKey } from './http/auth.ts';
+import { createReconciler, type Reconciler } from './reconcile.ts';
 import { insertApiKey } from './store/records.ts';
 import { openStore, type Store } from './store/store.ts';
+import { createVehicleLimiter } from './vehicle-limiter.ts';
 import { connectVehicleLink, type VehicleLink } from './vehicle-link.ts';
 import { createVehicleService, type VehicleService } from './vehicles.ts';
 
@@ -44,6 +47,8 @@ export interface Gateway {
   link: VehicleLink;
   vehicles: VehicleService;
   deliveries: DeliveryService;
+  /** Settles outstanding commands and relocked deliveries from what cars say (sweeps on its own timer too). */
+  reconciler: Reconciler;
   /** Creates an API key, stores only its hash, and returns the key once. */
   createApiKey(label: string): Promise<string>;
   close(): Promise<void>;
@@ -58,7 +63,19 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
   const store = await openStore({ kind: 'sqlite', file: join(config.DATA_DIR, 'gateway.sqlite') });
   let broker: Broker | null = null;
   let link: VehicleLink | undefined;
+  const guard = createDeliveryGuard();
+  const reconciler = createReconciler({
+    db: store.db,
+    link: () => link ?? null,
+    guard,
+    now,
+    logger: logger.child({ component: 'reconcile' }),
+    queryTimeoutMs: config.QUERY_TIMEOUT_MS,
+    intervalMs: config.RECONCILE_INTERVAL_MS,
+  });
   try {
+    // Before anything can send: commands a crash left 'sent' have lost their request (PROTOCOL.md §6.4).
+    await reconciler.recoverAtStart();
     if (!config.MQTT_URL) {
       broker = await createBroker({
         tls: {
@@ -92,6 +109,12 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
         vehicles
           .observe(vin, message)
           .catch((err: unknown) => linkLogger.error({ err, vin }, 'state not recorded'));
+        reconciler.onState(vin, message);
+      },
+      onUnmatchedAck: (vin, ack) => {
+        reconciler
+          .onAck(vin, ack)
+          .catch((err: unknown) => linkLogger.error({ err, vin }, 'late ack not applied'));
       },
     });
     const connectedLink = link;
@@ -112,8 +135,22 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       now,
       newId,
       logger: logger.child({ component: 'deliveries' }),
+      guard,
+      reconciler,
+      limiter: createVehicleLimiter(
+        { burst: config.VEHICLE_COMMAND_BURST, perMinute: config.VEHICLE_COMMANDS_PER_MIN },
+        now,
+      ),
     });
-    const app = await buildApp({ db: store.db, vehicles, deliveries, logger });
+    const app = await buildApp({
+      db: store.db,
+      vehicles,
+      deliveries,
+      logger,
+      perKeyPerMinute: config.RATE_LIMIT_PER_KEY_PER_MIN,
+      requestTimeoutMs: config.HTTP_REQUEST_TIMEOUT_MS,
+    });
+    void reconciler.sweep();
     return {
       app,
       store,
@@ -122,6 +159,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       link: connectedLink,
       vehicles,
       deliveries,
+      reconciler,
       async createApiKey(label) {
         const key = `ck_${randomBytes(24).toString('base64url')}`;
         await insertApiKey(store.db, {
@@ -134,12 +172,14 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       },
       async close() {
         await app.close();
+        await reconciler.close();
         await connectedLink.close();
         await broker?.close();
         await store.close();
       },
     };
   } catch (err) {
+    await reconciler.close();
     await link?.close();
     await broker?.close();
     await store.close();

@@ -1,4 +1,5 @@
 // Owns the gateway's MQTT connection: publishes commands, matches acks to them, and hands state reports on.
+import { randomBytes } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import {
@@ -13,6 +14,8 @@ import {
   parseTopic,
   type StateMessage,
   StateMessageSchema,
+  type StateQuery,
+  type StateReport,
 } from '../protocols/index.ts';
 
 export interface VehicleLinkDeps {
@@ -26,11 +29,18 @@ export interface VehicleLinkDeps {
 }
 
 export type AckWait = { kind: 'ack'; ack: Ack } | { kind: 'timeout' };
+export type QueryWait = { kind: 'state'; report: StateReport } | { kind: 'timeout' };
 
 export interface VehicleLink {
   connected(): boolean;
   /** Publishes at QoS 1 and waits for the car's ack for this command id, at most timeoutMs. */
   send(vin: string, command: Command, timeoutMs: number): Promise<AckWait>;
+  /**
+   * Asks the car for a fresh state report (PROTOCOL.md §3.5) and waits for the one carrying this query's
+   * nonce, at most timeoutMs. Because the car handles the query after every command published before it,
+   * the answer reflects those commands.
+   */
+  query(vin: string, timeoutMs: number, commandIds?: readonly string[]): Promise<QueryWait>;
   close(): Promise<void>;
 }
 
@@ -43,6 +53,7 @@ interface Waiter {
 export async function connectVehicleLink(deps: VehicleLinkDeps): Promise<VehicleLink> {
   const { logger } = deps;
   const waiters = new Map<string, Waiter>();
+  const queries = new Map<string, { vin: string; resolve: (r: QueryWait) => void; timer: NodeJS.Timeout }>();
   const client: MqttClient = await mqtt.connectAsync(deps.url, {
     clientId: deps.clientId,
     protocolVersion: 4,
@@ -78,6 +89,12 @@ export async function connectVehicleLink(deps: VehicleLinkDeps): Promise<Vehicle
       } else if (t.kind === 'state') {
         const message = parseMessage(StateMessageSchema, payload);
         if (message.vin !== t.vin) return;
+        const query = message.type === 'state' && message.nonce ? queries.get(message.nonce) : undefined;
+        if (query && query.vin === t.vin && message.type === 'state') {
+          queries.delete(message.nonce as string);
+          clearTimeout(query.timer);
+          query.resolve({ kind: 'state', report: message });
+        }
         deps.onState(t.vin, message);
       }
     } catch (err) {
@@ -111,7 +128,34 @@ export async function connectVehicleLink(deps: VehicleLinkDeps): Promise<Vehicle
         });
       });
     },
+    query(vin, timeoutMs, commandIds = []) {
+      const nonce = randomBytes(16).toString('base64url');
+      return new Promise<QueryWait>((resolve) => {
+        const timer = setTimeout(() => {
+          queries.delete(nonce);
+          resolve({ kind: 'timeout' });
+        }, timeoutMs);
+        queries.set(nonce, { vin, resolve, timer });
+        const message: StateQuery = {
+          v: 1,
+          type: 'state_query',
+          nonce,
+          ...(commandIds.length > 0 && { commandIds: [...commandIds] }),
+        };
+        client.publish(commandTopic(vin), encodeMessage(message), { qos: 1, retain: false }, (err) => {
+          if (!err) return;
+          clearTimeout(timer);
+          queries.delete(nonce);
+          resolve({ kind: 'timeout' });
+        });
+      });
+    },
     async close() {
+      for (const [nonce, q] of queries) {
+        clearTimeout(q.timer);
+        q.resolve({ kind: 'timeout' });
+        queries.delete(nonce);
+      }
       for (const [id, w] of waiters) {
         clearTimeout(w.timer);
         w.resolve({ kind: 'timeout' });

@@ -1,10 +1,12 @@
 // Owns the HTTP API: buildApp(deps) returns a Fastify instance with every route, without listening.
 import { randomUUID } from 'node:crypto';
+import rateLimit from '@fastify/rate-limit';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import type { DeliveryService, DeliveryView as DeliveryViewModel } from '../deliveries.ts';
+import { ApiError } from '../errors.ts';
 import type { LocationRecord, VehicleRecord } from '../store/records.ts';
 import type { Database } from '../store/schema.ts';
 import type { VehicleService } from '../vehicles.ts';
@@ -29,6 +31,12 @@ export interface AppDeps {
   deliveries: DeliveryService;
   logger: Logger;
   bodyLimit?: number;
+  /** Requests per minute per API key (default 600); 429 RATE_LIMITED with Retry-After beyond it. */
+  perKeyPerMinute?: number;
+  /** Longest time to receive a whole request (default 30 s): a slow sender gets 408 and is dropped. */
+  requestTimeoutMs?: number;
+  /** Longest idle time of a connection (default 60 s). */
+  connectionTimeoutMs?: number;
 }
 
 const iso = (ms: number): string => new Date(ms).toISOString();
@@ -77,6 +85,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
     bodyLimit: deps.bodyLimit ?? 64 * 1024,
+    requestTimeout: deps.requestTimeoutMs ?? 30_000,
+    connectionTimeout: deps.connectionTimeoutMs ?? 60_000,
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && /^[A-Za-z0-9_-]{1,64}$/.test(given) ? given : randomUUID();
@@ -90,6 +100,19 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   registerProblemHandlers(app);
   registerAuth(app, deps.db, PUBLIC_ROUTES);
+  // Route-level onRequest hooks run after the global ones, so the key is known here: one budget per key.
+  await app.register(rateLimit, {
+    max: deps.perKeyPerMinute ?? 600,
+    timeWindow: 60_000,
+    hook: 'onRequest',
+    keyGenerator: (req) => req.apiKeyId ?? `ip:${req.ip}`,
+    allowList: (req) => req.routeOptions.url !== undefined && PUBLIC_ROUTES.has(req.routeOptions.url),
+    errorResponseBuilder: (_req, ctx) =>
+      new ApiError('RATE_LIMITED', {
+        retryAfterS: Math.max(1, Math.ceil(ctx.ttl / 1000)),
+        detail: `at most ${ctx.max} requests a minute per API key; retry in ${ctx.after}`,
+      }),
+  });
 
   const r = app.withTypeProvider<ZodTypeProvider>();
 

@@ -10,6 +10,7 @@ function send(
   err: ApiError,
   extra: Record<string, unknown> = {},
 ): FastifyReply {
+  if (err.retryAfterS !== undefined) reply.header('retry-after', String(err.retryAfterS));
   return reply
     .code(err.status)
     .type('application/problem+json')

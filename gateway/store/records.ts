@@ -33,7 +33,8 @@ export interface LocationRecord {
   createdAt: number;
 }
 
-export type DeliveryStatus = 'scheduled' | 'unlocked' | 'completed' | 'failed' | 'cancelled';
+/** relocked: the car locked itself (fail-safe) while the delivery was unlocked, without the driver's lock. */
+export type DeliveryStatus = 'scheduled' | 'unlocked' | 'relocked' | 'completed' | 'failed' | 'cancelled';
 
 export interface DeliveryRecord {
   id: string;
@@ -267,7 +268,8 @@ export interface CommandRecord {
   action: string;
   jti: string;
   tokenHash: string;
-  status: 'sent' | 'executed' | 'refused' | 'timeout';
+  /** not_executed: a fresh state answer showed the command had no effect (PROTOCOL.md §6.2). */
+  status: 'sent' | 'executed' | 'refused' | 'timeout' | 'not_executed';
   reason: string | null;
   issuedAt: number;
   expiresAt: number;

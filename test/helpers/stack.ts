@@ -11,7 +11,7 @@ import { type Gateway, startGateway } from '../../gateway/gateway.ts';
 import { loadGatewayMaterial } from '../../gateway/material.ts';
 import { TrustedKeysFileSchema } from '../../protocols/index.ts';
 import { loadSeeds, type Seeds } from '../../seeds/index.ts';
-import { type Fleet, startFleet } from '../../simulator/index.ts';
+import { type Backoff, type Fleet, type FleetFaults, startFleet } from '../../simulator/index.ts';
 
 export interface Stack {
   dir: string;
@@ -35,7 +35,18 @@ export interface Stack {
 
 export const read = (path: string): string => readFileSync(path, 'utf8');
 
-export async function startStack(env: Record<string, string> = {}): Promise<Stack> {
+/** How the simulated fleet of a stack runs; every field is optional and defaults to the plain fleet. */
+export interface StackFleetOptions {
+  faults?: FleetFaults;
+  failsafeRelockMs?: number;
+  backoff?: Backoff;
+  tickIntervalMs?: number;
+}
+
+export async function startStack(
+  env: Record<string, string> = {},
+  fleetOptions: StackFleetOptions = {},
+): Promise<Stack> {
   const dir = mkdtempSync(join(tmpdir(), 'curbside-test-'));
   const seeds = loadSeeds();
   const pki = await ensureDevPki({ dir: join(dir, 'pki'), vins: seeds.vehicles.map((v) => v.vin) });
@@ -69,6 +80,7 @@ export async function startStack(env: Record<string, string> = {}): Promise<Stac
     trustedKeys: TrustedKeysFileSchema.parse(JSON.parse(read(pki.trustedKeys))),
     dataDir: join(dir, 'sim'),
     reportIntervalMs: 60_000,
+    ...fleetOptions,
   });
   const apiKey = await gateway.createApiKey('test');
   const clients: MqttClient[] = [];

@@ -1,0 +1,452 @@
+// Owns settling what the gateway does not know from what the car says: late acks, answers to state queries,
+// commands left outstanding by a timeout or a crash, and deliveries whose car locked itself (PROTOCOL.md §6.3).
+import type { Kysely } from 'kysely';
+import type { Logger } from 'pino';
+import { type Ack, MAX_QUERIED_COMMANDS, type StateMessage, type StateReport } from '../protocols/index.ts';
+import type { DeliveryGuard } from './delivery-guard.ts';
+import { appendEvent, type CommandRecord, type Db } from './store/records.ts';
+import type { CommandsTable, Database } from './store/schema.ts';
+import type { VehicleLink } from './vehicle-link.ts';
+
+export interface ReconcilerDeps {
+  db: Kysely<Database>;
+  /** The MQTT link, once connected; null while there is none. */
+  link: () => Pick<VehicleLink, 'connected' | 'query'> | null;
+  guard: DeliveryGuard;
+  now: () => number;
+  logger: Logger;
+  /** How long one state query waits for its answer. */
+  queryTimeoutMs: number;
+  /** Period of the sweep over cars with outstanding work; 0 turns the timer off (tests call sweep()). */
+  intervalMs: number;
+}
+
+/** How the gateway learnt a command's outcome after its ack wait (timeline `settledBy`). */
+export type SettledBy = 'late_ack' | 'replayed_ack' | 'state_query';
+export type CommandStatus = CommandRecord['status'];
+
+/** Statuses in which an unlock command holds one of its delivery's unlocks. */
+const HOLDS_UNLOCK: ReadonlySet<string> = new Set(['sent', 'timeout', 'executed']);
+const OUTSTANDING = ['sent', 'timeout'] as const;
+
+export interface Reconciler {
+  /** An ack nobody waits for any more: late, duplicated, or from before a restart. */
+  onAck(vin: string, ack: Ack): Promise<void>;
+  /** Every state or presence message; a report that disagrees with the records starts a reconciliation. */
+  onState(vin: string, message: StateMessage): void;
+  /**
+   * After a command's ack wait ended without an ack: asks the car and settles the command from the answer.
+   * Returns the command's status afterwards; 'timeout' means the car did not answer either.
+   */
+  afterTimeout(vin: string, commandId: string, holding: string): Promise<CommandStatus>;
+  /**
+   * Before a retried unlock: settles this delivery's outstanding unlock from a fresh answer. 'none': there was
+   * nothing outstanding; 'answered': settled; 'unreachable': the car did not answer, nothing may be sent.
+   */
+  settleOutstandingUnlock(deliveryId: string, vin: string): Promise<'none' | 'answered' | 'unreachable'>;
+  /** At start: commands a crash left 'sent' become 'timeout' (their request is gone), with a timeline entry. */
+  recoverAtStart(): Promise<number>;
+  /** Queries every online car with outstanding work and settles what it answers. */
+  sweep(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export function createReconciler(deps: ReconcilerDeps): Reconciler {
+  const { db, guard, now, logger } = deps;
+  const running = new Map<string, Promise<void>>();
+  const again = new Set<string>();
+  const pending = new Set<Promise<unknown>>();
+  let closed = false;
+
+  const track = <T>(work: Promise<T>): Promise<T> => {
+    pending.add(work);
+    void work.finally(() => pending.delete(work)).catch(() => {});
+    return work;
+  };
+
+  /** Moves one command out of an outstanding status, keeps the unlock count right, and writes the timeline. */
+  async function settle(
+    trx: Db,
+    c: CommandsTable,
+    to: 'executed' | 'refused' | 'not_executed',
+    facts: { by: SettledBy; locked: boolean; carTime: number | null; reason?: string | null },
+  ): Promise<boolean> {
+    const t = now();
+    const moved = await trx
+      .updateTable('commands')
+      .set({ status: to, reason: facts.reason ?? null, acked_at: facts.by === 'state_query' ? null : t })
+      .where('id', '=', c.id)
+      .where('status', '=', c.status)
+      .executeTakeFirst();
+    if (Number(moved.numUpdatedRows) !== 1) return false;
+    if (c.action === 'unlock' && HOLDS_UNLOCK.has(c.status) !== HOLDS_UNLOCK.has(to)) {
+      // An unlock that did not open the car gives its unlock back; a late ack of one that did takes it again.
+      const delta = HOLDS_UNLOCK.has(to) ? 1 : -1;
+      await trx
+        .updateTable('deliveries')
+        .set((eb) => ({ unlocks_used: eb('unlocks_used', '+', delta), updated_at: t }))
+        .where('id', '=', c.delivery_id)
+        .where('unlocks_used', '>=', delta < 0 ? 1 : 0)
+        .execute();
+    }
+    const detail = {
+      commandId: c.id,
+      action: c.action,
+      locked: facts.locked,
+      carTime: facts.carTime,
+      settledBy: facts.by,
+      previously: c.status,
+    };
+    if (to === 'refused') {
+      await appendEvent(trx, c.delivery_id, {
+        at: t,
+        kind: 'vehicle_refused',
+        outcome: 'denied',
+        code: facts.reason ?? 'UNSPECIFIED',
+        detail,
+      });
+      return true;
+    }
+    if (to === 'not_executed') {
+      await appendEvent(trx, c.delivery_id, {
+        at: t,
+        kind: 'command_not_executed',
+        outcome: 'info',
+        code: null,
+        detail,
+      });
+      return true;
+    }
+    const kind = c.action === 'unlock' ? 'vehicle_unlocked' : 'vehicle_locked';
+    await appendEvent(trx, c.delivery_id, { at: t, kind, outcome: 'granted', code: null, detail });
+    if (c.action === 'unlock') {
+      await trx
+        .updateTable('deliveries')
+        .set({ status: 'unlocked', updated_at: t })
+        .where('id', '=', c.delivery_id)
+        .where('status', '=', 'scheduled')
+        .execute();
+    } else if (facts.locked) {
+      const done = await trx
+        .updateTable('deliveries')
+        .set({ status: 'completed', updated_at: t })
+        .where('id', '=', c.delivery_id)
+        .where('status', 'in', ['unlocked', 'relocked'])
+        .executeTakeFirst();
+      if (Number(done.numUpdatedRows) === 1) {
+        await appendEvent(trx, c.delivery_id, {
+          at: t,
+          kind: 'delivery_completed',
+          outcome: 'info',
+          code: null,
+          detail: { settledBy: facts.by },
+        });
+      }
+    }
+    return true;
+  }
+
+  /** Whether a delivery is someone else's right now (a request waiting for its ack); `holding` is the caller's. */
+  const othersHold = (deliveryId: string, holding: string | undefined): boolean =>
+    deliveryId !== holding && guard.held(deliveryId);
+
+  /** Outstanding commands of a car, except those a request is still waiting for (it settles its own). */
+  async function outstandingOf(trx: Db, vin: string, holding?: string): Promise<CommandsTable[]> {
+    const rows = await trx
+      .selectFrom('commands')
+      .selectAll()
+      .where('vin', '=', vin)
+      .where('status', 'in', [...OUTSTANDING])
+      .orderBy('issued_at')
+      .execute();
+    return rows.filter((c) => !othersHold(c.delivery_id, holding));
+  }
+
+  /**
+   * Applies a fresh answer to a query about `asked` (the outstanding commands when it was sent). A command
+   * the car lists is settled by the outcome it reports; one it does not list never reached it (it is answered
+   * after every command published before the query, §3.5). A car that lists nothing at all (no `commands`
+   * member) leaves the lock state as the only evidence: a command whose effect shows is taken as executed,
+   * one whose effect does not as not executed. Then an unlocked delivery whose car is locked, with nothing
+   * outstanding, becomes relocked.
+   */
+  async function applyAnswer(vin: string, report: StateReport, asked: readonly string[], holding?: string) {
+    const reported = report.commands ? new Map(report.commands.map((c) => [c.commandId, c])) : null;
+    await db.transaction().execute(async (trx) => {
+      const open = new Set<string>();
+      const facts = { by: 'state_query' as const, locked: report.locked, carTime: report.at };
+      const all = await trx
+        .selectFrom('commands')
+        .selectAll()
+        .where('vin', '=', vin)
+        .where('status', 'in', [...OUTSTANDING])
+        .orderBy('issued_at')
+        .execute();
+      for (const c of all) {
+        if (othersHold(c.delivery_id, holding) || !asked.includes(c.id)) {
+          open.add(c.delivery_id);
+          continue;
+        }
+        const known = reported?.get(c.id);
+        if (known) {
+          const ran = known.outcome === 'executed' || known.reason === 'TOKEN_REPLAYED';
+          await settle(trx, c, ran ? 'executed' : 'refused', {
+            ...facts,
+            reason: ran ? 'REPORTED_BY_CAR' : (known.reason ?? null),
+          });
+        } else if (reported) {
+          await settle(trx, c, 'not_executed', { ...facts, reason: 'NOT_RECEIVED' });
+        } else {
+          const tookEffect = c.action === 'unlock' ? !report.locked : report.locked;
+          await settle(trx, c, tookEffect ? 'executed' : 'not_executed', {
+            ...facts,
+            reason: tookEffect
+              ? 'INFERRED_FROM_STATE'
+              : report.locked
+                ? 'LOCKED_AT_QUERY'
+                : 'UNLOCKED_AT_QUERY',
+          });
+        }
+      }
+      if (!report.locked) return;
+      const unlocked = await trx
+        .selectFrom('deliveries')
+        .select(['id'])
+        .where('vin', '=', vin)
+        .where('status', '=', 'unlocked')
+        .execute();
+      const t = now();
+      for (const d of unlocked) {
+        if (open.has(d.id) || othersHold(d.id, holding)) continue;
+        const moved = await trx
+          .updateTable('deliveries')
+          .set({ status: 'relocked', updated_at: t })
+          .where('id', '=', d.id)
+          .where('status', '=', 'unlocked')
+          .executeTakeFirst();
+        if (Number(moved.numUpdatedRows) !== 1) continue;
+        await appendEvent(trx, d.id, {
+          at: t,
+          kind: 'vehicle_relocked',
+          outcome: 'info',
+          code: null,
+          detail: { by: 'car', locked: true, carTime: report.at, seq: report.seq },
+        });
+      }
+    });
+  }
+
+  async function knownOffline(vin: string): Promise<boolean> {
+    const row = await db
+      .selectFrom('vehicles')
+      .select(['online', 'last_seen'])
+      .where('vin', '=', vin)
+      .executeTakeFirst();
+    return row !== undefined && row.online === 0 && row.last_seen !== null;
+  }
+
+  async function unlockedCount(vin: string): Promise<number> {
+    const rows = await db
+      .selectFrom('deliveries')
+      .select('id')
+      .where('vin', '=', vin)
+      .where('status', '=', 'unlocked')
+      .execute();
+    return rows.filter((d) => !guard.held(d.id)).length;
+  }
+
+  /** Queries the car about its outstanding commands and applies the answer; false when it did not answer. */
+  async function askAndApply(
+    vin: string,
+    holding?: string,
+    only?: (c: CommandsTable) => boolean,
+  ): Promise<boolean> {
+    const link = deps.link();
+    if (!link?.connected() || closed) return false;
+    const asked = (await outstandingOf(db, vin, holding)).filter((c) => only?.(c) ?? true);
+    const ids = asked.slice(-MAX_QUERIED_COMMANDS).map((c) => c.id);
+    const answer = await link.query(vin, deps.queryTimeoutMs, ids);
+    if (answer.kind !== 'state' || closed) return false;
+    await applyAnswer(vin, answer.report, ids, holding);
+    return true;
+  }
+
+  /** One reconciliation per VIN at a time; a request for another while one runs makes it run once more. */
+  function reconcileVin(vin: string): Promise<void> {
+    const current = running.get(vin);
+    if (current) {
+      again.add(vin);
+      return current;
+    }
+    const run = (async () => {
+      try {
+        do {
+          again.delete(vin);
+          if (closed) return;
+          if ((await outstandingOf(db, vin)).length === 0 && (await unlockedCount(vin)) === 0) return;
+          await askAndApply(vin);
+        } while (again.has(vin) && !closed);
+      } catch (err) {
+        logger.error({ event: 'reconcile.failed', vin, err }, 'reconciliation failed');
+      } finally {
+        running.delete(vin);
+      }
+    })();
+    running.set(vin, run);
+    return track(run);
+  }
+
+  let timer: NodeJS.Timeout | null = null;
+  let sweeping: Promise<void> | null = null;
+
+  const self: Reconciler = {
+    async onAck(vin, ack) {
+      if (closed) return;
+      await track(
+        db.transaction().execute(async (trx) => {
+          const c = await trx
+            .selectFrom('commands')
+            .selectAll()
+            .where('id', '=', ack.commandId)
+            .executeTakeFirst();
+          if (!c || c.vin !== vin) {
+            logger.warn(
+              { event: 'ack.unknown_command', vin, commandId: ack.commandId },
+              'ack for no command of ours',
+            );
+            return;
+          }
+          // A QoS 1 duplicate of an ack already applied changes nothing.
+          if (c.status === 'executed' || c.status === 'refused') return;
+          const facts = { locked: ack.locked, carTime: ack.at };
+          if (ack.outcome === 'executed') {
+            await settle(trx, c, 'executed', { ...facts, by: 'late_ack' });
+          } else if (ack.reason === 'TOKEN_REPLAYED') {
+            // Our own command, refused as replayed: the car used this jti before, so it executed it then (§5.1).
+            await settle(trx, c, 'executed', { ...facts, by: 'replayed_ack', reason: 'TOKEN_REPLAYED' });
+          } else {
+            await settle(trx, c, 'refused', { ...facts, by: 'late_ack', reason: ack.reason ?? null });
+          }
+        }),
+      );
+    },
+
+    onState(vin, message) {
+      // An answer (it carries a nonce) is applied by whoever asked; any other report may start a reconciliation.
+      if (closed || message.type !== 'state' || message.nonce !== undefined) return;
+      void (async () => {
+        const unlocked = message.locked ? await unlockedCount(vin) : 0;
+        if (unlocked > 0 || (await outstandingOf(db, vin)).length > 0) await reconcileVin(vin);
+      })().catch((err: unknown) =>
+        logger.error({ event: 'reconcile.failed', vin, err }, 'reconciliation failed'),
+      );
+    },
+
+    async afterTimeout(vin, commandId, holding) {
+      // A car whose will announced it offline would only get the query queued at the broker: do not wait.
+      if (!(await knownOffline(vin))) await track(askAndApply(vin, holding));
+      const row = await db
+        .selectFrom('commands')
+        .select('status')
+        .where('id', '=', commandId)
+        .executeTakeFirst();
+      return (row?.status ?? 'timeout') as CommandStatus;
+    },
+
+    async settleOutstandingUnlock(deliveryId, vin) {
+      const mine = (c: CommandsTable) => c.delivery_id === deliveryId && c.action === 'unlock';
+      if ((await outstandingOf(db, vin, deliveryId)).filter(mine).length === 0) return 'none';
+      if (!(await track(askAndApply(vin, deliveryId, mine)))) return 'unreachable';
+      return (await outstandingOf(db, vin, deliveryId)).filter(mine).length === 0
+        ? 'answered'
+        : 'unreachable';
+    },
+
+    async recoverAtStart() {
+      const orphans = await db.selectFrom('commands').selectAll().where('status', '=', 'sent').execute();
+      const t = now();
+      for (const c of orphans) {
+        await db.transaction().execute(async (trx) => {
+          const moved = await trx
+            .updateTable('commands')
+            .set({ status: 'timeout', reason: 'GATEWAY_RESTARTED' })
+            .where('id', '=', c.id)
+            .where('status', '=', 'sent')
+            .executeTakeFirst();
+          if (Number(moved.numUpdatedRows) !== 1) return;
+          await appendEvent(trx, c.delivery_id, {
+            at: t,
+            kind: 'command_interrupted',
+            outcome: 'info',
+            code: 'GATEWAY_RESTARTED',
+            detail: { commandId: c.id, action: c.action, issuedAt: Number(c.issued_at) },
+          });
+        });
+      }
+      if (orphans.length > 0) {
+        logger.warn(
+          { event: 'reconcile.recovered', commands: orphans.length },
+          'outstanding commands after restart',
+        );
+      }
+      return orphans.length;
+    },
+
+    sweep() {
+      if (closed) return Promise.resolve();
+      sweeping ??= track(
+        (async () => {
+          try {
+            const fromCommands = await db
+              .selectFrom('commands')
+              .select('vin')
+              .distinct()
+              .where('status', 'in', [...OUTSTANDING])
+              .execute();
+            const fromDeliveries = await db
+              .selectFrom('deliveries')
+              .select('vin')
+              .distinct()
+              .where('status', '=', 'unlocked')
+              .execute();
+            const vins = [...new Set([...fromCommands, ...fromDeliveries].map((r) => r.vin))];
+            // A car that announced itself offline would only queue the query at the broker; its next report
+            // after reconnecting starts a reconciliation anyway.
+            const offline = new Set(
+              vins.length === 0
+                ? []
+                : (
+                    await db
+                      .selectFrom('vehicles')
+                      .select('vin')
+                      .where('vin', 'in', vins)
+                      .where('online', '=', 0)
+                      .where('last_seen', 'is not', null)
+                      .execute()
+                  ).map((r) => r.vin),
+            );
+            await Promise.all(vins.filter((v) => !offline.has(v)).map((vin) => reconcileVin(vin)));
+          } catch (err) {
+            logger.error({ event: 'reconcile.sweep_failed', err }, 'sweep failed');
+          } finally {
+            sweeping = null;
+          }
+        })(),
+      );
+      return sweeping;
+    },
+
+    async close() {
+      closed = true;
+      if (timer !== null) clearInterval(timer);
+      timer = null;
+      await Promise.allSettled([...pending]);
+    },
+  };
+
+  if (deps.intervalMs > 0) {
+    timer = setInterval(() => void self.sweep(), deps.intervalMs);
+    timer.unref();
+  }
+  return self;
+}
