@@ -1,0 +1,262 @@
+// kill -9 of the gateway (a child process) around an unlock and in the middle of writes: nothing a client was told
+// is lost, outstanding commands are settled from the car after the restart, and the car relocks on its own meanwhile.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { ensureDevPki } from '../certs/index.ts';
+import { TrustedKeysFileSchema } from '../protocols/index.ts';
+import { loadSeeds, type SeedVehicle } from '../seeds/index.ts';
+import { createFleetFaults, type Fleet, type FleetFaults, startFleet } from '../simulator/index.ts';
+import { type ChildGateway, freePort, startChildGateway } from './helpers/child-gateway.ts';
+
+const FAILSAFE_MS = 2_500;
+
+let dir: string;
+let env: Record<string, string>;
+let child: ChildGateway | null = null;
+let fleet: Fleet;
+let faults: FleetFaults;
+let apiKey: string;
+let vehicles: SeedVehicle[];
+
+const read = (path: string): string => readFileSync(path, 'utf8');
+
+async function start(): Promise<ChildGateway> {
+  child = await startChildGateway({ ...env, ...(apiKey ? { API_KEY: apiKey } : {}) });
+  apiKey = child.apiKey;
+  return child;
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: tests read replies by shape and assert on them.
+async function call(method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
+  if (!child) throw new Error('no gateway running');
+  const res = await fetch(`${child.baseUrl}${path}`, {
+    method,
+    headers: {
+      authorization: `Bearer ${apiKey}`,
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  return { status: res.status, body: await res.json() };
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'curbside-crash-'));
+  const seeds = loadSeeds();
+  vehicles = seeds.vehicles.filter((v) => v.make === 'Chevrolet' || v.make === 'Buick').slice(0, 3);
+  const pki = await ensureDevPki({ dir: join(dir, 'pki'), vins: vehicles.map((v) => v.vin) });
+  env = {
+    DATA_DIR: join(dir, 'data'),
+    CERTS_DIR: pki.dir,
+    HTTP_PORT: '0',
+    MQTT_PORT: String(await freePort()),
+    COMMAND_TIMEOUT_MS: '5000',
+    QUERY_TIMEOUT_MS: '1500',
+    RECONCILE_INTERVAL_MS: '1000',
+  };
+  await start();
+  faults = createFleetFaults({ seed: 9 });
+  fleet = await startFleet({
+    brokerUrl: `mqtts://127.0.0.1:${env.MQTT_PORT}`,
+    vehicles,
+    pki: {
+      ca: read(pki.caCert),
+      certFor: (vin) => ({ cert: read(pki.vehicleCert(vin)), key: read(pki.vehicleKey(vin)) }),
+    },
+    trustedKeys: TrustedKeysFileSchema.parse(JSON.parse(read(pki.trustedKeys))),
+    dataDir: join(dir, 'sim'),
+    failsafeRelockMs: FAILSAFE_MS,
+    reportIntervalMs: 60_000,
+    backoff: { initialMs: 100, maxMs: 500 },
+    faults,
+  });
+  for (const v of vehicles) {
+    const r = await call('POST', '/v1/vehicles', {
+      vin: v.vin,
+      make: v.make,
+      model: v.model,
+      year: v.year,
+      provider: v.provider,
+      ownerId: v.ownerId,
+    });
+    expect(r.status).toBe(201);
+  }
+});
+
+afterEach(async () => {
+  // Every test leaves a gateway running for the next one.
+  if (!child || child.proc.exitCode !== null || child.proc.signalCode !== null) await start();
+});
+
+afterAll(async () => {
+  await fleet?.stop();
+  await child?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function deliveryFor(v: SeedVehicle): Promise<{ id: string; body: Record<string, unknown> }> {
+  const loc = await call('POST', '/v1/locations', {
+    ownerId: v.ownerId,
+    label: 'kerb',
+    lat: v.position.lat,
+    lon: v.position.lon,
+    radiusM: 200,
+  });
+  const now = Date.now();
+  const d = await call('POST', '/v1/deliveries', {
+    vin: v.vin,
+    locationId: loc.body.id,
+    driverId: 'driver-7',
+    packageIds: ['pkg-1'],
+    window: { start: new Date(now - 60_000).toISOString(), end: new Date(now + 3_600_000).toISOString() },
+  });
+  expect(d.status).toBe(201);
+  return { id: d.body.id, body: { driverId: 'driver-7', position: v.position, packageId: 'pkg-1' } };
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: timeline entries are read by shape.
+function expectOrdered(timeline: any[]): void {
+  const seqs = timeline.map((e) => e.seq as number);
+  expect([...seqs].sort((a, b) => a - b)).toEqual(seqs);
+  const ats = timeline.map((e) => Date.parse(e.at));
+  expect([...ats].sort((a, b) => a - b)).toEqual(ats);
+}
+
+describe('kill -9 of the gateway', () => {
+  it('between publishing an unlock and its ack: records intact, the car relocks alone, the command is settled after restart', async () => {
+    const v = vehicles[0] as SeedVehicle;
+    const sim = () => fleet.car(v.vin);
+    const f = faults.forCar(v.vin);
+    const d = await deliveryFor(v);
+    // The car holds the command for a while before acting, so the gateway can die in between.
+    f.updatePlan({ commands: { latencyMs: 1_500 } });
+    const request = call('POST', `/v1/deliveries/${d.id}/unlock`, d.body).then(
+      () => 'answered',
+      () => 'connection lost',
+    );
+    await expect.poll(() => f.counts().command_delayed ?? 0, { timeout: 5_000 }).toBe(1);
+    await child?.kill9();
+    expect(await request).toBe('connection lost'); // the client was told nothing
+    f.updatePlan({ commands: {} });
+
+    // The car acts on the command it already had, with no gateway and no broker, then relocks on its own.
+    await expect.poll(() => sim().executed.length, { timeout: 5_000 }).toBe(1);
+    await expect.poll(() => sim().car.snapshot().locked, { timeout: FAILSAFE_MS + 3_000 }).toBe(true);
+
+    await start();
+    await expect
+      .poll(async () => (await call('GET', `/v1/deliveries/${d.id}`)).body.status, { timeout: 15_000 })
+      .toBe('relocked');
+    const view = (await call('GET', `/v1/deliveries/${d.id}`)).body;
+    const kinds = view.timeline.map((e: { kind: string }) => e.kind);
+    expect(kinds.slice(0, 4)).toEqual([
+      'delivery_scheduled',
+      'unlock_granted',
+      'command_sent',
+      'command_interrupted',
+    ]);
+    expect(kinds).toContain('vehicle_unlocked');
+    expect(kinds.at(-1)).toBe('vehicle_relocked');
+    expectOrdered(view.timeline);
+    const unlocked = view.timeline.find((e: { kind: string }) => e.kind === 'vehicle_unlocked');
+    expect(['late_ack', 'state_query']).toContain(unlocked.detail.settledBy);
+    // The command the car executed is the one the gateway recorded, token hash and all.
+    const sent = view.timeline.find((e: { kind: string }) => e.kind === 'command_sent');
+    expect(sim().executed[0]).toMatchObject({
+      commandId: sent.detail.commandId,
+      tokenSha256: sent.detail.tokenSha256,
+    });
+  });
+
+  it('right after granting an unlock: the grant and the command survive, and the relock is reconciled', async () => {
+    const v = vehicles[1] as SeedVehicle;
+    const sim = () => fleet.car(v.vin);
+    const d = await deliveryFor(v);
+    const r = await call('POST', `/v1/deliveries/${d.id}/unlock`, d.body);
+    expect(r.status).toBe(200);
+    await child?.kill9();
+    expect(sim().car.snapshot().locked).toBe(false);
+    await expect.poll(() => sim().car.snapshot().locked, { timeout: FAILSAFE_MS + 3_000 }).toBe(true);
+
+    await start();
+    const after = (await call('GET', `/v1/deliveries/${d.id}`)).body;
+    // Exactly what the client was told before the crash is there.
+    expect(after.timeline.map((e: { kind: string }) => e.kind).slice(0, 4)).toEqual([
+      'delivery_scheduled',
+      'unlock_granted',
+      'command_sent',
+      'vehicle_unlocked',
+    ]);
+    await expect
+      .poll(async () => (await call('GET', `/v1/deliveries/${d.id}`)).body.status, { timeout: 15_000 })
+      .toBe('relocked');
+    const final = (await call('GET', `/v1/deliveries/${d.id}`)).body;
+    expect(final.timeline.at(-1)).toMatchObject({ kind: 'vehicle_relocked', detail: { by: 'car' } });
+    expectOrdered(final.timeline);
+    expect((await call('POST', `/v1/deliveries/${d.id}/lock`, { driverId: 'driver-7' })).status).toBe(200);
+  });
+
+  it('in the middle of writes: every delivery acknowledged to a client is there after the restart, whole', async () => {
+    const v = vehicles[2] as SeedVehicle;
+    const loc = await call('POST', '/v1/locations', {
+      ownerId: v.ownerId,
+      label: 'kerb',
+      lat: v.position.lat,
+      lon: v.position.lon,
+      radiusM: 200,
+    });
+    const acknowledged: string[] = [];
+    let failed = 0;
+    let stop = false;
+    const writer = async (): Promise<void> => {
+      while (!stop) {
+        const now = Date.now();
+        try {
+          const r = await call('POST', '/v1/deliveries', {
+            vin: v.vin,
+            locationId: loc.body.id,
+            driverId: 'driver-7',
+            packageIds: ['pkg-1'],
+            window: { start: new Date(now).toISOString(), end: new Date(now + 3_600_000).toISOString() },
+          });
+          if (r.status === 201) acknowledged.push(r.body.id);
+        } catch {
+          failed++;
+          return;
+        }
+      }
+    };
+    const writers = Array.from({ length: 6 }, writer);
+    await expect.poll(() => acknowledged.length, { timeout: 20_000 }).toBeGreaterThanOrEqual(25);
+    await child?.kill9();
+    stop = true;
+    await Promise.all(writers);
+    expect(failed).toBeGreaterThan(0); // some requests were cut off mid-flight
+
+    await start();
+    for (const id of acknowledged) {
+      const r = await call('GET', `/v1/deliveries/${id}`);
+      expect(r.status).toBe(200);
+      expect(r.body.timeline.map((e: { kind: string }) => e.kind)).toEqual(['delivery_scheduled']);
+    }
+    // No torn writes either: every delivery row has its scheduling event (one transaction), and the file is sound.
+    await child?.stop();
+    const db = new BetterSqlite3(join(env.DATA_DIR as string, 'gateway.sqlite'), { readonly: true });
+    try {
+      expect(db.pragma('integrity_check', { simple: true })).toBe('ok');
+      const orphans = db
+        .prepare(
+          `select count(*) as n from deliveries d where not exists
+             (select 1 from delivery_events e where e.delivery_id = d.id and e.kind = 'delivery_scheduled')`,
+        )
+        .get() as { n: number };
+      expect(orphans.n).toBe(0);
+      expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
+    } finally {
+      db.close();
+    }
+  });
+});
