@@ -264,17 +264,30 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
           roundTripMs: t - started,
         },
       });
+      // Conditional: a late ack of an earlier command may have moved the delivery on meanwhile (reconcile.ts).
       if (command.action === 'unlock') {
-        await updateDelivery(trx, d.id, { status: 'unlocked', updatedAt: t });
+        await trx
+          .updateTable('deliveries')
+          .set({ status: 'unlocked', updated_at: t })
+          .where('id', '=', d.id)
+          .where('status', 'in', ['scheduled', 'unlocked', 'relocked'])
+          .execute();
       } else if (ack.locked) {
-        await updateDelivery(trx, d.id, { status: 'completed', updatedAt: t });
-        await appendEvent(trx, d.id, {
-          at: t,
-          kind: 'delivery_completed',
-          outcome: 'info',
-          code: null,
-          detail: {},
-        });
+        const done = await trx
+          .updateTable('deliveries')
+          .set({ status: 'completed', updated_at: t })
+          .where('id', '=', d.id)
+          .where('status', 'in', ['unlocked', 'relocked'])
+          .executeTakeFirst();
+        if (Number(done.numUpdatedRows) === 1) {
+          await appendEvent(trx, d.id, {
+            at: t,
+            kind: 'delivery_completed',
+            outcome: 'info',
+            code: null,
+            detail: {},
+          });
+        }
       }
     });
     return { locked: ack.locked };

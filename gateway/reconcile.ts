@@ -28,6 +28,8 @@ export type CommandStatus = CommandRecord['status'];
 /** Statuses in which an unlock command holds one of its delivery's unlocks. */
 const HOLDS_UNLOCK: ReadonlySet<string> = new Set(['sent', 'timeout', 'executed']);
 const OUTSTANDING = ['sent', 'timeout'] as const;
+/** Longest wait before a car that keeps not answering is asked again by the sweep. */
+const MAX_SILENT_BACKOFF_MS = 5 * 60_000;
 
 export interface Reconciler {
   /** An ack nobody waits for any more: late, duplicated, or from before a restart. */
@@ -46,7 +48,7 @@ export interface Reconciler {
   settleOutstandingUnlock(deliveryId: string, vin: string): Promise<'none' | 'answered' | 'unreachable'>;
   /** At start: commands a crash left 'sent' become 'timeout' (their request is gone), with a timeline entry. */
   recoverAtStart(): Promise<number>;
-  /** Queries every online car with outstanding work and settles what it answers. */
+  /** Queries every car with outstanding work (backing off from silent ones) and settles what it answers. */
   sweep(): Promise<void>;
   close(): Promise<void>;
 }
@@ -56,6 +58,8 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
   const running = new Map<string, Promise<void>>();
   const again = new Set<string>();
   const pending = new Set<Promise<unknown>>();
+  /** Cars that did not answer a reconciliation query: how often in a row, and when to ask again. */
+  const silent = new Map<string, { failures: number; until: number }>();
   let closed = false;
 
   const track = <T>(work: Promise<T>): Promise<T> => {
@@ -284,7 +288,13 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
           again.delete(vin);
           if (closed) return;
           if ((await outstandingOf(db, vin)).length === 0 && (await unlockedCount(vin)) === 0) return;
-          await askAndApply(vin);
+          if (await askAndApply(vin)) {
+            silent.delete(vin);
+          } else {
+            const failures = (silent.get(vin)?.failures ?? 0) + 1;
+            const wait = Math.min(MAX_SILENT_BACKOFF_MS, deps.queryTimeoutMs * 2 ** failures);
+            silent.set(vin, { failures, until: now() + wait });
+          }
         } while (again.has(vin) && !closed);
       } catch (err) {
         logger.error({ event: 'reconcile.failed', vin, err }, 'reconciliation failed');
@@ -333,7 +343,9 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
 
     onState(vin, message) {
       // An answer (it carries a nonce) is applied by whoever asked; any other report may start a reconciliation.
-      if (closed || message.type !== 'state' || message.nonce !== undefined) return;
+      if (closed || message.type !== 'state') return;
+      silent.delete(vin);
+      if (message.nonce !== undefined) return;
       void (async () => {
         const unlocked = message.locked ? await unlockedCount(vin) : 0;
         if (unlocked > 0 || (await outstandingOf(db, vin)).length > 0) await reconcileVin(vin);
@@ -410,22 +422,12 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
               .where('status', '=', 'unlocked')
               .execute();
             const vins = [...new Set([...fromCommands, ...fromDeliveries].map((r) => r.vin))];
-            // A car that announced itself offline would only queue the query at the broker; its next report
-            // after reconnecting starts a reconciliation anyway.
-            const offline = new Set(
-              vins.length === 0
-                ? []
-                : (
-                    await db
-                      .selectFrom('vehicles')
-                      .select('vin')
-                      .where('vin', 'in', vins)
-                      .where('online', '=', 0)
-                      .where('last_seen', 'is not', null)
-                      .execute()
-                  ).map((r) => r.vin),
-            );
-            await Promise.all(vins.filter((v) => !offline.has(v)).map((vin) => reconcileVin(vin)));
+            // A car that did not answer is asked again only after a backoff: each unanswered query waits at the
+            // broker for it. Its presence flag is no guide (a report after a reconnect may be lost); any
+            // report from it ends the backoff, and starts a reconciliation anyway.
+            const t = now();
+            const due = vins.filter((vin) => (silent.get(vin)?.until ?? 0) <= t);
+            await Promise.all(due.map((vin) => reconcileVin(vin)));
           } catch (err) {
             logger.error({ event: 'reconcile.sweep_failed', err }, 'sweep failed');
           } finally {

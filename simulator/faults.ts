@@ -452,6 +452,7 @@ export function createCarFaults(deps: CarFaultsDeps): CarFaults {
       record('clock_jump', { deltaMs });
     },
     setDrift(ppm) {
+      if (ppm === driftPpm) return;
       reanchor();
       driftPpm = ppm;
       record('clock_drift', { ppm });

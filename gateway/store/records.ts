@@ -1,5 +1,5 @@
 // Owns reading and writing the store's rows as domain records; every function takes a db or a transaction.
-import type { Kysely, Transaction } from 'kysely';
+import { type Kysely, sql, type Transaction } from 'kysely';
 import type { Database, DeliveriesTable, LocationsTable, VehiclesTable } from './schema.ts';
 
 export type Db = Kysely<Database> | Transaction<Database>;
@@ -230,12 +230,18 @@ export async function updateDelivery(
     .execute();
 }
 
+/**
+ * Appends to a delivery's timeline. `at` is the decision's time, but never earlier than the entry before it:
+ * a decision taken before another one was written (a request and the reconciler racing for the store) would
+ * otherwise show time running backwards along `seq`. The clamp runs in the INSERT itself, so it is atomic.
+ */
 export async function appendEvent(db: Db, deliveryId: string, e: Omit<TimelineEntry, 'seq'>): Promise<void> {
   await db
     .insertInto('delivery_events')
     .values({
       delivery_id: deliveryId,
-      at: e.at,
+      // SQLite's two-argument max() is its GREATEST.
+      at: sql<number>`max(${e.at}, coalesce((select max(at) from delivery_events where delivery_id = ${deliveryId}), 0))`,
       kind: e.kind,
       outcome: e.outcome,
       code: e.code,
