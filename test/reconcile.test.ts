@@ -1,0 +1,301 @@
+// Tests the reconciler against a real SQLite store and a fake MQTT link: late acks, answers with and without
+// command outcomes, relocks, restarts and the sweep's backoff. No network, a frozen clock.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { createDeliveryGuard, type DeliveryGuard } from '../gateway/delivery-guard.ts';
+import { createReconciler, type Reconciler } from '../gateway/reconcile.ts';
+import {
+  type CommandRecord,
+  insertCommand,
+  insertDelivery,
+  insertLocation,
+  insertVehicle,
+  recordVehicleState,
+  timelineOf,
+} from '../gateway/store/records.ts';
+import { openStore, type Store } from '../gateway/store/store.ts';
+import { createVehicleLimiter } from '../gateway/vehicle-limiter.ts';
+import type { QueryWait } from '../gateway/vehicle-link.ts';
+import type { Ack, StateReport } from '../protocols/index.ts';
+
+const NOW = Date.parse('2025-06-02T09:00:00Z');
+const VIN = '1G1ZE5ST5KF100231';
+const DLV = 'dlv_1';
+
+let dir: string;
+let store: Store;
+let guard: DeliveryGuard;
+let answers: QueryWait[];
+let asked: Array<readonly string[]>;
+let reconciler: Reconciler;
+
+function report(locked: boolean, extra: Partial<StateReport> = {}): StateReport {
+  return {
+    v: 1,
+    type: 'state',
+    vin: VIN,
+    seq: 7,
+    online: true,
+    locked,
+    doors: { driver: 'closed', passenger: 'closed', rearLeft: 'closed', rearRight: 'closed' },
+    trunk: 'closed',
+    ignition: 'off',
+    position: { lat: 47.6, lon: -122.3 },
+    at: NOW,
+    ...extra,
+  };
+}
+
+function ack(commandId: string, over: Partial<Ack> = {}): Ack {
+  return {
+    v: 1,
+    type: 'ack',
+    vin: VIN,
+    commandId,
+    deliveryId: DLV,
+    action: 'unlock',
+    outcome: 'executed',
+    locked: false,
+    at: NOW,
+    ...over,
+  };
+}
+
+async function command(id: string, over: Partial<CommandRecord> = {}): Promise<void> {
+  await insertCommand(store.db, {
+    id,
+    deliveryId: DLV,
+    vin: VIN,
+    action: 'unlock',
+    jti: `jti_${id}`,
+    tokenHash: `hash_${id}`,
+    status: 'timeout',
+    reason: 'NO_ACK',
+    issuedAt: NOW,
+    expiresAt: NOW + 60_000,
+    ackedAt: null,
+    ...over,
+  });
+}
+
+async function delivery(status: 'scheduled' | 'unlocked', unlocksUsed: number): Promise<void> {
+  await store.db
+    .updateTable('deliveries')
+    .set({ status, unlocks_used: unlocksUsed })
+    .where('id', '=', DLV)
+    .execute();
+}
+
+const row = async (id: string) =>
+  store.db.selectFrom('commands').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+const dlv = async () =>
+  store.db.selectFrom('deliveries').selectAll().where('id', '=', DLV).executeTakeFirstOrThrow();
+const kinds = async () => (await timelineOf(store.db, DLV)).map((e) => e.kind);
+
+beforeEach(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'reconcile-'));
+  store = await openStore({ kind: 'sqlite', file: join(dir, 'gateway.sqlite') });
+  await insertVehicle(store.db, {
+    vin: VIN,
+    make: 'Chevrolet',
+    model: 'Malibu',
+    year: 2019,
+    provider: 'onstar',
+    ownerId: 'o',
+    consent: ['unlock', 'lock'],
+    linkedAt: NOW,
+  });
+  await insertLocation(store.db, {
+    id: 'loc_1',
+    ownerId: 'o',
+    label: 'l',
+    kind: 'home',
+    lat: 47.6,
+    lon: -122.3,
+    radiusM: 200,
+    createdAt: NOW,
+  });
+  await insertDelivery(store.db, {
+    id: DLV,
+    vin: VIN,
+    locationId: 'loc_1',
+    driverId: 'd',
+    packageIds: ['p'],
+    windowStart: NOW - 60_000,
+    windowEnd: NOW + 3_600_000,
+    status: 'scheduled',
+    unlocksUsed: 1,
+    createdAt: NOW,
+    updatedAt: NOW,
+  });
+  guard = createDeliveryGuard();
+  answers = [];
+  asked = [];
+  const link = {
+    connected: () => true,
+    query: vi.fn(async (_vin: string, _timeoutMs: number, ids: readonly string[] = []) => {
+      asked.push(ids);
+      return answers.shift() ?? { kind: 'timeout' as const };
+    }),
+  };
+  reconciler = createReconciler({
+    db: store.db,
+    link: () => link,
+    guard,
+    now: () => NOW,
+    logger: pino({ level: 'silent' }),
+    queryTimeoutMs: 1_000,
+    intervalMs: 0,
+  });
+});
+
+afterEach(async () => {
+  await reconciler.close();
+  await store.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('late acks', () => {
+  it('an executed one settles the command, opens the delivery, and its duplicate changes nothing', async () => {
+    await command('cmd_1');
+    await reconciler.onAck(VIN, ack('cmd_1'));
+    expect(await row('cmd_1')).toMatchObject({ status: 'executed' });
+    expect(await dlv()).toMatchObject({ status: 'unlocked', unlocks_used: 1 });
+    await reconciler.onAck(VIN, ack('cmd_1'));
+    expect((await kinds()).filter((k) => k === 'vehicle_unlocked')).toHaveLength(1);
+    expect((await timelineOf(store.db, DLV)).at(-1)?.detail).toMatchObject({ settledBy: 'late_ack' });
+  });
+
+  it('TOKEN_REPLAYED on our own command means the car executed it before (a reboot forgot the ack)', async () => {
+    await command('cmd_1');
+    await reconciler.onAck(VIN, ack('cmd_1', { outcome: 'refused', reason: 'TOKEN_REPLAYED', locked: true }));
+    expect(await row('cmd_1')).toMatchObject({ status: 'executed', reason: 'TOKEN_REPLAYED' });
+  });
+
+  it('a refusal settles the command and gives the unlock back', async () => {
+    await command('cmd_1');
+    await reconciler.onAck(VIN, ack('cmd_1', { outcome: 'refused', reason: 'TOKEN_EXPIRED', locked: true }));
+    expect(await row('cmd_1')).toMatchObject({ status: 'refused', reason: 'TOKEN_EXPIRED' });
+    expect(await dlv()).toMatchObject({ status: 'scheduled', unlocks_used: 0 });
+  });
+
+  it('an ack naming another car, or no command of ours, is ignored', async () => {
+    await command('cmd_1');
+    await reconciler.onAck('YV1A22MK3F1900345', { ...ack('cmd_1'), vin: 'YV1A22MK3F1900345' });
+    await reconciler.onAck(VIN, ack('cmd_unknown'));
+    expect(await row('cmd_1')).toMatchObject({ status: 'timeout' });
+  });
+});
+
+describe('answers to state queries', () => {
+  it('name the queried commands; a listed one is settled by its outcome, an unlisted one never arrived', async () => {
+    await command('cmd_1');
+    await command('cmd_2', { issuedAt: NOW + 1 });
+    answers.push({
+      kind: 'state',
+      report: report(false, { commands: [{ commandId: 'cmd_1', outcome: 'executed' }] }),
+    });
+    expect(await reconciler.afterTimeout(VIN, 'cmd_2', DLV)).toBe('not_executed');
+    expect(asked).toEqual([['cmd_1', 'cmd_2']]);
+    expect(await row('cmd_1')).toMatchObject({ status: 'executed', reason: 'REPORTED_BY_CAR' });
+    expect(await row('cmd_2')).toMatchObject({ status: 'not_executed', reason: 'NOT_RECEIVED' });
+    // Two reservations, one of them given back.
+    expect(await dlv()).toMatchObject({ status: 'unlocked', unlocks_used: 0 });
+  });
+
+  it('without outcomes, the lock state decides; a late ack can still correct it', async () => {
+    await command('cmd_1');
+    answers.push({ kind: 'state', report: report(true) });
+    expect(await reconciler.afterTimeout(VIN, 'cmd_1', DLV)).toBe('not_executed');
+    expect(await row('cmd_1')).toMatchObject({ reason: 'LOCKED_AT_QUERY' });
+    expect(await dlv()).toMatchObject({ unlocks_used: 0 });
+    // It ran after all (it was still on its way): the late ack wins and the unlock is counted again.
+    await reconciler.onAck(VIN, ack('cmd_1'));
+    expect(await row('cmd_1')).toMatchObject({ status: 'executed' });
+    expect(await dlv()).toMatchObject({ status: 'unlocked', unlocks_used: 1 });
+  });
+
+  it('a command another request is still waiting for is neither asked about nor settled', async () => {
+    await command('cmd_1', { status: 'sent', reason: null });
+    guard.tryEnter(DLV);
+    answers.push({ kind: 'state', report: report(true, { commands: [] }) });
+    await reconciler.sweep();
+    expect(asked).toEqual([]);
+    expect(await row('cmd_1')).toMatchObject({ status: 'sent' });
+  });
+
+  it('no answer leaves everything as it was', async () => {
+    await command('cmd_1');
+    expect(await reconciler.afterTimeout(VIN, 'cmd_1', DLV)).toBe('timeout');
+    expect(await row('cmd_1')).toMatchObject({ status: 'timeout' });
+  });
+});
+
+describe('relocks and sweeps', () => {
+  it('a locked report for an unlocked delivery is confirmed by a query, then the delivery is relocked', async () => {
+    await delivery('unlocked', 1);
+    answers.push({ kind: 'state', report: report(true, { commands: [] }) });
+    reconciler.onState(VIN, report(true));
+    await vi.waitFor(async () => expect((await dlv()).status).toBe('relocked'));
+    expect((await timelineOf(store.db, DLV)).at(-1)).toMatchObject({
+      kind: 'vehicle_relocked',
+      detail: { by: 'car', locked: true },
+    });
+  });
+
+  it('answers (they carry a nonce) start nothing, and a delivery held by a request is left alone', async () => {
+    await delivery('unlocked', 1);
+    reconciler.onState(VIN, report(true, { nonce: 'n'.repeat(22) }));
+    guard.tryEnter(DLV);
+    answers.push({ kind: 'state', report: report(true, { commands: [] }) });
+    await reconciler.sweep();
+    expect(asked).toEqual([]);
+    expect((await dlv()).status).toBe('unlocked');
+  });
+
+  it('backs off from a car that does not answer, until it reports again', async () => {
+    await command('cmd_1');
+    await reconciler.sweep();
+    await reconciler.sweep();
+    expect(asked).toHaveLength(1);
+    answers.push({
+      kind: 'state',
+      report: report(false, { commands: [{ commandId: 'cmd_1', outcome: 'executed' }] }),
+    });
+    reconciler.onState(VIN, report(false));
+    await vi.waitFor(async () => expect((await row('cmd_1')).status).toBe('executed'));
+    expect(asked).toHaveLength(2);
+  });
+
+  it('at start, commands a crash left sent become timeout with a timeline entry', async () => {
+    await command('cmd_1', { status: 'sent', reason: null });
+    await recordVehicleState(store.db, VIN, { online: true, seenAt: NOW });
+    expect(await reconciler.recoverAtStart()).toBe(1);
+    expect(await row('cmd_1')).toMatchObject({ status: 'timeout', reason: 'GATEWAY_RESTARTED' });
+    expect((await timelineOf(store.db, DLV)).at(-1)).toMatchObject({
+      kind: 'command_interrupted',
+      code: 'GATEWAY_RESTARTED',
+    });
+    expect(await reconciler.recoverAtStart()).toBe(0);
+  });
+});
+
+describe('the per-vehicle limiter', () => {
+  it('allows a burst, then one per interval; one command in flight per VIN; VINs are independent', () => {
+    let t = NOW;
+    const limiter = createVehicleLimiter({ burst: 2, perMinute: 6 }, () => t);
+    const a = limiter.acquire(VIN);
+    expect(a.ok).toBe(true);
+    expect(limiter.acquire(VIN)).toMatchObject({ ok: false, reason: 'IN_FLIGHT', retryAfterS: 1 });
+    if (a.ok) a.release();
+    const b = limiter.acquire(VIN);
+    if (b.ok) b.release();
+    expect(limiter.acquire(VIN)).toMatchObject({ ok: false, reason: 'RATE', retryAfterS: 10 });
+    expect(limiter.acquire('YV1A22MK3F1900345').ok).toBe(true);
+    t += 10_000;
+    expect(limiter.acquire(VIN).ok).toBe(true);
+  });
+});
