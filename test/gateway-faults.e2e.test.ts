@@ -11,7 +11,7 @@ import { type Stack, startStack } from './helpers/stack.ts';
 
 const COMMAND_TIMEOUT_MS = 1_200;
 const QUERY_TIMEOUT_MS = 800;
-const FAILSAFE_MS = 3_000;
+const FAILSAFE_MS = 2_000;
 
 let stack: Stack;
 let faults: FleetFaults;
