@@ -25,7 +25,6 @@ import {
   settleCommand,
   type TimelineEntry,
   timelineOf,
-  updateDelivery,
 } from './store/records.ts';
 import type { Database } from './store/schema.ts';
 import type { VehicleLimiter } from './vehicle-limiter.ts';
@@ -232,8 +231,14 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
           ackedAt: t,
         });
         if (command.action === 'unlock') {
-          // The car did not open: the reserved unlock is given back (d holds the count from before it).
-          await updateDelivery(trx, d.id, { unlocksUsed: d.unlocksUsed, updatedAt: t });
+          // The car did not open: the reserved unlock is given back. Relative, because the reconciler may
+          // have settled an earlier unlock of this delivery meanwhile.
+          await trx
+            .updateTable('deliveries')
+            .set((eb) => ({ unlocks_used: eb('unlocks_used', '-', 1), updated_at: t }))
+            .where('id', '=', d.id)
+            .where('unlocks_used', '>=', 1)
+            .execute();
         }
         await appendEvent(trx, d.id, {
           at: t,
@@ -409,8 +414,8 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
         });
       }
       if (earlier === 'answered') {
-        const now_ = await load(id);
-        if (now_.status === 'unlocked') {
+        const settled = await load(id);
+        if (settled.status === 'unlocked') {
           await appendEvent(db, d.id, {
             at: now(),
             kind,
@@ -420,7 +425,7 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
           });
           return { status: 'unlocked' };
         }
-        d = now_;
+        d = settled;
       }
       if (d.unlocksUsed >= policy.maxUnlocks) return deny(d.id, kind, 'UNLOCK_LIMIT_REACHED', ctx);
       const release = await takeVehicleSlot(d, kind);

@@ -11,7 +11,8 @@ import { type Stack, startStack } from './helpers/stack.ts';
 
 const COMMAND_TIMEOUT_MS = 1_200;
 const QUERY_TIMEOUT_MS = 800;
-const FAILSAFE_MS = 2_000;
+// Long enough for an unlock, a lost ack, an unanswered query and a retry to happen before the car relocks.
+const FAILSAFE_MS = 4_000;
 
 let stack: Stack;
 let faults: FleetFaults;
