@@ -172,8 +172,10 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       },
       async close() {
         await app.close();
-        await reconciler.close();
+        // The reconciler stops taking work at once; closing the link then ends its pending queries.
+        const reconciled = reconciler.close();
         await connectedLink.close();
+        await reconciled;
         await broker?.close();
         await store.close();
       },

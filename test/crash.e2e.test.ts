@@ -11,7 +11,7 @@ import { loadSeeds, type SeedVehicle } from '../seeds/index.ts';
 import { createFleetFaults, type Fleet, type FleetFaults, startFleet } from '../simulator/index.ts';
 import { type ChildGateway, freePort, startChildGateway } from './helpers/child-gateway.ts';
 
-const FAILSAFE_MS = 1_500;
+const FAILSAFE_MS = 2_000;
 
 let dir: string;
 let env: Record<string, string>;
