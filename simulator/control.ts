@@ -22,17 +22,13 @@ export interface ControlServer {
   close(): Promise<void>;
 }
 
-type ControlErrorCode = 'CONTROL_INVALID' | 'CONTROL_NOT_FOUND' | 'CONTROL_TOO_LARGE' | 'SIM_CONTROL_FAILED';
-
-class ControlError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: ControlErrorCode | SimulatorError['code'],
-    message: string,
-  ) {
-    super(message);
-  }
-}
+/** HTTP status of each refusal; any other simulator error is a 409 (the operation cannot apply now). */
+const STATUS: Partial<Record<SimulatorError['code'], number>> = {
+  SIM_CONTROL_INVALID: 400,
+  SIM_CONTROL_NOT_FOUND: 404,
+  SIM_UNKNOWN_VIN: 404,
+  SIM_CONTROL_TOO_LARGE: 413,
+};
 
 export function carView(entry: FleetCar) {
   const s = entry.car.snapshot();
@@ -62,13 +58,13 @@ async function readBody(req: IncomingMessage): Promise<unknown> {
   for await (const chunk of req) {
     size += (chunk as Buffer).length;
     if (size > MAX_BODY_BYTES)
-      throw new ControlError(413, 'CONTROL_TOO_LARGE', `body above ${MAX_BODY_BYTES} bytes`);
+      throw new SimulatorError('SIM_CONTROL_TOO_LARGE', `body above ${MAX_BODY_BYTES} bytes`);
     chunks.push(chunk as Buffer);
   }
   try {
     return JSON.parse(Buffer.concat(chunks).toString('utf8'));
   } catch {
-    throw new ControlError(400, 'CONTROL_INVALID', 'body is not JSON');
+    throw new SimulatorError('SIM_CONTROL_INVALID', 'body is not JSON');
   }
 }
 
@@ -76,7 +72,8 @@ function parseOperation(body: unknown) {
   const parsed = OperationSchema.safeParse(body);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    throw new ControlError(400, 'CONTROL_INVALID', `${issue?.path.join('.') || 'body'}: ${issue?.message}`);
+    const where = issue?.path.join('.') || 'body';
+    throw new SimulatorError('SIM_CONTROL_INVALID', `${where}: ${issue?.message}`);
   }
   return parsed.data;
 }
@@ -124,7 +121,7 @@ export async function startControlServer(deps: ControlServerDeps): Promise<Contr
         body: { seed: deps.faults?.seed ?? null, counts: deps.faults?.counts() ?? {}, cars },
       };
     }
-    throw new ControlError(404, 'CONTROL_NOT_FOUND', `no route ${method} ${req.url}`);
+    throw new SimulatorError('SIM_CONTROL_NOT_FOUND', `no route ${method} ${req.url}`);
   };
 
   const reply = (res: ServerResponse, status: number, body: unknown): void => {
@@ -136,13 +133,10 @@ export async function startControlServer(deps: ControlServerDeps): Promise<Contr
     route(req).then(
       ({ status, body }) => reply(res, status, body),
       (err: unknown) => {
-        if (err instanceof ControlError)
-          return reply(res, err.status, { code: err.code, message: err.message });
         if (err instanceof SimulatorError) {
-          const status = err.code === 'SIM_UNKNOWN_VIN' ? 404 : 409;
-          return reply(res, status, { code: err.code, message: err.message });
+          return reply(res, STATUS[err.code] ?? 409, { code: err.code, message: err.message });
         }
-        reply(res, 500, { code: 'CONTROL_INTERNAL', message: String(err) });
+        reply(res, 500, { code: 'SIM_CONTROL_INTERNAL', message: String(err) });
       },
     );
   });

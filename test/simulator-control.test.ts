@@ -186,19 +186,51 @@ describe('control API', () => {
     });
     expect(await call('POST', `/cars/${MALIBU}/ops`, { op: 'link', mode: 'gone' })).toMatchObject({
       status: 400,
-      body: { code: 'CONTROL_INVALID' },
+      body: { code: 'SIM_CONTROL_INVALID' },
     });
     expect(await call('POST', `/cars/${MALIBU}/ops`, '{not json')).toMatchObject({
       status: 400,
-      body: { code: 'CONTROL_INVALID' },
+      body: { code: 'SIM_CONTROL_INVALID' },
     });
     expect(
       await call('POST', `/cars/${MALIBU}/ops`, JSON.stringify({ op: 'report', pad: 'x'.repeat(20_000) })),
     ).toMatchObject({
       status: 413,
-      body: { code: 'CONTROL_TOO_LARGE' },
+      body: { code: 'SIM_CONTROL_TOO_LARGE' },
     });
-    expect(await call('DELETE', '/cars')).toMatchObject({ status: 404, body: { code: 'CONTROL_NOT_FOUND' } });
+    expect(await call('DELETE', '/cars')).toMatchObject({
+      status: 404,
+      body: { code: 'SIM_CONTROL_NOT_FOUND' },
+    });
+  });
+});
+
+describe('control API on a fleet without fault injection', () => {
+  it('answers fault operations with 409 SIM_CONTROL_FAILED and still does the plain ones', async () => {
+    fake = fakeClients();
+    fleet = await startFleet({
+      brokerUrl: 'mqtts://127.0.0.1:8883',
+      vehicles: loadSeeds().vehicles.filter((v) => v.vin === MALIBU),
+      pki: { ca: 'CA', certFor: () => ({ cert: 'C', key: 'K' }) },
+      trustedKeys,
+      dataDir: dir,
+      createClient: fake.create,
+    });
+    const control = await startControlServer({ fleet, faults: null, port: 0 });
+    try {
+      const post = (body: unknown) =>
+        fetch(`http://127.0.0.1:${control.port}/cars/${MALIBU}/ops`, {
+          method: 'POST',
+          body: JSON.stringify(body),
+        });
+      const link = await post({ op: 'link', mode: 'offline' });
+      expect(link.status).toBe(409);
+      expect(await link.json()).toMatchObject({ code: 'SIM_CONTROL_FAILED' });
+      expect((await post({ op: 'trunk', to: 'open' })).status).toBe(200);
+      expect(fleet.car(MALIBU).car.snapshot().trunk).toBe('open');
+    } finally {
+      await control.close();
+    }
   });
 });
 
