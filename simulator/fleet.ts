@@ -15,7 +15,9 @@ import {
   type CarConnection,
   type ClientFactory,
   connectCar,
+  DEFAULT_BACKOFF,
   type Logger,
+  reconnectDelay,
   silentLogger,
 } from './transport.ts';
 
@@ -183,7 +185,11 @@ export async function startFleet(deps: StartFleetDeps): Promise<Fleet> {
     if (result.status === 'fulfilled') cars.set(result.value.vehicle.vin, result.value);
     else failures.push(result.reason);
   }
+  let stopping = false;
+  const rebooting = new Set<Promise<unknown>>();
   const stop = async (): Promise<void> => {
+    stopping = true;
+    await Promise.allSettled([...rebooting]);
     await Promise.all([...cars.values()].map((c) => c.connection.close()));
   };
   if (failures.length > 0) {
@@ -213,8 +219,31 @@ export async function startFleet(deps: StartFleetDeps): Promise<Fleet> {
           await new Promise((r) => setTimeout(r, 5));
       }
       await entry.connection.close();
-      await new Promise((resolve) => setTimeout(resolve, downMs));
-      Object.assign(entry, await boot(entry.vehicle, entry.faults, entry.executed));
+      const back = (async () => {
+        await new Promise((resolve) => setTimeout(resolve, downMs));
+        // A unit that boots while the broker is away keeps trying, with the same backoff as a reconnect.
+        for (let attempt = 0; !stopping; attempt++) {
+          try {
+            Object.assign(entry, await boot(entry.vehicle, entry.faults, entry.executed));
+            return;
+          } catch (err) {
+            if (!(err instanceof SimulatorError) || err.code !== 'SIM_CONNECT_FAILED') throw err;
+            const delayMs = reconnectDelay(
+              attempt,
+              deps.backoff ?? DEFAULT_BACKOFF,
+              deps.random ?? Math.random,
+            );
+            log.warn({ vin, delayMs }, 'boot: broker unreachable; retrying');
+            await new Promise((resolve) => setTimeout(resolve, delayMs));
+          }
+        }
+      })();
+      rebooting.add(back);
+      try {
+        await back;
+      } finally {
+        rebooting.delete(back);
+      }
     },
     stop,
   };

@@ -451,4 +451,29 @@ describe('reboot', () => {
     expect(fleet.car(VIN).car.snapshot().locked).toBe(true);
     await fleet.stop();
   });
+
+  it('a car that boots while the broker is away keeps trying with backoff', async () => {
+    const { vehicles } = loadSeeds();
+    const fake = fakeClients();
+    const fleet = await startFleet({
+      brokerUrl: 'mqtts://127.0.0.1:8883',
+      vehicles: vehicles.filter((v) => v.vin === VIN),
+      pki: { ca: 'CA', certFor: () => ({ cert: 'C', key: 'K' }) },
+      trustedKeys,
+      dataDir: dir,
+      createClient: fake.create,
+      backoff: { initialMs: 100, maxMs: 400 },
+      random: () => 0.5,
+      faults: createFleetFaults({ seed: 1, now: () => Date.now() }),
+    });
+    fake.brokerDown = true;
+    const rebooted = fleet.reboot(VIN, 0);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(fake.clients.filter((c) => c.vin === VIN).length).toBeGreaterThan(3);
+    fake.brokerDown = false;
+    await vi.advanceTimersByTimeAsync(400);
+    await rebooted;
+    expect(fleet.car(VIN).connection.connected).toBe(true);
+    await fleet.stop();
+  });
 });

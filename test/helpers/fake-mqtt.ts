@@ -26,12 +26,19 @@ export class FakeClient extends EventEmitter {
   constructor(
     readonly vin: string,
     readonly options: IClientOptions,
+    /** When true, connecting fails as with the broker unreachable. */
+    readonly refuse: () => boolean = () => false,
   ) {
     super();
   }
 
   connect(): this {
     queueMicrotask(() => {
+      if (this.refuse()) {
+        this.emit('error', new Error('connect ECONNREFUSED'));
+        this.emit('close');
+        return;
+      }
       this.connected = true;
       this.connects++;
       this.emit('connect', { sessionPresent: this.connects > 1 });
@@ -95,14 +102,18 @@ export class FakeClient extends EventEmitter {
   }
 }
 
-export function fakeClients(): {
+export interface FakeClients {
   create: ClientFactory;
   clients: FakeClient[];
   byVin(vin: string): FakeClient;
-} {
+  /** While true, every new connection is refused (the broker is down). */
+  brokerDown: boolean;
+}
+
+export function fakeClients(): FakeClients {
   const clients: FakeClient[] = [];
   const create: ClientFactory = (_url, options) => {
-    const client = new FakeClient(String(options.clientId), options);
+    const client = new FakeClient(String(options.clientId), options, () => fakes.brokerDown);
     clients.push(client);
     return client as unknown as MqttClient;
   };
@@ -111,5 +122,6 @@ export function fakeClients(): {
     if (!found) throw new Error(`no client for ${vin}`);
     return found;
   };
-  return { create, clients, byVin };
+  const fakes: FakeClients = { create, clients, byVin, brokerDown: false };
+  return fakes;
 }
