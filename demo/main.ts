@@ -83,6 +83,9 @@ try {
   }
   print('\nServing. Ctrl-C stops.');
   await untilSignal();
+  // Drain first, while the cars are still there to ack what is in flight; then the cars sign off
+  // through the broker; then the broker and the store close.
+  await booted.gateway.drain();
   await fleet?.stop();
   await booted.stop();
   await flushLogger(logger);

@@ -23,8 +23,11 @@ export interface Booted {
   gateway: Gateway;
   pki: DevPkiPaths;
   baseUrl: string;
+  /** Where /metrics is served: its own listener with METRICS_PORT, else on baseUrl. */
+  metricsUrl: string;
   /** The development API key, when this start created or found one on disk. */
   apiKey: string | null;
+  /** Graceful: see Gateway.close. */
   stop(): Promise<void>;
 }
 
@@ -89,10 +92,14 @@ export async function bootGateway(deps: BootDeps): Promise<Booted> {
       );
     }
     const address = await gateway.app.listen({ host: config.HOST, port: config.HTTP_PORT });
+    const metricsUrl = gateway.metricsApp
+      ? await gateway.metricsApp.listen({ host: config.METRICS_HOST, port: config.METRICS_PORT ?? 0 })
+      : address;
     return {
       gateway,
       pki,
       baseUrl: address,
+      metricsUrl: `${metricsUrl}/metrics`,
       apiKey,
       stop: () => gateway.close(),
     };

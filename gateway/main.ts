@@ -37,7 +37,7 @@ try {
     print: (line) => logger.info({ event: 'bootstrap' }, line),
   });
   logger.info(
-    { event: 'started', http: booted.baseUrl, broker: booted.gateway.brokerUrl },
+    { event: 'started', http: booted.baseUrl, metrics: booted.metricsUrl, broker: booted.gateway.brokerUrl },
     'gateway started',
   );
   const signal = await untilSignal();

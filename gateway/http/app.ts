@@ -9,6 +9,7 @@ import type { LocationRecord, VehicleRecord } from '../store/records.ts';
 import type { Database } from '../store/schema.ts';
 import type { VehicleService } from '../vehicles.ts';
 import { registerAuth } from './auth.ts';
+import { type OperationsDeps, registerOperations } from './operations.ts';
 import { registerProblemHandlers } from './problem.ts';
 import {
   CreateDeliveryBody,
@@ -29,6 +30,8 @@ export interface AppDeps {
   deliveries: DeliveryService;
   logger: Logger;
   bodyLimit?: number;
+  /** /readyz, /metrics, HTTP metrics and the drain refusal (gateway/http/operations.ts). */
+  operations?: OperationsDeps;
 }
 
 const iso = (ms: number): string => new Date(ms).toISOString();
@@ -71,7 +74,7 @@ const deliveryView = (
   ...(d.timeline ? { timeline: d.timeline.map((e) => ({ ...e, at: iso(e.at) })) } : {}),
 });
 
-const PUBLIC_ROUTES = new Set(['/healthz']);
+const PUBLIC_ROUTES = new Set(['/healthz', '/readyz', '/metrics']);
 
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
@@ -91,6 +94,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     reply.header('x-request-id', req.id);
   });
   registerProblemHandlers(app);
+  if (deps.operations) registerOperations(app, deps.operations);
   registerAuth(app, deps.db, PUBLIC_ROUTES);
 
   const r = app.withTypeProvider<ZodTypeProvider>();
