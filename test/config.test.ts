@@ -1,10 +1,12 @@
 // Configuration: one schema over the environment and CONFIG_FILE; every bad value named with what it allows.
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
   CONFIG_HELP,
   CONFIG_NAMES,
   ConfigError,
   ConfigSchema,
+  configMarkdownTable,
   helpParts,
   loadConfig,
   parseConfig,
@@ -176,7 +178,7 @@ describe('CONFIG_FILE', () => {
   });
 });
 
-describe('help', () => {
+describe('help and README', () => {
   const schemaDefault = (name: string): string => {
     const def = (
       ConfigSchema.shape[name as keyof typeof ConfigSchema.shape] as unknown as {
@@ -192,5 +194,12 @@ describe('help', () => {
       expect(CONFIG_HELP[name], name).toMatch(/ \(default [^()]+\)$/);
       expect(helpParts(name).default, name).toBe(schemaDefault(name));
     }
+  });
+
+  it("README's table of variables is the one generated from CONFIG_HELP", () => {
+    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+    const table = configMarkdownTable();
+    // On failure, paste the table printed here into README's "Operating it" section.
+    expect(readme.includes(table), `README must contain:\n${table}`).toBe(true);
   });
 });

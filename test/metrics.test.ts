@@ -1,5 +1,5 @@
 // Metrics: /metrics parses as Prometheus text, needs no API key, and its counters move with deliveries.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -193,6 +193,13 @@ describe('/metrics', () => {
     } finally {
       await other.close();
     }
+  });
+});
+
+describe('README', () => {
+  it('names every metric', () => {
+    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+    for (const name of Object.values(METRIC_NAMES)) expect(readme).toContain(`\`${name}\``);
   });
 });
 
