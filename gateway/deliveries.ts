@@ -45,6 +45,24 @@ export interface Signer {
   issuer: string;
 }
 
+export type CommandOutcome = 'executed' | 'refused' | 'timeout' | 'not_sent';
+
+export interface CommandSettlement {
+  action: Action;
+  outcome: CommandOutcome;
+  /** Publish to ack; null without an ack. */
+  roundTripMs: number | null;
+  /** The car's reason for a refusal, or why nothing was sent. */
+  reason: string | null;
+}
+
+/** Hears the service's decisions as they are made (metrics); it must not throw. */
+export interface DeliveryObserver {
+  /** A gateway check refused a request; no command was sent. */
+  denied(code: ErrorCode): void;
+  commandSettled(settlement: CommandSettlement): void;
+}
+
 export interface DeliveryServiceDeps {
   db: Kysely<Database>;
   link: () => VehicleLink | null;
@@ -53,6 +71,7 @@ export interface DeliveryServiceDeps {
   now: () => number;
   newId: () => string;
   logger: Logger;
+  observer?: DeliveryObserver;
 }
 
 export interface ScheduleInput {
@@ -87,6 +106,7 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
     detail: Record<string, unknown>,
   ): Promise<never> {
     await appendEvent(db, deliveryId, { at: now(), kind, outcome: 'denied', code, detail });
+    deps.observer?.denied(code);
     throw new ApiError(code);
   }
 
@@ -194,6 +214,9 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
 
   /** Sends a prepared command and settles it from the car's ack; returns the ack's lock state. */
   async function dispatch(d: DeliveryRecord, command: Command): Promise<{ locked: boolean }> {
+    const ids = { deliveryId: d.id, commandId: command.commandId, action: command.action, vin: d.vin };
+    const settled = (outcome: CommandOutcome, reason: string | null, roundTripMs: number | null): void =>
+      deps.observer?.commandSettled({ action: command.action, outcome, reason, roundTripMs });
     const link = deps.link();
     if (!link?.connected()) {
       await settleCommand(db, command.commandId, {
@@ -201,6 +224,11 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
         reason: 'BROKER_UNAVAILABLE',
         ackedAt: null,
       });
+      logger.warn(
+        { event: 'command.not_sent', ...ids, reason: 'BROKER_UNAVAILABLE' },
+        'broker not connected',
+      );
+      settled('not_sent', 'BROKER_UNAVAILABLE', null);
       throw new ApiError('BROKER_UNAVAILABLE', { mayHaveSucceeded: false });
     }
     const started = now();
@@ -217,12 +245,25 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
           detail: { commandId: command.commandId, action: command.action, waitedMs: t - started },
         });
       });
+      logger.warn({ event: 'command.timeout', ...ids, waitedMs: t - started }, 'no ack in time');
+      settled('timeout', null, null);
       throw new ApiError('VEHICLE_UNREACHABLE', {
         mayHaveSucceeded: true,
         detail: `no ack within ${policy.commandTimeoutMs} ms; the car may have acted (the token expires on its own)`,
       });
     }
     const { ack } = result;
+    logger.info(
+      {
+        event: 'ack.received',
+        ...ids,
+        outcome: ack.outcome,
+        reason: ack.reason,
+        locked: ack.locked,
+        roundTripMs: t - started,
+      },
+      `${command.action} ${ack.outcome}`,
+    );
     if (ack.outcome === 'refused') {
       await db.transaction().execute(async (trx) => {
         await settleCommand(trx, command.commandId, {
@@ -242,6 +283,7 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
           detail: { commandId: command.commandId, action: command.action, locked: ack.locked },
         });
       });
+      settled('refused', ack.reason ?? null, t - started);
       throw new ApiError('VEHICLE_REFUSED', {
         mayHaveSucceeded: false,
         detail: `the vehicle refused: ${ack.reason ?? 'unspecified'}`,
@@ -276,6 +318,7 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
         });
       }
     });
+    settled('executed', null, t - started);
     return { locked: ack.locked };
   }
 
@@ -317,7 +360,10 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
           .where('id', '=', d.id)
           .where('unlocks_used', '=', d.unlocksUsed)
           .executeTakeFirst();
-        if (Number(reserved.numUpdatedRows) !== 1) throw new ApiError('UNLOCK_LIMIT_REACHED');
+        if (Number(reserved.numUpdatedRows) !== 1) {
+          deps.observer?.denied('UNLOCK_LIMIT_REACHED');
+          throw new ApiError('UNLOCK_LIMIT_REACHED');
+        }
         await appendEvent(trx, d.id, {
           at: t,
           kind: 'unlock_granted',
@@ -338,6 +384,7 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
           commandId: command.commandId,
           action: 'unlock',
           vin: d.vin,
+          tokenSha256: tokenHash(command.token),
         },
         'unlock sent',
       );
@@ -365,7 +412,14 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
         return prepareCommand(trx, d, 'lock', Number.MAX_SAFE_INTEGER);
       });
       logger.info(
-        { event: 'command.sent', deliveryId: d.id, commandId: command.commandId, action: 'lock', vin: d.vin },
+        {
+          event: 'command.sent',
+          deliveryId: d.id,
+          commandId: command.commandId,
+          action: 'lock',
+          vin: d.vin,
+          tokenSha256: tokenHash(command.token),
+        },
         'lock sent',
       );
       const { locked } = await dispatch(d, command);

@@ -63,6 +63,8 @@ export const ERRORS = {
   VEHICLE_REFUSED: { status: 409, title: 'The vehicle refused the command', retryable: false },
   VEHICLE_UNREACHABLE: { status: 504, title: 'The vehicle did not acknowledge in time', retryable: true },
   BROKER_UNAVAILABLE: { status: 503, title: 'The MQTT broker is not connected', retryable: true },
+  NOT_READY: { status: 503, title: 'The gateway is not ready to serve', retryable: true },
+  SHUTTING_DOWN: { status: 503, title: 'The gateway is shutting down', retryable: true },
   INTERNAL: { status: 500, title: 'Internal error', retryable: true },
 } as const satisfies Record<string, ErrorSpec>;
 

@@ -4,12 +4,17 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Catalog } from '../protocols/index.ts';
+import { VIN_PATTERN } from '../protocols/vin.ts';
 import { type Broker, createBroker } from './broker/broker.ts';
 import type { Config } from './config.ts';
 import { createDeliveryService, type DeliveryService } from './deliveries.ts';
 import { buildApp } from './http/app.ts';
 import { hashApiKey } from './http/auth.ts';
-import { insertApiKey } from './store/records.ts';
+import { buildMetricsApp } from './http/operations.ts';
+import { createLifecycle, type Lifecycle } from './lifecycle.ts';
+import { createMetrics, type GatewayMetrics } from './metrics.ts';
+import { createReadiness, type ReadinessReport } from './readiness.ts';
+import { countOnlineVehicles, insertApiKey } from './store/records.ts';
 import { openStore, type Store } from './store/store.ts';
 import { connectVehicleLink, type VehicleLink } from './vehicle-link.ts';
 import { createVehicleService, type VehicleService } from './vehicles.ts';
@@ -33,6 +38,8 @@ export interface GatewayDeps {
   logger: Logger;
   now?: () => number;
   newId?: () => string;
+  /** A fresh registry per gateway unless given. */
+  metrics?: GatewayMetrics;
 }
 
 export interface Gateway {
@@ -44,9 +51,31 @@ export interface Gateway {
   link: VehicleLink;
   vehicles: VehicleService;
   deliveries: DeliveryService;
+  metrics: GatewayMetrics;
+  /** The separate /metrics server when METRICS_PORT is set (not listening yet), else null. */
+  metricsApp: FastifyInstance | null;
+  lifecycle: Lifecycle;
+  readiness(): Promise<ReadinessReport>;
   /** Creates an API key, stores only its hash, and returns the key once. */
   createApiKey(label: string): Promise<string>;
-  close(): Promise<void>;
+  /**
+   * The first half of close: refuses new requests (503 SHUTTING_DOWN), lets in-flight commands finish
+   * within SHUTDOWN_DRAIN_MS (or drainMs), then ends the ones still waiting as timeouts, so that their
+   * timelines are complete. Everything stays open. Idempotent.
+   */
+  drain(options?: { drainMs?: number }): Promise<void>;
+  /** Graceful stop: drain, then close HTTP, MQTT link, broker and store in that order. Idempotent. */
+  close(options?: { drainMs?: number }): Promise<void>;
+}
+
+/** After the drain bound, commands still waiting are ended as timeouts; this bounds their last store writes. */
+const SETTLE_AFTER_DRAIN_MS = 5_000;
+
+/** Sessions on the embedded broker whose client id is a VIN (the broker ties it to the certificate). */
+function vehicleSessions(broker: Broker): number {
+  // aedes keeps its sessions in `clients` but does not declare it in its types.
+  const clients = (broker.aedes as unknown as { clients: Record<string, { id: string }> }).clients;
+  return Object.values(clients).filter((c) => VIN_PATTERN.test(c.id)).length;
 }
 
 const defaultId = (): string => randomUUID().replaceAll('-', '');
@@ -55,7 +84,11 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
   const { config, material, logger } = deps;
   const now = deps.now ?? Date.now;
   const newId = deps.newId ?? defaultId;
-  const store = await openStore({ kind: 'sqlite', file: join(config.DATA_DIR, 'gateway.sqlite') });
+  const metrics = deps.metrics ?? createMetrics();
+  const lifecycle = createLifecycle();
+  const store = await openStore({ kind: 'sqlite', file: join(config.DATA_DIR, 'gateway.sqlite') }, (q) =>
+    metrics.storeQuery(q),
+  );
   let broker: Broker | null = null;
   let link: VehicleLink | undefined;
   try {
@@ -93,13 +126,23 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
           .observe(vin, message)
           .catch((err: unknown) => linkLogger.error({ err, vin }, 'state not recorded'));
       },
+      onUnmatchedAck: (vin, ack) => {
+        // Late (after its timeout) or meant for another replica: either way nobody here waits for it.
+        linkLogger.debug(
+          { event: 'ack.unmatched', vin, deliveryId: ack.deliveryId, commandId: ack.commandId },
+          'ack nobody waits for',
+        );
+      },
     });
     const connectedLink = link;
-    const deliveries = createDeliveryService({
+    const embedded = broker;
+    metrics.countCarsWith(embedded ? () => vehicleSessions(embedded) : () => countOnlineVehicles(store.db));
+    const signingKey = createPrivateKey(material.tokenSigningKey);
+    const service = createDeliveryService({
       db: store.db,
       link: () => connectedLink,
       signer: {
-        privateKey: createPrivateKey(material.tokenSigningKey),
+        privateKey: signingKey,
         kid: material.tokenKid,
         issuer: 'urn:gateway:gateway',
       },
@@ -112,8 +155,71 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       now,
       newId,
       logger: logger.child({ component: 'deliveries' }),
+      observer: metrics,
     });
-    const app = await buildApp({ db: store.db, vehicles, deliveries, logger });
+    // Commands run as in flight, so that shutdown waits for them and refuses new ones.
+    const deliveries: DeliveryService = {
+      ...service,
+      unlock: (id, input) => lifecycle.track(() => service.unlock(id, input)),
+      lock: (id, input) => lifecycle.track(() => service.lock(id, input)),
+    };
+    const readiness = createReadiness({
+      store: async () => {
+        await store.ping();
+        return null;
+      },
+      mqtt: () => (connectedLink.connected() ? null : `no MQTT session with ${brokerUrl}`),
+      signingKey: () =>
+        signingKey.type === 'private' && signingKey.asymmetricKeyType === 'ed25519'
+          ? null
+          : 'no Ed25519 token-signing key',
+      shutdown: () => (lifecycle.draining() ? 'shutting down' : null),
+    });
+    const metricsApp = config.METRICS_PORT === undefined ? null : await buildMetricsApp(metrics);
+    const app = await buildApp({
+      db: store.db,
+      vehicles,
+      deliveries,
+      logger,
+      operations: {
+        metrics,
+        serveMetrics: metricsApp === null,
+        readiness,
+        draining: lifecycle.draining,
+      },
+    });
+    let closeLink: Promise<void> | null = null;
+    const endLink = (): Promise<void> => {
+      closeLink ??= connectedLink.close();
+      return closeLink;
+    };
+    let draining: Promise<void> | null = null;
+    let closing: Promise<void> | null = null;
+    const drainCommands = async (drainMs: number): Promise<void> => {
+      lifecycle.beginDrain();
+      logger.info({ event: 'shutdown.drain', inFlight: lifecycle.inFlight(), drainMs }, 'draining');
+      if (!(await lifecycle.idle(drainMs))) {
+        logger.warn(
+          { event: 'shutdown.drain_timeout', inFlight: lifecycle.inFlight(), drainMs },
+          'commands still waiting for acks are ended as timeouts',
+        );
+        await endLink();
+        await lifecycle.idle(SETTLE_AFTER_DRAIN_MS);
+      }
+    };
+    const drain = (options: { drainMs?: number } = {}): Promise<void> => {
+      draining ??= drainCommands(options.drainMs ?? config.SHUTDOWN_DRAIN_MS);
+      return draining;
+    };
+    const shutdown = async (options: { drainMs?: number }): Promise<void> => {
+      await drain(options);
+      await app.close();
+      await metricsApp?.close();
+      await endLink();
+      await broker?.close();
+      await store.close();
+      logger.info({ event: 'shutdown.done' }, 'stopped');
+    };
     return {
       app,
       store,
@@ -122,6 +228,10 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       link: connectedLink,
       vehicles,
       deliveries,
+      metrics,
+      metricsApp,
+      lifecycle,
+      readiness,
       async createApiKey(label) {
         const key = `ck_${randomBytes(24).toString('base64url')}`;
         await insertApiKey(store.db, {
@@ -132,11 +242,10 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
         });
         return key;
       },
-      async close() {
-        await app.close();
-        await connectedLink.close();
-        await broker?.close();
-        await store.close();
+      drain,
+      close(options = {}) {
+        closing ??= shutdown(options);
+        return closing;
       },
     };
   } catch (err) {

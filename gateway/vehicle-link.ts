@@ -64,7 +64,15 @@ export async function connectVehicleLink(deps: VehicleLinkDeps): Promise<Vehicle
         const ack = parseMessage(AckSchema, payload);
         // The topic is the broker-enforced identity; an ack naming another car is forged.
         if (ack.vin !== t.vin) {
-          logger.warn({ event: 'ack.vin_mismatch', vin: t.vin }, 'ack names another vehicle');
+          logger.warn(
+            {
+              event: 'ack.vin_mismatch',
+              vin: t.vin,
+              deliveryId: ack.deliveryId,
+              commandId: ack.commandId,
+            },
+            'ack names another vehicle',
+          );
           return;
         }
         const waiter = waiters.get(ack.commandId);

@@ -143,7 +143,13 @@ export async function connectCar(deps: ConnectCarDeps): Promise<CarConnection> {
     if (ack) {
       publish(ackTopic(vin), encodeMessage(ack), 'ack');
       log.info(
-        { vin, commandId: ack.commandId, outcome: ack.outcome, reason: ack.reason },
+        {
+          vin,
+          deliveryId: ack.deliveryId,
+          commandId: ack.commandId,
+          outcome: ack.outcome,
+          reason: ack.reason,
+        },
         'command handled',
       );
     } else {

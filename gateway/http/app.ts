@@ -1,6 +1,6 @@
 // Owns the HTTP API: buildApp(deps) returns a Fastify instance with every route, without listening.
 import { randomUUID } from 'node:crypto';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
@@ -9,6 +9,7 @@ import type { LocationRecord, VehicleRecord } from '../store/records.ts';
 import type { Database } from '../store/schema.ts';
 import type { VehicleService } from '../vehicles.ts';
 import { registerAuth } from './auth.ts';
+import { type OperationsDeps, registerOperations } from './operations.ts';
 import { registerProblemHandlers } from './problem.ts';
 import {
   CreateDeliveryBody,
@@ -29,6 +30,8 @@ export interface AppDeps {
   deliveries: DeliveryService;
   logger: Logger;
   bodyLimit?: number;
+  /** /readyz, /metrics, HTTP metrics and the drain refusal (gateway/http/operations.ts). */
+  operations?: OperationsDeps;
 }
 
 const iso = (ms: number): string => new Date(ms).toISOString();
@@ -71,7 +74,7 @@ const deliveryView = (
   ...(d.timeline ? { timeline: d.timeline.map((e) => ({ ...e, at: iso(e.at) })) } : {}),
 });
 
-const PUBLIC_ROUTES = new Set(['/healthz']);
+const PUBLIC_ROUTES = new Set(['/healthz', '/readyz', '/metrics']);
 
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
@@ -82,6 +85,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       return typeof given === 'string' && /^[A-Za-z0-9_-]{1,64}$/.test(given) ? given : randomUUID();
     },
     requestIdHeader: false,
+    // The same name as in problem bodies, so a log search by the id a caller reports finds the request.
+    logController: new LogController({ requestIdLogLabel: 'requestId' }),
   });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
@@ -89,6 +94,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     reply.header('x-request-id', req.id);
   });
   registerProblemHandlers(app);
+  if (deps.operations) registerOperations(app, deps.operations);
   registerAuth(app, deps.db, PUBLIC_ROUTES);
 
   const r = app.withTypeProvider<ZodTypeProvider>();

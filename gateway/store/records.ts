@@ -331,3 +331,12 @@ export async function findApiKeyByHash(db: Db, hash: string): Promise<{ id: stri
     .executeTakeFirst();
   return row ?? null;
 }
+
+export async function countOnlineVehicles(db: Db): Promise<number> {
+  const row = await db
+    .selectFrom('vehicles')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('online', '=', 1)
+    .executeTakeFirst();
+  return Number(row?.n ?? 0);
+}

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AedesPublishPacket } from 'aedes';
 import mqtt, { type MqttClient } from 'mqtt';
-import pino from 'pino';
+import pino, { type Logger } from 'pino';
 import { type DevPkiPaths, ensureDevPki } from '../../certs/index.ts';
 import { parseConfig } from '../../gateway/config.ts';
 import { type Gateway, startGateway } from '../../gateway/gateway.ts';
@@ -12,6 +12,7 @@ import { loadGatewayMaterial } from '../../gateway/material.ts';
 import { TrustedKeysFileSchema } from '../../protocols/index.ts';
 import { loadSeeds, type Seeds } from '../../seeds/index.ts';
 import { type Fleet, startFleet } from '../../simulator/index.ts';
+import type { Logger as CarLogger, ClientFactory } from '../../simulator/transport.ts';
 
 export interface Stack {
   dir: string;
@@ -35,7 +36,19 @@ export interface Stack {
 
 export const read = (path: string): string => readFileSync(path, 'utf8');
 
-export async function startStack(env: Record<string, string> = {}): Promise<Stack> {
+export interface StackOptions {
+  /** The gateway's logger; silent unless given. */
+  logger?: Logger;
+  /** Builds the simulated cars' MQTT clients (see helpers/cars.ts). */
+  createClient?: ClientFactory;
+  /** The simulated cars' logger; silent unless given. */
+  carLogger?: CarLogger;
+}
+
+export async function startStack(
+  env: Record<string, string> = {},
+  options: StackOptions = {},
+): Promise<Stack> {
   const dir = mkdtempSync(join(tmpdir(), 'curbside-test-'));
   const seeds = loadSeeds();
   const pki = await ensureDevPki({ dir: join(dir, 'pki'), vins: seeds.vehicles.map((v) => v.vin) });
@@ -48,7 +61,7 @@ export async function startStack(env: Record<string, string> = {}): Promise<Stac
     COMMAND_TIMEOUT_MS: '3000',
     ...env,
   });
-  const logger = pino({ level: 'silent' });
+  const logger = options.logger ?? pino({ level: 'silent' });
   const gateway = await startGateway({
     config,
     material: await loadGatewayMaterial(pki),
@@ -69,6 +82,8 @@ export async function startStack(env: Record<string, string> = {}): Promise<Stac
     trustedKeys: TrustedKeysFileSchema.parse(JSON.parse(read(pki.trustedKeys))),
     dataDir: join(dir, 'sim'),
     reportIntervalMs: 60_000,
+    ...(options.createClient ? { createClient: options.createClient } : {}),
+    ...(options.carLogger ? { logger: options.carLogger } : {}),
   });
   const apiKey = await gateway.createApiKey('test');
   const clients: MqttClient[] = [];
