@@ -13,6 +13,8 @@ export class GuardedConnection extends Duplex {
   constructor(socket: TLSSocket, scanner: FrameScanner, onViolation: (violation: WireViolation) => void) {
     super({ allowHalfOpen: false });
     this.socket = socket;
+    // MQTT packets are small and answered one by one: Nagle's algorithm would hold each reply for an ACK.
+    socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => {
       const violation = scanner.push(chunk);
       if (violation !== null) {
@@ -33,6 +35,14 @@ export class GuardedConnection extends Duplex {
 
   override _write(chunk: Buffer, encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
     this.socket.write(chunk, encoding, callback);
+  }
+
+  /** mqtt-packet corks, writes a packet in pieces and uncorks: one socket write keeps it in one TLS record. */
+  override _writev(
+    chunks: Array<{ chunk: Buffer; encoding: BufferEncoding }>,
+    callback: (error?: Error | null) => void,
+  ): void {
+    this.socket.write(Buffer.concat(chunks.map((c) => c.chunk)), callback);
   }
 
   override _final(callback: (error?: Error | null) => void): void {
