@@ -305,12 +305,15 @@ export async function connectCar(deps: ConnectCarDeps): Promise<CarConnection> {
     try {
       if (reconnectTimer !== null) clearTimeout(reconnectTimer);
       reconnectTimer = null;
+      let ended = false;
       if (client.connected) {
-        // A clean DISCONNECT: the broker discards the will, and nothing says the car went offline.
+        // A clean DISCONNECT, once every QoS 1 message in flight is acknowledged: the broker discards the
+        // will, so nothing announces the car offline for a reconnect that takes milliseconds.
         await new Promise<void>((resolve) => {
           client.once('close', () => resolve());
           client.end(false);
         });
+        ended = true;
       }
       await new Promise<void>((resolve, reject) => {
         const onConnect = (): void => {
@@ -323,7 +326,10 @@ export async function connectCar(deps: ConnectCarDeps): Promise<CarConnection> {
         };
         client.once('connect', onConnect);
         client.once('close', onClose);
-        reconnectNow();
+        attemptError = null;
+        // end() closed the message stores, empty by then; mqtt.js makes new ones when given none.
+        if (ended) client.reconnect();
+        else reconnectNow();
       });
       log.info({ vin }, 'reconnected with a new certificate');
     } catch (err) {
