@@ -11,7 +11,7 @@ import { type Gateway, startGateway } from '../../gateway/gateway.ts';
 import { loadGatewayMaterial } from '../../gateway/material.ts';
 import { TrustedKeysFileSchema } from '../../protocols/index.ts';
 import { loadSeeds, type Seeds } from '../../seeds/index.ts';
-import { type Fleet, startFleet } from '../../simulator/index.ts';
+import { type Fleet, type StartFleetDeps, startFleet } from '../../simulator/index.ts';
 
 export interface Stack {
   dir: string;
@@ -35,10 +35,25 @@ export interface Stack {
 
 export const read = (path: string): string => readFileSync(path, 'utf8');
 
-export async function startStack(env: Record<string, string> = {}): Promise<Stack> {
+export interface ExternalBroker {
+  url: string;
+  close(): Promise<void>;
+}
+
+export interface StackOptions {
+  /** Runs a broker on the stack's PKI and points the gateway at it (MQTT_URL): the embedded one stays off. */
+  externalBroker?: (pki: DevPkiPaths, dir: string) => Promise<ExternalBroker>;
+  fleet?: Pick<StartFleetDeps, 'backoff'>;
+}
+
+export async function startStack(
+  env: Record<string, string> = {},
+  options: StackOptions = {},
+): Promise<Stack> {
   const dir = mkdtempSync(join(tmpdir(), 'curbside-test-'));
   const seeds = loadSeeds();
   const pki = await ensureDevPki({ dir: join(dir, 'pki'), vins: seeds.vehicles.map((v) => v.vin) });
+  const external = options.externalBroker ? await options.externalBroker(pki, join(dir, 'broker')) : null;
   const config = parseConfig({
     NODE_ENV: 'test',
     HTTP_PORT: '0',
@@ -46,15 +61,23 @@ export async function startStack(env: Record<string, string> = {}): Promise<Stac
     DATA_DIR: join(dir, 'data'),
     LOG_LEVEL: 'silent',
     COMMAND_TIMEOUT_MS: '3000',
+    ...(external ? { MQTT_URL: external.url } : {}),
     ...env,
   });
   const logger = pino({ level: 'silent' });
-  const gateway = await startGateway({
-    config,
-    material: await loadGatewayMaterial(pki),
-    catalog: seeds.catalog,
-    logger,
-  });
+  let gateway: Gateway;
+  try {
+    gateway = await startGateway({
+      config,
+      material: await loadGatewayMaterial(pki),
+      catalog: seeds.catalog,
+      logger,
+    });
+  } catch (err) {
+    await external?.close();
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
   const published: AedesPublishPacket[] = [];
   gateway.broker?.aedes.on('publish', (packet, client) => {
     if (client) published.push(packet);
@@ -69,6 +92,7 @@ export async function startStack(env: Record<string, string> = {}): Promise<Stac
     trustedKeys: TrustedKeysFileSchema.parse(JSON.parse(read(pki.trustedKeys))),
     dataDir: join(dir, 'sim'),
     reportIntervalMs: 60_000,
+    ...options.fleet,
   });
   const apiKey = await gateway.createApiKey('test');
   const clients: MqttClient[] = [];
@@ -109,6 +133,7 @@ export async function startStack(env: Record<string, string> = {}): Promise<Stac
       await Promise.all(clients.map((c) => c.endAsync(true).catch(() => undefined)));
       await fleet.stop();
       await gateway.close();
+      await external?.close();
       rmSync(dir, { recursive: true, force: true });
     },
   };
