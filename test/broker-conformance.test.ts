@@ -7,6 +7,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { IClientOptions } from 'mqtt';
 import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -151,7 +152,7 @@ describe.each(BROKERS)('broker rules on $name', ({ name, start }) => {
   const as = async (
     who: Partial<Identity>,
     clientId: string,
-    extra: Parameters<typeof connectClient>[2] extends infer O ? Partial<O> : never = {},
+    extra: Partial<IClientOptions> = {},
   ): Promise<TestClient> => {
     const client = await connectClient(broker.url, { ca: f.ca, ...who }, { clientId, ...extra });
     open.push(client);
