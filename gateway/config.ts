@@ -79,7 +79,8 @@ export const CONFIG_HELP: Record<ConfigName, string> = {
   HTTP_PORT: 'HTTP port, 0 picks a free one (default 8080)',
   MQTT_HOST: 'embedded broker listen address (default 127.0.0.1)',
   MQTT_PORT: 'embedded broker TLS port, 0 picks a free one (default 8883)',
-  MQTT_URL: 'external broker, mqtts://host:port; when set the embedded broker is off (default unset)',
+  MQTT_URL:
+    'external broker, mqtts://host:port, e.g. Mosquitto set up by npm run certs -- mosquitto; when set the embedded broker is off (default unset)',
   DATA_DIR: 'SQLite store and simulator state (default ./data)',
   CERTS_DIR: 'PKI folder; in development it is created when missing (default ./certs/dev)',
   LOG_LEVEL: 'fatal | error | warn | info | debug | trace | silent; npm start uses warn (default info)',

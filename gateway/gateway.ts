@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import type { Catalog } from '../protocols/index.ts';
 import { VIN_PATTERN } from '../protocols/vin.ts';
 import { type Broker, createBroker } from './broker/broker.ts';
+import { type CrlWatch, watchCrl } from './broker/crl-watch.ts';
 import type { Config } from './config.ts';
 import { createDeliveryService, type DeliveryService } from './deliveries.ts';
 import { buildApp } from './http/app.ts';
@@ -28,7 +29,10 @@ export interface GatewayMaterial {
   /** PKCS#8 PEM of the Ed25519 token-signing key. */
   tokenSigningKey: string;
   tokenKid: string;
-  crl?: string;
+  /** PEM of the CA's current CRL; the embedded broker does not start without one. */
+  crl: string;
+  /** Where the CRL lives: the embedded broker re-reads it when it changes (npm run certs -- revoke). */
+  crlFile?: string;
 }
 
 export interface GatewayDeps {
@@ -90,20 +94,20 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     metrics.storeQuery(q),
   );
   let broker: Broker | null = null;
+  let crlWatch: CrlWatch | null = null;
   let link: VehicleLink | undefined;
   try {
     if (!config.MQTT_URL) {
+      const brokerLogger = logger.child({ component: 'broker' });
       broker = await createBroker({
-        tls: {
-          ca: material.ca,
-          cert: material.brokerCert,
-          key: material.brokerKey,
-          ...(material.crl ? { crl: material.crl } : {}),
-        },
+        tls: { ca: material.ca, cert: material.brokerCert, key: material.brokerKey, crl: material.crl },
         host: config.MQTT_HOST,
         port: config.MQTT_PORT,
-        logger: logger.child({ component: 'broker' }),
+        logger: brokerLogger,
       });
+      if (material.crlFile) {
+        crlWatch = watchCrl({ file: material.crlFile, broker, logger: brokerLogger, current: material.crl });
+      }
     }
     const brokerUrl =
       config.MQTT_URL ??
@@ -213,6 +217,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     };
     const shutdown = async (options: { drainMs?: number }): Promise<void> => {
       await drain(options);
+      crlWatch?.close();
       await app.close();
       await metricsApp?.close();
       await endLink();
@@ -249,6 +254,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       },
     };
   } catch (err) {
+    crlWatch?.close();
     await link?.close();
     await broker?.close();
     await store.close();

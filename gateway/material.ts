@@ -1,6 +1,6 @@
 // Owns reading the gateway's key material (TLS identities, CA, CRL, token-signing key) from a PKI folder.
 import { createPrivateKey, createPublicKey } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import type { DevPkiPaths } from '../certs/index.ts';
 import { kidFor } from '../protocols/index.ts';
 import type { GatewayMaterial } from './gateway.ts';
@@ -17,6 +17,7 @@ export async function loadGatewayMaterial(paths: DevPkiPaths): Promise<GatewayMa
     gatewayKey: read(paths.gatewayKey),
     tokenSigningKey,
     tokenKid: await kidFor(createPublicKey(createPrivateKey(tokenSigningKey))),
-    ...(existsSync(paths.crl) ? { crl: read(paths.crl) } : {}),
+    crl: read(paths.crl),
+    crlFile: paths.crl,
   };
 }

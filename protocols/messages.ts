@@ -5,6 +5,11 @@ import { VIN_PATTERN } from './vin.ts';
 export const PROTOCOL_VERSION = 1;
 /** MQTT payloads above this size are refused before JSON parsing. */
 export const MAX_PAYLOAD_BYTES = 16 * 1024;
+/**
+ * The largest whole MQTT packet a broker accepts (PROTOCOL.md §2): the payload cap plus 1 KiB for the
+ * fixed header, topic, packet id and a CONNECT's client id and will. Mosquitto's max_packet_size counts the same way.
+ */
+export const MAX_PACKET_BYTES = MAX_PAYLOAD_BYTES + 1024;
 
 export const Vin = z.string().regex(VIN_PATTERN, 'VIN: 17 characters of A-Z 0-9 without I, O, Q');
 export const ActionSchema = z.enum(['unlock', 'lock']);

@@ -8,6 +8,7 @@ import { createSimulatedCar, type SimulatedCar } from './car.ts';
 import { SimulatorError } from './errors.ts';
 import { createFileReplayStore, type ReplayStore } from './replay-store.ts';
 import {
+  type Backoff,
   type CarConnection,
   type ClientFactory,
   connectCar,
@@ -45,6 +46,7 @@ export interface StartFleetDeps {
   servername?: string;
   logger?: Logger;
   random?: () => number;
+  backoff?: Backoff;
   createClient?: ClientFactory;
 }
 
@@ -123,6 +125,7 @@ export async function startFleet(deps: StartFleetDeps): Promise<Fleet> {
         logger: log,
         servername: deps.servername,
         random: deps.random,
+        backoff: deps.backoff,
         createClient: deps.createClient,
       });
       return { vehicle, car, connection, replay };

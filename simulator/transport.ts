@@ -23,6 +23,26 @@ export interface Backoff {
 export const DEFAULT_TICK_INTERVAL_MS = 250;
 export const DEFAULT_BACKOFF: Backoff = { initialMs: 500, maxMs: 30_000 };
 export const DEFAULT_CLOSE_TIMEOUT_MS = 3_000;
+/** Consecutive connections closed before CONNACK after which the car reports it may be revoked. */
+export const DEFAULT_POSSIBLY_REVOKED_AFTER = 3;
+
+/**
+ * Where the car's session stands. possibly_revoked: the last connections were closed by the broker after
+ * the TLS handshake and before CONNACK, which is how a TLS 1.3 broker refuses a client certificate (the
+ * client's handshake is over before the server judges its certificate). It is a guess, hence "possibly":
+ * the car keeps retrying with backoff and goes back to connected on the next CONNACK.
+ */
+export type ConnectionStatus = 'connecting' | 'connected' | 'reconnecting' | 'possibly_revoked' | 'closed';
+
+/** Errors that mean the broker was not reached at all, so they say nothing about the certificate. */
+const UNREACHABLE = new Set([
+  'ECONNREFUSED',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ETIMEDOUT',
+]);
 
 export type ClientFactory = (brokerUrl: string, options: IClientOptions) => MqttClient;
 
@@ -44,11 +64,27 @@ export interface ConnectCarDeps {
   logger?: Logger;
   /** Builds the MQTT client; tests pass a fake. It must not connect before `connect()` is called. */
   createClient?: ClientFactory;
+  /** Defaults to DEFAULT_POSSIBLY_REVOKED_AFTER. */
+  possiblyRevokedAfter?: number;
+}
+
+export interface Credentials {
+  cert: string | Buffer;
+  key: string | Buffer;
 }
 
 export interface CarConnection {
   readonly car: SimulatedCar;
   readonly connected: boolean;
+  readonly status: ConnectionStatus;
+  /** Calls the listener on every status change; returns the unsubscribe function. */
+  onStatus(listener: (status: ConnectionStatus) => void): () => void;
+  /**
+   * Certificate rotation: reconnects at once with the new certificate and key (a clean DISCONNECT first,
+   * so the broker drops the will) and resolves on its CONNACK. Rejects with SIM_CONNECT_FAILED if the
+   * broker refuses them; the car then keeps retrying with them, with backoff.
+   */
+  replaceCredentials(credentials: Credentials): Promise<void>;
   /** Publishes a state report now; skipped while disconnected (the next connect sends one). */
   reportState(): void;
   /** Stops timers, says goodbye (presence offline) and disconnects. Idempotent. */
@@ -121,6 +157,20 @@ export async function connectCar(deps: ConnectCarDeps): Promise<CarConnection> {
   let closing = false;
   let attempt = 0;
   let reconnectTimer: NodeJS.Timeout | null = null;
+  let renewing = false;
+  // Closed-before-CONNACK bookkeeping for the possibly_revoked status.
+  let sessionUp = false;
+  let attemptError: string | null = null;
+  let closesBeforeConnack = 0;
+  const possiblyRevokedAfter = deps.possiblyRevokedAfter ?? DEFAULT_POSSIBLY_REVOKED_AFTER;
+
+  let status: ConnectionStatus = 'connecting';
+  const statusListeners = new Set<(status: ConnectionStatus) => void>();
+  const setStatus = (next: ConnectionStatus): void => {
+    if (next === status) return;
+    status = next;
+    for (const listener of statusListeners) listener(next);
+  };
 
   const publish = (topic: string, payload: string, what: string): void => {
     client.publish(topic, payload, { qos: 1 }, (err) => {
@@ -191,7 +241,8 @@ export async function connectCar(deps: ConnectCarDeps): Promise<CarConnection> {
   // mqtt.js reports one refused connection more than once, and a broker that is down refuses every
   // attempt; each distinct error is logged once until the next successful connect.
   let lastError: string | null = null;
-  client.on('error', (err) => {
+  client.on('error', (err: Error & { code?: string | number }) => {
+    attemptError = err.code === undefined ? attemptError : String(err.code);
     if (err.message === lastError) return;
     lastError = err.message;
     log.warn({ vin, err: err.message }, 'mqtt error');
@@ -200,8 +251,11 @@ export async function connectCar(deps: ConnectCarDeps): Promise<CarConnection> {
   client.on('connect', (connack) => {
     attempt = 0;
     lastError = null;
+    sessionUp = true;
+    closesBeforeConnack = 0;
     car.setOnline(true);
     if (!established) return; // the first connect is finished by the code below
+    setStatus('connected');
     subscribe().then(
       () => {
         reportState();
@@ -211,18 +265,86 @@ export async function connectCar(deps: ConnectCarDeps): Promise<CarConnection> {
     );
   });
 
-  client.on('close', () => {
-    car.setOnline(false);
-    if (!established || closing || reconnectTimer !== null) return;
+  const reconnectNow = (): void => {
+    attemptError = null;
+    // Passing the stores keeps unacknowledged QoS 1 acks queued for the next session.
+    client.reconnect({ incomingStore: client.incomingStore, outgoingStore: client.outgoingStore });
+  };
+
+  const scheduleReconnect = (): void => {
+    if (closing || reconnectTimer !== null) return;
     const delayMs = reconnectDelay(attempt++, backoff, random);
     log.warn({ vin, delayMs }, 'disconnected; reconnecting');
     reconnectTimer = setTimeout(() => {
       reconnectTimer = null;
-      if (closing) return;
-      // Passing the stores keeps unacknowledged QoS 1 acks queued for the next session.
-      client.reconnect({ incomingStore: client.incomingStore, outgoingStore: client.outgoingStore });
+      if (!closing) reconnectNow();
     }, delayMs);
+  };
+
+  /** A close with no CONNACK since the attempt began, by a broker that was reached, counts toward possibly_revoked. */
+  const noteClose = (): void => {
+    const refused = !sessionUp && !(attemptError !== null && UNREACHABLE.has(attemptError));
+    sessionUp = false;
+    if (!refused) return;
+    closesBeforeConnack++;
+    if (closesBeforeConnack === possiblyRevokedAfter) {
+      log.warn(
+        { vin, code: 'POSSIBLY_REVOKED', closesBeforeConnack },
+        'the broker keeps closing the connection before CONNACK: the certificate may be revoked',
+      );
+    }
+  };
+
+  client.on('close', () => {
+    car.setOnline(false);
+    if (!established || closing) return;
+    noteClose();
+    setStatus(closesBeforeConnack >= possiblyRevokedAfter ? 'possibly_revoked' : 'reconnecting');
+    if (!renewing) scheduleReconnect();
   });
+
+  const replaceCredentials = async (credentials: Credentials): Promise<void> => {
+    if (closing) throw new SimulatorError('SIM_CONNECT_FAILED', `${vin}: connection closed`);
+    client.options.cert = credentials.cert;
+    client.options.key = credentials.key;
+    renewing = true;
+    try {
+      if (reconnectTimer !== null) clearTimeout(reconnectTimer);
+      reconnectTimer = null;
+      let ended = false;
+      if (client.connected) {
+        // A clean DISCONNECT, once every QoS 1 message in flight is acknowledged: the broker discards the
+        // will, so nothing announces the car offline for a reconnect that takes milliseconds.
+        await new Promise<void>((resolve) => {
+          client.once('close', () => resolve());
+          client.end(false);
+        });
+        ended = true;
+      }
+      await new Promise<void>((resolve, reject) => {
+        const onConnect = (): void => {
+          client.off('close', onClose);
+          resolve();
+        };
+        const onClose = (): void => {
+          client.off('connect', onConnect);
+          reject(new SimulatorError('SIM_CONNECT_FAILED', `${vin}: the broker refused the new certificate`));
+        };
+        client.once('connect', onConnect);
+        client.once('close', onClose);
+        attemptError = null;
+        // end() closed the message stores, empty by then; mqtt.js makes new ones when given none.
+        if (ended) client.reconnect();
+        else reconnectNow();
+      });
+      log.info({ vin }, 'reconnected with a new certificate');
+    } catch (err) {
+      if (!closing) scheduleReconnect();
+      throw err;
+    } finally {
+      renewing = false;
+    }
+  };
 
   let sessionPresent = false;
   try {
@@ -254,6 +376,7 @@ export async function connectCar(deps: ConnectCarDeps): Promise<CarConnection> {
     throw new SimulatorError('SIM_CONNECT_FAILED', `${vin}: ${(err as Error).message}`, { cause: err });
   }
   established = true;
+  setStatus('connected');
   log.info(
     { vin, make: car.make, model: car.model, year: car.year, provider: car.provider, sessionPresent },
     'connected',
@@ -271,6 +394,7 @@ export async function connectCar(deps: ConnectCarDeps): Promise<CarConnection> {
     if (reconnectTimer !== null) clearTimeout(reconnectTimer);
     reconnectTimer = null;
     stopListening();
+    setStatus('closed');
     // A clean DISCONNECT discards the will [MQTT-3.14.4-3], so the car announces itself offline first.
     // When that cannot be confirmed, it drops the connection instead and the broker publishes the will.
     let announced = false;
@@ -291,6 +415,14 @@ export async function connectCar(deps: ConnectCarDeps): Promise<CarConnection> {
     get connected() {
       return client.connected;
     },
+    get status() {
+      return status;
+    },
+    onStatus(listener) {
+      statusListeners.add(listener);
+      return () => statusListeners.delete(listener);
+    },
+    replaceCredentials,
     reportState,
     close() {
       closed ??= shutdown();

@@ -49,7 +49,7 @@ describe('/readyz against a broker the test starts and stops', () => {
 
   const startBroker = (at: number) =>
     createBroker({
-      tls: { ca: material.ca, cert: material.brokerCert, key: material.brokerKey },
+      tls: { ca: material.ca, cert: material.brokerCert, key: material.brokerKey, crl: material.crl },
       host: '127.0.0.1',
       port: at,
       logger: silent,

@@ -93,6 +93,10 @@ class FakeClient extends EventEmitter {
 
   end(force?: boolean): this {
     this.ended = force ?? false;
+    if (this.connected) {
+      this.connected = false;
+      queueMicrotask(() => this.emit('close'));
+    }
     return this;
   }
 
@@ -341,6 +345,122 @@ describe('connectCar', () => {
       return client as unknown as MqttClient;
     };
     await expect(connect({ createClient: create })).rejects.toMatchObject({ code: 'SIM_SUBSCRIBE_REFUSED' });
+  });
+});
+
+describe('connection status', () => {
+  let car: SimulatedCar;
+  let fake: ReturnType<typeof factory>;
+  const warnings: Array<Record<string, unknown>> = [];
+  const logger = { info() {}, error() {}, warn: (fields: Record<string, unknown>) => warnings.push(fields) };
+
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
+    warnings.length = 0;
+    car = createSimulatedCar({
+      vin: VIN,
+      make: 'Chevrolet',
+      model: 'Malibu',
+      year: 2019,
+      provider: 'onstar',
+      initial: { position: { lat: 47.6, lon: -122.3 } },
+      keys: keyRingFrom(trustedKeys),
+      replay: createMemoryReplayStore({ capacity: 10, now: () => NOW }),
+      clock: () => NOW,
+    });
+    fake = factory();
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  const connect = () =>
+    connectCar({
+      car,
+      brokerUrl: 'mqtts://127.0.0.1:8883',
+      ca: 'CA',
+      cert: 'CERT',
+      key: 'KEY',
+      reportIntervalMs: 30_000,
+      random: () => 0,
+      backoff: { initialMs: 100, maxMs: 400 },
+      logger,
+      createClient: fake.create,
+    });
+  const refusedByBroker = () => Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' });
+  /** Runs the pending reconnect timer (at most backoff.maxMs away) and lets the fake's connect settle. */
+  const nextAttempt = async () => {
+    vi.advanceTimersByTime(400);
+    await Promise.resolve();
+    await Promise.resolve();
+  };
+
+  it('reports possibly_revoked after three closes before CONNACK, and connected again after one', async () => {
+    const conn = await connect();
+    const client = fake.clients[0] as FakeClient;
+    const seen: string[] = [];
+    conn.onStatus((status) => seen.push(status));
+    expect(conn.status).toBe('connected');
+    client.failConnect = refusedByBroker();
+    client.drop(); // the broker closed a live session: not a refusal yet
+    expect(conn.status).toBe('reconnecting');
+    await nextAttempt();
+    await nextAttempt();
+    expect(conn.status).toBe('reconnecting');
+    expect(warnings.some((w) => w.code === 'POSSIBLY_REVOKED')).toBe(false);
+    await nextAttempt();
+    expect(conn.status).toBe('possibly_revoked');
+    expect(warnings.filter((w) => w.code === 'POSSIBLY_REVOKED')).toEqual([
+      { vin: VIN, code: 'POSSIBLY_REVOKED', closesBeforeConnack: 3 },
+    ]);
+    await nextAttempt();
+    expect(conn.status).toBe('possibly_revoked');
+    expect(warnings.filter((w) => w.code === 'POSSIBLY_REVOKED')).toHaveLength(1);
+    client.failConnect = null;
+    await nextAttempt();
+    expect(conn.status).toBe('connected');
+    expect(seen).toEqual(['reconnecting', 'possibly_revoked', 'connected']);
+    await conn.close();
+    expect(conn.status).toBe('closed');
+  });
+
+  it('does not suspect the certificate when the broker cannot be reached', async () => {
+    const conn = await connect();
+    const client = fake.clients[0] as FakeClient;
+    client.failConnect = Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
+    client.drop();
+    for (let i = 0; i < 5; i++) await nextAttempt();
+    expect(conn.status).toBe('reconnecting');
+    expect(warnings.some((w) => w.code === 'POSSIBLY_REVOKED')).toBe(false);
+    await conn.close();
+  });
+
+  it('replaceCredentials reconnects at once with the new certificate, after a clean DISCONNECT', async () => {
+    const conn = await connect();
+    const client = fake.clients[0] as FakeClient;
+    await conn.replaceCredentials({ cert: 'NEW CERT', key: 'NEW KEY' });
+    expect(client.ended).toBe(false);
+    expect(client.options).toMatchObject({ cert: 'NEW CERT', key: 'NEW KEY' });
+    expect(client.reconnects).toHaveLength(1);
+    expect(conn.status).toBe('connected');
+    await vi.waitFor(() => expect(client.subscriptions).toHaveLength(2));
+    await conn.close();
+  });
+
+  it('replaceCredentials rejects when the broker refuses the new certificate, then retries with backoff', async () => {
+    const conn = await connect();
+    const client = fake.clients[0] as FakeClient;
+    client.failConnect = refusedByBroker();
+    await expect(conn.replaceCredentials({ cert: 'BAD', key: 'BAD' })).rejects.toMatchObject({
+      code: 'SIM_CONNECT_FAILED',
+    });
+    expect(client.reconnects).toHaveLength(1);
+    client.failConnect = null;
+    await nextAttempt();
+    expect(client.reconnects).toHaveLength(2);
+    expect(conn.status).toBe('connected');
+    expect(client.options.cert).toBe('BAD');
+    await conn.close();
   });
 });
 

@@ -11,7 +11,7 @@ import { type Gateway, startGateway } from '../../gateway/gateway.ts';
 import { loadGatewayMaterial } from '../../gateway/material.ts';
 import { TrustedKeysFileSchema } from '../../protocols/index.ts';
 import { loadSeeds, type Seeds } from '../../seeds/index.ts';
-import { type Fleet, startFleet } from '../../simulator/index.ts';
+import { type Fleet, type StartFleetDeps, startFleet } from '../../simulator/index.ts';
 import type { Logger as CarLogger, ClientFactory } from '../../simulator/transport.ts';
 
 export interface Stack {
@@ -36,6 +36,11 @@ export interface Stack {
 
 export const read = (path: string): string => readFileSync(path, 'utf8');
 
+export interface ExternalBroker {
+  url: string;
+  close(): Promise<void>;
+}
+
 export interface StackOptions {
   /** The gateway's logger; silent unless given. */
   logger?: Logger;
@@ -43,6 +48,9 @@ export interface StackOptions {
   createClient?: ClientFactory;
   /** The simulated cars' logger; silent unless given. */
   carLogger?: CarLogger;
+  /** Runs a broker on the stack's PKI and points the gateway at it (MQTT_URL): the embedded one stays off. */
+  externalBroker?: (pki: DevPkiPaths, dir: string) => Promise<ExternalBroker>;
+  fleet?: Pick<StartFleetDeps, 'backoff'>;
 }
 
 export async function startStack(
@@ -52,6 +60,7 @@ export async function startStack(
   const dir = mkdtempSync(join(tmpdir(), 'curbside-test-'));
   const seeds = loadSeeds();
   const pki = await ensureDevPki({ dir: join(dir, 'pki'), vins: seeds.vehicles.map((v) => v.vin) });
+  const external = options.externalBroker ? await options.externalBroker(pki, join(dir, 'broker')) : null;
   const config = parseConfig({
     NODE_ENV: 'test',
     HTTP_PORT: '0',
@@ -59,15 +68,23 @@ export async function startStack(
     DATA_DIR: join(dir, 'data'),
     LOG_LEVEL: 'silent',
     COMMAND_TIMEOUT_MS: '3000',
+    ...(external ? { MQTT_URL: external.url } : {}),
     ...env,
   });
   const logger = options.logger ?? pino({ level: 'silent' });
-  const gateway = await startGateway({
-    config,
-    material: await loadGatewayMaterial(pki),
-    catalog: seeds.catalog,
-    logger,
-  });
+  let gateway: Gateway;
+  try {
+    gateway = await startGateway({
+      config,
+      material: await loadGatewayMaterial(pki),
+      catalog: seeds.catalog,
+      logger,
+    });
+  } catch (err) {
+    await external?.close();
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
   const published: AedesPublishPacket[] = [];
   gateway.broker?.aedes.on('publish', (packet, client) => {
     if (client) published.push(packet);
@@ -84,6 +101,7 @@ export async function startStack(
     reportIntervalMs: 60_000,
     ...(options.createClient ? { createClient: options.createClient } : {}),
     ...(options.carLogger ? { logger: options.carLogger } : {}),
+    ...options.fleet,
   });
   const apiKey = await gateway.createApiKey('test');
   const clients: MqttClient[] = [];
@@ -124,6 +142,7 @@ export async function startStack(
       await Promise.all(clients.map((c) => c.endAsync(true).catch(() => undefined)));
       await fleet.stop();
       await gateway.close();
+      await external?.close();
       rmSync(dir, { recursive: true, force: true });
     },
   };
