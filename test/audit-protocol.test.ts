@@ -12,6 +12,7 @@ import {
   formatVerifierKey,
   inclusionProof,
   leafHash,
+  MerkleTree,
   openNote,
   parseCheckpoint,
   parseVerifierKey,
@@ -96,6 +97,14 @@ describe('RFC 6962 Merkle tree', () => {
         const older = rootOf(leaves.slice(0, size));
         const proof = consistencyProof(leaves, size);
         expect(verifyConsistency(size, n, older, root, proof)).toBe(true);
+        // One tree answers for every smaller size as a tree cut to that size would.
+        const tree = new MerkleTree(leaves);
+        expect(tree.root(size)).toEqual(older);
+        if (size > 0) {
+          const cut = flip % size;
+          expect(tree.inclusionProof(cut, size)).toEqual(inclusionProof(leaves.slice(0, size), cut));
+          expect(tree.consistencyProof(cut, size)).toEqual(consistencyProof(leaves.slice(0, size), cut));
+        }
         if (path.length > 0) {
           const bad = path.map((h) => Buffer.from(h));
           const target = bad[flip % bad.length] as Buffer;

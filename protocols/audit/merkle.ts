@@ -60,39 +60,92 @@ export function rootsAt(leaves: readonly Uint8Array[], sizes: readonly number[])
   });
 }
 
+/**
+ * A tree over a fixed list of leaf hashes, for proofs at any size up to it. Roots of complete subtrees
+ * never change as the log grows, so they are kept: a batch of proofs over one tree costs O(n) hashing
+ * once plus O(log n) per proof.
+ */
+export class MerkleTree {
+  readonly #leaves: readonly Uint8Array[];
+  readonly #complete = new Map<string, Buffer>();
+
+  constructor(leaves: readonly Uint8Array[]) {
+    this.#leaves = leaves;
+  }
+
+  get size(): number {
+    return this.#leaves.length;
+  }
+
+  /** MTH(D[size]) (RFC 6962 §2.1). */
+  root(size: number = this.size): Buffer {
+    this.#checkSize(size);
+    return size === 0 ? EMPTY_ROOT : this.#hash(0, size);
+  }
+
+  /** PATH(index, D[size]) of RFC 6962 §2.1.1. */
+  inclusionProof(index: number, size: number = this.size): Buffer[] {
+    this.#checkSize(size);
+    if (!Number.isSafeInteger(index) || index < 0 || index >= size) {
+      throw new RangeError(`leaf ${index} is outside a tree of ${size}`);
+    }
+    const path = (m: number, start: number, end: number): Buffer[] => {
+      if (end - start <= 1) return [];
+      const k = splitPoint(end - start);
+      return m < k
+        ? [...path(m, start, start + k), this.#hash(start + k, end)]
+        : [...path(m - k, start + k, end), this.#hash(start, start + k)];
+    };
+    return path(index, 0, size);
+  }
+
+  /** PROOF(m, D[size]) of RFC 6962 §2.1.2; empty when m is 0 or size. */
+  consistencyProof(m: number, size: number = this.size): Buffer[] {
+    this.#checkSize(size);
+    if (!Number.isSafeInteger(m) || m < 0 || m > size) throw new RangeError(`size ${m} is above ${size}`);
+    const sub = (m: number, start: number, end: number, complete: boolean): Buffer[] => {
+      if (m === end - start) return complete ? [] : [this.#hash(start, end)];
+      const k = splitPoint(end - start);
+      return m <= k
+        ? [...sub(m, start, start + k, complete), this.#hash(start + k, end)]
+        : [...sub(m - k, start + k, end, false), this.#hash(start, start + k)];
+    };
+    return m === 0 || m === size ? [] : sub(m, 0, size, true);
+  }
+
+  #checkSize(size: number): void {
+    if (!Number.isSafeInteger(size) || size < 0 || size > this.size) {
+      throw new RangeError(`tree size ${size} is outside 0..${this.size}`);
+    }
+  }
+
+  /** MTH of leaves [start, end), end > start. */
+  #hash(start: number, end: number): Buffer {
+    const n = end - start;
+    if (n === 1) return Buffer.from(this.#leaves[start] as Uint8Array);
+    const k = splitPoint(n);
+    // A power-of-two range starting at a multiple of its size is a complete subtree: final once built.
+    const complete = k * 2 === n;
+    const key = `${start}/${end}`;
+    const known = complete ? this.#complete.get(key) : undefined;
+    if (known) return known;
+    const h = nodeHash(this.#hash(start, start + k), this.#hash(start + k, end));
+    if (complete) this.#complete.set(key, h);
+    return h;
+  }
+}
+
 /** MTH(D[n]) over leaf hashes. */
 export const rootOf = (leaves: readonly Uint8Array[]): Buffer =>
   rootsAt(leaves, [leaves.length])[0] as Buffer;
 
 /** PATH(m, D[n]) of RFC 6962 §2.1.1, where n = leaves.length. */
-export function inclusionProof(leaves: readonly Uint8Array[], index: number): Buffer[] {
-  if (!Number.isSafeInteger(index) || index < 0 || index >= leaves.length) {
-    throw new RangeError(`leaf ${index} is outside a tree of ${leaves.length}`);
-  }
-  const path = (m: number, d: readonly Uint8Array[]): Buffer[] => {
-    if (d.length <= 1) return [];
-    const k = splitPoint(d.length);
-    return m < k
-      ? [...path(m, d.slice(0, k)), rootOf(d.slice(k))]
-      : [...path(m - k, d.slice(k)), rootOf(d.slice(0, k))];
-  };
-  return path(index, leaves);
-}
+export const inclusionProof = (leaves: readonly Uint8Array[], index: number): Buffer[] =>
+  new MerkleTree(leaves).inclusionProof(index);
 
 /** PROOF(m, D[n]) of RFC 6962 §2.1.2, where n = leaves.length; empty when m is 0 or n. */
-export function consistencyProof(leaves: readonly Uint8Array[], m: number): Buffer[] {
-  if (!Number.isSafeInteger(m) || m < 0 || m > leaves.length) {
-    throw new RangeError(`size ${m} is outside a tree of ${leaves.length}`);
-  }
-  const sub = (m: number, d: readonly Uint8Array[], complete: boolean): Buffer[] => {
-    if (m === d.length) return complete ? [] : [rootOf(d)];
-    const k = splitPoint(d.length);
-    return m <= k
-      ? [...sub(m, d.slice(0, k), complete), rootOf(d.slice(k))]
-      : [...sub(m - k, d.slice(k), false), rootOf(d.slice(0, k))];
-  };
-  return m === 0 || m === leaves.length ? [] : sub(m, leaves, true);
-}
+export const consistencyProof = (leaves: readonly Uint8Array[], m: number): Buffer[] =>
+  new MerkleTree(leaves).consistencyProof(m);
 
 const isHash = (h: unknown): h is Uint8Array => h instanceof Uint8Array && h.length === HASH_SIZE;
 const sameHash = (a: Uint8Array, b: Uint8Array): boolean => Buffer.from(a).equals(b);
