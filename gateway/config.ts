@@ -27,6 +27,11 @@ export const ConfigSchema = z.object({
   SIMULATOR: onOff.default('on'),
   DEMO: onOff.default('on'),
   FAILSAFE_RELOCK_S: positiveInt.max(3_600).default(120),
+  AUDIT_ORIGIN: z
+    .string()
+    .regex(/^[^\s+]{1,256}$/)
+    .default('curbside-key.dev/audit'),
+  AUDIT_CHECKPOINT_S: positiveInt.max(86_400).default(300),
 });
 export type Config = z.infer<typeof ConfigSchema>;
 
@@ -50,6 +55,9 @@ export const CONFIG_HELP: Record<keyof Config, string> = {
   SIMULATOR: 'on | off: run the seeded simulated fleet in-process with npm start (default on)',
   DEMO: 'on | off: play the scripted demo delivery at start (default on)',
   FAILSAFE_RELOCK_S: 'simulated cars relock by themselves this long after an unlock (default 120)',
+  AUDIT_ORIGIN:
+    'audit log name: first line of its checkpoints, name of its key (default curbside-key.dev/audit)',
+  AUDIT_CHECKPOINT_S: 'sign an audit checkpoint this often when the log grew (default 300)',
 };
 
 export class ConfigError extends Error {

@@ -63,6 +63,8 @@ export const ERRORS = {
   VEHICLE_REFUSED: { status: 409, title: 'The vehicle refused the command', retryable: false },
   VEHICLE_UNREACHABLE: { status: 504, title: 'The vehicle did not acknowledge in time', retryable: true },
   BROKER_UNAVAILABLE: { status: 503, title: 'The MQTT broker is not connected', retryable: true },
+  AUDIT_RANGE_INVALID: { status: 400, title: 'Index or tree size outside the audit log', retryable: false },
+  AUDIT_UNAVAILABLE: { status: 503, title: 'No audit checkpoint key is configured', retryable: false },
   INTERNAL: { status: 500, title: 'Internal error', retryable: true },
 } as const satisfies Record<string, ErrorSpec>;
 

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Catalog } from '../protocols/index.ts';
+import { type AuditLog, createAuditLog } from './audit-log.ts';
 import { type Broker, createBroker } from './broker/broker.ts';
 import type { Config } from './config.ts';
 import { createDeliveryService, type DeliveryService } from './deliveries.ts';
@@ -24,6 +25,8 @@ export interface GatewayMaterial {
   tokenSigningKey: string;
   tokenKid: string;
   crl?: string;
+  /** PKCS#8 PEM of the Ed25519 audit checkpoint key; without it the log is kept but not checkpointed. */
+  auditCheckpointKey?: string;
 }
 
 export interface GatewayDeps {
@@ -44,6 +47,7 @@ export interface Gateway {
   link: VehicleLink;
   vehicles: VehicleService;
   deliveries: DeliveryService;
+  audit: AuditLog;
   /** Creates an API key, stores only its hash, and returns the key once. */
   createApiKey(label: string): Promise<string>;
   close(): Promise<void>;
@@ -113,7 +117,23 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       newId,
       logger: logger.child({ component: 'deliveries' }),
     });
-    const app = await buildApp({ db: store.db, vehicles, deliveries, logger });
+    const audit = createAuditLog({
+      db: store.db,
+      signer: material.auditCheckpointKey
+        ? { origin: config.AUDIT_ORIGIN, privateKey: createPrivateKey(material.auditCheckpointKey) }
+        : null,
+      now,
+    });
+    const app = await buildApp({ db: store.db, vehicles, deliveries, logger, audit });
+    const auditLogger = logger.child({ component: 'audit' });
+    if (!audit.origin)
+      auditLogger.warn({ event: 'audit.no_key' }, 'no checkpoint key: the audit log is not signed');
+    const checkpointNow = (): Promise<unknown> =>
+      audit.origin
+        ? audit.checkpoint().catch((err: unknown) => auditLogger.error({ err }, 'checkpoint failed'))
+        : Promise.resolve();
+    const checkpointTimer = setInterval(checkpointNow, config.AUDIT_CHECKPOINT_S * 1000);
+    checkpointTimer.unref();
     return {
       app,
       store,
@@ -122,6 +142,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       link: connectedLink,
       vehicles,
       deliveries,
+      audit,
       async createApiKey(label) {
         const key = `ck_${randomBytes(24).toString('base64url')}`;
         await insertApiKey(store.db, {
@@ -133,8 +154,11 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
         return key;
       },
       async close() {
+        clearInterval(checkpointTimer);
         await app.close();
         await connectedLink.close();
+        // The last decisions get a signed head before the store closes.
+        await checkpointNow();
         await broker?.close();
         await store.close();
       },

@@ -18,5 +18,6 @@ export async function loadGatewayMaterial(paths: DevPkiPaths): Promise<GatewayMa
     tokenSigningKey,
     tokenKid: await kidFor(createPublicKey(createPrivateKey(tokenSigningKey))),
     ...(existsSync(paths.crl) ? { crl: read(paths.crl) } : {}),
+    ...(existsSync(paths.auditCheckpointKey) ? { auditCheckpointKey: read(paths.auditCheckpointKey) } : {}),
   };
 }

@@ -4,10 +4,12 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
+import type { AuditLog } from '../audit-log.ts';
 import type { DeliveryService, DeliveryView as DeliveryViewModel } from '../deliveries.ts';
 import type { LocationRecord, VehicleRecord } from '../store/records.ts';
 import type { Database } from '../store/schema.ts';
 import type { VehicleService } from '../vehicles.ts';
+import { registerAuditApi } from './audit.ts';
 import { registerAuth } from './auth.ts';
 import { registerProblemHandlers } from './problem.ts';
 import {
@@ -29,6 +31,8 @@ export interface AppDeps {
   deliveries: DeliveryService;
   logger: Logger;
   bodyLimit?: number;
+  /** The audit trail: its routes, and one entry per mutating request (protocols/AUDIT.md). */
+  audit?: AuditLog;
 }
 
 const iso = (ms: number): string => new Date(ms).toISOString();
@@ -90,6 +94,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   registerProblemHandlers(app);
   registerAuth(app, deps.db, PUBLIC_ROUTES);
+  if (deps.audit) registerAuditApi(app, deps.audit);
 
   const r = app.withTypeProvider<ZodTypeProvider>();
 
