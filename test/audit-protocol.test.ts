@@ -1,5 +1,5 @@
 // The audit contract against its vectors: RFC 6962 hashing and proofs, C2SP signed notes and checkpoints, entries.
-import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -9,6 +9,7 @@ import {
   canonicalJson,
   consistencyProof,
   EMPTY_ROOT,
+  entryLeafHash,
   formatVerifierKey,
   inclusionProof,
   leafHash,
@@ -208,5 +209,38 @@ describe('audit entries', () => {
     expect(codeOf(() => buildEntry({ ...input, kind: 'Not A Kind' }, 0, null))).toBe('ENTRY_REFUSED');
     // What JSON cannot carry becomes what JSON.stringify makes of it, before hashing.
     expect(buildEntry({ ...input, detail: { n: Number.NaN } }, 0, null).detail).toEqual({ n: null });
+  });
+});
+
+describe("the project's own vector (protocols/vectors/audit-curbside.json)", () => {
+  const v = JSON.parse(
+    readFileSync(new URL('../protocols/vectors/audit-curbside.json', import.meta.url), 'utf8'),
+  );
+  const pkcs8 = Buffer.concat([
+    Buffer.from('302e020100300506032b657004220420', 'hex'),
+    Buffer.from(v.signerSeedHex, 'hex'),
+  ]);
+  const privateKey = createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' });
+
+  it('hashes each canonical entry to its leaf, and the entries chain', () => {
+    const leaves = v.entries.map((e: { canonical: string; leafHash: string }) => {
+      const parsed = JSON.parse(e.canonical);
+      expect(canonicalJson(parsed)).toBe(e.canonical);
+      expect(entryLeafHash(parsed).toString('base64')).toBe(e.leafHash);
+      expect(leafHash(Buffer.from(e.canonical, 'utf8')).toString('base64')).toBe(e.leafHash);
+      return Buffer.from(e.leafHash, 'base64');
+    });
+    expect(JSON.parse(v.entries[1].canonical).prev).toBe(v.entries[0].leafHash);
+    expect(rootOf(leaves).toString('base64')).toBe(v.checkpoint.root);
+  });
+
+  it('signs the checkpoint byte for byte and opens it with the verifier key or the PEM key', () => {
+    const { origin, size, root, note } = v.checkpoint;
+    expect(
+      signCheckpoint({ origin, size, root: Buffer.from(root, 'base64') }, { name: origin, privateKey }),
+    ).toBe(note);
+    expect(formatVerifierKey(origin, privateKey)).toBe(v.verifierKey);
+    expect(verifyCheckpoint(note, parseVerifierKey(v.verifierKey)).size).toBe(2);
+    expect(verifyCheckpoint(note, verifierKeyFor(origin, createPublicKey(v.publicKeyPem))).size).toBe(2);
   });
 });
