@@ -43,7 +43,7 @@ Run a command with --help for its options.
 const DEV_HELP = `Usage: npm run certs -- dev [--dir DIR]
 
 Creates the CA, broker, gateway and one identity per seeded VIN, the token-signing key,
-trusted-keys.json and the CRL; files already valid are kept.
+trusted-keys.json, the audit checkpoint key pair and the CRL; files already valid are kept.
 
   --dir DIR   where the PKI lives (default ${DEFAULT_DEV_PKI_DIR})
 `;

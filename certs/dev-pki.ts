@@ -47,6 +47,9 @@ export interface DevPkiPaths {
   tokenSigningKey: string;
   /** The trust anchors cars pin: TrustedKeysFileSchema from protocols/keys.ts. */
   trustedKeys: string;
+  /** The audit log's Ed25519 checkpoint-signing key, PKCS#8 PEM, and its public key (SPKI PEM) for reviewers. */
+  auditCheckpointKey: string;
+  auditCheckpointPub: string;
   crl: string;
   /** The revocation state the CRL is rebuilt from: RevocationStateSchema. */
   revoked: string;
@@ -74,6 +77,8 @@ export function devPkiPaths(dir: string): DevPkiPaths {
     vehicleKey: (vin) => vehicleFile(vehiclesDir, vin, 'key'),
     tokenSigningKey: join(dir, 'token-signing.key'),
     trustedKeys: join(dir, 'trusted-keys.json'),
+    auditCheckpointKey: join(dir, 'audit-checkpoint.key'),
+    auditCheckpointPub: join(dir, 'audit-checkpoint.pub'),
     crl: join(dir, 'crl.pem'),
     revoked: join(dir, 'revoked.json'),
   };
@@ -305,6 +310,27 @@ export async function ensureDevPki(options: EnsureDevPkiOptions): Promise<Ensure
       `${JSON.stringify(TrustedKeysFileSchema.parse({ keys }), null, 2)}\n`,
     );
     created.push('trusted-keys.json');
+  }
+
+  // The audit log signs checkpoints with a key of its own, never the token key (protocols/AUDIT.md §5).
+  let auditKey: KeyObject;
+  if (existsSync(paths.auditCheckpointKey)) {
+    auditKey = readTokenKey(paths.auditCheckpointKey);
+    kept.push('audit-checkpoint.key');
+  } else {
+    auditKey = generateKeyPairSync('ed25519').privateKey;
+    await writePrivateFile(
+      paths.auditCheckpointKey,
+      auditKey.export({ type: 'pkcs8', format: 'pem' }) as string,
+    );
+    created.push('audit-checkpoint.key');
+  }
+  const auditPub = createPublicKey(auditKey).export({ type: 'spki', format: 'pem' }) as string;
+  if (existsSync(paths.auditCheckpointPub) && read(paths.auditCheckpointPub) === auditPub) {
+    kept.push('audit-checkpoint.pub');
+  } else {
+    await writePublicFile(paths.auditCheckpointPub, auditPub);
+    created.push('audit-checkpoint.pub');
   }
 
   // A new CA starts a new revocation history: serials of the old one mean nothing under it.

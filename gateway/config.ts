@@ -48,6 +48,11 @@ export const ConfigSchema = z
     SIMULATOR: onOff.default('on'),
     DEMO: onOff.default('on'),
     FAILSAFE_RELOCK_S: wholeNumber(1, 3_600).default(120),
+    AUDIT_ORIGIN: z
+      .string()
+      .regex(/^[^\s+]{1,256}$/, 'must be 1 to 256 characters without spaces or +')
+      .default('curbside-key.dev/audit'),
+    AUDIT_CHECKPOINT_S: wholeNumber(1, 86_400).default(300),
   })
   .superRefine((c, ctx) => {
     if (c.NODE_ENV === 'production' && c.LOG_PRETTY === 'on') {
@@ -97,6 +102,9 @@ export const CONFIG_HELP: Record<ConfigName, string> = {
   SIMULATOR: 'on | off: run the seeded simulated fleet in-process with npm start (default on)',
   DEMO: 'on | off: play the scripted demo delivery at start (default on)',
   FAILSAFE_RELOCK_S: 'simulated cars relock by themselves this long after an unlock, 1..3600 (default 120)',
+  AUDIT_ORIGIN:
+    'audit log name: first line of its checkpoints, name of its key (default curbside-key.dev/audit)',
+  AUDIT_CHECKPOINT_S: 'sign an audit checkpoint this often when the log grew, 1..86400 (default 300)',
 };
 
 export const CONFIG_NAMES = Object.keys(ConfigSchema.shape) as ConfigName[];

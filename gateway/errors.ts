@@ -65,6 +65,8 @@ export const ERRORS = {
   BROKER_UNAVAILABLE: { status: 503, title: 'The MQTT broker is not connected', retryable: true },
   NOT_READY: { status: 503, title: 'The gateway is not ready to serve', retryable: true },
   SHUTTING_DOWN: { status: 503, title: 'The gateway is shutting down', retryable: true },
+  AUDIT_RANGE_INVALID: { status: 400, title: 'Index or tree size outside the audit log', retryable: false },
+  AUDIT_UNAVAILABLE: { status: 503, title: 'No audit checkpoint key is configured', retryable: false },
   INTERNAL: { status: 500, title: 'Internal error', retryable: true },
 } as const satisfies Record<string, ErrorSpec>;
 

@@ -5,6 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Catalog } from '../protocols/index.ts';
 import { VIN_PATTERN } from '../protocols/vin.ts';
+import { type AuditLog, createAuditLog } from './audit-log.ts';
 import { type Broker, createBroker } from './broker/broker.ts';
 import { type CrlWatch, watchCrl } from './broker/crl-watch.ts';
 import type { Config } from './config.ts';
@@ -33,6 +34,8 @@ export interface GatewayMaterial {
   crl: string;
   /** Where the CRL lives: the embedded broker re-reads it when it changes (npm run certs -- revoke). */
   crlFile?: string;
+  /** PKCS#8 PEM of the Ed25519 audit checkpoint key; without it the log is kept but not checkpointed. */
+  auditCheckpointKey?: string;
 }
 
 export interface GatewayDeps {
@@ -60,6 +63,7 @@ export interface Gateway {
   metricsApp: FastifyInstance | null;
   lifecycle: Lifecycle;
   readiness(): Promise<ReadinessReport>;
+  audit: AuditLog;
   /** Creates an API key, stores only its hash, and returns the key once. */
   createApiKey(label: string): Promise<string>;
   /**
@@ -180,11 +184,28 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       shutdown: () => (lifecycle.draining() ? 'shutting down' : null),
     });
     const metricsApp = config.METRICS_PORT === undefined ? null : await buildMetricsApp(metrics);
+    const audit = createAuditLog({
+      db: store.db,
+      signer: material.auditCheckpointKey
+        ? { origin: config.AUDIT_ORIGIN, privateKey: createPrivateKey(material.auditCheckpointKey) }
+        : null,
+      now,
+    });
+    const auditLogger = logger.child({ component: 'audit' });
+    if (!audit.origin)
+      auditLogger.warn({ event: 'audit.no_key' }, 'no checkpoint key: the audit log is not signed');
+    const checkpointNow = (): Promise<unknown> =>
+      audit.origin
+        ? audit.checkpoint().catch((err: unknown) => auditLogger.error({ err }, 'checkpoint failed'))
+        : Promise.resolve();
+    const checkpointTimer = setInterval(checkpointNow, config.AUDIT_CHECKPOINT_S * 1000);
+    checkpointTimer.unref();
     const app = await buildApp({
       db: store.db,
       vehicles,
       deliveries,
       logger,
+      audit,
       operations: {
         metrics,
         serveMetrics: metricsApp === null,
@@ -218,9 +239,12 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     const shutdown = async (options: { drainMs?: number }): Promise<void> => {
       await drain(options);
       crlWatch?.close();
+      clearInterval(checkpointTimer);
       await app.close();
       await metricsApp?.close();
       await endLink();
+      // The last decisions get a signed head before the store closes.
+      await checkpointNow();
       await broker?.close();
       await store.close();
       logger.info({ event: 'shutdown.done' }, 'stopped');
@@ -237,6 +261,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       metricsApp,
       lifecycle,
       readiness,
+      audit,
       async createApiKey(label) {
         const key = `ck_${randomBytes(24).toString('base64url')}`;
         await insertApiKey(store.db, {

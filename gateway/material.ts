@@ -1,6 +1,6 @@
 // Owns reading the gateway's key material (TLS identities, CA, CRL, token-signing key) from a PKI folder.
 import { createPrivateKey, createPublicKey } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import type { DevPkiPaths } from '../certs/index.ts';
 import { kidFor } from '../protocols/index.ts';
 import type { GatewayMaterial } from './gateway.ts';
@@ -19,5 +19,6 @@ export async function loadGatewayMaterial(paths: DevPkiPaths): Promise<GatewayMa
     tokenKid: await kidFor(createPublicKey(createPrivateKey(tokenSigningKey))),
     crl: read(paths.crl),
     crlFile: paths.crl,
+    ...(existsSync(paths.auditCheckpointKey) ? { auditCheckpointKey: read(paths.auditCheckpointKey) } : {}),
   };
 }

@@ -2,6 +2,7 @@
 import type { Kysely } from 'kysely';
 import { type Catalog, findCompatible, type StateMessage, vinProblem } from '../protocols/index.ts';
 import { ApiError } from './errors.ts';
+import { appendAudit, withinTransaction } from './store/audit.ts';
 import {
   findVehicle,
   insertLocation,
@@ -54,7 +55,24 @@ export function createVehicleService(deps: VehicleServiceDeps) {
       });
     }
     if (await findVehicle(db, input.vin)) throw new ApiError('VEHICLE_ALREADY_LINKED');
-    await insertVehicle(db, { ...input, consent: [...CONSENTED_ACTIONS], linkedAt: now() });
+    const linkedAt = now();
+    await withinTransaction(db, async (trx) => {
+      await insertVehicle(trx, { ...input, consent: [...CONSENTED_ACTIONS], linkedAt });
+      // The owner's consent is where every later unlock's authority starts.
+      await appendAudit(trx, {
+        at: linkedAt,
+        kind: 'vehicle_linked',
+        outcome: 'granted',
+        code: null,
+        deliveryId: null,
+        detail: {
+          vin: input.vin,
+          ownerId: input.ownerId,
+          provider: input.provider,
+          consent: [...CONSENTED_ACTIONS],
+        },
+      });
+    });
     return (await findVehicle(db, input.vin)) as VehicleRecord;
   }
 
@@ -69,7 +87,23 @@ export function createVehicleService(deps: VehicleServiceDeps) {
       throw new ApiError('RADIUS_TOO_LARGE', { detail: `radiusM at most ${deps.maxRadiusM}` });
     }
     const location: LocationRecord = { id: `loc_${deps.newId()}`, ...input, createdAt: now() };
-    await insertLocation(db, location);
+    await withinTransaction(db, async (trx) => {
+      await insertLocation(trx, location);
+      await appendAudit(trx, {
+        at: location.createdAt,
+        kind: 'location_registered',
+        outcome: 'info',
+        code: null,
+        deliveryId: null,
+        detail: {
+          locationId: location.id,
+          ownerId: location.ownerId,
+          lat: location.lat,
+          lon: location.lon,
+          radiusM: location.radiusM,
+        },
+      });
+    });
     return location;
   }
 

@@ -632,6 +632,8 @@ describe('development PKI on disk', () => {
       `vehicles/${OTHER_VIN}`,
       'token-signing.key',
       'trusted-keys.json',
+      'audit-checkpoint.key',
+      'audit-checkpoint.pub',
       'crl.pem',
     ]);
     expect(first.kept).toEqual([]);
@@ -649,6 +651,7 @@ describe('development PKI on disk', () => {
       first.vehicleKey(VIN),
       first.vehicleKey(OTHER_VIN),
       first.tokenSigningKey,
+      first.auditCheckpointKey,
     ]) {
       expect(mode(key), key).toBe(0o600);
       expect(readFileSync(key, 'utf8')).toMatch(/^-----BEGIN PRIVATE KEY-----/);
@@ -659,6 +662,7 @@ describe('development PKI on disk', () => {
       first.vehicleCert(VIN),
       first.crl,
       first.trustedKeys,
+      first.auditCheckpointPub,
     ]) {
       expect(mode(file), file).toBe(0o644);
     }
@@ -733,7 +737,13 @@ describe('development PKI on disk', () => {
       `vehicles/${OTHER_VIN}`,
       'crl.pem',
     ]);
-    expect(third.kept).toEqual(['ca', 'token-signing.key', 'trusted-keys.json']);
+    expect(third.kept).toEqual([
+      'ca',
+      'token-signing.key',
+      'trusted-keys.json',
+      'audit-checkpoint.key',
+      'audit-checkpoint.pub',
+    ]);
   });
 
   it('re-signs the CRL with the next number when it nears nextUpdate', async () => {
@@ -1013,7 +1023,7 @@ describe('certs command line', () => {
     expect(first.out()).toContain(`created  vehicles/${VIN}`);
     const second = io();
     expect(await runCli(['dev', '--dir', dir], second.io)).toBe(EXIT_OK);
-    expect(second.out()).toContain(': 0 created, 8 kept');
+    expect(second.out()).toContain(': 0 created, 10 kept');
     const revoke = io();
     expect(await runCli(['revoke', VIN, '--dir', dir], revoke.io)).toBe(EXIT_OK);
     expect(revoke.out()).toContain('CRL number 2');

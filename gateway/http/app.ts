@@ -4,10 +4,12 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } 
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
+import type { AuditLog } from '../audit-log.ts';
 import type { DeliveryService, DeliveryView as DeliveryViewModel } from '../deliveries.ts';
 import type { LocationRecord, VehicleRecord } from '../store/records.ts';
 import type { Database } from '../store/schema.ts';
 import type { VehicleService } from '../vehicles.ts';
+import { registerAuditApi } from './audit.ts';
 import { registerAuth } from './auth.ts';
 import { type OperationsDeps, registerOperations } from './operations.ts';
 import { registerProblemHandlers } from './problem.ts';
@@ -32,6 +34,8 @@ export interface AppDeps {
   bodyLimit?: number;
   /** /readyz, /metrics, HTTP metrics and the drain refusal (gateway/http/operations.ts). */
   operations?: OperationsDeps;
+  /** The audit trail: its routes, and one entry per mutating request (protocols/AUDIT.md). */
+  audit?: AuditLog;
 }
 
 const iso = (ms: number): string => new Date(ms).toISOString();
@@ -96,6 +100,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   registerProblemHandlers(app);
   if (deps.operations) registerOperations(app, deps.operations);
   registerAuth(app, deps.db, PUBLIC_ROUTES);
+  if (deps.audit) registerAuditApi(app, deps.audit);
 
   const r = app.withTypeProvider<ZodTypeProvider>();
 

@@ -88,9 +88,32 @@ const initial: Migration = {
   },
 };
 
+/** The audit log (protocols/AUDIT.md): entries by index, and the signed checkpoints over them. */
+const audit: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema
+      .createTable('audit_entries')
+      .addColumn('idx', 'bigint', (c) => c.primaryKey())
+      .addColumn('leaf_hash', 'varchar(44)', (c) => c.notNull().unique())
+      .addColumn('delivery_id', 'varchar(64)')
+      .addColumn('kind', 'varchar(48)', (c) => c.notNull())
+      .addColumn('at', 'bigint', (c) => c.notNull())
+      .addColumn('entry', 'text', (c) => c.notNull())
+      .execute();
+    await db.schema.createIndex('audit_entries_delivery').on('audit_entries').column('delivery_id').execute();
+    await db.schema
+      .createTable('audit_checkpoints')
+      .addColumn('tree_size', 'bigint', (c) => c.primaryKey())
+      .addColumn('root_hash', 'varchar(44)', (c) => c.notNull())
+      .addColumn('note', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .execute();
+  },
+};
+
 /** Migrations in order; names sort lexically. */
 export const migrationProvider: MigrationProvider = {
   async getMigrations() {
-    return { '0001_initial': initial };
+    return { '0001_initial': initial, '0004_audit': audit };
   },
 };

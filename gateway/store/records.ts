@@ -1,5 +1,6 @@
 // Owns reading and writing the store's rows as domain records; every function takes a db or a transaction.
 import type { Kysely, Transaction } from 'kysely';
+import { appendAudit, withinTransaction } from './audit.ts';
 import type { Database, DeliveriesTable, LocationsTable, VehiclesTable } from './schema.ts';
 
 export type Db = Kysely<Database> | Transaction<Database>;
@@ -229,7 +230,10 @@ export async function updateDelivery(
     .execute();
 }
 
+/** Appends a timeline event and its audit entry, in one transaction: the caller's, or a new one. */
 export async function appendEvent(db: Db, deliveryId: string, e: Omit<TimelineEntry, 'seq'>): Promise<void> {
+  // protocols/AUDIT.md §4: the audit entry commits with the decision or not at all.
+  if (!db.isTransaction) return withinTransaction(db, (trx) => appendEvent(trx, deliveryId, e));
   await db
     .insertInto('delivery_events')
     .values({
@@ -241,6 +245,7 @@ export async function appendEvent(db: Db, deliveryId: string, e: Omit<TimelineEn
       detail: JSON.stringify(e.detail),
     })
     .execute();
+  await appendAudit(db, { ...e, deliveryId });
 }
 
 export async function timelineOf(db: Db, deliveryId: string): Promise<TimelineEntry[]> {

@@ -81,6 +81,27 @@ export interface ApiKeysTable {
   created_at: number;
 }
 
+export interface AuditEntriesTable {
+  /** Position in the log from 0; the primary key, so two writers can never both take one index. */
+  idx: number;
+  /** RFC 6962 leaf hash of entry, standard base64. */
+  leaf_hash: string;
+  delivery_id: string | null;
+  kind: string;
+  at: number;
+  /** The canonical JSON that was hashed, byte for byte (protocols/AUDIT.md §2). */
+  entry: string;
+}
+
+export interface AuditCheckpointsTable {
+  tree_size: number;
+  /** Standard base64, as in the note. */
+  root_hash: string;
+  /** The signed C2SP checkpoint note. */
+  note: string;
+  created_at: number;
+}
+
 export interface Database {
   vehicles: VehiclesTable;
   locations: LocationsTable;
@@ -88,4 +109,6 @@ export interface Database {
   delivery_events: DeliveryEventsTable;
   commands: CommandsTable;
   api_keys: ApiKeysTable;
+  audit_entries: AuditEntriesTable;
+  audit_checkpoints: AuditCheckpointsTable;
 }
