@@ -3,14 +3,17 @@ import { createPrivateKey, randomBytes, randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import type { Catalog } from '../protocols/index.ts';
+import { type Catalog, TOKEN_ISSUER } from '../protocols/index.ts';
 import { type Broker, createBroker } from './broker/broker.ts';
 import type { Config } from './config.ts';
 import { createDeliveryService, type DeliveryService } from './deliveries.ts';
 import { buildApp } from './http/app.ts';
 import { hashApiKey } from './http/auth.ts';
+import { createKeyRotation, type KeyRotation } from './key-rotation.ts';
+import { createSigningKeyRing, type SigningKeyRing } from './signing-keys.ts';
 import { insertApiKey } from './store/records.ts';
 import { openStore, type Store } from './store/store.ts';
+import { pinVehicleCertificate } from './vehicle-certs.ts';
 import { connectVehicleLink, type VehicleLink } from './vehicle-link.ts';
 import { createVehicleService, type VehicleService } from './vehicles.ts';
 
@@ -20,10 +23,11 @@ export interface GatewayMaterial {
   brokerKey: string;
   gatewayCert: string;
   gatewayKey: string;
-  /** PKCS#8 PEM of the Ed25519 token-signing key. */
+  /** PKCS#8 PEM of the Ed25519 token-signing key, the active key of the ring. */
   tokenSigningKey: string;
-  tokenKid: string;
   crl?: string;
+  /** The certificate the CA issued to a VIN, PEM, or null; read when a vehicle is linked, to pin it. */
+  vehicleCertificate?: (vin: string) => string | null;
 }
 
 export interface GatewayDeps {
@@ -44,6 +48,10 @@ export interface Gateway {
   link: VehicleLink;
   vehicles: VehicleService;
   deliveries: DeliveryService;
+  /** The token-signing keys: the active one signs; others wait for cars to trust them or to be retired. */
+  signingKeys: SigningKeyRing;
+  /** Signs key announcements and sends them to cars (TOKEN.md §8). */
+  keyRotation: KeyRotation;
   /** Creates an API key, stores only its hash, and returns the key once. */
   createApiKey(label: string): Promise<string>;
   close(): Promise<void>;
@@ -81,6 +89,13 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       now,
       newId,
       maxRadiusM: config.MAX_RADIUS_M,
+      certificateFor: (vin, at) =>
+        pinVehicleCertificate({
+          pem: material.vehicleCertificate?.(vin) ?? null,
+          caPem: material.ca,
+          vin,
+          now: at,
+        }),
     });
     const linkLogger = logger.child({ component: 'vehicle-link' });
     link = await connectVehicleLink({
@@ -95,14 +110,11 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       },
     });
     const connectedLink = link;
+    const signingKeys = await createSigningKeyRing(createPrivateKey(material.tokenSigningKey));
     const deliveries = createDeliveryService({
       db: store.db,
       link: () => connectedLink,
-      signer: {
-        privateKey: createPrivateKey(material.tokenSigningKey),
-        kid: material.tokenKid,
-        issuer: 'urn:gateway:gateway',
-      },
+      signer: { keys: signingKeys, issuer: TOKEN_ISSUER },
       policy: {
         maxWindowMs: config.MAX_WINDOW_H * 3_600_000,
         maxUnlocks: config.MAX_UNLOCKS,
@@ -113,6 +125,16 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       newId,
       logger: logger.child({ component: 'deliveries' }),
     });
+    const keyRotation = createKeyRotation({
+      db: store.db,
+      link: () => connectedLink,
+      keys: signingKeys,
+      issuer: TOKEN_ISSUER,
+      commandTimeoutMs: config.COMMAND_TIMEOUT_MS,
+      now,
+      newId,
+      logger: logger.child({ component: 'key-rotation' }),
+    });
     const app = await buildApp({ db: store.db, vehicles, deliveries, logger });
     return {
       app,
@@ -122,6 +144,8 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       link: connectedLink,
       vehicles,
       deliveries,
+      signingKeys,
+      keyRotation,
       async createApiKey(label) {
         const key = `ck_${randomBytes(24).toString('base64url')}`;
         await insertApiKey(store.db, {

@@ -12,6 +12,7 @@ import {
   type VehicleRecord,
 } from './store/records.ts';
 import type { Database } from './store/schema.ts';
+import type { PinnedCertificate } from './vehicle-certs.ts';
 
 /** The only actions an owner grants at linking (the service's promise: unlock and re-lock, nothing else). */
 export const CONSENTED_ACTIONS = ['unlock', 'lock'] as const;
@@ -40,6 +41,8 @@ export interface VehicleServiceDeps {
   now: () => number;
   newId: () => string;
   maxRadiusM: number;
+  /** The CA-issued certificate for a VIN, checked (vehicle-certs.ts): pinned at link time for its signed acks. */
+  certificateFor: (vin: string, now: number) => PinnedCertificate;
 }
 
 export function createVehicleService(deps: VehicleServiceDeps) {
@@ -54,7 +57,17 @@ export function createVehicleService(deps: VehicleServiceDeps) {
       });
     }
     if (await findVehicle(db, input.vin)) throw new ApiError('VEHICLE_ALREADY_LINKED');
-    await insertVehicle(db, { ...input, consent: [...CONSENTED_ACTIONS], linkedAt: now() });
+    const t = now();
+    // TOKEN.md §9.3: the certificate is pinned now, so every later ack is checked against this one.
+    const pinned = deps.certificateFor(input.vin, t);
+    if (!pinned.ok)
+      throw new ApiError('VEHICLE_NOT_ENROLLED', { detail: `${pinned.problem} for ${input.vin}` });
+    await insertVehicle(db, {
+      ...input,
+      consent: [...CONSENTED_ACTIONS],
+      linkedAt: t,
+      certPem: pinned.certificate.toString(),
+    });
     return (await findVehicle(db, input.vin)) as VehicleRecord;
   }
 

@@ -6,19 +6,22 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { IClientOptions, MqttClient } from 'mqtt';
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { keyRingFrom, type TrustedKeysFile, trustedJwkFor } from '../protocols/keys.ts';
+import { type TrustedKeysFile, trustedJwkFor } from '../protocols/keys.ts';
 import { AckSchema, type Action, PresenceSchema, StateMessageSchema } from '../protocols/messages.ts';
 import { buildClaims, mintAccessToken } from '../protocols/token.ts';
 import { ackTopic, commandTopic, stateTopic } from '../protocols/topics.ts';
 import { loadSeeds } from '../seeds/index.ts';
 import { createSimulatedCar, type SimulatedCar } from '../simulator/car.ts';
 import { replayFileFor, startFleet } from '../simulator/fleet.ts';
+import { createMemoryKeyStore } from '../simulator/key-store.ts';
 import { createMemoryReplayStore } from '../simulator/replay-store.ts';
+import { createMemoryRevocationStore } from '../simulator/revocation-store.ts';
 import { type ClientFactory, type ConnectCarDeps, connectCar } from '../simulator/transport.ts';
 
 const NOW = Date.parse('2025-06-02T09:00:00Z');
 const VIN = '1G1ZE5ST5KF100231';
 const RELOCK_MS = 120_000;
+const carKey = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;
 
 interface Sent {
   topic: string;
@@ -162,6 +165,7 @@ describe('connectCar', () => {
   beforeEach(() => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
     time = NOW;
+    const replay = createMemoryReplayStore({ capacity: 10 });
     car = createSimulatedCar({
       vin: VIN,
       make: 'Chevrolet',
@@ -169,8 +173,10 @@ describe('connectCar', () => {
       year: 2019,
       provider: 'onstar',
       initial: { position: { lat: 47.6, lon: -122.3 } },
-      keys: keyRingFrom(trustedKeys),
-      replay: createMemoryReplayStore({ capacity: 10, now: () => time }),
+      keys: createMemoryKeyStore(trustedKeys),
+      replay,
+      revocations: createMemoryRevocationStore({ capacity: 10, lastGoodTime: () => replay.lastGoodTime() }),
+      signingKey: carKey,
       clock: () => time,
       failsafeRelockMs: RELOCK_MS,
     });
@@ -353,9 +359,11 @@ describe('startFleet', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const pki = { ca: 'CA', certFor: (vin: string) => ({ cert: `cert ${vin}`, key: `key ${vin}` }) };
+  // The fake client never uses the key for TLS; the car signs its acks with it, so it must be a P-256 key.
+  const keyPem = carKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+  const pki = { ca: 'CA', certFor: (vin: string) => ({ cert: `cert ${vin}`, key: keyPem }) };
 
-  it('simulates only catalog-compatible vehicles, each with its own replay file and certificate', async () => {
+  it('simulates only catalog-compatible vehicles, each with its own state files and certificate', async () => {
     const { vehicles } = loadSeeds();
     const fake = factory();
     const fleet = await startFleet({
@@ -377,6 +385,7 @@ describe('startFleet', () => {
     await client.deliver(await commandFor('unlock'));
     expect(handle.car.snapshot().locked).toBe(false);
     expect(existsSync(replayFileFor(dir, VIN))).toBe(true);
+    expect(handle.replay.lastGoodTime()).toBe(NOW);
     expect(() => fleet.car('1FA6P8TH6J5130557')).toThrow(
       expect.objectContaining({ code: 'SIM_UNKNOWN_VIN' }),
     );
