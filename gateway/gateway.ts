@@ -97,6 +97,13 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
           now: at,
         }),
     });
+    const backfill = await vehicles.pinMissingCertificates();
+    if (backfill.unpinned.length > 0) {
+      logger.warn(
+        { event: 'vehicles.certificate_missing', vins: backfill.unpinned },
+        'linked vehicles without a valid certificate: their acks will be refused',
+      );
+    }
     const linkLogger = logger.child({ component: 'vehicle-link' });
     link = await connectVehicleLink({
       url: brokerUrl,

@@ -8,6 +8,8 @@ import {
   insertVehicle,
   type LocationRecord,
   listVehicles,
+  listVehiclesWithoutCertificate,
+  pinVehicleCertificateIfMissing,
   recordVehicleState,
   type VehicleRecord,
 } from './store/records.ts';
@@ -104,7 +106,26 @@ export function createVehicleService(deps: VehicleServiceDeps) {
     });
   }
 
-  return { link, get, list: () => listVehicles(db), addLocation, observe };
+  /**
+   * Pins certificates for vehicles linked before acks were signed (migration 0002), with the same checks as at link
+   * time; run at start. A vehicle whose certificate cannot be pinned keeps none, and its acks are refused.
+   */
+  async function pinMissingCertificates(): Promise<{ pinned: string[]; unpinned: string[] }> {
+    const pinned: string[] = [];
+    const unpinned: string[] = [];
+    for (const vin of await listVehiclesWithoutCertificate(db)) {
+      const cert = deps.certificateFor(vin, now());
+      if (cert.ok) {
+        await pinVehicleCertificateIfMissing(db, vin, cert.certificate.toString());
+        pinned.push(vin);
+      } else {
+        unpinned.push(vin);
+      }
+    }
+    return { pinned, unpinned };
+  }
+
+  return { link, get, list: () => listVehicles(db), addLocation, observe, pinMissingCertificates };
 }
 
 export type VehicleService = ReturnType<typeof createVehicleService>;

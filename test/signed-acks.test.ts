@@ -149,3 +149,20 @@ describe('signed acks as evidence', () => {
     ).toBe('VEHICLE_NOT_ENROLLED');
   });
 });
+
+describe('vehicles linked before acks were signed', () => {
+  it('get their certificate pinned at start, with the link-time checks, and never replaced', async () => {
+    await scheduleDelivery(loop);
+    const db = loop.store.db;
+    const pinned = (
+      await db.selectFrom('vehicles').select('cert_pem').where('vin', '=', CAR_VIN).executeTakeFirst()
+    )?.cert_pem;
+    await db.updateTable('vehicles').set({ cert_pem: null }).where('vin', '=', CAR_VIN).execute();
+    expect(await loop.vehicles.pinMissingCertificates()).toEqual({ pinned: [CAR_VIN], unpinned: [] });
+    expect(await loop.vehicles.pinMissingCertificates()).toEqual({ pinned: [], unpinned: [] });
+    const after = (
+      await db.selectFrom('vehicles').select('cert_pem').where('vin', '=', CAR_VIN).executeTakeFirst()
+    )?.cert_pem;
+    expect(after).toBe(pinned);
+  });
+});

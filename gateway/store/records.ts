@@ -138,6 +138,27 @@ export async function findVehicleCertificate(db: Db, vin: string): Promise<strin
   return row?.cert_pem ?? null;
 }
 
+/** Vehicles linked before migration 0002, which have no pinned certificate yet. */
+export async function listVehiclesWithoutCertificate(db: Db): Promise<string[]> {
+  const rows = await db
+    .selectFrom('vehicles')
+    .select('vin')
+    .where('cert_pem', 'is', null)
+    .orderBy('vin')
+    .execute();
+  return rows.map((r) => r.vin);
+}
+
+/** Pins a certificate for a vehicle that has none; never replaces one already pinned. */
+export async function pinVehicleCertificateIfMissing(db: Db, vin: string, certPem: string): Promise<void> {
+  await db
+    .updateTable('vehicles')
+    .set({ cert_pem: certPem })
+    .where('vin', '=', vin)
+    .where('cert_pem', 'is', null)
+    .execute();
+}
+
 export async function findVehicle(db: Db, vin: string): Promise<VehicleRecord | null> {
   const row = await db.selectFrom('vehicles').selectAll().where('vin', '=', vin).executeTakeFirst();
   return row ? toVehicle(row) : null;
