@@ -1,16 +1,19 @@
 // Owns the delivery lifecycle: scheduling, the driver checks before an unlock, commands to the car, the timeline.
-import { createHash, type KeyObject } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import {
-  type Action,
+  type Ack,
   buildClaims,
   type Command,
   mintAccessToken,
   PROTOCOL_VERSION,
+  type TokenAction,
 } from '../protocols/index.ts';
+import { type AckRefusal, checkSignedAck } from './acks.ts';
 import { ApiError, type ErrorCode } from './errors.ts';
 import { distanceM } from './geo.ts';
+import type { SigningKeyRing } from './signing-keys.ts';
 import {
   appendEvent,
   type Db,
@@ -20,6 +23,7 @@ import {
   findVehicle,
   insertCommand,
   insertDelivery,
+  insertVehicleAck,
   settleCommand,
   type TimelineEntry,
   timelineOf,
@@ -40,15 +44,15 @@ export interface DeliveryPolicy {
 }
 
 export interface Signer {
-  privateKey: KeyObject;
-  kid: string;
+  /** Tokens are signed with the ring's active key (TOKEN.md §8.3). */
+  keys: SigningKeyRing;
   issuer: string;
 }
 
 export type CommandOutcome = 'executed' | 'refused' | 'timeout' | 'not_sent';
 
 export interface CommandSettlement {
-  action: Action;
+  action: TokenAction;
   outcome: CommandOutcome;
   /** Publish to ack; null without an ack. */
   roundTripMs: number | null;
@@ -72,6 +76,8 @@ export interface DeliveryServiceDeps {
   newId: () => string;
   logger: Logger;
   observer?: DeliveryObserver;
+  /** The VIN's currently issued certificate, for acks signed after a rotation (acks.ts). */
+  currentCertificate?: (vin: string, at: number) => string | null;
 }
 
 export interface ScheduleInput {
@@ -91,6 +97,23 @@ export interface UnlockInput {
 export interface DeliveryView extends DeliveryRecord {
   timeline: TimelineEntry[];
 }
+
+/**
+ * The outcome of revoking a delivery. The delivery is cancelled at the gateway either way (no token is minted for
+ * it again); `vehicle` says whether the car confirmed, with a signed ack, that it refuses the delivery's tokens.
+ */
+export type RevokeResult =
+  | { status: 'cancelled'; vehicle: 'revoked'; locked: boolean }
+  | { status: 'cancelled'; vehicle: 'refused'; reason: string | null }
+  /** No verified ack in time: the revoke stays queued for the car, and its tokens expire on their own. */
+  | { status: 'cancelled'; vehicle: 'unconfirmed' };
+
+/** What came back for a command: a verified ack, or why there is none. */
+type Exchange =
+  | { kind: 'ack'; ack: Ack; at: number; roundTripMs: number; record: (trx: Db) => Promise<void> }
+  | { kind: 'no_link' }
+  | { kind: 'timeout' }
+  | { kind: 'ack_invalid'; code: AckRefusal };
 
 const tokenHash = (token: string): string => createHash('sha256').update(token).digest('base64url');
 
@@ -164,10 +187,11 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
   async function prepareCommand(
     trx: Db,
     d: DeliveryRecord,
-    action: Action,
+    action: TokenAction,
     notAfterMs: number,
   ): Promise<Command> {
     const t = now();
+    const signing = deps.signer.keys.active();
     const commandId = `cmd_${newId()}`;
     const jti = newId();
     const claims = buildClaims({
@@ -181,7 +205,7 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
       ttlS: policy.tokenTtlS,
       notAfterMs,
     });
-    const token = await mintAccessToken({ privateKey: deps.signer.privateKey, kid: deps.signer.kid, claims });
+    const token = await mintAccessToken({ privateKey: signing.privateKey, kid: signing.kid, claims });
     await insertCommand(trx, {
       id: commandId,
       deliveryId: d.id,
@@ -206,34 +230,39 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
         jti,
         tokenSha256: tokenHash(token),
         exp: claims.exp,
-        kid: deps.signer.kid,
+        kid: signing.kid,
       },
     });
     return { v: PROTOCOL_VERSION, type: 'command', commandId, deliveryId: d.id, action, token };
   }
 
-  /** Sends a prepared command and settles it from the car's ack; returns the ack's lock state. */
-  async function dispatch(d: DeliveryRecord, command: Command): Promise<{ locked: boolean }> {
+  /**
+   * Sends a prepared command and waits for its ack. A missing link or a timeout is settled here; an ack is
+   * accepted only when it is bound to this command and signed by the car's pinned certificate (TOKEN.md §9), and
+   * then the caller settles it with `record`, in the transaction that applies it, which also keeps the evidence.
+   */
+  async function exchange(d: DeliveryRecord, command: Command): Promise<Exchange> {
     const ids = { deliveryId: d.id, commandId: command.commandId, action: command.action, vin: d.vin };
     const settled = (outcome: CommandOutcome, reason: string | null, roundTripMs: number | null): void =>
       deps.observer?.commandSettled({ action: command.action, outcome, reason, roundTripMs });
     const link = deps.link();
     if (!link?.connected()) {
-      await settleCommand(db, command.commandId, {
-        status: 'timeout',
-        reason: 'BROKER_UNAVAILABLE',
-        ackedAt: null,
-      });
       logger.warn(
         { event: 'command.not_sent', ...ids, reason: 'BROKER_UNAVAILABLE' },
         'broker not connected',
       );
       settled('not_sent', 'BROKER_UNAVAILABLE', null);
-      throw new ApiError('BROKER_UNAVAILABLE', { mayHaveSucceeded: false });
+      await settleCommand(db, command.commandId, {
+        status: 'timeout',
+        reason: 'BROKER_UNAVAILABLE',
+        ackedAt: null,
+      });
+      return { kind: 'no_link' };
     }
     const started = now();
     const result = await link.send(d.vin, command, policy.commandTimeoutMs);
     const t = now();
+    const detail = { commandId: command.commandId, action: command.action };
     if (result.kind === 'timeout') {
       await db.transaction().execute(async (trx) => {
         await settleCommand(trx, command.commandId, { status: 'timeout', reason: 'NO_ACK', ackedAt: null });
@@ -242,15 +271,29 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
           kind: 'command_timeout',
           outcome: 'denied',
           code: 'VEHICLE_UNREACHABLE',
-          detail: { commandId: command.commandId, action: command.action, waitedMs: t - started },
+          detail: { ...detail, waitedMs: t - started },
         });
       });
       logger.warn({ event: 'command.timeout', ...ids, waitedMs: t - started }, 'no ack in time');
       settled('timeout', null, null);
-      throw new ApiError('VEHICLE_UNREACHABLE', {
-        mayHaveSucceeded: true,
-        detail: `no ack within ${policy.commandTimeoutMs} ms; the car may have acted (the token expires on its own)`,
+      return { kind: 'timeout' };
+    }
+    const expected = { vin: d.vin, commandId: command.commandId, action: command.action, deliveryId: d.id };
+    const check = await checkSignedAck(db, expected, result.ack, t, deps.currentCertificate);
+    if (!check.ok) {
+      logger.warn({ event: 'ack.rejected', ...ids, code: check.code }, 'ack refused');
+      settled('timeout', check.code, null);
+      await db.transaction().execute(async (trx) => {
+        await settleCommand(trx, command.commandId, { status: 'timeout', reason: check.code, ackedAt: null });
+        await appendEvent(trx, d.id, {
+          at: t,
+          kind: 'ack_rejected',
+          outcome: 'denied',
+          code: check.code,
+          detail,
+        });
       });
+      return { kind: 'ack_invalid', code: check.code };
     }
     const { ack } = result;
     logger.info(
@@ -264,13 +307,40 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
       },
       `${command.action} ${ack.outcome}`,
     );
+    settled(ack.outcome === 'executed' ? 'executed' : 'refused', ack.reason ?? null, t - started);
+    return {
+      kind: 'ack',
+      ack,
+      at: t,
+      roundTripMs: t - started,
+      async record(trx) {
+        const status = ack.outcome === 'executed' ? 'executed' : 'refused';
+        await settleCommand(trx, command.commandId, { status, reason: ack.reason ?? null, ackedAt: t });
+        await insertVehicleAck(trx, check.evidence);
+      },
+    };
+  }
+
+  /** Sends a door command and applies the car's verified ack; returns the ack's lock state. */
+  async function dispatch(d: DeliveryRecord, command: Command): Promise<{ locked: boolean }> {
+    const x = await exchange(d, command);
+    if (x.kind === 'no_link') throw new ApiError('BROKER_UNAVAILABLE', { mayHaveSucceeded: false });
+    if (x.kind === 'timeout') {
+      throw new ApiError('VEHICLE_UNREACHABLE', {
+        mayHaveSucceeded: true,
+        detail: `no ack within ${policy.commandTimeoutMs} ms; the car may have acted (the token expires on its own)`,
+      });
+    }
+    if (x.kind === 'ack_invalid') {
+      throw new ApiError('VEHICLE_ACK_INVALID', {
+        mayHaveSucceeded: true,
+        detail: `the ack did not verify (${x.code}); the car may have acted (the token expires on its own)`,
+      });
+    }
+    const { ack, at: t } = x;
     if (ack.outcome === 'refused') {
       await db.transaction().execute(async (trx) => {
-        await settleCommand(trx, command.commandId, {
-          status: 'refused',
-          reason: ack.reason ?? null,
-          ackedAt: t,
-        });
+        await x.record(trx);
         if (command.action === 'unlock') {
           // The car did not open: the reserved unlock is given back (d holds the count from before it).
           await updateDelivery(trx, d.id, { unlocksUsed: d.unlocksUsed, updatedAt: t });
@@ -283,7 +353,6 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
           detail: { commandId: command.commandId, action: command.action, locked: ack.locked },
         });
       });
-      settled('refused', ack.reason ?? null, t - started);
       throw new ApiError('VEHICLE_REFUSED', {
         mayHaveSucceeded: false,
         detail: `the vehicle refused: ${ack.reason ?? 'unspecified'}`,
@@ -291,7 +360,7 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
       });
     }
     await db.transaction().execute(async (trx) => {
-      await settleCommand(trx, command.commandId, { status: 'executed', reason: null, ackedAt: t });
+      await x.record(trx);
       const kind = command.action === 'unlock' ? 'vehicle_unlocked' : 'vehicle_locked';
       await appendEvent(trx, d.id, {
         at: t,
@@ -302,13 +371,17 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
           commandId: command.commandId,
           locked: ack.locked,
           carTime: ack.at,
-          roundTripMs: t - started,
+          roundTripMs: x.roundTripMs,
+          signedAck: true,
         },
       });
+      // A delivery revoked meanwhile stays cancelled, whatever the car reported for an earlier command.
       if (command.action === 'unlock') {
-        await updateDelivery(trx, d.id, { status: 'unlocked', updatedAt: t });
-      } else if (ack.locked) {
-        await updateDelivery(trx, d.id, { status: 'completed', updatedAt: t });
+        await updateDelivery(trx, d.id, { status: 'unlocked', updatedAt: t, unlessStatus: 'cancelled' });
+      } else if (
+        ack.locked &&
+        (await updateDelivery(trx, d.id, { status: 'completed', updatedAt: t, unlessStatus: 'cancelled' }))
+      ) {
         await appendEvent(trx, d.id, {
           at: t,
           kind: 'delivery_completed',
@@ -318,7 +391,6 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
         });
       }
     });
-    settled('executed', null, t - started);
     return { locked: ack.locked };
   }
 
@@ -429,12 +501,71 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
     });
   }
 
+  /**
+   * Revokes a delivery that is scheduled or in progress (TOKEN.md §10): cancels it here first, so no replica mints
+   * a token for it again, then sends the car a signed revoke, so the car refuses the tokens already out and locks
+   * if it is open. Revoking a cancelled delivery again re-sends the revoke. Not held off by a command in flight:
+   * the car handles commands in order, so a revoke behind an unlock locks again what the unlock opened.
+   */
+  async function revokeDelivery(id: string): Promise<RevokeResult> {
+    const d = await load(id);
+    if (d.status === 'completed') {
+      throw new ApiError('DELIVERY_NOT_ACTIVE', {
+        detail: 'a completed delivery has nothing left to revoke',
+      });
+    }
+    const t = now();
+    const command = await db.transaction().execute(async (trx) => {
+      if (d.status !== 'cancelled') {
+        await updateDelivery(trx, d.id, { status: 'cancelled', updatedAt: t });
+        await appendEvent(trx, d.id, {
+          at: t,
+          kind: 'delivery_revoked',
+          outcome: 'info',
+          code: null,
+          detail: { previousStatus: d.status },
+        });
+      }
+      // Like a lock, a revoke is not capped by the window: it must reach the car after the window too.
+      return prepareCommand(trx, d, 'revoke', Number.MAX_SAFE_INTEGER);
+    });
+    logger.info(
+      {
+        event: 'command.sent',
+        deliveryId: d.id,
+        commandId: command.commandId,
+        action: 'revoke',
+        vin: d.vin,
+        tokenSha256: tokenHash(command.token),
+      },
+      'revoke sent',
+    );
+    const x = await exchange(d, command);
+    if (x.kind !== 'ack') return { status: 'cancelled', vehicle: 'unconfirmed' };
+    const { ack } = x;
+    // TOKEN_REVOKED: the car already holds this delivery as revoked (an earlier revoke reached it).
+    const confirmed = ack.outcome === 'executed' || ack.reason === 'TOKEN_REVOKED';
+    await db.transaction().execute(async (trx) => {
+      await x.record(trx);
+      await appendEvent(trx, d.id, {
+        at: x.at,
+        kind: confirmed ? 'vehicle_revoked' : 'vehicle_refused',
+        outcome: confirmed ? 'granted' : 'denied',
+        code: confirmed ? null : (ack.reason ?? 'UNSPECIFIED'),
+        detail: { commandId: command.commandId, action: 'revoke', locked: ack.locked, carTime: ack.at },
+      });
+    });
+    return confirmed
+      ? { status: 'cancelled', vehicle: 'revoked', locked: ack.locked }
+      : { status: 'cancelled', vehicle: 'refused', reason: ack.reason ?? null };
+  }
+
   async function view(id: string): Promise<DeliveryView> {
     const d = await load(id);
     return { ...d, timeline: await timelineOf(db, id) };
   }
 
-  return { schedule, unlock, lock, view };
+  return { schedule, unlock, lock, revokeDelivery, view };
 }
 
 export type DeliveryService = ReturnType<typeof createDeliveryService>;

@@ -26,6 +26,11 @@ export const ERRORS = {
     retryable: false,
   },
   VEHICLE_ALREADY_LINKED: { status: 409, title: 'Vehicle is already linked', retryable: false },
+  VEHICLE_NOT_ENROLLED: {
+    status: 422,
+    title: 'No valid certificate from the project CA is on file for this VIN',
+    retryable: false,
+  },
   VEHICLE_NOT_LINKED: { status: 422, title: 'Vehicle is not linked', retryable: false },
   LOCATION_NOT_OWNED: {
     status: 422,
@@ -62,6 +67,11 @@ export const ERRORS = {
   UNLOCK_LIMIT_REACHED: { status: 403, title: 'This delivery has used all of its unlocks', retryable: false },
   VEHICLE_REFUSED: { status: 409, title: 'The vehicle refused the command', retryable: false },
   VEHICLE_UNREACHABLE: { status: 504, title: 'The vehicle did not acknowledge in time', retryable: true },
+  VEHICLE_ACK_INVALID: {
+    status: 502,
+    title: "The vehicle's acknowledgement did not verify against its certificate",
+    retryable: true,
+  },
   BROKER_UNAVAILABLE: { status: 503, title: 'The MQTT broker is not connected', retryable: true },
   NOT_READY: { status: 503, title: 'The gateway is not ready to serve', retryable: true },
   SHUTTING_DOWN: { status: 503, title: 'The gateway is shutting down', retryable: true },
@@ -94,5 +104,17 @@ export class ApiError extends Error {
     this.retryable = ERRORS[code].retryable;
     this.mayHaveSucceeded = options.mayHaveSucceeded;
     this.extra = options.extra ?? {};
+  }
+}
+
+export type KeyRingErrorCode = 'SIGNING_KEY_UNKNOWN' | 'SIGNING_KEY_ACTIVE' | 'SIGNING_KEY_NOT_ED25519';
+
+/** An operator's key-ring request that cannot be done (TOKEN.md §8.3); never crosses the network. */
+export class KeyRingError extends Error {
+  readonly code: KeyRingErrorCode;
+  constructor(code: KeyRingErrorCode, message: string) {
+    super(message);
+    this.name = 'KeyRingError';
+    this.code = code;
   }
 }

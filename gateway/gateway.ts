@@ -3,7 +3,7 @@ import { createPrivateKey, randomBytes, randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import type { Catalog } from '../protocols/index.ts';
+import { type Catalog, TOKEN_ISSUER } from '../protocols/index.ts';
 import { VIN_PATTERN } from '../protocols/vin.ts';
 import { type AuditLog, createAuditLog } from './audit-log.ts';
 import { type Broker, createBroker } from './broker/broker.ts';
@@ -13,11 +13,14 @@ import { createDeliveryService, type DeliveryService } from './deliveries.ts';
 import { buildApp } from './http/app.ts';
 import { hashApiKey } from './http/auth.ts';
 import { buildMetricsApp } from './http/operations.ts';
+import { createKeyRotation, type KeyRotation } from './key-rotation.ts';
 import { createLifecycle, type Lifecycle } from './lifecycle.ts';
 import { createMetrics, type GatewayMetrics } from './metrics.ts';
 import { createReadiness, type ReadinessReport } from './readiness.ts';
+import { createSigningKeyRing, type SigningKeyRing } from './signing-keys.ts';
 import { countOnlineVehicles, insertApiKey } from './store/records.ts';
 import { openStore, type Store } from './store/store.ts';
+import { pinVehicleCertificate } from './vehicle-certs.ts';
 import { connectVehicleLink, type VehicleLink } from './vehicle-link.ts';
 import { createVehicleService, type VehicleService } from './vehicles.ts';
 
@@ -27,15 +30,16 @@ export interface GatewayMaterial {
   brokerKey: string;
   gatewayCert: string;
   gatewayKey: string;
-  /** PKCS#8 PEM of the Ed25519 token-signing key. */
+  /** PKCS#8 PEM of the Ed25519 token-signing key, the active key of the ring. */
   tokenSigningKey: string;
-  tokenKid: string;
   /** PEM of the CA's current CRL; the embedded broker does not start without one. */
   crl: string;
   /** Where the CRL lives: the embedded broker re-reads it when it changes (npm run certs -- revoke). */
   crlFile?: string;
   /** PKCS#8 PEM of the Ed25519 audit checkpoint key; without it the log is kept but not checkpointed. */
   auditCheckpointKey?: string;
+  /** The certificate the CA issued to a VIN, PEM, or null; read when a vehicle is linked, to pin it. */
+  vehicleCertificate?: (vin: string) => string | null;
 }
 
 export interface GatewayDeps {
@@ -64,6 +68,10 @@ export interface Gateway {
   lifecycle: Lifecycle;
   readiness(): Promise<ReadinessReport>;
   audit: AuditLog;
+  /** The token-signing keys: the active one signs; others wait for cars to trust them or to be retired. */
+  signingKeys: SigningKeyRing;
+  /** Signs key announcements and sends them to cars (TOKEN.md §8). */
+  keyRotation: KeyRotation;
   /** Creates an API key, stores only its hash, and returns the key once. */
   createApiKey(label: string): Promise<string>;
   /**
@@ -116,13 +124,33 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     const brokerUrl =
       config.MQTT_URL ??
       `mqtts://${config.MQTT_HOST === '0.0.0.0' ? '127.0.0.1' : config.MQTT_HOST}:${broker?.port}`;
+    // The certificate the CA issued a VIN, checked against the CA, the VIN and the time (TOKEN.md §9.3).
+    const enrolledCertificate = (vin: string, at: number) =>
+      pinVehicleCertificate({
+        pem: material.vehicleCertificate?.(vin) ?? null,
+        caPem: material.ca,
+        vin,
+        now: at,
+      });
+    const currentCertificate = (vin: string, at: number): string | null => {
+      const enrolled = enrolledCertificate(vin, at);
+      return enrolled.ok ? enrolled.certificate.toString() : null;
+    };
     const vehicles = createVehicleService({
       db: store.db,
       catalog: deps.catalog,
       now,
       newId,
       maxRadiusM: config.MAX_RADIUS_M,
+      certificateFor: enrolledCertificate,
     });
+    const backfill = await vehicles.pinMissingCertificates();
+    if (backfill.unpinned.length > 0) {
+      logger.warn(
+        { event: 'vehicles.certificate_missing', vins: backfill.unpinned },
+        'linked vehicles without a valid certificate: their acks will be refused',
+      );
+    }
     const linkLogger = logger.child({ component: 'vehicle-link' });
     link = await connectVehicleLink({
       url: brokerUrl,
@@ -146,14 +174,12 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     const embedded = broker;
     metrics.countCarsWith(embedded ? () => vehicleSessions(embedded) : () => countOnlineVehicles(store.db));
     const signingKey = createPrivateKey(material.tokenSigningKey);
+    const signingKeys = await createSigningKeyRing(signingKey);
     const service = createDeliveryService({
       db: store.db,
       link: () => connectedLink,
-      signer: {
-        privateKey: signingKey,
-        kid: material.tokenKid,
-        issuer: 'urn:gateway:gateway',
-      },
+      signer: { keys: signingKeys, issuer: TOKEN_ISSUER },
+      currentCertificate,
       policy: {
         maxWindowMs: config.MAX_WINDOW_H * 3_600_000,
         maxUnlocks: config.MAX_UNLOCKS,
@@ -182,6 +208,17 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
           ? null
           : 'no Ed25519 token-signing key',
       shutdown: () => (lifecycle.draining() ? 'shutting down' : null),
+    });
+    const keyRotation = createKeyRotation({
+      db: store.db,
+      link: () => connectedLink,
+      keys: signingKeys,
+      issuer: TOKEN_ISSUER,
+      commandTimeoutMs: config.COMMAND_TIMEOUT_MS,
+      now,
+      newId,
+      logger: logger.child({ component: 'key-rotation' }),
+      currentCertificate,
     });
     const metricsApp = config.METRICS_PORT === undefined ? null : await buildMetricsApp(metrics);
     const audit = createAuditLog({
@@ -262,6 +299,8 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       lifecycle,
       readiness,
       audit,
+      signingKeys,
+      keyRotation,
       async createApiKey(label) {
         const key = `ck_${randomBytes(24).toString('base64url')}`;
         await insertApiKey(store.db, {

@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import {
   type Ack,
   AckSchema,
-  type Command,
+  type CommandMessage,
   commandTopic,
   encodeMessage,
   GATEWAY_SUBSCRIPTIONS,
@@ -30,7 +30,7 @@ export type AckWait = { kind: 'ack'; ack: Ack } | { kind: 'timeout' };
 export interface VehicleLink {
   connected(): boolean;
   /** Publishes at QoS 1 and waits for the car's ack for this command id, at most timeoutMs. */
-  send(vin: string, command: Command, timeoutMs: number): Promise<AckWait>;
+  send(vin: string, command: CommandMessage, timeoutMs: number): Promise<AckWait>;
   close(): Promise<void>;
 }
 

@@ -9,10 +9,13 @@ import {
   insertVehicle,
   type LocationRecord,
   listVehicles,
+  listVehiclesWithoutCertificate,
+  pinVehicleCertificateIfMissing,
   recordVehicleState,
   type VehicleRecord,
 } from './store/records.ts';
 import type { Database } from './store/schema.ts';
+import type { PinnedCertificate } from './vehicle-certs.ts';
 
 /** The only actions an owner grants at linking (the service's promise: unlock and re-lock, nothing else). */
 export const CONSENTED_ACTIONS = ['unlock', 'lock'] as const;
@@ -41,6 +44,8 @@ export interface VehicleServiceDeps {
   now: () => number;
   newId: () => string;
   maxRadiusM: number;
+  /** The CA-issued certificate for a VIN, checked (vehicle-certs.ts): pinned at link time for its signed acks. */
+  certificateFor: (vin: string, now: number) => PinnedCertificate;
 }
 
 export function createVehicleService(deps: VehicleServiceDeps) {
@@ -56,8 +61,17 @@ export function createVehicleService(deps: VehicleServiceDeps) {
     }
     if (await findVehicle(db, input.vin)) throw new ApiError('VEHICLE_ALREADY_LINKED');
     const linkedAt = now();
+    // TOKEN.md §9.3: the certificate is pinned now, so every later ack is checked against this one.
+    const pinned = deps.certificateFor(input.vin, linkedAt);
+    if (!pinned.ok)
+      throw new ApiError('VEHICLE_NOT_ENROLLED', { detail: `${pinned.problem} for ${input.vin}` });
     await withinTransaction(db, async (trx) => {
-      await insertVehicle(trx, { ...input, consent: [...CONSENTED_ACTIONS], linkedAt });
+      await insertVehicle(trx, {
+        ...input,
+        consent: [...CONSENTED_ACTIONS],
+        linkedAt,
+        certPem: pinned.certificate.toString(),
+      });
       // The owner's consent is where every later unlock's authority starts.
       await appendAudit(trx, {
         at: linkedAt,
@@ -125,7 +139,26 @@ export function createVehicleService(deps: VehicleServiceDeps) {
     });
   }
 
-  return { link, get, list: () => listVehicles(db), addLocation, observe };
+  /**
+   * Pins certificates for vehicles linked before acks were signed (migration 0002), with the same checks as at link
+   * time; run at start. A vehicle whose certificate cannot be pinned keeps none, and its acks are refused.
+   */
+  async function pinMissingCertificates(): Promise<{ pinned: string[]; unpinned: string[] }> {
+    const pinned: string[] = [];
+    const unpinned: string[] = [];
+    for (const vin of await listVehiclesWithoutCertificate(db)) {
+      const cert = deps.certificateFor(vin, now());
+      if (cert.ok) {
+        await pinVehicleCertificateIfMissing(db, vin, cert.certificate.toString());
+        pinned.push(vin);
+      } else {
+        unpinned.push(vin);
+      }
+    }
+    return { pinned, unpinned };
+  }
+
+  return { link, get, list: () => listVehicles(db), addLocation, observe, pinMissingCertificates };
 }
 
 export type VehicleService = ReturnType<typeof createVehicleService>;

@@ -15,6 +15,9 @@ export const Vin = z.string().regex(VIN_PATTERN, 'VIN: 17 characters of A-Z 0-9 
 export const ActionSchema = z.enum(['unlock', 'lock']);
 export type Action = z.infer<typeof ActionSchema>;
 export const ACTIONS = ActionSchema.options;
+/** What a token may allow: a door action, or revoking a delivery at the car (TOKEN.md §10). */
+export const TokenActionSchema = z.enum(['unlock', 'lock', 'revoke']);
+export type TokenAction = z.infer<typeof TokenActionSchema>;
 
 export const PositionSchema = z.strictObject({
   lat: z.number().min(-90).max(90),
@@ -34,10 +37,23 @@ export const CommandSchema = z.strictObject({
   type: z.literal('command'),
   commandId: Id,
   deliveryId: Id,
-  action: ActionSchema,
+  action: TokenActionSchema,
   token: z.string().min(1).max(4096),
 });
 export type Command = z.infer<typeof CommandSchema>;
+
+/** Gateway → car, on vehicles/{VIN}/commands: a signed key announcement (TOKEN.md §8). */
+export const KeysCommandSchema = z.strictObject({
+  v: z.literal(PROTOCOL_VERSION),
+  type: z.literal('keys'),
+  commandId: Id,
+  announcement: z.string().min(1).max(8192),
+});
+export type KeysCommand = z.infer<typeof KeysCommandSchema>;
+
+/** Everything a car accepts on its command topic. */
+export const CommandMessageSchema = z.discriminatedUnion('type', [CommandSchema, KeysCommandSchema]);
+export type CommandMessage = z.infer<typeof CommandMessageSchema>;
 
 export const AckOutcomeSchema = z.enum(['executed', 'refused']);
 export type AckOutcome = z.infer<typeof AckOutcomeSchema>;
@@ -58,8 +74,15 @@ export const AckSchema = z.strictObject({
   locked: z.boolean(),
   /** The car's own clock, ms since the epoch; null when the car does not know the time. */
   at: z.number().int().nonnegative().nullable(),
+  /** The car's ES256 signature over the canonical ack without `sig`: a detached compact JWS (TOKEN.md §9). */
+  sig: z
+    .string()
+    .max(512)
+    .regex(/^[A-Za-z0-9_-]+\.\.[A-Za-z0-9_-]+$/),
 });
 export type Ack = z.infer<typeof AckSchema>;
+/** An ack before the car signs it: what the signature covers. */
+export type UnsignedAck = Omit<Ack, 'sig'>;
 
 export const DoorsSchema = z.strictObject({
   driver: z.enum(['open', 'closed']),
@@ -122,4 +145,5 @@ export function parseMessage<S extends z.ZodType>(schema: S, payload: Buffer | s
   return parsed.data;
 }
 
-export const encodeMessage = (message: Command | Ack | StateMessage): string => JSON.stringify(message);
+export const encodeMessage = (message: CommandMessage | Ack | StateMessage): string =>
+  JSON.stringify(message);

@@ -1,4 +1,5 @@
 // Owns the car's MQTT session (the simulator's only MQTT code): mTLS connect, commands in, acks and state out.
+import { createPrivateKey } from 'node:crypto';
 import type { SecureContextOptions } from 'node:tls';
 import { connect, type IClientOptions, type MqttClient } from 'mqtt';
 import { encodeMessage } from '../protocols/messages.ts';
@@ -307,6 +308,8 @@ export async function connectCar(deps: ConnectCarDeps): Promise<CarConnection> {
     if (closing) throw new SimulatorError('SIM_CONNECT_FAILED', `${vin}: connection closed`);
     client.options.cert = credentials.cert;
     client.options.key = credentials.key;
+    // Acks are signed with the key the new certificate certifies (TOKEN.md §9).
+    car.replaceSigningKey(createPrivateKey(credentials.key));
     renewing = true;
     try {
       if (reconnectTimer !== null) clearTimeout(reconnectTimer);

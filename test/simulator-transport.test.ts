@@ -6,19 +6,27 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { IClientOptions, MqttClient } from 'mqtt';
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { keyRingFrom, type TrustedKeysFile, trustedJwkFor } from '../protocols/keys.ts';
+import { type TrustedKeysFile, trustedJwkFor } from '../protocols/keys.ts';
 import { AckSchema, type Action, PresenceSchema, StateMessageSchema } from '../protocols/messages.ts';
 import { buildClaims, mintAccessToken } from '../protocols/token.ts';
 import { ackTopic, commandTopic, stateTopic } from '../protocols/topics.ts';
 import { loadSeeds } from '../seeds/index.ts';
 import { createSimulatedCar, type SimulatedCar } from '../simulator/car.ts';
 import { replayFileFor, startFleet } from '../simulator/fleet.ts';
+import { createMemoryKeyStore } from '../simulator/key-store.ts';
 import { createMemoryReplayStore } from '../simulator/replay-store.ts';
+import { createMemoryRevocationStore } from '../simulator/revocation-store.ts';
 import { type ClientFactory, type ConnectCarDeps, connectCar } from '../simulator/transport.ts';
 
 const NOW = Date.parse('2025-06-02T09:00:00Z');
 const VIN = '1G1ZE5ST5KF100231';
 const RELOCK_MS = 120_000;
+const carKey = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;
+/** The key of a re-issued certificate: the car signs its acks with it after replaceCredentials. */
+const NEW_KEY_PEM = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({
+  type: 'pkcs8',
+  format: 'pem',
+}) as string;
 
 interface Sent {
   topic: string;
@@ -166,6 +174,7 @@ describe('connectCar', () => {
   beforeEach(() => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
     time = NOW;
+    const replay = createMemoryReplayStore({ capacity: 10 });
     car = createSimulatedCar({
       vin: VIN,
       make: 'Chevrolet',
@@ -173,8 +182,10 @@ describe('connectCar', () => {
       year: 2019,
       provider: 'onstar',
       initial: { position: { lat: 47.6, lon: -122.3 } },
-      keys: keyRingFrom(trustedKeys),
-      replay: createMemoryReplayStore({ capacity: 10, now: () => time }),
+      keys: createMemoryKeyStore(trustedKeys),
+      replay,
+      revocations: createMemoryRevocationStore({ capacity: 10, lastGoodTime: () => replay.lastGoodTime() }),
+      signingKey: carKey,
       clock: () => time,
       failsafeRelockMs: RELOCK_MS,
     });
@@ -357,6 +368,7 @@ describe('connection status', () => {
   beforeEach(() => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
     warnings.length = 0;
+    const statusReplay = createMemoryReplayStore({ capacity: 10 });
     car = createSimulatedCar({
       vin: VIN,
       make: 'Chevrolet',
@@ -364,8 +376,13 @@ describe('connection status', () => {
       year: 2019,
       provider: 'onstar',
       initial: { position: { lat: 47.6, lon: -122.3 } },
-      keys: keyRingFrom(trustedKeys),
-      replay: createMemoryReplayStore({ capacity: 10, now: () => NOW }),
+      keys: createMemoryKeyStore(trustedKeys),
+      replay: statusReplay,
+      revocations: createMemoryRevocationStore({
+        capacity: 10,
+        lastGoodTime: () => statusReplay.lastGoodTime(),
+      }),
+      signingKey: carKey,
       clock: () => NOW,
     });
     fake = factory();
@@ -438,9 +455,9 @@ describe('connection status', () => {
   it('replaceCredentials reconnects at once with the new certificate, after a clean DISCONNECT', async () => {
     const conn = await connect();
     const client = fake.clients[0] as FakeClient;
-    await conn.replaceCredentials({ cert: 'NEW CERT', key: 'NEW KEY' });
+    await conn.replaceCredentials({ cert: 'NEW CERT', key: NEW_KEY_PEM });
     expect(client.ended).toBe(false);
-    expect(client.options).toMatchObject({ cert: 'NEW CERT', key: 'NEW KEY' });
+    expect(client.options).toMatchObject({ cert: 'NEW CERT', key: NEW_KEY_PEM });
     expect(client.reconnects).toHaveLength(1);
     expect(conn.status).toBe('connected');
     await vi.waitFor(() => expect(client.subscriptions).toHaveLength(2));
@@ -451,7 +468,7 @@ describe('connection status', () => {
     const conn = await connect();
     const client = fake.clients[0] as FakeClient;
     client.failConnect = refusedByBroker();
-    await expect(conn.replaceCredentials({ cert: 'BAD', key: 'BAD' })).rejects.toMatchObject({
+    await expect(conn.replaceCredentials({ cert: 'BAD', key: NEW_KEY_PEM })).rejects.toMatchObject({
       code: 'SIM_CONNECT_FAILED',
     });
     expect(client.reconnects).toHaveLength(1);
@@ -473,9 +490,11 @@ describe('startFleet', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const pki = { ca: 'CA', certFor: (vin: string) => ({ cert: `cert ${vin}`, key: `key ${vin}` }) };
+  // The fake client never uses the key for TLS; the car signs its acks with it, so it must be a P-256 key.
+  const keyPem = carKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+  const pki = { ca: 'CA', certFor: (vin: string) => ({ cert: `cert ${vin}`, key: keyPem }) };
 
-  it('simulates only catalog-compatible vehicles, each with its own replay file and certificate', async () => {
+  it('simulates only catalog-compatible vehicles, each with its own state files and certificate', async () => {
     const { vehicles } = loadSeeds();
     const fake = factory();
     const fleet = await startFleet({
@@ -497,6 +516,7 @@ describe('startFleet', () => {
     await client.deliver(await commandFor('unlock'));
     expect(handle.car.snapshot().locked).toBe(false);
     expect(existsSync(replayFileFor(dir, VIN))).toBe(true);
+    expect(handle.replay.lastGoodTime()).toBe(NOW);
     expect(() => fleet.car('1FA6P8TH6J5130557')).toThrow(
       expect.objectContaining({ code: 'SIM_UNKNOWN_VIN' }),
     );

@@ -111,9 +111,35 @@ const audit: Migration = {
   },
 };
 
-/** Migrations in order; names sort lexically. */
+/**
+ * Signed acks as evidence (TOKEN.md §9): the certificate each car's acks are verified against, pinned when the car
+ * is linked, and every verified ack with the exact bytes its signature covers.
+ */
+const signedAcks: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema.alterTable('vehicles').addColumn('cert_pem', 'text').execute();
+    await db.schema
+      .createTable('vehicle_acks')
+      .addColumn('command_id', 'varchar(64)', (c) => c.primaryKey())
+      .addColumn('vin', 'varchar(17)', (c) => c.notNull())
+      .addColumn('delivery_id', 'varchar(64)')
+      .addColumn('action', 'varchar(32)', (c) => c.notNull())
+      .addColumn('outcome', 'varchar(16)', (c) => c.notNull())
+      .addColumn('reason', 'varchar(64)')
+      .addColumn('locked', 'integer', (c) => c.notNull())
+      .addColumn('car_at', 'bigint')
+      .addColumn('payload', 'text', (c) => c.notNull())
+      .addColumn('sig', 'varchar(512)', (c) => c.notNull())
+      .addColumn('cert_sha256', 'varchar(64)', (c) => c.notNull())
+      .addColumn('received_at', 'bigint', (c) => c.notNull())
+      .execute();
+    await db.schema.createIndex('vehicle_acks_delivery').on('vehicle_acks').column('delivery_id').execute();
+  },
+};
+
+/** Migrations in order; names sort lexically. A migration, once released, is never edited: add the next one. */
 export const migrationProvider: MigrationProvider = {
   async getMigrations() {
-    return { '0001_initial': initial, '0004_audit': audit };
+    return { '0001_initial': initial, '0004_audit': audit, '0005_signed_acks': signedAcks };
   },
 };

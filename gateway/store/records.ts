@@ -107,7 +107,7 @@ export async function insertVehicle(
   v: Omit<
     VehicleRecord,
     'online' | 'locked' | 'position' | 'ignition' | 'doorsOpen' | 'lastSeen' | 'lastSeq'
-  >,
+  > & { certPem: string },
 ): Promise<void> {
   await db
     .insertInto('vehicles')
@@ -128,7 +128,40 @@ export async function insertVehicle(
       doors_open: null,
       last_seen: null,
       last_seq: null,
+      cert_pem: v.certPem,
     })
+    .execute();
+}
+
+/** The certificate pinned for a vehicle when it was linked, PEM; null when not linked or linked before 0002. */
+export async function findVehicleCertificate(db: Db, vin: string): Promise<string | null> {
+  const row = await db.selectFrom('vehicles').select('cert_pem').where('vin', '=', vin).executeTakeFirst();
+  return row?.cert_pem ?? null;
+}
+
+/** Pins a re-issued certificate (rotation) in place of the one kept so far. */
+export async function repinVehicleCertificate(db: Db, vin: string, pem: string): Promise<void> {
+  await db.updateTable('vehicles').set({ cert_pem: pem }).where('vin', '=', vin).execute();
+}
+
+/** Vehicles linked before migration 0002, which have no pinned certificate yet. */
+export async function listVehiclesWithoutCertificate(db: Db): Promise<string[]> {
+  const rows = await db
+    .selectFrom('vehicles')
+    .select('vin')
+    .where('cert_pem', 'is', null)
+    .orderBy('vin')
+    .execute();
+  return rows.map((r) => r.vin);
+}
+
+/** Pins a certificate for a vehicle that has none; never replaces one already pinned. */
+export async function pinVehicleCertificateIfMissing(db: Db, vin: string, certPem: string): Promise<void> {
+  await db
+    .updateTable('vehicles')
+    .set({ cert_pem: certPem })
+    .where('vin', '=', vin)
+    .where('cert_pem', 'is', null)
     .execute();
 }
 
@@ -214,20 +247,23 @@ export async function findDelivery(db: Db, id: string): Promise<DeliveryRecord |
   return row ? toDelivery(row) : null;
 }
 
+/** Updates a delivery; with `unlessStatus`, only while it is not in that status. Returns whether a row changed. */
 export async function updateDelivery(
   db: Db,
   id: string,
-  patch: { status?: DeliveryStatus; unlocksUsed?: number; updatedAt: number },
-): Promise<void> {
-  await db
+  patch: { status?: DeliveryStatus; unlocksUsed?: number; updatedAt: number; unlessStatus?: DeliveryStatus },
+): Promise<boolean> {
+  let query = db
     .updateTable('deliveries')
     .set({
       updated_at: patch.updatedAt,
       ...(patch.status ? { status: patch.status } : {}),
       ...(patch.unlocksUsed === undefined ? {} : { unlocks_used: patch.unlocksUsed }),
     })
-    .where('id', '=', id)
-    .execute();
+    .where('id', '=', id);
+  if (patch.unlessStatus) query = query.where('status', '<>', patch.unlessStatus);
+  const result = await query.executeTakeFirst();
+  return Number(result.numUpdatedRows) > 0;
 }
 
 /** Appends a timeline event and its audit entry, in one transaction: the caller's, or a new one. */
@@ -308,6 +344,68 @@ export async function settleCommand(
     .set({ status: s.status, reason: s.reason, acked_at: s.ackedAt })
     .where('id', '=', id)
     .execute();
+}
+
+/** A verified ack as kept: what the car signed, the signature, and which certificate it verified against. */
+export interface VehicleAckRecord {
+  commandId: string;
+  vin: string;
+  deliveryId: string | null;
+  action: string;
+  outcome: 'executed' | 'refused';
+  reason: string | null;
+  locked: boolean;
+  carAt: number | null;
+  /** The canonical ack the signature covers. */
+  payload: string;
+  sig: string;
+  certSha256: string;
+  receivedAt: number;
+}
+
+export async function insertVehicleAck(db: Db, a: VehicleAckRecord): Promise<void> {
+  await db
+    .insertInto('vehicle_acks')
+    .values({
+      command_id: a.commandId,
+      vin: a.vin,
+      delivery_id: a.deliveryId,
+      action: a.action,
+      outcome: a.outcome,
+      reason: a.reason,
+      locked: a.locked ? 1 : 0,
+      car_at: a.carAt,
+      payload: a.payload,
+      sig: a.sig,
+      cert_sha256: a.certSha256,
+      received_at: a.receivedAt,
+    })
+    // One ack per command: a second copy (a QoS 1 duplicate) adds nothing.
+    .onConflict((oc) => oc.column('command_id').doNothing())
+    .execute();
+}
+
+export async function findVehicleAck(db: Db, commandId: string): Promise<VehicleAckRecord | null> {
+  const r = await db
+    .selectFrom('vehicle_acks')
+    .selectAll()
+    .where('command_id', '=', commandId)
+    .executeTakeFirst();
+  if (!r) return null;
+  return {
+    commandId: r.command_id,
+    vin: r.vin,
+    deliveryId: r.delivery_id,
+    action: r.action,
+    outcome: r.outcome as VehicleAckRecord['outcome'],
+    reason: r.reason,
+    locked: r.locked === 1,
+    carAt: r.car_at === null ? null : Number(r.car_at),
+    payload: r.payload,
+    sig: r.sig,
+    certSha256: r.cert_sha256,
+    receivedAt: Number(r.received_at),
+  };
 }
 
 export async function countApiKeys(db: Db): Promise<number> {

@@ -19,6 +19,8 @@ export interface VehiclesTable {
   doors_open: number | null;
   last_seen: number | null;
   last_seq: number | null;
+  /** The car's certificate, PEM, pinned when it was linked: its acks are verified against it (0002). */
+  cert_pem: string | null;
 }
 
 export interface LocationsTable {
@@ -73,6 +75,26 @@ export interface CommandsTable {
   acked_at: number | null;
 }
 
+/** Acks whose signature verified against the car's pinned certificate: evidence of what the car reported (0002). */
+export interface VehicleAcksTable {
+  command_id: string;
+  vin: string;
+  delivery_id: string | null;
+  action: string;
+  outcome: string;
+  reason: string | null;
+  locked: number;
+  /** The car's own time in the ack, ms; null when the car did not know it. */
+  car_at: number | null;
+  /** The canonical ack (RFC 8785) the signature covers, exactly as verified. */
+  payload: string;
+  /** The detached compact JWS, ES256. */
+  sig: string;
+  /** SHA-256 of the DER certificate the signature verified against, hex. */
+  cert_sha256: string;
+  received_at: number;
+}
+
 export interface ApiKeysTable {
   id: string;
   /** SHA-256 of the key, hex. */
@@ -108,6 +130,7 @@ export interface Database {
   deliveries: DeliveriesTable;
   delivery_events: DeliveryEventsTable;
   commands: CommandsTable;
+  vehicle_acks: VehicleAcksTable;
   api_keys: ApiKeysTable;
   audit_entries: AuditEntriesTable;
   audit_checkpoints: AuditCheckpointsTable;

@@ -25,6 +25,7 @@ if (!(await findDelivery(store.db, deliveryId))) {
     ownerId: 'owner-ada',
     consent: ['unlock', 'lock'],
     linkedAt: t,
+    certPem: '',
   });
   await insertLocation(store.db, {
     id: 'loc_1',
