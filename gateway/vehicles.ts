@@ -1,6 +1,14 @@
 // Owns linking vehicles against the compatibility catalog, owners' locations, and what cars last reported.
 import type { Kysely } from 'kysely';
-import { type Catalog, findCompatible, type StateMessage, vinProblem } from '../protocols/index.ts';
+import {
+  type Catalog,
+  entryForMake,
+  findCompatible,
+  type StateMessage,
+  vinAgreesWithWmi,
+  vinAgreesWithYear,
+  vinProblem,
+} from '../protocols/index.ts';
 import { ApiError } from './errors.ts';
 import {
   findVehicle,
@@ -48,7 +56,18 @@ export function createVehicleService(deps: VehicleServiceDeps) {
   async function link(input: LinkInput): Promise<VehicleRecord> {
     const problem = vinProblem(input.vin);
     if (problem) throw new ApiError(problem);
-    if (!findCompatible(deps.catalog, input)) {
+    if (!vinAgreesWithYear(input.vin, input.year)) {
+      throw new ApiError('VIN_YEAR_MISMATCH', {
+        detail: `VIN position 10 is '${input.vin[9]}', which is not model year ${input.year}`,
+      });
+    }
+    const entry = entryForMake(deps.catalog, input.make);
+    if (entry && !vinAgreesWithWmi(input.vin, entry.wmi)) {
+      throw new ApiError('VIN_MAKE_MISMATCH', {
+        detail: `VIN prefix ${input.vin.slice(0, 3)} is not ${entry.make} (${entry.wmi.join(', ')})`,
+      });
+    }
+    if (!entry || !findCompatible(deps.catalog, input)) {
       throw new ApiError('VEHICLE_NOT_COMPATIBLE', {
         detail: `${input.year} ${input.make} with ${input.provider} is not supported: 2015 and newer Chevrolet, Buick, GMC or Cadillac with onstar, or Volvo with volvo-on-call`,
       });
