@@ -34,6 +34,24 @@ export const CommandSchema = z.strictObject({
 });
 export type Command = z.infer<typeof CommandSchema>;
 
+/** A fresh, unpredictable value the car echoes; base64url of at least 128 bits. */
+export const NonceSchema = z.string().regex(/^[A-Za-z0-9_-]{22,64}$/, 'nonce: 22-64 base64url characters');
+
+/**
+ * Gateway → car, on vehicles/{VIN}/commands: "report your state now". It grants nothing, so it carries no
+ * token; the nonce binds the answer to this question, so an older report cannot pass for it (PROTOCOL.md §3.5).
+ */
+export const StateQuerySchema = z.strictObject({
+  v: z.literal(PROTOCOL_VERSION),
+  type: z.literal('state_query'),
+  nonce: NonceSchema,
+});
+export type StateQuery = z.infer<typeof StateQuerySchema>;
+
+/** Everything the gateway sends on a car's command topic. */
+export const ToCarSchema = z.discriminatedUnion('type', [CommandSchema, StateQuerySchema]);
+export type ToCar = z.infer<typeof ToCarSchema>;
+
 export const AckOutcomeSchema = z.enum(['executed', 'refused']);
 export type AckOutcome = z.infer<typeof AckOutcomeSchema>;
 
@@ -77,6 +95,8 @@ export const StateReportSchema = z.strictObject({
   ignition: z.enum(['off', 'on']),
   position: PositionSchema,
   at: z.number().int().nonnegative().nullable(),
+  /** Present only in the report that answers a state query: that query's nonce (§3.5). */
+  nonce: NonceSchema.optional(),
 });
 export type StateReport = z.infer<typeof StateReportSchema>;
 
@@ -117,4 +137,4 @@ export function parseMessage<S extends z.ZodType>(schema: S, payload: Buffer | s
   return parsed.data;
 }
 
-export const encodeMessage = (message: Command | Ack | StateMessage): string => JSON.stringify(message);
+export const encodeMessage = (message: ToCar | Ack | StateMessage): string => JSON.stringify(message);
