@@ -30,7 +30,14 @@ import {
 } from './car-state.ts';
 
 /** Car-side refusal reasons beyond the token pipeline's codes (which the ack carries as they are). */
-export type CarRefusalCode = 'COMMAND_MALFORMED' | 'TOKEN_ISSUER_MISMATCH' | 'CAR_FAULT';
+export type CarRefusalCode =
+  | 'COMMAND_MALFORMED'
+  | 'TOKEN_ISSUER_MISMATCH'
+  | 'CAR_FAULT'
+  /** The command is in another provider's dialect, or in none (PROVIDERS.md §3 step 3). */
+  | 'DIALECT_MISMATCH'
+  /** The command names an action outside unlock and lock, the only two the owner consented to. */
+  | 'ACTION_NOT_ALLOWED';
 
 /** How many recent commands the car remembers to answer an MQTT redelivery with the same ack. */
 export const DEFAULT_DEDUPE_CAPACITY = 256;
@@ -85,6 +92,11 @@ export interface SimulatedCar {
    * has no ack, and the gateway sees a timeout.
    */
   handleCommand(raw: Buffer): Promise<CommandResult>;
+  /**
+   * Refuses a command the transport could name but not translate (foreign dialect, action outside unlock and
+   * lock, malformed): an ack with the reason and the lock state as it is, in turn with other commands.
+   */
+  refuseCommand(ids: CommandIds, reason: CarRefusalCode): Promise<CommandResult>;
   openDoor(door: DoorName): CarEffect[];
   closeDoor(door: DoorName): CarEffect[];
   setTrunk(to: Latch): CarEffect[];
@@ -94,8 +106,11 @@ export interface SimulatedCar {
   /** Advances time for the fail-safe relock; `now` defaults to the car's clock. */
   tick(now?: number | null): CarEffect[];
   snapshot(): CarState;
-  /** Builds the next state report; each call takes a new, larger `seq`. */
-  stateReport(): StateReport;
+  /**
+   * Builds the next state report; each call takes a new, larger `seq`. A report that answers a state query
+   * echoes the query's nonce (PROTOCOL.md §3.5).
+   */
+  stateReport(nonce?: string): StateReport;
   /** The offline notice the transport registers as its MQTT will. */
   presence(): Presence;
   /**
@@ -105,14 +120,15 @@ export interface SimulatedCar {
   onChange(listener: CarListener): () => void;
 }
 
-interface RecoveredIds {
+/** What an ack needs to name the command it answers. */
+export interface CommandIds {
   commandId: string;
   deliveryId?: string;
   action: string;
 }
 
 /** Names a malformed command only when that is unambiguous; see SimulatedCar.handleCommand. */
-function recoverIds(raw: Buffer): RecoveredIds | null {
+function recoverIds(raw: Buffer): CommandIds | null {
   if (raw.length > MAX_PAYLOAD_BYTES) return null;
   let value: unknown;
   try {
@@ -126,7 +142,7 @@ function recoverIds(raw: Buffer): RecoveredIds | null {
   if (!commandId.success) return null;
   const deliveryId = CommandSchema.shape.deliveryId.safeParse(record.deliveryId);
   const action = ActionSchema.safeParse(record.action);
-  const ids: RecoveredIds = { commandId: commandId.data, action: action.success ? action.data : 'unknown' };
+  const ids: CommandIds = { commandId: commandId.data, action: action.success ? action.data : 'unknown' };
   if (deliveryId.success) ids.deliveryId = deliveryId.data;
   return ids;
 }
@@ -255,6 +271,13 @@ export function createSimulatedCar(deps: SimulatedCarDeps): SimulatedCar {
       queue = run.catch(() => {});
       return run;
     },
+    refuseCommand(ids, reason) {
+      const run = queue.then(
+        (): CommandResult => ({ ack: ack(ids, 'refused', readClock(), reason), stateChanged: false }),
+      );
+      queue = run.catch(() => {});
+      return run;
+    },
     openDoor: (door) => control({ type: 'door', door, to: 'open' }),
     closeDoor: (door) => control({ type: 'door', door, to: 'closed' }),
     setTrunk: (to) => control({ type: 'trunk', to }),
@@ -263,7 +286,7 @@ export function createSimulatedCar(deps: SimulatedCarDeps): SimulatedCar {
     setOnline: (online) => control({ type: 'connectivity', online }),
     tick: (now) => dispatch({ type: 'tick', now: now === undefined ? readClock() : now }, 'tick'),
     snapshot: () => state,
-    stateReport() {
+    stateReport(nonce) {
       const taken = takeReportSeq(state);
       state = taken.state;
       return {
@@ -278,6 +301,7 @@ export function createSimulatedCar(deps: SimulatedCarDeps): SimulatedCar {
         ignition: state.ignition,
         position: { lat: state.position.lat, lon: state.position.lon },
         at: readClock(),
+        ...(nonce === undefined ? {} : { nonce }),
       };
     },
     presence: () => ({ v: PROTOCOL_VERSION, type: 'presence', vin: deps.vin, online: false }),
