@@ -9,7 +9,7 @@ import type { Config } from './config.ts';
 import { createDeliveryService, type DeliveryService } from './deliveries.ts';
 import { buildApp } from './http/app.ts';
 import { hashApiKey } from './http/auth.ts';
-import { insertApiKey } from './store/records.ts';
+import { insertApiKey, providerOf } from './store/records.ts';
 import { openStore, type Store } from './store/store.ts';
 import { connectVehicleLink, type VehicleLink } from './vehicle-link.ts';
 import { createVehicleService, type VehicleService } from './vehicles.ts';
@@ -88,11 +88,11 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       clientId: `gateway-${config.GATEWAY_REPLICA}`,
       tls: { ca: material.ca, cert: material.gatewayCert, key: material.gatewayKey },
       logger: linkLogger,
-      onState: (vin, message) => {
+      providerOf: (vin) => providerOf(store.db, vin),
+      onState: (vin, message) =>
         vehicles
           .observe(vin, message)
-          .catch((err: unknown) => linkLogger.error({ err, vin }, 'state not recorded'));
-      },
+          .catch((err: unknown) => linkLogger.error({ err, vin }, 'state not recorded')),
     });
     const connectedLink = link;
     const deliveries = createDeliveryService({

@@ -136,6 +136,12 @@ export async function findVehicle(db: Db, vin: string): Promise<VehicleRecord | 
   return row ? toVehicle(row) : null;
 }
 
+/** The provider a VIN was linked with (linked now or before): the dialect its messages are in. */
+export async function providerOf(db: Db, vin: string): Promise<string | null> {
+  const row = await db.selectFrom('vehicles').select('provider').where('vin', '=', vin).executeTakeFirst();
+  return row?.provider ?? null;
+}
+
 export async function listVehicles(db: Db): Promise<VehicleRecord[]> {
   const rows = await db.selectFrom('vehicles').selectAll().orderBy('linked_at').orderBy('vin').execute();
   return rows.map(toVehicle);
