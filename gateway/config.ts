@@ -22,8 +22,12 @@ export const ConfigSchema = z.object({
   COMMAND_TIMEOUT_MS: positiveInt.max(120_000).default(10_000),
   TOKEN_TTL_S: positiveInt.max(300).default(60),
   MAX_WINDOW_H: positiveInt.max(24).default(24),
+  DEFAULT_WINDOW_H: positiveInt.max(24).default(4),
   MAX_UNLOCKS: positiveInt.max(10).default(1),
   MAX_RADIUS_M: positiveInt.max(5_000).default(1_000),
+  PARKING_TOLERANCE_M: positiveInt.max(500).default(30),
+  RELOCK_AFTER_S: positiveInt.max(3_600).default(90),
+  WATCHDOG_INTERVAL_S: positiveInt.max(3_600).default(5),
   SIMULATOR: onOff.default('on'),
   DEMO: onOff.default('on'),
   FAILSAFE_RELOCK_S: positiveInt.max(3_600).default(120),
@@ -45,8 +49,13 @@ export const CONFIG_HELP: Record<keyof Config, string> = {
   COMMAND_TIMEOUT_MS: 'how long an unlock or lock waits for the car ack (default 10000)',
   TOKEN_TTL_S: 'command token lifetime, at most 300 and never past the window (default 60)',
   MAX_WINDOW_H: 'longest delivery window in hours, at most 24 (default 24)',
+  DEFAULT_WINDOW_H: 'window length when a delivery gives only its start, at most MAX_WINDOW_H (default 4)',
   MAX_UNLOCKS: 'unlocks allowed per delivery (default 1)',
   MAX_RADIUS_M: 'largest location radius accepted (default 1000)',
+  PARKING_TOLERANCE_M:
+    'how far a car may drift after its parking confirmation before it counts as moved (default 30)',
+  RELOCK_AFTER_S: 'the gateway watchdog locks a car still open this long after its unlock (default 90)',
+  WATCHDOG_INTERVAL_S: 'how often the relock watchdog looks for overdue unlocks (default 5)',
   SIMULATOR: 'on | off: run the seeded simulated fleet in-process with npm start (default on)',
   DEMO: 'on | off: play the scripted demo delivery at start (default on)',
   FAILSAFE_RELOCK_S: 'simulated cars relock by themselves this long after an unlock (default 120)',
@@ -67,7 +76,10 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
   const known = Object.fromEntries(
     Object.keys(ConfigSchema.shape).map((k) => [k, env[k] === '' ? undefined : env[k]]),
   );
-  const parsed = ConfigSchema.safeParse(known);
+  const parsed = ConfigSchema.refine((c) => c.DEFAULT_WINDOW_H <= c.MAX_WINDOW_H, {
+    path: ['DEFAULT_WINDOW_H'],
+    message: 'must not exceed MAX_WINDOW_H',
+  }).safeParse(known);
   if (parsed.success) return parsed.data;
   throw new ConfigError(
     parsed.error.issues.map((i) => {

@@ -17,6 +17,7 @@ import {
   type LocationRecord,
   listVehicles,
   recordVehicleState,
+  relinkVehicle,
   type VehicleRecord,
 } from './store/records.ts';
 import type { Database } from './store/schema.ts';
@@ -31,15 +32,24 @@ export interface LinkInput {
   year: number;
   provider: string;
   ownerId: string;
+  /** What the owner consents to; when given it must be exactly unlock and lock. */
+  consent?: string[];
 }
 
 export interface LocationInput {
   ownerId: string;
   label: string;
   kind: 'home' | 'workplace' | 'store';
+  /** Only a publicly accessible place is accepted: no multi-level garage, no gated or restricted area. */
+  access: 'public' | 'garage' | 'restricted';
   lat: number;
   lon: number;
   radiusM: number;
+}
+
+/** Exactly unlock and lock, each once, in any order. */
+function isExactConsent(consent: readonly string[]): boolean {
+  return consent.length === CONSENTED_ACTIONS.length && CONSENTED_ACTIONS.every((a) => consent.includes(a));
 }
 
 export interface VehicleServiceDeps {
@@ -54,6 +64,11 @@ export function createVehicleService(deps: VehicleServiceDeps) {
   const { db, now } = deps;
 
   async function link(input: LinkInput): Promise<VehicleRecord> {
+    if (input.consent !== undefined && !isExactConsent(input.consent)) {
+      throw new ApiError('CONSENT_INVALID', {
+        detail: `consent is exactly ${CONSENTED_ACTIONS.join(' and ')}; asked for ${input.consent.join(', ') || 'nothing'}`,
+      });
+    }
     const problem = vinProblem(input.vin);
     if (problem) throw new ApiError(problem);
     if (!vinAgreesWithYear(input.vin, input.year)) {
@@ -72,18 +87,28 @@ export function createVehicleService(deps: VehicleServiceDeps) {
         detail: `${input.year} ${input.make} with ${input.provider} is not supported: 2015 and newer Chevrolet, Buick, GMC or Cadillac with onstar, or Volvo with volvo-on-call`,
       });
     }
-    if (await findVehicle(db, input.vin)) throw new ApiError('VEHICLE_ALREADY_LINKED');
-    await insertVehicle(db, { ...input, consent: [...CONSENTED_ACTIONS], linkedAt: now() });
+    const { consent: _, ...vehicle } = input;
+    const record = { ...vehicle, consent: [...CONSENTED_ACTIONS], linkedAt: now() };
+    const existing = await findVehicle(db, input.vin);
+    if (existing && existing.unlinkedAt === null) throw new ApiError('VEHICLE_ALREADY_LINKED');
+    // A VIN unlinked before keeps its row (its deliveries refer to it) and is linked again in place.
+    if (existing) await relinkVehicle(db, record);
+    else await insertVehicle(db, record);
     return (await findVehicle(db, input.vin)) as VehicleRecord;
   }
 
   async function get(vin: string): Promise<VehicleRecord> {
     const v = await findVehicle(db, vin);
-    if (!v) throw new ApiError('NOT_FOUND', { detail: `no linked vehicle ${vin}` });
+    if (!v || v.unlinkedAt !== null) throw new ApiError('NOT_FOUND', { detail: `no linked vehicle ${vin}` });
     return v;
   }
 
   async function addLocation(input: LocationInput): Promise<LocationRecord> {
+    if (input.access !== 'public') {
+      throw new ApiError('LOCATION_NOT_PUBLIC', {
+        detail: `a ${input.access} location is refused: the car must be parked where a driver may walk up to it`,
+      });
+    }
     if (input.radiusM > deps.maxRadiusM) {
       throw new ApiError('RADIUS_TOO_LARGE', { detail: `radiusM at most ${deps.maxRadiusM}` });
     }
@@ -110,7 +135,10 @@ export function createVehicleService(deps: VehicleServiceDeps) {
     });
   }
 
-  return { link, get, list: () => listVehicles(db), addLocation, observe };
+  const list = async (): Promise<VehicleRecord[]> =>
+    (await listVehicles(db)).filter((v) => v.unlinkedAt === null);
+
+  return { link, get, list, addLocation, observe };
 }
 
 export type VehicleService = ReturnType<typeof createVehicleService>;

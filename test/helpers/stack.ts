@@ -6,12 +6,19 @@ import type { AedesPublishPacket } from 'aedes';
 import mqtt, { type MqttClient } from 'mqtt';
 import pino from 'pino';
 import { type DevPkiPaths, ensureDevPki } from '../../certs/index.ts';
-import { parseConfig } from '../../gateway/config.ts';
-import { type Gateway, startGateway } from '../../gateway/gateway.ts';
+import { type Config, parseConfig } from '../../gateway/config.ts';
+import { type Gateway, type GatewayMaterial, startGateway } from '../../gateway/gateway.ts';
 import { loadGatewayMaterial } from '../../gateway/material.ts';
+import type { DomainEvent } from '../../gateway/notifications.ts';
 import { TrustedKeysFileSchema } from '../../protocols/index.ts';
 import { loadSeeds, type Seeds } from '../../seeds/index.ts';
 import { type Fleet, startFleet } from '../../simulator/index.ts';
+
+export interface Reply {
+  status: number;
+  // biome-ignore lint/suspicious/noExplicitAny: tests read replies by shape and assert on them.
+  body: any;
+}
 
 export interface Stack {
   dir: string;
@@ -22,8 +29,17 @@ export interface Stack {
   apiKey: string;
   /** Every PUBLISH the broker routed, by topic, as the broker saw it. */
   published: AedesPublishPacket[];
-  // biome-ignore lint/suspicious/noExplicitAny: tests read replies by shape and assert on them.
-  request(method: 'GET' | 'POST', url: string, body?: unknown): Promise<{ status: number; body: any }>;
+  /** Every domain event the gateway emitted (a recording Notify), in order. */
+  events: DomainEvent[];
+  /** Every delivery id passed to the onDeliveryRevoked hook, in order. */
+  revoked: string[];
+  /** The gateway's log lines at warn and above, parsed. */
+  logs: Array<Record<string, unknown>>;
+  /** Moves the relock watchdog's clock (only the watchdog's: tokens keep real time, as the cars do). */
+  advanceWatchdog(ms: number): void;
+  /** Stops the gateway and starts a new one on the same store and broker port; the cars reconnect. */
+  restartGateway(): Promise<void>;
+  request(method: 'GET' | 'POST' | 'DELETE', url: string, body?: unknown): Promise<Reply>;
   /** An MQTT client with some identity's certificate (raw options passed to mqtt.js). */
   connectAs(
     clientId: string,
@@ -46,19 +62,37 @@ export async function startStack(env: Record<string, string> = {}): Promise<Stac
     DATA_DIR: join(dir, 'data'),
     LOG_LEVEL: 'silent',
     COMMAND_TIMEOUT_MS: '3000',
+    // Tests sweep the relock watchdog themselves (stack.gateway.watchdog.sweep()).
+    WATCHDOG_INTERVAL_S: '3600',
     ...env,
   });
-  const logger = pino({ level: 'silent' });
-  const gateway = await startGateway({
-    config,
-    material: await loadGatewayMaterial(pki),
-    catalog: seeds.catalog,
-    logger,
-  });
+  const logs: Array<Record<string, unknown>> = [];
+  const logger = pino({ level: 'warn' }, { write: (line: string) => logs.push(JSON.parse(line)) });
+  const events: DomainEvent[] = [];
+  const revoked: string[] = [];
   const published: AedesPublishPacket[] = [];
-  gateway.broker?.aedes.on('publish', (packet, client) => {
-    if (client) published.push(packet);
-  });
+  let watchdogOffset = 0;
+  const material = await loadGatewayMaterial(pki);
+  const boot = async (c: Config, m: GatewayMaterial): Promise<Gateway> => {
+    const g = await startGateway({
+      config: c,
+      material: m,
+      catalog: seeds.catalog,
+      logger,
+      notify: async (_db, event) => {
+        events.push(event);
+      },
+      onDeliveryRevoked: (id) => {
+        revoked.push(id);
+      },
+      watchdog: { now: () => Date.now() + watchdogOffset },
+    });
+    g.broker?.aedes.on('publish', (packet, client) => {
+      if (client) published.push(packet);
+    });
+    return g;
+  };
+  let gateway = await boot(config, material);
   const fleet = await startFleet({
     brokerUrl: gateway.brokerUrl,
     vehicles: seeds.vehicles,
@@ -73,7 +107,7 @@ export async function startStack(env: Record<string, string> = {}): Promise<Stac
   const apiKey = await gateway.createApiKey('test');
   const clients: MqttClient[] = [];
 
-  return {
+  const stack: Stack = {
     dir,
     seeds,
     pki,
@@ -81,6 +115,18 @@ export async function startStack(env: Record<string, string> = {}): Promise<Stac
     fleet,
     apiKey,
     published,
+    events,
+    revoked,
+    logs,
+    advanceWatchdog(ms) {
+      watchdogOffset += ms;
+    },
+    async restartGateway() {
+      const port = String(gateway.broker?.port);
+      await gateway.close();
+      gateway = await boot({ ...config, MQTT_PORT: Number(port) }, material);
+      stack.gateway = gateway;
+    },
     async request(method, url, body) {
       const res = await gateway.app.inject({
         method,
@@ -112,4 +158,5 @@ export async function startStack(env: Record<string, string> = {}): Promise<Stac
       rmSync(dir, { recursive: true, force: true });
     },
   };
+  return stack;
 }
