@@ -93,7 +93,13 @@ export interface DeliveryView extends DeliveryRecord {
 
 /** Who locked the car again after an unlock; each has its own timeline entry. */
 export type RelockCause = 'driver' | 'watchdog' | 'block' | 'cancel' | 'unlink';
-export type RelockOutcome = 'locked' | 'unconfirmed' | 'not_open';
+/** `skipped`: the car may be open but gets no command (vehicle unlinked, or lock not consented). */
+export type RelockOutcome = 'locked' | 'unconfirmed' | 'not_open' | 'skipped';
+
+export interface RelockOptions {
+  /** When to try again if this lock cannot be confirmed (default: now + relockAfterMs). */
+  retryAt?: number;
+}
 
 const LOCKED_KIND: Record<RelockCause, string> = {
   driver: 'vehicle_locked',
@@ -510,6 +516,7 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
     cause: RelockCause,
     code: string,
     detail: object,
+    retryAt: number | undefined,
   ): Promise<void> {
     const t = now();
     await db.transaction().execute(async (trx) => {
@@ -518,7 +525,7 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
         updatedAt: t,
         lockUnconfirmedAt: current?.lockUnconfirmedAt ?? t,
         // The driver's own attempt leaves the watchdog's schedule as it was; a gateway attempt backs off.
-        ...(cause === 'driver' ? {} : { relockRetryAt: t + policy.relockAfterMs }),
+        ...(cause === 'driver' ? {} : { relockRetryAt: retryAt ?? t + policy.relockAfterMs }),
       });
       await appendEvent(trx, d.id, {
         at: t,
@@ -538,6 +545,7 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
     d: DeliveryRecord,
     cause: RelockCause,
     detail: Record<string, unknown>,
+    retryAt?: number,
   ): Promise<Sent> {
     const command = await db.transaction().execute(async (trx) => {
       await appendEvent(trx, d.id, {
@@ -569,13 +577,17 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
             : sent.kind === 'timeout'
               ? 'VEHICLE_UNREACHABLE'
               : 'BROKER_UNAVAILABLE';
-      await lockUnconfirmed(d, cause, code, { commandId: command.commandId });
+      await lockUnconfirmed(d, cause, code, { commandId: command.commandId }, retryAt);
     }
     return sent;
   }
 
   /** Locks the car for `cause` if it may be open for this delivery; the caller holds the mutex. */
-  async function relockHeld(id: string, cause: Exclude<RelockCause, 'driver'>): Promise<RelockOutcome> {
+  async function relockHeld(
+    id: string,
+    cause: Exclude<RelockCause, 'driver'>,
+    options: RelockOptions = {},
+  ): Promise<RelockOutcome> {
     const d = await load(id);
     if (!carMayBeOpen(d)) return 'not_open';
     const vehicle = await findVehicle(db, d.vin);
@@ -589,15 +601,19 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
         { event: 'relock.skipped', deliveryId: id, cause },
         'no lock sent: vehicle unlinked or lock not consented',
       );
-      return 'not_open';
+      return 'skipped';
     }
-    const sent = await lockHeld(d, cause, {});
+    const sent = await lockHeld(d, cause, {}, options.retryAt);
     return sent.kind === 'executed' && sent.ack.locked ? 'locked' : 'unconfirmed';
   }
 
   /** Locks the car for this delivery, after any command in flight for it (block, cancel, watchdog, unlink). */
-  function relock(id: string, cause: Exclude<RelockCause, 'driver'>): Promise<RelockOutcome> {
-    return mutex.run(id, () => relockHeld(id, cause));
+  function relock(
+    id: string,
+    cause: Exclude<RelockCause, 'driver'>,
+    options: RelockOptions = {},
+  ): Promise<RelockOutcome> {
+    return mutex.run(id, () => relockHeld(id, cause, options));
   }
 
   async function unlock(id: string, input: UnlockInput): Promise<{ status: 'unlocked' }> {

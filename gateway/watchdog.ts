@@ -46,11 +46,15 @@ export function createRelockWatchdog(deps: RelockWatchdogDeps): RelockWatchdog {
   let cancel: (() => void) | null = null;
 
   async function run(): Promise<SweepResult[]> {
-    const due = await overdueRelocks(deps.db, deps.now(), deps.relockAfterMs);
+    const now = deps.now();
+    const due = await overdueRelocks(deps.db, now, deps.relockAfterMs);
     return Promise.all(
       due.map(async (d): Promise<SweepResult> => {
         try {
-          const outcome = await deps.deliveries.relock(d.id, 'watchdog');
+          // Retries are scheduled on the watchdog's own clock, like the sweep that found them.
+          const outcome = await deps.deliveries.relock(d.id, 'watchdog', {
+            retryAt: now + deps.relockAfterMs,
+          });
           deps.logger.info(
             { event: 'watchdog.relock', deliveryId: d.id, vin: d.vin, outcome },
             'watchdog relock',

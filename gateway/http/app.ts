@@ -43,6 +43,8 @@ export interface AppDeps {
 
 const iso = (ms: number): string => new Date(ms).toISOString();
 
+const ignitionOf = (s: string | null): 'on' | 'off' | null => (s === 'on' || s === 'off' ? s : null);
+
 const vehicleView = (v: VehicleRecord) => ({
   vin: v.vin,
   make: v.make,
@@ -54,6 +56,7 @@ const vehicleView = (v: VehicleRecord) => ({
   blocked: v.blocked,
   online: v.online,
   locked: v.locked,
+  ignition: ignitionOf(v.ignition),
   position: v.position,
   lastSeen: v.lastSeen === null ? null : iso(v.lastSeen),
 });

@@ -32,6 +32,7 @@ export const VehicleView = z.object({
   blocked: z.boolean(),
   online: z.boolean(),
   locked: z.boolean().nullable(),
+  ignition: z.enum(['on', 'off']).nullable(),
   position: PositionSchema.nullable(),
   lastSeen: z.string().nullable(),
 });
@@ -51,7 +52,7 @@ export const UnlinkView = z.object({
   cancelled: z.array(z.string()),
   lockUnconfirmed: z.array(z.string()),
 });
-const RelockOutcome = z.enum(['locked', 'unconfirmed', 'not_open']);
+const RelockOutcome = z.enum(['locked', 'unconfirmed', 'not_open', 'skipped']);
 export const DeliveryBlockView = z.object({ id: z.string(), blocked: z.boolean(), relocked: RelockOutcome });
 export const VehicleBlockView = z.object({
   vin: z.string(),
