@@ -31,6 +31,8 @@ export interface Stack {
   published: AedesPublishPacket[];
   /** Every domain event the gateway emitted (a recording Notify), in order. */
   events: DomainEvent[];
+  /** Event types whose Notify throws, to show the decision is rolled back with its event. */
+  failNotify: Set<DomainEvent['type']>;
   /** Every delivery id passed to the onDeliveryRevoked hook, in order. */
   revoked: string[];
   /** The gateway's log lines at warn and above, parsed. */
@@ -69,6 +71,7 @@ export async function startStack(env: Record<string, string> = {}): Promise<Stac
   const logs: Array<Record<string, unknown>> = [];
   const logger = pino({ level: 'warn' }, { write: (line: string) => logs.push(JSON.parse(line)) });
   const events: DomainEvent[] = [];
+  const failNotify = new Set<DomainEvent['type']>();
   const revoked: string[] = [];
   const published: AedesPublishPacket[] = [];
   let watchdogOffset = 0;
@@ -80,6 +83,7 @@ export async function startStack(env: Record<string, string> = {}): Promise<Stac
       catalog: seeds.catalog,
       logger,
       notify: async (_db, event) => {
+        if (failNotify.has(event.type)) throw new Error(`notify refused ${event.type}`);
         events.push(event);
       },
       onDeliveryRevoked: (id) => {
@@ -116,6 +120,7 @@ export async function startStack(env: Record<string, string> = {}): Promise<Stac
     apiKey,
     published,
     events,
+    failNotify,
     revoked,
     logs,
     advanceWatchdog(ms) {
