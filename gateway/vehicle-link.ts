@@ -96,7 +96,9 @@ export async function connectVehicleLink(deps: VehicleLinkDeps): Promise<Vehicle
   });
 
   const refuse = (vin: string, kind: TopicKind, code: string, detail: string): void => {
-    logger.warn({ event: 'mqtt.message_refused', vin, kind, code, detail }, 'message refused');
+    // A car reporting before it is linked (or after it was unlinked) is expected, not suspicious.
+    const level = code === 'VEHICLE_UNKNOWN' ? 'debug' : 'warn';
+    logger[level]({ event: 'mqtt.message_refused', vin, kind, code, detail }, 'message refused');
     deps.onRefused?.({ vin, kind, code, detail });
   };
 
