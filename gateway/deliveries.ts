@@ -682,6 +682,16 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
         if (sent.kind === 'refused') {
           // The car did not open: the reserved unlock is given back (d holds the count from before it).
           await updateDelivery(db, d.id, { unlocksUsed: d.unlocksUsed, updatedAt: now() });
+        } else if (sent.kind === 'timeout') {
+          // No ack: the car may have opened. Count it as possibly open so the watchdog locks it after the
+          // relock time (harmless if it never opened); its car time is unknown, so no report completes it.
+          const t = now();
+          await updateDelivery(db, d.id, {
+            unlockedAt: t,
+            unlockedCarAt: null,
+            relockedAt: null,
+            updatedAt: t,
+          });
         }
         throw commandError(sent);
       }

@@ -203,6 +203,17 @@ describe('at the gateway', () => {
     );
     const view = await stack.request('GET', `/v1/deliveries/${id}`);
     expect(view.body.status).toBe('scheduled');
-    expect(view.body.unlockedAt).toBeNull();
+    // Unanswered, the car may be open: the watchdog locks it after the relock time. This car answers in
+    // the wrong dialect again, so the lock cannot be confirmed either, and the owner hears of it.
+    expect(view.body.unlockedAt).not.toBeNull();
+    stack.advanceWatchdog(100_000);
+    try {
+      expect(await stack.gateway.watchdog.sweep()).toEqual([{ deliveryId: id, outcome: 'unconfirmed' }]);
+    } finally {
+      stack.advanceWatchdog(-100_000);
+    }
+    expect(stack.events.filter((e) => e.deliveryId === id).map((e) => e.type)).toContain(
+      'vehicle.lock_unconfirmed',
+    );
   });
 });

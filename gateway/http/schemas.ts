@@ -132,6 +132,7 @@ export const DeliveryView = z.object({
       invalidCode: z.string().nullable(),
     })
     .nullable(),
+  /** When the car acked the unlock, or when an unlock went unanswered (the car may be open). */
   unlockedAt: z.string().nullable(),
   relockedAt: z.string().nullable(),
   timeline: z.array(TimelineEntryView).optional(),
