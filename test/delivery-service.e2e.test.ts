@@ -221,6 +221,22 @@ describe('delivery window', () => {
   });
 });
 
+describe('after the window', () => {
+  it('opens nothing once the window has ended: 403 OUTSIDE_WINDOW, no command sent', async () => {
+    const d = await schedule(MALIBU, { park: true });
+    await sql`update deliveries set window_end = ${Date.now() - 1} where id = ${d.id}`.execute(
+      stack.gateway.store.db,
+    );
+    const before = commandsTo(MALIBU);
+    const r = await unlock(d);
+    expect(r.status).toBe(403);
+    expect(r.body.code).toBe('OUTSIDE_WINDOW');
+    expect((await stack.request('POST', `/v1/deliveries/${d.id}/parking`)).body.code).toBe('OUTSIDE_WINDOW');
+    expect(commandsTo(MALIBU)).toBe(before);
+    expect(carOf(MALIBU).snapshot().locked).toBe(true);
+  });
+});
+
 describe('a whole delivery and its events', () => {
   it('emits each step to Notify, with the owner and the VIN', async () => {
     const d = await schedule(MALIBU);
