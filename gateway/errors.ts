@@ -138,3 +138,13 @@ export class ApiError extends Error {
     this.extra = options.extra ?? {};
   }
 }
+
+/** The vehicle link cannot address a car (internal: the services check linking before they send). */
+export class LinkError extends Error {
+  readonly code: 'PROVIDER_UNKNOWN';
+  constructor(code: LinkError['code'], message: string) {
+    super(message);
+    this.name = 'LinkError';
+    this.code = code;
+  }
+}

@@ -17,6 +17,7 @@ import {
   type ToCar,
   type TopicKind,
 } from '../protocols/index.ts';
+import { LinkError } from './errors.ts';
 
 export interface VehicleLinkDeps {
   url: string;
@@ -58,15 +59,6 @@ export interface VehicleLink {
    */
   query(vin: string, timeoutMs: number): Promise<ReportWait>;
   close(): Promise<void>;
-}
-
-export class LinkError extends Error {
-  readonly code: 'PROVIDER_UNKNOWN';
-  constructor(code: LinkError['code'], message: string) {
-    super(message);
-    this.name = 'LinkError';
-    this.code = code;
-  }
 }
 
 interface Waiter<T> {
