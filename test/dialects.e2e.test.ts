@@ -20,7 +20,7 @@ const TOKEN = 'eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ4In0.c2ln';
 let stack: Stack;
 
 beforeAll(async () => {
-  stack = await startStack({ COMMAND_TIMEOUT_MS: '600' });
+  stack = await startStack({ COMMAND_TIMEOUT_MS: '1000' });
   for (const vin of [MALIBU, ACADIA]) {
     const v = stack.seeds.vehicles.find((x) => x.vin === vin) as SeedVehicle;
     const { position: _, ...body } = v;

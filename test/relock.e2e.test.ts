@@ -13,7 +13,7 @@ const XC40 = 'YV4102RL7K1110583';
 let stack: Stack;
 
 beforeAll(async () => {
-  stack = await startStack({ COMMAND_TIMEOUT_MS: '800', RELOCK_AFTER_S: String(RELOCK_AFTER_MS / 1000) });
+  stack = await startStack({ COMMAND_TIMEOUT_MS: '1500', RELOCK_AFTER_S: String(RELOCK_AFTER_MS / 1000) });
   for (const vin of [MALIBU, LACROSSE, XC40]) {
     const v = stack.seeds.vehicles.find((x) => x.vin === vin) as SeedVehicle;
     const r = await stack.request('POST', '/v1/vehicles', {
@@ -95,14 +95,8 @@ describe('the relock watchdog', () => {
 
   it('survives a gateway restart: the new gateway finds the old unlock in the store and locks the car', async () => {
     const id = await openCar(XC40);
+    // Resolves once every car has reconnected to the new broker and reported again.
     await stack.restartGateway();
-    await expect
-      .poll(() => stack.fleet.car(XC40).connection.connected, { timeout: 15_000, interval: 50 })
-      .toBe(true);
-    // The car is back on the new broker once the new gateway hears its state report.
-    await expect
-      .poll(async () => (await stack.request('GET', `/v1/vehicles/${XC40}`)).body.online, { timeout: 15_000 })
-      .toBe(true);
     expect(await sweepAfter(RELOCK_AFTER_MS + 1_000)).toEqual([{ deliveryId: id, outcome: 'locked' }]);
     expect(stack.fleet.car(XC40).car.snapshot().locked).toBe(true);
     expect(await kinds(id)).toContain('relocked_by_watchdog');

@@ -10,7 +10,7 @@ import { type Config, parseConfig } from '../../gateway/config.ts';
 import { type Gateway, type GatewayMaterial, startGateway } from '../../gateway/gateway.ts';
 import { loadGatewayMaterial } from '../../gateway/material.ts';
 import type { DomainEvent } from '../../gateway/notifications.ts';
-import { TrustedKeysFileSchema } from '../../protocols/index.ts';
+import { stateTopic, TrustedKeysFileSchema } from '../../protocols/index.ts';
 import { loadSeeds, type Seeds } from '../../seeds/index.ts';
 import { type Fleet, startFleet } from '../../simulator/index.ts';
 
@@ -129,8 +129,19 @@ export async function startStack(env: Record<string, string> = {}): Promise<Stac
     async restartGateway() {
       const port = String(gateway.broker?.port);
       await gateway.close();
+      const from = published.length;
       gateway = await boot({ ...config, MQTT_PORT: Number(port) }, material);
       stack.gateway = gateway;
+      // A car reports its state only once it has subscribed again: wait for every car's first report.
+      const back = () => {
+        const reported = new Set(published.slice(from).map((p) => p.topic));
+        return [...fleet.cars.keys()].every((vin) => reported.has(stateTopic(vin)));
+      };
+      const deadline = Date.now() + 20_000;
+      while (!back()) {
+        if (Date.now() > deadline) throw new Error('the fleet did not come back after the restart');
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
     },
     async request(method, url, body) {
       const res = await gateway.app.inject({
