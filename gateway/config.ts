@@ -43,8 +43,12 @@ export const ConfigSchema = z
     COMMAND_TIMEOUT_MS: wholeNumber(1, 120_000).default(10_000),
     TOKEN_TTL_S: wholeNumber(1, 300).default(60),
     MAX_WINDOW_H: wholeNumber(1, 24).default(24),
+    DEFAULT_WINDOW_H: wholeNumber(1, 24).default(4),
     MAX_UNLOCKS: wholeNumber(1, 10).default(1),
     MAX_RADIUS_M: wholeNumber(1, 5_000).default(1_000),
+    PARKING_TOLERANCE_M: wholeNumber(1, 500).default(30),
+    RELOCK_AFTER_S: wholeNumber(1, 3_600).default(90),
+    WATCHDOG_INTERVAL_S: wholeNumber(1, 3_600).default(5),
     SIMULATOR: onOff.default('on'),
     DEMO: onOff.default('on'),
     FAILSAFE_RELOCK_S: wholeNumber(1, 3_600).default(120),
@@ -55,6 +59,9 @@ export const ConfigSchema = z
     AUDIT_CHECKPOINT_S: wholeNumber(1, 86_400).default(300),
   })
   .superRefine((c, ctx) => {
+    if (c.DEFAULT_WINDOW_H > c.MAX_WINDOW_H) {
+      ctx.addIssue({ code: 'custom', path: ['DEFAULT_WINDOW_H'], message: 'must not exceed MAX_WINDOW_H' });
+    }
     if (c.NODE_ENV === 'production' && c.LOG_PRETTY === 'on') {
       ctx.addIssue({
         code: 'custom',
@@ -97,8 +104,14 @@ export const CONFIG_HELP: Record<ConfigName, string> = {
   COMMAND_TIMEOUT_MS: 'how long an unlock or lock waits for the car ack, 1..120000 (default 10000)',
   TOKEN_TTL_S: 'command token lifetime, 1..300 and never past the window (default 60)',
   MAX_WINDOW_H: 'longest delivery window in hours, 1..24 (default 24)',
+  DEFAULT_WINDOW_H: 'window length when a delivery gives only its start, 1..MAX_WINDOW_H (default 4)',
   MAX_UNLOCKS: 'unlocks allowed per delivery, 1..10 (default 1)',
   MAX_RADIUS_M: 'largest location radius accepted in metres, 1..5000 (default 1000)',
+  PARKING_TOLERANCE_M:
+    'how far a car may drift after its parking confirmation before it counts as moved, 1..500 (default 30)',
+  RELOCK_AFTER_S:
+    'the gateway watchdog locks a car still open this long after its unlock, 1..3600 (default 90)',
+  WATCHDOG_INTERVAL_S: 'how often the relock watchdog looks for overdue unlocks, 1..3600 (default 5)',
   SIMULATOR: 'on | off: run the seeded simulated fleet in-process with npm start (default on)',
   DEMO: 'on | off: play the scripted demo delivery at start (default on)',
   FAILSAFE_RELOCK_S: 'simulated cars relock by themselves this long after an unlock, 1..3600 (default 120)',

@@ -16,6 +16,21 @@ export const ERRORS = {
     retryable: false,
   },
   VIN_CHECK_DIGIT: { status: 400, title: 'VIN check digit (position 9) is wrong', retryable: false },
+  VIN_YEAR_MISMATCH: {
+    status: 422,
+    title: 'VIN model-year character (position 10) does not agree with the stated year',
+    retryable: false,
+  },
+  VIN_MAKE_MISMATCH: {
+    status: 422,
+    title: 'VIN manufacturer prefix (WMI, positions 1-3) does not belong to the stated make',
+    retryable: false,
+  },
+  CONSENT_INVALID: {
+    status: 422,
+    title: 'Consent must be to exactly unlock and lock',
+    retryable: false,
+  },
   NOT_FOUND: { status: 404, title: 'No such resource', retryable: false },
   ROUTE_NOT_FOUND: { status: 404, title: 'No such route', retryable: false },
   BODY_TOO_LARGE: { status: 413, title: 'Request body too large', retryable: false },
@@ -35,6 +50,11 @@ export const ERRORS = {
   LOCATION_NOT_OWNED: {
     status: 422,
     title: "Location does not belong to the vehicle's owner",
+    retryable: false,
+  },
+  LOCATION_NOT_PUBLIC: {
+    status: 422,
+    title: 'Location is not publicly accessible (garage or restricted area)',
     retryable: false,
   },
   RADIUS_TOO_LARGE: { status: 400, title: 'Location radius is above the cap', retryable: false },
@@ -65,6 +85,32 @@ export const ERRORS = {
     retryable: false,
   },
   UNLOCK_LIMIT_REACHED: { status: 403, title: 'This delivery has used all of its unlocks', retryable: false },
+  ACTION_NOT_CONSENTED: {
+    status: 403,
+    title: 'The owner did not consent to this action',
+    retryable: false,
+  },
+  ACCESS_BLOCKED: {
+    status: 403,
+    title: 'The owner blocked access for this delivery or vehicle',
+    retryable: false,
+  },
+  PARKING_NOT_CONFIRMED: {
+    status: 409,
+    title: 'Parking at the location has not been confirmed by the car',
+    retryable: false,
+  },
+  VEHICLE_MOVED: {
+    status: 409,
+    title: 'The car moved or started since its parking was confirmed',
+    retryable: false,
+  },
+  VEHICLE_NOT_AT_LOCATION: {
+    status: 409,
+    title: "The car reports a position outside the location's radius",
+    retryable: true,
+  },
+  VEHICLE_NOT_PARKED: { status: 409, title: 'The car reports its ignition on', retryable: true },
   VEHICLE_REFUSED: { status: 409, title: 'The vehicle refused the command', retryable: false },
   VEHICLE_UNREACHABLE: { status: 504, title: 'The vehicle did not acknowledge in time', retryable: true },
   VEHICLE_ACK_INVALID: {
@@ -115,6 +161,16 @@ export class KeyRingError extends Error {
   constructor(code: KeyRingErrorCode, message: string) {
     super(message);
     this.name = 'KeyRingError';
+    this.code = code;
+  }
+}
+
+/** The vehicle link cannot address a car (internal: the services check linking before they send). */
+export class LinkError extends Error {
+  readonly code: 'PROVIDER_UNKNOWN';
+  constructor(code: LinkError['code'], message: string) {
+    super(message);
+    this.name = 'LinkError';
     this.code = code;
   }
 }

@@ -9,6 +9,7 @@ import { type AuditLog, createAuditLog } from './audit-log.ts';
 import { type Broker, createBroker } from './broker/broker.ts';
 import { type CrlWatch, watchCrl } from './broker/crl-watch.ts';
 import type { Config } from './config.ts';
+import { type ControlService, createControlService, type OnDeliveryRevoked } from './control.ts';
 import { createDeliveryService, type DeliveryService } from './deliveries.ts';
 import { buildApp } from './http/app.ts';
 import { hashApiKey } from './http/auth.ts';
@@ -16,13 +17,15 @@ import { buildMetricsApp } from './http/operations.ts';
 import { createKeyRotation, type KeyRotation } from './key-rotation.ts';
 import { createLifecycle, type Lifecycle } from './lifecycle.ts';
 import { createMetrics, type GatewayMetrics } from './metrics.ts';
+import type { Notify } from './notifications.ts';
 import { createReadiness, type ReadinessReport } from './readiness.ts';
 import { createSigningKeyRing, type SigningKeyRing } from './signing-keys.ts';
-import { countOnlineVehicles, insertApiKey } from './store/records.ts';
+import { countOnlineVehicles, insertApiKey, providerOf } from './store/records.ts';
 import { openStore, type Store } from './store/store.ts';
 import { pinVehicleCertificate } from './vehicle-certs.ts';
 import { connectVehicleLink, type VehicleLink } from './vehicle-link.ts';
 import { createVehicleService, type VehicleService } from './vehicles.ts';
+import { createRelockWatchdog, type Every, type RelockWatchdog } from './watchdog.ts';
 
 export interface GatewayMaterial {
   ca: string;
@@ -51,6 +54,15 @@ export interface GatewayDeps {
   newId?: () => string;
   /** A fresh registry per gateway unless given. */
   metrics?: GatewayMetrics;
+  /** Receives every domain event, in the transaction of its decision; events go nowhere by default. */
+  notify?: Notify;
+  /**
+   * Called when a delivery's access is revoked for good, after its car was relocked (control.ts). By default
+   * the gateway sends the car a signed revoke (TOKEN.md §10).
+   */
+  onDeliveryRevoked?: OnDeliveryRevoked;
+  /** The relock watchdog's clock and timer (default: `now` and setInterval), so tests need not wait. */
+  watchdog?: { now?: () => number; every?: Every };
 }
 
 export interface Gateway {
@@ -72,6 +84,8 @@ export interface Gateway {
   signingKeys: SigningKeyRing;
   /** Signs key announcements and sends them to cars (TOKEN.md §8). */
   keyRotation: KeyRotation;
+  control: ControlService;
+  watchdog: RelockWatchdog;
   /** Creates an API key, stores only its hash, and returns the key once. */
   createApiKey(label: string): Promise<string>;
   /**
@@ -108,6 +122,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
   let broker: Broker | null = null;
   let crlWatch: CrlWatch | null = null;
   let link: VehicleLink | undefined;
+  let watchdog: RelockWatchdog | undefined;
   try {
     if (!config.MQTT_URL) {
       const brokerLogger = logger.child({ component: 'broker' });
@@ -151,16 +166,44 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
         'linked vehicles without a valid certificate: their acks will be refused',
       );
     }
+    const embedded = broker;
+    metrics.countCarsWith(embedded ? () => vehicleSessions(embedded) : () => countOnlineVehicles(store.db));
+    const signingKey = createPrivateKey(material.tokenSigningKey);
+    const signingKeys = await createSigningKeyRing(signingKey);
+    const service = createDeliveryService({
+      db: store.db,
+      link: () => link ?? null,
+      signer: { keys: signingKeys, issuer: TOKEN_ISSUER },
+      currentCertificate,
+      policy: {
+        maxWindowMs: config.MAX_WINDOW_H * 3_600_000,
+        defaultWindowMs: config.DEFAULT_WINDOW_H * 3_600_000,
+        maxUnlocks: config.MAX_UNLOCKS,
+        tokenTtlS: config.TOKEN_TTL_S,
+        commandTimeoutMs: config.COMMAND_TIMEOUT_MS,
+        relockAfterMs: config.RELOCK_AFTER_S * 1000,
+        parkingToleranceM: config.PARKING_TOLERANCE_M,
+      },
+      now,
+      newId,
+      logger: logger.child({ component: 'deliveries' }),
+      observer: metrics,
+      ...(deps.notify ? { notify: deps.notify } : {}),
+    });
     const linkLogger = logger.child({ component: 'vehicle-link' });
     link = await connectVehicleLink({
       url: brokerUrl,
       clientId: `gateway-${config.GATEWAY_REPLICA}`,
       tls: { ca: material.ca, cert: material.gatewayCert, key: material.gatewayKey },
       logger: linkLogger,
-      onState: (vin, message) => {
-        vehicles
-          .observe(vin, message)
-          .catch((err: unknown) => linkLogger.error({ err, vin }, 'state not recorded'));
+      providerOf: (vin) => providerOf(store.db, vin),
+      onState: async (vin, message) => {
+        try {
+          await vehicles.observe(vin, message);
+          await service.observe(vin, message);
+        } catch (err) {
+          linkLogger.error({ err, vin }, 'state not recorded');
+        }
       },
       onUnmatchedAck: (vin, ack) => {
         // Late (after its timeout) or meant for another replica: either way nobody here waits for it.
@@ -171,32 +214,33 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       },
     });
     const connectedLink = link;
-    const embedded = broker;
-    metrics.countCarsWith(embedded ? () => vehicleSessions(embedded) : () => countOnlineVehicles(store.db));
-    const signingKey = createPrivateKey(material.tokenSigningKey);
-    const signingKeys = await createSigningKeyRing(signingKey);
-    const service = createDeliveryService({
-      db: store.db,
-      link: () => connectedLink,
-      signer: { keys: signingKeys, issuer: TOKEN_ISSUER },
-      currentCertificate,
-      policy: {
-        maxWindowMs: config.MAX_WINDOW_H * 3_600_000,
-        maxUnlocks: config.MAX_UNLOCKS,
-        tokenTtlS: config.TOKEN_TTL_S,
-        commandTimeoutMs: config.COMMAND_TIMEOUT_MS,
-      },
-      now,
-      newId,
-      logger: logger.child({ component: 'deliveries' }),
-      observer: metrics,
-    });
     // Commands run as in flight, so that shutdown waits for them and refuses new ones.
     const deliveries: DeliveryService = {
       ...service,
       unlock: (id, input) => lifecycle.track(() => service.unlock(id, input)),
       lock: (id, input) => lifecycle.track(() => service.lock(id, input)),
     };
+    const control = createControlService({
+      db: store.db,
+      deliveries,
+      now,
+      logger: logger.child({ component: 'control' }),
+      // By default a revoked delivery's tokens are withdrawn at the car too, with a signed revoke (TOKEN.md §10).
+      onDeliveryRevoked:
+        deps.onDeliveryRevoked ??
+        (async (id) => {
+          await service.revokeDelivery(id);
+        }),
+    });
+    watchdog = createRelockWatchdog({
+      db: store.db,
+      deliveries,
+      relockAfterMs: config.RELOCK_AFTER_S * 1000,
+      now: deps.watchdog?.now ?? now,
+      logger: logger.child({ component: 'watchdog' }),
+      ...(deps.watchdog?.every ? { every: deps.watchdog.every } : {}),
+    });
+    const startedWatchdog = watchdog;
     const readiness = createReadiness({
       store: async () => {
         await store.ping();
@@ -243,6 +287,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       deliveries,
       logger,
       audit,
+      control,
       operations: {
         metrics,
         serveMetrics: metricsApp === null,
@@ -250,6 +295,8 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
         draining: lifecycle.draining,
       },
     });
+    // Started last, on a store that may hold unlocks from before a restart: those are swept like any other.
+    startedWatchdog.start(config.WATCHDOG_INTERVAL_S * 1000);
     let closeLink: Promise<void> | null = null;
     const endLink = (): Promise<void> => {
       closeLink ??= connectedLink.close();
@@ -275,6 +322,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     };
     const shutdown = async (options: { drainMs?: number }): Promise<void> => {
       await drain(options);
+      await startedWatchdog.stop();
       crlWatch?.close();
       clearInterval(checkpointTimer);
       await app.close();
@@ -301,6 +349,8 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       audit,
       signingKeys,
       keyRotation,
+      control,
+      watchdog: startedWatchdog,
       async createApiKey(label) {
         const key = `ck_${randomBytes(24).toString('base64url')}`;
         await insertApiKey(store.db, {
@@ -318,6 +368,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       },
     };
   } catch (err) {
+    await watchdog?.stop();
     crlWatch?.close();
     await link?.close();
     await broker?.close();

@@ -1,6 +1,14 @@
 // Owns linking vehicles against the compatibility catalog, owners' locations, and what cars last reported.
 import type { Kysely } from 'kysely';
-import { type Catalog, findCompatible, type StateMessage, vinProblem } from '../protocols/index.ts';
+import {
+  type Catalog,
+  entryForMake,
+  findCompatible,
+  type StateMessage,
+  vinAgreesWithWmi,
+  vinAgreesWithYear,
+  vinProblem,
+} from '../protocols/index.ts';
 import { ApiError } from './errors.ts';
 import { appendAudit, withinTransaction } from './store/audit.ts';
 import {
@@ -12,6 +20,7 @@ import {
   listVehiclesWithoutCertificate,
   pinVehicleCertificateIfMissing,
   recordVehicleState,
+  relinkVehicle,
   type VehicleRecord,
 } from './store/records.ts';
 import type { Database } from './store/schema.ts';
@@ -27,15 +36,24 @@ export interface LinkInput {
   year: number;
   provider: string;
   ownerId: string;
+  /** What the owner consents to; when given it must be exactly unlock and lock. */
+  consent?: string[];
 }
 
 export interface LocationInput {
   ownerId: string;
   label: string;
   kind: 'home' | 'workplace' | 'store';
+  /** Only a publicly accessible place is accepted: no multi-level garage, no gated or restricted area. */
+  access: 'public' | 'garage' | 'restricted';
   lat: number;
   lon: number;
   radiusM: number;
+}
+
+/** Exactly unlock and lock, each once, in any order. */
+function isExactConsent(consent: readonly string[]): boolean {
+  return consent.length === CONSENTED_ACTIONS.length && CONSENTED_ACTIONS.every((a) => consent.includes(a));
 }
 
 export interface VehicleServiceDeps {
@@ -52,26 +70,47 @@ export function createVehicleService(deps: VehicleServiceDeps) {
   const { db, now } = deps;
 
   async function link(input: LinkInput): Promise<VehicleRecord> {
+    if (input.consent !== undefined && !isExactConsent(input.consent)) {
+      throw new ApiError('CONSENT_INVALID', {
+        detail: `consent is exactly ${CONSENTED_ACTIONS.join(' and ')}; asked for ${input.consent.join(', ') || 'nothing'}`,
+      });
+    }
     const problem = vinProblem(input.vin);
     if (problem) throw new ApiError(problem);
-    if (!findCompatible(deps.catalog, input)) {
+    if (!vinAgreesWithYear(input.vin, input.year)) {
+      throw new ApiError('VIN_YEAR_MISMATCH', {
+        detail: `VIN position 10 is '${input.vin[9]}', which is not model year ${input.year}`,
+      });
+    }
+    const entry = entryForMake(deps.catalog, input.make);
+    if (entry && !vinAgreesWithWmi(input.vin, entry.wmi)) {
+      throw new ApiError('VIN_MAKE_MISMATCH', {
+        detail: `VIN prefix ${input.vin.slice(0, 3)} is not ${entry.make} (${entry.wmi.join(', ')})`,
+      });
+    }
+    if (!entry || !findCompatible(deps.catalog, input)) {
       throw new ApiError('VEHICLE_NOT_COMPATIBLE', {
         detail: `${input.year} ${input.make} with ${input.provider} is not supported: 2015 and newer Chevrolet, Buick, GMC or Cadillac with onstar, or Volvo with volvo-on-call`,
       });
     }
-    if (await findVehicle(db, input.vin)) throw new ApiError('VEHICLE_ALREADY_LINKED');
+    const { consent: _, ...vehicle } = input;
     const linkedAt = now();
+    const existing = await findVehicle(db, input.vin);
+    if (existing && existing.unlinkedAt === null) throw new ApiError('VEHICLE_ALREADY_LINKED');
     // TOKEN.md §9.3: the certificate is pinned now, so every later ack is checked against this one.
     const pinned = deps.certificateFor(input.vin, linkedAt);
     if (!pinned.ok)
       throw new ApiError('VEHICLE_NOT_ENROLLED', { detail: `${pinned.problem} for ${input.vin}` });
+    const record = {
+      ...vehicle,
+      consent: [...CONSENTED_ACTIONS],
+      linkedAt,
+      certPem: pinned.certificate.toString(),
+    };
     await withinTransaction(db, async (trx) => {
-      await insertVehicle(trx, {
-        ...input,
-        consent: [...CONSENTED_ACTIONS],
-        linkedAt,
-        certPem: pinned.certificate.toString(),
-      });
+      // A VIN unlinked before keeps its row (its deliveries refer to it) and is linked again in place.
+      if (existing) await relinkVehicle(trx, record);
+      else await insertVehicle(trx, record);
       // The owner's consent is where every later unlock's authority starts.
       await appendAudit(trx, {
         at: linkedAt,
@@ -92,11 +131,16 @@ export function createVehicleService(deps: VehicleServiceDeps) {
 
   async function get(vin: string): Promise<VehicleRecord> {
     const v = await findVehicle(db, vin);
-    if (!v) throw new ApiError('NOT_FOUND', { detail: `no linked vehicle ${vin}` });
+    if (!v || v.unlinkedAt !== null) throw new ApiError('NOT_FOUND', { detail: `no linked vehicle ${vin}` });
     return v;
   }
 
   async function addLocation(input: LocationInput): Promise<LocationRecord> {
+    if (input.access !== 'public') {
+      throw new ApiError('LOCATION_NOT_PUBLIC', {
+        detail: `a ${input.access} location is refused: the car must be parked where a driver may walk up to it`,
+      });
+    }
     if (input.radiusM > deps.maxRadiusM) {
       throw new ApiError('RADIUS_TOO_LARGE', { detail: `radiusM at most ${deps.maxRadiusM}` });
     }
@@ -158,7 +202,10 @@ export function createVehicleService(deps: VehicleServiceDeps) {
     return { pinned, unpinned };
   }
 
-  return { link, get, list: () => listVehicles(db), addLocation, observe, pinMissingCertificates };
+  const list = async (): Promise<VehicleRecord[]> =>
+    (await listVehicles(db)).filter((v) => v.unlinkedAt === null);
+
+  return { link, get, list, addLocation, observe, pinMissingCertificates };
 }
 
 export type VehicleService = ReturnType<typeof createVehicleService>;

@@ -8,6 +8,7 @@ export * from './jws.ts';
 export * from './key-announcement.ts';
 export * from './keys.ts';
 export * from './messages.ts';
+export * from './providers/index.ts';
 export * from './strict-json.ts';
 export * from './token.ts';
 export * from './topics.ts';

@@ -55,6 +55,24 @@ export type KeysCommand = z.infer<typeof KeysCommandSchema>;
 export const CommandMessageSchema = z.discriminatedUnion('type', [CommandSchema, KeysCommandSchema]);
 export type CommandMessage = z.infer<typeof CommandMessageSchema>;
 
+/** A fresh, unpredictable value the car echoes; base64url of at least 128 bits. */
+export const NonceSchema = z.string().regex(/^[A-Za-z0-9_-]{22,64}$/, 'nonce: 22-64 base64url characters');
+
+/**
+ * Gateway → car, on vehicles/{VIN}/commands: "report your state now". It grants nothing, so it carries no
+ * token; the nonce binds the answer to this question, so an older report cannot pass for it (PROTOCOL.md §3.5).
+ */
+export const StateQuerySchema = z.strictObject({
+  v: z.literal(PROTOCOL_VERSION),
+  type: z.literal('state_query'),
+  nonce: NonceSchema,
+});
+export type StateQuery = z.infer<typeof StateQuerySchema>;
+
+/** Everything the gateway sends on a car's command topic. */
+export const ToCarSchema = z.discriminatedUnion('type', [CommandSchema, StateQuerySchema]);
+export type ToCar = z.infer<typeof ToCarSchema>;
+
 export const AckOutcomeSchema = z.enum(['executed', 'refused']);
 export type AckOutcome = z.infer<typeof AckOutcomeSchema>;
 
@@ -105,6 +123,8 @@ export const StateReportSchema = z.strictObject({
   ignition: z.enum(['off', 'on']),
   position: PositionSchema,
   at: z.number().int().nonnegative().nullable(),
+  /** Present only in the report that answers a state query: that query's nonce (§3.5). */
+  nonce: NonceSchema.optional(),
 });
 export type StateReport = z.infer<typeof StateReportSchema>;
 
@@ -145,5 +165,24 @@ export function parseMessage<S extends z.ZodType>(schema: S, payload: Buffer | s
   return parsed.data;
 }
 
-export const encodeMessage = (message: CommandMessage | Ack | StateMessage): string =>
+/**
+ * Key announcements and delivery revocations are this protocol's own security messages, not a provider's
+ * remote commands: they travel canonical (PROTOCOL.md §3) whatever the car's dialect (PROVIDERS.md).
+ */
+export const isProviderIndependent = (message: CommandMessage): boolean =>
+  message.type === 'keys' || message.action === 'revoke';
+
+/** Whether a command-topic payload is one of those canonical security messages, read without trusting it. */
+export function readsAsProviderIndependent(payload: Buffer): boolean {
+  if (payload.length > MAX_PAYLOAD_BYTES) return false;
+  try {
+    const json = JSON.parse(payload.toString('utf8')) as Record<string, unknown> | null;
+    if (json === null || typeof json !== 'object' || json.v !== PROTOCOL_VERSION) return false;
+    return json.type === 'keys' || (json.type === 'command' && json.action === 'revoke');
+  } catch {
+    return false;
+  }
+}
+
+export const encodeMessage = (message: CommandMessage | ToCar | Ack | StateMessage): string =>
   JSON.stringify(message);

@@ -40,7 +40,14 @@ import type { ReplayStore } from './replay-store.ts';
 import type { RevocationStore } from './revocation-store.ts';
 
 /** Car-side refusal reasons beyond the verifiers' codes (which the ack carries as they are). */
-export type CarRefusalCode = 'COMMAND_MALFORMED' | 'REVOCATION_STORE_FULL' | 'CAR_FAULT';
+export type CarRefusalCode =
+  | 'COMMAND_MALFORMED'
+  | 'REVOCATION_STORE_FULL'
+  | 'CAR_FAULT'
+  /** The command is in another provider's dialect, or in none (PROVIDERS.md §3 step 3). */
+  | 'DIALECT_MISMATCH'
+  /** The command names an action outside unlock and lock, the only two the owner consented to. */
+  | 'ACTION_NOT_ALLOWED';
 
 /** How many recent commands the car remembers to answer an MQTT redelivery with the same ack. */
 export const DEFAULT_DEDUPE_CAPACITY = 256;
@@ -97,9 +104,15 @@ export interface SimulatedCar {
    * order they arrive. A payload that does not parse gets a 'refused'/'COMMAND_MALFORMED' ack only when its
    * commandId can be recovered safely (within the size limit, strict JSON without duplicate members, an
    * object whose commandId has the protocol's id syntax); otherwise there is nobody to address, the result
-   * has no ack, and the gateway sees a timeout.
+   * has no ack, and the gateway sees a timeout. `wire` is the payload as it arrived, before any dialect
+   * translation: only a byte-identical redelivery of it is a duplicate (default: `raw`).
    */
-  handleCommand(raw: Buffer): Promise<CommandResult>;
+  handleCommand(raw: Buffer, wire?: Buffer): Promise<CommandResult>;
+  /**
+   * Refuses a command the transport could name but not translate (foreign dialect, action outside unlock and
+   * lock, malformed): an ack with the reason and the lock state as it is, in turn with other commands.
+   */
+  refuseCommand(ids: CommandIds, reason: CarRefusalCode): Promise<CommandResult>;
   openDoor(door: DoorName): CarEffect[];
   closeDoor(door: DoorName): CarEffect[];
   setTrunk(to: Latch): CarEffect[];
@@ -109,8 +122,11 @@ export interface SimulatedCar {
   /** Advances time for the fail-safe relock; `now` defaults to the car's clock. */
   tick(now?: number | null): CarEffect[];
   snapshot(): CarState;
-  /** Builds the next state report; each call takes a new, larger `seq`. */
-  stateReport(): StateReport;
+  /**
+   * Builds the next state report; each call takes a new, larger `seq`. A report that answers a state query
+   * echoes the query's nonce (PROTOCOL.md §3.5).
+   */
+  stateReport(nonce?: string): StateReport;
   /** The offline notice the transport registers as its MQTT will. */
   presence(): Presence;
   /**
@@ -122,14 +138,15 @@ export interface SimulatedCar {
   replaceSigningKey(key: KeyObject): void;
 }
 
-interface RecoveredIds {
+/** What an ack needs to name the command it answers. */
+export interface CommandIds {
   commandId: string;
   deliveryId?: string;
   action: string;
 }
 
 /** Names a malformed command only when that is unambiguous; see SimulatedCar.handleCommand. */
-function recoverIds(raw: Buffer): RecoveredIds | null {
+function recoverIds(raw: Buffer): CommandIds | null {
   if (raw.length > MAX_PAYLOAD_BYTES) return null;
   let value: unknown;
   try {
@@ -144,7 +161,7 @@ function recoverIds(raw: Buffer): RecoveredIds | null {
   const deliveryId = CommandSchema.shape.deliveryId.safeParse(record.deliveryId);
   const action = TokenActionSchema.safeParse(record.action);
   const named = record.type === 'keys' ? 'keys' : action.success ? action.data : 'unknown';
-  const ids: RecoveredIds = { commandId: commandId.data, action: named };
+  const ids: CommandIds = { commandId: commandId.data, action: named };
   if (deliveryId.success) ids.deliveryId = deliveryId.data;
   return ids;
 }
@@ -279,7 +296,7 @@ export function createSimulatedCar(deps: SimulatedCarDeps): SimulatedCar {
     };
   };
 
-  const handle = async (raw: Buffer): Promise<CommandResult> => {
+  const handle = async (raw: Buffer, wire?: Buffer): Promise<CommandResult> => {
     const command = decodeCommand(raw);
     if (command === null) {
       const ids = recoverIds(raw);
@@ -288,7 +305,9 @@ export function createSimulatedCar(deps: SimulatedCarDeps): SimulatedCar {
     }
     // Dedupe comes before verification: the replay guard would refuse the redelivered token as
     // TOKEN_REPLAYED although the first delivery executed. Only a byte-identical payload matches.
-    const key = createHash('sha256').update(raw).digest('hex');
+    const key = createHash('sha256')
+      .update(wire ?? raw)
+      .digest('hex');
     const previous = recentAcks.get(key);
     if (previous) return { ack: previous, stateChanged: false };
     const result = command.type === 'keys' ? await rotateKeys(command) : await execute(command);
@@ -305,8 +324,15 @@ export function createSimulatedCar(deps: SimulatedCarDeps): SimulatedCar {
     year: deps.year,
     provider: deps.provider,
     failsafeRelockMs: config.failsafeRelockMs,
-    handleCommand(raw) {
-      const run = queue.then(() => handle(raw));
+    handleCommand(raw, wire) {
+      const run = queue.then(() => handle(raw, wire));
+      queue = run.catch(() => {});
+      return run;
+    },
+    refuseCommand(ids, reason) {
+      const run = queue.then(
+        (): CommandResult => ({ ack: ack(ids, 'refused', readClock(), reason), stateChanged: false }),
+      );
       queue = run.catch(() => {});
       return run;
     },
@@ -318,7 +344,7 @@ export function createSimulatedCar(deps: SimulatedCarDeps): SimulatedCar {
     setOnline: (online) => control({ type: 'connectivity', online }),
     tick: (now) => dispatch({ type: 'tick', now: now === undefined ? readClock() : now }, 'tick'),
     snapshot: () => state,
-    stateReport() {
+    stateReport(nonce) {
       const taken = takeReportSeq(state);
       state = taken.state;
       return {
@@ -333,6 +359,7 @@ export function createSimulatedCar(deps: SimulatedCarDeps): SimulatedCar {
         ignition: state.ignition,
         position: { lat: state.position.lat, lon: state.position.lon },
         at: readClock(),
+        ...(nonce === undefined ? {} : { nonce }),
       };
     },
     presence: () => ({ v: PROTOCOL_VERSION, type: 'presence', vin: deps.vin, online: false }),

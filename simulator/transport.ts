@@ -1,10 +1,19 @@
-// Owns the car's MQTT session (the simulator's only MQTT code): mTLS connect, commands in, acks and state out.
+// Owns the car's MQTT session (the simulator's only MQTT code): mTLS connect, commands in, acks and state out,
+// all in the dialect of the car's provider (PROVIDERS.md §2).
 import { createPrivateKey } from 'node:crypto';
 import type { SecureContextOptions } from 'node:tls';
 import { connect, type IClientOptions, type MqttClient } from 'mqtt';
-import { encodeMessage } from '../protocols/messages.ts';
+import { encodeMessage, readsAsProviderIndependent, type ToCar } from '../protocols/messages.ts';
+import {
+  type ProviderAdapter,
+  ProviderError,
+  type ProviderErrorCode,
+  providerAdapter,
+  readJsonObject,
+  recoverIdsAnyDialect,
+} from '../protocols/providers/index.ts';
 import { ackTopic, commandTopic, stateTopic } from '../protocols/topics.ts';
-import type { SimulatedCar } from './car.ts';
+import type { CarRefusalCode, CommandIds, SimulatedCar } from './car.ts';
 import { SimulatorError } from './errors.ts';
 
 /** pino-compatible: fields first, then the message. */
@@ -67,6 +76,8 @@ export interface ConnectCarDeps {
   createClient?: ClientFactory;
   /** Defaults to DEFAULT_POSSIBLY_REVOKED_AFTER. */
   possiblyRevokedAfter?: number;
+  /** The dialect on the wire; defaults to the registered adapter of the car's provider. */
+  adapter?: ProviderAdapter;
 }
 
 export interface Credentials {
@@ -86,8 +97,11 @@ export interface CarConnection {
    * broker refuses them; the car then keeps retrying with them, with backoff.
    */
   replaceCredentials(credentials: Credentials): Promise<void>;
-  /** Publishes a state report now; skipped while disconnected (the next connect sends one). */
-  reportState(): void;
+  /**
+   * Publishes a state report now; skipped while disconnected (the next connect sends one). `nonce` is set when
+   * the report answers a state query.
+   */
+  reportState(nonce?: string): void;
   /** Stops timers, says goodbye (presence offline) and disconnects. Idempotent. */
   close(): Promise<void>;
 }
@@ -100,6 +114,22 @@ export function reconnectDelay(attempt: number, backoff: Backoff, random: () => 
 
 type TlsClientOptions = IClientOptions & Pick<SecureContextOptions, 'minVersion'>;
 type PublishPacket = Parameters<MqttClient['handleMessage']>[0];
+
+/** The ack reason for a command the adapter could not translate; none for what cannot be addressed anyway. */
+const REFUSAL_FOR: Partial<Record<ProviderErrorCode, CarRefusalCode>> = {
+  DIALECT_MISMATCH: 'DIALECT_MISMATCH',
+  ACTION_NOT_ALLOWED: 'ACTION_NOT_ALLOWED',
+  MESSAGE_INVALID: 'COMMAND_MALFORMED',
+};
+
+/** The ids of a command in a foreign dialect, read through the registry so the refusal can name it. */
+function foreignIds(payload: Buffer): CommandIds | null {
+  try {
+    return recoverIdsAnyDialect(readJsonObject(payload));
+  } catch {
+    return null;
+  }
+}
 
 function withTimeout<T>(work: Promise<T>, ms: number): Promise<{ done: true; value: T } | { done: false }> {
   let timer: NodeJS.Timeout | undefined;
@@ -124,6 +154,7 @@ function withTimeout<T>(work: Promise<T>, ms: number): Promise<{ done: true; val
 export async function connectCar(deps: ConnectCarDeps): Promise<CarConnection> {
   const { car } = deps;
   const vin = car.vin;
+  const dialect = deps.adapter ?? providerAdapter(car.provider);
   const log = deps.logger ?? silentLogger;
   const random = deps.random ?? Math.random;
   const backoff = deps.backoff ?? DEFAULT_BACKOFF;
@@ -145,7 +176,7 @@ export async function connectCar(deps: ConnectCarDeps): Promise<CarConnection> {
     // The broker publishes this when the car drops without a DISCONNECT [MQTT-3.1.2-8].
     will: {
       topic: stateTopic(vin),
-      payload: Buffer.from(encodeMessage(car.presence())),
+      payload: Buffer.from(dialect.encodeState(car.presence())),
       qos: 1,
       retain: false,
     },
@@ -179,9 +210,28 @@ export async function connectCar(deps: ConnectCarDeps): Promise<CarConnection> {
     });
   };
 
-  const reportState = (): void => {
+  const reportState = (nonce?: string): void => {
     if (!client.connected || closing) return;
-    publish(stateTopic(vin), encodeMessage(car.stateReport()), 'state report');
+    publish(stateTopic(vin), dialect.encodeState(car.stateReport(nonce)), 'state report');
+  };
+
+  /** Translates a command-topic payload; a refusal that can be addressed becomes the car's ack. */
+  const translate = async (payload: Buffer): Promise<ToCar | null> => {
+    try {
+      return dialect.decodeToCar(payload);
+    } catch (err) {
+      if (!(err instanceof ProviderError)) throw err;
+      const reason = REFUSAL_FOR[err.code];
+      const ids = err.ids ?? (err.code === 'DIALECT_MISMATCH' ? foreignIds(payload) : null);
+      if (reason && ids) {
+        const { ack } = await car.refuseCommand(ids, reason);
+        if (ack) publish(ackTopic(vin), dialect.encodeAck(ack), 'ack');
+        log.warn({ vin, commandId: ids.commandId, reason }, 'command refused before verification');
+      } else {
+        log.warn({ vin, bytes: payload.length, code: err.code }, 'unreadable command dropped without an ack');
+      }
+      return null;
+    }
   };
 
   const onCommand = async (packet: PublishPacket): Promise<void> => {
@@ -190,9 +240,22 @@ export async function connectCar(deps: ConnectCarDeps): Promise<CarConnection> {
       return;
     }
     const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
-    const { ack, stateChanged } = await car.handleCommand(payload);
+    // Key announcements and revocations are canonical in every dialect; the car verifies them in full.
+    const canonical = readsAsProviderIndependent(payload);
+    const message = canonical ? null : await translate(payload);
+    if (!canonical && message === null) return;
+    if (message?.type === 'state_query') {
+      reportState(message.nonce);
+      return;
+    }
+    // The car's logic reads canonical bytes.
+    // Dedupe is on the bytes as they arrived: only an MQTT redelivery is a duplicate (PROTOCOL.md §3.2).
+    const { ack, stateChanged } = await car.handleCommand(
+      canonical ? payload : Buffer.from(encodeMessage(message as ToCar)),
+      payload,
+    );
     if (ack) {
-      publish(ackTopic(vin), encodeMessage(ack), 'ack');
+      publish(ackTopic(vin), dialect.encodeAck(ack), 'ack');
       log.info(
         {
           vin,
@@ -403,7 +466,7 @@ export async function connectCar(deps: ConnectCarDeps): Promise<CarConnection> {
     let announced = false;
     if (client.connected) {
       const sent = await withTimeout(
-        client.publishAsync(stateTopic(vin), encodeMessage(car.presence()), { qos: 1 }),
+        client.publishAsync(stateTopic(vin), dialect.encodeState(car.presence()), { qos: 1 }),
         closeTimeoutMs,
       ).catch(() => ({ done: false as const }));
       announced = sent.done;

@@ -62,6 +62,7 @@ beforeAll(async () => {
     lat: location.lat,
     lon: location.lon,
     radiusM: 200,
+    access: 'public',
   });
   const now = Date.now();
   const d = await stack.request('POST', '/v1/deliveries', {
@@ -72,6 +73,8 @@ beforeAll(async () => {
     window: { start: new Date(now - 60_000).toISOString(), end: new Date(now + 3_600_000).toISOString() },
   });
   deliveryId = d.body.id;
+  // The car confirms it is parked at the location before anything opens (PROTOCOL.md §3.5).
+  expect((await stack.request('POST', `/v1/deliveries/${deliveryId}/parking`)).status).toBe(200);
   const at = { lat: location.lat + 0.0003, lon: location.lon };
   const wrong = { driverId: 'driver-9', position: at, packageId: 'pkg-1' };
   expect((await stack.request('POST', `/v1/deliveries/${deliveryId}/unlock`, wrong)).status).toBe(403);
@@ -119,6 +122,7 @@ describe('what the log holds', () => {
       'POST /v1/vehicles',
       'POST /v1/locations',
       'POST /v1/deliveries',
+      'POST /v1/deliveries/:id/parking',
       'POST /v1/deliveries/:id/unlock',
       'POST /v1/deliveries/:id/unlock',
       'POST /v1/deliveries/:id/lock',

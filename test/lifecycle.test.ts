@@ -38,6 +38,7 @@ async function ready(): Promise<{ stack: Stack; vin: string; deliveryId: string;
     lat: l.lat,
     lon: l.lon,
     radiusM: 200,
+    access: 'public',
   });
   const now = Date.now();
   const d = await s.request('POST', '/v1/deliveries', {
@@ -48,6 +49,8 @@ async function ready(): Promise<{ stack: Stack; vin: string; deliveryId: string;
     window: { start: new Date(now - 60_000).toISOString(), end: new Date(now + 3_600_000).toISOString() },
   });
   expect(d.status).toBe(201);
+  // The car confirms it is parked at the location before anything opens (PROTOCOL.md §3.5).
+  expect((await s.request('POST', `/v1/deliveries/${d.body.id}/parking`)).status).toBe(200);
   return {
     stack: s,
     vin: v.vin,
@@ -105,7 +108,13 @@ describe('graceful shutdown', () => {
     await expect(s.gateway.store.ping()).rejects.toThrow();
 
     const left = await afterwards(s, deliveryId);
-    expect(left.kinds).toEqual(['delivery_scheduled', 'unlock_granted', 'command_sent', 'vehicle_unlocked']);
+    expect(left.kinds).toEqual([
+      'delivery_scheduled',
+      'parking_confirmed',
+      'unlock_granted',
+      'command_sent',
+      'vehicle_unlocked',
+    ]);
     expect(left.command).toMatchObject({ status: 'executed', action: 'unlock' });
   });
 
@@ -125,7 +134,13 @@ describe('graceful shutdown', () => {
     await s.gateway.close();
 
     const left = await afterwards(s, deliveryId);
-    expect(left.kinds).toEqual(['delivery_scheduled', 'unlock_granted', 'command_sent', 'command_timeout']);
+    expect(left.kinds).toEqual([
+      'delivery_scheduled',
+      'parking_confirmed',
+      'unlock_granted',
+      'command_sent',
+      'command_timeout',
+    ]);
     expect(left.command).toMatchObject({ status: 'timeout', reason: 'NO_ACK' });
   });
 

@@ -4,7 +4,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../gateway/logger.ts';
-import { type Command, CommandSchema, commandTopic } from '../protocols/index.ts';
+import { type Command, commandTopic } from '../protocols/index.ts';
+import { providerAdapter } from '../protocols/providers/index.ts';
 import type { SeedLocation, SeedVehicle } from '../seeds/index.ts';
 import { captureLogs, type LogCapture } from './helpers/logs.ts';
 import { type Stack, startStack } from './helpers/stack.ts';
@@ -47,6 +48,7 @@ async function deliver(): Promise<{ deliveryId: string; commands: Command[] }> {
     lat: location.lat,
     lon: location.lon,
     radiusM: 200,
+    access: 'public',
   });
   const now = Date.now();
   const d = await stack.request('POST', '/v1/deliveries', {
@@ -57,6 +59,8 @@ async function deliver(): Promise<{ deliveryId: string; commands: Command[] }> {
     window: { start: new Date(now - 60_000).toISOString(), end: new Date(now + 3_600_000).toISOString() },
   });
   expect(d.status).toBe(201);
+  // The car confirms it is parked at the location before anything opens (PROTOCOL.md §3.5).
+  expect((await stack.request('POST', `/v1/deliveries/${d.body.id}/parking`)).status).toBe(200);
   const before = stack.published.length;
   const unlock = await stack.request('POST', `/v1/deliveries/${d.body.id}/unlock`, {
     driverId: 'driver-7',
@@ -69,7 +73,8 @@ async function deliver(): Promise<{ deliveryId: string; commands: Command[] }> {
   const commands = stack.published
     .slice(before)
     .filter((p) => p.topic === commandTopic(vehicle.vin))
-    .map((p) => CommandSchema.parse(JSON.parse(p.payload.toString())));
+    .map((p) => providerAdapter(vehicle.provider).decodeToCar(p.payload))
+    .filter((m): m is Command => m.type === 'command');
   expect(commands.map((c) => c.action)).toEqual(['unlock', 'lock']);
   return { deliveryId: d.body.id, commands };
 }

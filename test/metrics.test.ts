@@ -42,8 +42,11 @@ beforeAll(async () => {
     lat: seed.lat,
     lon: seed.lon,
     radiusM: 200,
+    access: 'public',
   });
   location = { ...seed, id: loc.body.id };
+  // The three cars (different owners in the seeds) are parked at this one lot for the test.
+  for (const v of vehicles) stack.fleet.car(v.vin).car.moveTo({ lat: seed.lat, lon: seed.lon });
 });
 
 afterAll(async () => {
@@ -68,6 +71,8 @@ async function delivery(vin: string): Promise<string> {
     window: { start: new Date(now - 60_000).toISOString(), end: new Date(now + 3_600_000).toISOString() },
   });
   expect(d.status).toBe(201);
+  // The car confirms it is parked at the location before anything opens (PROTOCOL.md §3.5).
+  expect((await stack.request('POST', `/v1/deliveries/${d.body.id}/parking`)).status).toBe(200);
   return d.body.id;
 }
 

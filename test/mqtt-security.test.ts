@@ -10,7 +10,6 @@ import type { MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type Ack,
-  AckSchema,
   ackTopic,
   commandTopic,
   kidFor,
@@ -18,6 +17,7 @@ import {
   TOKEN_TYP,
   verifyAckSignature,
 } from '../protocols/index.ts';
+import { providerAdapter } from '../protocols/providers/index.ts';
 import type { SeedLocation, SeedVehicle } from '../seeds/index.ts';
 import { jws, OTHER_VIN } from './helpers/forge.ts';
 import { read, type Stack, startStack } from './helpers/stack.ts';
@@ -51,7 +51,8 @@ beforeAll(async () => {
     key: read(stack.pki.gatewayKey),
   });
   evil.on('message', (_topic, payload) => {
-    const ack = AckSchema.parse(JSON.parse(payload.toString()));
+    // The car answers in its provider's dialect; the canonical ack (and its signature) comes out of it.
+    const ack = providerAdapter(vehicle.provider).decodeAck(payload);
     acks.set(ack.commandId, ack);
   });
   await evil.subscribeAsync(ackTopic(vehicle.vin), { qos: 1 });
@@ -80,12 +81,13 @@ const claims = (over: Record<string, unknown> = {}) => {
 
 /** Publishes a hand-made command as gateway-evil and returns the car's ack for it. */
 async function sendEvil(token: string, c: { cid: string; sub: string; act: string }): Promise<Ack> {
-  const payload = JSON.stringify({
+  // Spoken in the car's own dialect, as a gateway would: the token is what is under attack here.
+  const payload = providerAdapter(vehicle.provider).encodeToCar({
     v: 1,
     type: 'command',
     commandId: c.cid,
     deliveryId: c.sub,
-    action: c.act,
+    action: c.act as 'unlock' | 'lock',
     token,
   });
   await evil.publishAsync(commandTopic(vehicle.vin), payload, { qos: 1 });
@@ -157,7 +159,7 @@ describe('a stolen gateway credential (client gateway-evil) cannot open the car'
     },
   );
 
-  it('a command captured from a real delivery and re-sent → TOKEN_REPLAYED, the car stays locked', async () => {
+  it('a command captured from a real delivery and re-sent → TOKEN_REPLAYED, and under another command id → TOKEN_BINDING_MISMATCH', async () => {
     const loc = await stack.request('POST', '/v1/locations', {
       ownerId: location.ownerId,
       label: location.label,
@@ -165,6 +167,7 @@ describe('a stolen gateway credential (client gateway-evil) cannot open the car'
       lat: location.lat,
       lon: location.lon,
       radiusM: 200,
+      access: 'public',
     });
     const now = Date.now();
     const d = await stack.request('POST', '/v1/deliveries', {
@@ -174,6 +177,8 @@ describe('a stolen gateway credential (client gateway-evil) cannot open the car'
       packageIds: ['pkg-1'],
       window: { start: new Date(now - 60_000).toISOString(), end: new Date(now + 3_600_000).toISOString() },
     });
+    // The car confirms it is parked at the location before anything opens (PROTOCOL.md §3.5).
+    expect((await stack.request('POST', `/v1/deliveries/${d.body.id}/parking`)).status).toBe(200);
     const at = { lat: location.lat + 0.0003, lon: location.lon };
     const body = { driverId: 'driver-7', position: at, packageId: 'pkg-1' };
     expect((await stack.request('POST', `/v1/deliveries/${d.body.id}/unlock`, body)).status).toBe(200);
@@ -187,11 +192,20 @@ describe('a stolen gateway credential (client gateway-evil) cannot open the car'
         p.topic === commandTopic(vehicle.vin) && p.payload.toString().includes(sentUnlock.detail.commandId),
     );
     expect(captured).toBeDefined();
-    const command = JSON.parse(String(captured?.payload));
+    const command = providerAdapter(vehicle.provider).decodeToCar(captured?.payload as Buffer);
+    if (command.type !== 'command') throw new Error('captured a query, not a command');
+    acks.delete(command.commandId);
     // Re-encoded (not a byte-identical QoS duplicate, which the car answers from its cache without acting).
-    await evil.publishAsync(commandTopic(vehicle.vin), `${JSON.stringify(command)} `, { qos: 1 });
+    await evil.publishAsync(commandTopic(vehicle.vin), `${String(captured?.payload)} `, { qos: 1 });
     await expect.poll(() => acks.get(command.commandId)?.reason, { timeout: 5_000 }).toBe('TOKEN_REPLAYED');
     expect(car().snapshot().locked).toBe(true);
+    // The same token under a new command id is refused: the token is bound to the command it was minted for.
+    const rebound = await sendEvil(command.token, {
+      cid: 'cmd_rebound1',
+      sub: command.deliveryId,
+      act: 'unlock',
+    });
+    expect(rebound).toMatchObject({ outcome: 'refused', reason: 'TOKEN_BINDING_MISMATCH', locked: true });
   });
 });
 

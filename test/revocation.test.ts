@@ -47,6 +47,7 @@ describe('revokeDelivery', () => {
     expect(loop.sent.length).toBe(sent);
     expect(await kinds(id)).toEqual([
       'delivery_scheduled',
+      'parking_confirmed',
       'delivery_revoked',
       'command_sent',
       'vehicle_revoked',

@@ -8,6 +8,7 @@ import type { IClientOptions, MqttClient } from 'mqtt';
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { type TrustedKeysFile, trustedJwkFor } from '../protocols/keys.ts';
 import { AckSchema, type Action, PresenceSchema, StateMessageSchema } from '../protocols/messages.ts';
+import { onstar, volvoOnCall } from '../protocols/providers/index.ts';
 import { buildClaims, mintAccessToken } from '../protocols/token.ts';
 import { ackTopic, commandTopic, stateTopic } from '../protocols/topics.ts';
 import { loadSeeds } from '../seeds/index.ts';
@@ -151,8 +152,9 @@ async function commandFor(action: Action, vin = VIN): Promise<Buffer> {
       notAfterMs: NOW + 3_600_000,
     }),
   });
+  // The simulated car is a Chevrolet: its transport speaks OnStar.
   return Buffer.from(
-    JSON.stringify({ v: 1, type: 'command', commandId, deliveryId: 'dlv_1', action, token }),
+    onstar.encodeToCar({ v: 1, type: 'command', commandId, deliveryId: 'dlv_1', action, token }),
   );
 }
 
@@ -225,14 +227,13 @@ describe('connectCar', () => {
       will: { topic: stateTopic(VIN), qos: 1, retain: false },
     });
     const will = client.options.will as { payload: Buffer };
-    expect(PresenceSchema.parse(JSON.parse(will.payload.toString()))).toMatchObject({
-      vin: VIN,
-      online: false,
+    expect(JSON.parse(will.payload.toString())).toEqual({
+      onstar: '1.0',
+      connectivity: { vin: VIN, status: 'OFFLINE' },
     });
+    expect(onstar.decodeState(will.payload)).toMatchObject({ type: 'presence', vin: VIN, online: false });
     expect(client.subscriptions).toEqual([{ topic: commandTopic(VIN), qos: 1 }]);
-    expect(client.onTopic('state').map((s) => StateMessageSchema.parse(JSON.parse(s.payload)).type)).toEqual([
-      'state',
-    ]);
+    expect(client.onTopic('state').map((s) => onstar.decodeState(s.payload).type)).toEqual(['state']);
     expect(conn.connected).toBe(true);
     expect(car.snapshot().online).toBe(true);
     await conn.close();
@@ -247,10 +248,7 @@ describe('connectCar', () => {
     const [ack] = client.onTopic('acks');
     expect(ack?.topic).toBe(ackTopic(VIN));
     expect(ack?.qos).toBe(1);
-    expect(AckSchema.parse(JSON.parse(ack?.payload ?? ''))).toMatchObject({
-      outcome: 'executed',
-      locked: false,
-    });
+    expect(onstar.decodeAck(ack?.payload ?? '')).toMatchObject({ outcome: 'executed', locked: false });
     await conn.close();
   });
 
@@ -266,6 +264,56 @@ describe('connectCar', () => {
     expect(acks).toHaveLength(2);
     expect(acks[1]?.payload).toBe(acks[0]?.payload);
     expect(client.onTopic('state')).toHaveLength(reports);
+    await conn.close();
+  });
+
+  it('answers a state query with a state report echoing its nonce, and no ack', async () => {
+    const conn = await connect();
+    const client = fake.clients[0] as FakeClient;
+    client.events = [];
+    const nonce = 'AAAAAAAAAAAAAAAAAAAAAA';
+    await client.deliver(Buffer.from(onstar.encodeToCar({ v: 1, type: 'state_query', nonce })));
+    expect(client.events).toEqual(['publish state', 'puback']);
+    expect(onstar.decodeState(client.onTopic('state').at(-1)?.payload ?? '')).toMatchObject({
+      type: 'state',
+      nonce,
+      ignition: 'off',
+      position: { lat: 47.6, lon: -122.3 },
+    });
+    await conn.close();
+  });
+
+  it('refuses a command in another dialect with DIALECT_MISMATCH, acked in its own', async () => {
+    const conn = await connect();
+    const client = fake.clients[0] as FakeClient;
+    const foreign = onstar.decodeToCar(await commandFor('unlock'));
+    await client.deliver(Buffer.from(volvoOnCall.encodeToCar(foreign)));
+    const [ack] = client.onTopic('acks');
+    expect(onstar.decodeAck(ack?.payload ?? '')).toMatchObject({
+      outcome: 'refused',
+      reason: 'DIALECT_MISMATCH',
+      commandId: foreign.type === 'command' ? foreign.commandId : '',
+      locked: true,
+    });
+    expect(car.snapshot().locked).toBe(true);
+    // The canonical form is no dialect at all: nothing to address, so no ack.
+    await client.deliver(Buffer.from(JSON.stringify(foreign)));
+    expect(client.onTopic('acks')).toHaveLength(1);
+    await conn.close();
+  });
+
+  it('refuses a request for another action (remote start) with ACTION_NOT_ALLOWED', async () => {
+    const conn = await connect();
+    const client = fake.clients[0] as FakeClient;
+    const unlock = JSON.parse((await commandFor('unlock')).toString());
+    unlock.commandRequest.type = 'start';
+    await client.deliver(Buffer.from(JSON.stringify(unlock)));
+    expect(onstar.decodeAck(client.onTopic('acks')[0]?.payload ?? '')).toMatchObject({
+      outcome: 'refused',
+      reason: 'ACTION_NOT_ALLOWED',
+      action: 'start',
+    });
+    expect(car.snapshot().locked).toBe(true);
     await conn.close();
   });
 
@@ -285,14 +333,17 @@ describe('connectCar', () => {
     const before = client.onTopic('state').length;
     time += RELOCK_MS;
     vi.advanceTimersByTime(250);
-    const reports = client.onTopic('state').map((s) => JSON.parse(s.payload));
+    const reports = client.onTopic('state').map((s) => onstar.decodeState(s.payload));
     expect(reports).toHaveLength(before + 1);
     expect(reports.at(-1)).toMatchObject({ type: 'state', locked: true });
     expect(car.snapshot().locked).toBe(true);
 
     vi.advanceTimersByTime(10_000);
     expect(client.onTopic('state')).toHaveLength(before + 2);
-    const seqs = client.onTopic('state').map((s) => JSON.parse(s.payload).seq as number);
+    const seqs = client.onTopic('state').map((s) => {
+      const m = onstar.decodeState(s.payload);
+      return m.type === 'state' ? m.seq : -1;
+    });
     expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
     expect(new Set(seqs).size).toBe(seqs.length);
     await conn.close();
@@ -322,7 +373,7 @@ describe('connectCar', () => {
     await conn.close();
     const last = client.sent.at(-1);
     expect(last?.topic).toBe(stateTopic(VIN));
-    expect(PresenceSchema.parse(JSON.parse(last?.payload ?? ''))).toMatchObject({ online: false });
+    expect(onstar.decodeState(last?.payload ?? '')).toMatchObject({ type: 'presence', online: false });
     expect(client.ended).toBe(false);
     expect(vi.getTimerCount()).toBe(0);
     vi.advanceTimersByTime(60_000);

@@ -5,6 +5,7 @@ import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fas
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import type { AuditLog } from '../audit-log.ts';
+import type { ControlService } from '../control.ts';
 import type { DeliveryService, DeliveryView as DeliveryViewModel } from '../deliveries.ts';
 import type { LocationRecord, VehicleRecord } from '../store/records.ts';
 import type { Database } from '../store/schema.ts';
@@ -14,14 +15,22 @@ import { registerAuth } from './auth.ts';
 import { type OperationsDeps, registerOperations } from './operations.ts';
 import { registerProblemHandlers } from './problem.ts';
 import {
+  ActionParams,
+  CancelView,
   CreateDeliveryBody,
   CreateLocationBody,
+  DeliveryBlockView,
   DeliveryView,
+  EmptyBody,
   IdParams,
   LinkVehicleBody,
   LocationView,
   LockBody,
+  ParkingView,
+  ReasonBody,
+  UnlinkView,
   UnlockBody,
+  VehicleBlockView,
   VehicleView,
   VinParams,
 } from './schemas.ts';
@@ -30,6 +39,7 @@ export interface AppDeps {
   db: Kysely<Database>;
   vehicles: VehicleService;
   deliveries: DeliveryService;
+  control: ControlService;
   logger: Logger;
   bodyLimit?: number;
   /** /readyz, /metrics, HTTP metrics and the drain refusal (gateway/http/operations.ts). */
@@ -40,6 +50,8 @@ export interface AppDeps {
 
 const iso = (ms: number): string => new Date(ms).toISOString();
 
+const ignitionOf = (s: string | null): 'on' | 'off' | null => (s === 'on' || s === 'off' ? s : null);
+
 const vehicleView = (v: VehicleRecord) => ({
   vin: v.vin,
   make: v.make,
@@ -48,8 +60,10 @@ const vehicleView = (v: VehicleRecord) => ({
   provider: v.provider,
   ownerId: v.ownerId,
   consent: v.consent,
+  blocked: v.blocked,
   online: v.online,
   locked: v.locked,
+  ignition: ignitionOf(v.ignition),
   position: v.position,
   lastSeen: v.lastSeen === null ? null : iso(v.lastSeen),
 });
@@ -59,6 +73,7 @@ const locationView = (l: LocationRecord) => ({
   ownerId: l.ownerId,
   label: l.label,
   kind: l.kind,
+  access: l.access,
   lat: l.lat,
   lon: l.lon,
   radiusM: l.radiusM,
@@ -75,6 +90,16 @@ const deliveryView = (
   window: { start: iso(d.windowStart), end: iso(d.windowEnd) },
   status: d.status,
   unlocksUsed: d.unlocksUsed,
+  blocked: d.blocked,
+  parking: d.parking
+    ? {
+        confirmedAt: iso(d.parking.confirmedAt),
+        position: d.parking.position,
+        invalidCode: d.parking.invalidCode,
+      }
+    : null,
+  unlockedAt: d.unlockedAt === null ? null : iso(d.unlockedAt),
+  relockedAt: d.relockedAt === null ? null : iso(d.relockedAt),
   ...(d.timeline ? { timeline: d.timeline.map((e) => ({ ...e, at: iso(e.at) })) } : {}),
 });
 
@@ -118,6 +143,25 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   r.get('/v1/vehicles/:vin', { schema: { params: VinParams, response: { 200: VehicleView } } }, async (req) =>
     vehicleView(await deps.vehicles.get(req.params.vin)),
   );
+  // Unlinking revokes everything in flight: see ControlService.unlink.
+  r.delete(
+    '/v1/vehicles/:vin',
+    { schema: { params: VinParams, response: { 200: UnlinkView } } },
+    async (req) => ({
+      ...(await deps.control.unlink(req.params.vin)),
+      unlinked: true as const,
+    }),
+  );
+  r.post(
+    '/v1/vehicles/:vin/block',
+    { schema: { params: VinParams, body: ReasonBody, response: { 200: VehicleBlockView } } },
+    async (req) => deps.control.blockVehicle(req.params.vin, req.body?.reason),
+  );
+  r.post(
+    '/v1/vehicles/:vin/unblock',
+    { schema: { params: VinParams, body: EmptyBody, response: { 200: VehicleBlockView } } },
+    async (req) => deps.control.unblockVehicle(req.params.vin),
+  );
 
   r.post(
     '/v1/locations',
@@ -135,7 +179,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       const { window, ...rest } = req.body;
       const d = await deps.deliveries.schedule({
         ...rest,
-        window: { start: Date.parse(window.start), end: Date.parse(window.end) },
+        window: {
+          start: Date.parse(window.start),
+          ...(window.end === undefined ? {} : { end: Date.parse(window.end) }),
+        },
       });
       return reply.code(201).send(deliveryView(d));
     },
@@ -150,6 +197,31 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   );
   r.post('/v1/deliveries/:id/lock', { schema: { params: IdParams, body: LockBody } }, async (req) =>
     deps.deliveries.lock(req.params.id, req.body),
+  );
+  r.post(
+    '/v1/deliveries/:id/parking',
+    { schema: { params: IdParams, body: EmptyBody, response: { 200: ParkingView } } },
+    async (req) => deps.deliveries.confirmParking(req.params.id),
+  );
+  r.post(
+    '/v1/deliveries/:id/block',
+    { schema: { params: IdParams, body: ReasonBody, response: { 200: DeliveryBlockView } } },
+    async (req) => deps.control.blockDelivery(req.params.id, req.body?.reason),
+  );
+  r.post(
+    '/v1/deliveries/:id/unblock',
+    { schema: { params: IdParams, body: EmptyBody, response: { 200: DeliveryBlockView } } },
+    async (req) => deps.control.unblockDelivery(req.params.id),
+  );
+  r.post(
+    '/v1/deliveries/:id/cancel',
+    { schema: { params: IdParams, body: ReasonBody, response: { 200: CancelView } } },
+    async (req) => deps.control.cancel(req.params.id, req.body?.reason),
+  );
+  // Every other action on a delivery (remote start, horn, trunk…): the owner consented to unlock and lock
+  // only, so this is refused with ACTION_NOT_CONSENTED. Static routes above take precedence over it.
+  r.post('/v1/deliveries/:id/:action', { schema: { params: ActionParams } }, async (req) =>
+    deps.deliveries.requestAction(req.params.id, req.params.action),
   );
 
   await app.ready();

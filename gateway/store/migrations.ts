@@ -137,9 +137,55 @@ const signedAcks: Migration = {
   },
 };
 
-/** Migrations in order; names sort lexically. A migration, once released, is never edited: add the next one. */
+/**
+ * The delivery service: blocking, unlinking, location access, parking confirmation and the relock
+ * watchdog's bookkeeping. Columns only, so rows written before it stay readable; a location recorded
+ * before access was asked for gets 'unknown', which is not public (deny by default).
+ */
+const deliveryService: Migration = {
+  async up(db: Kysely<unknown>) {
+    const add = (
+      table: string,
+      column: string,
+      type: 'integer' | 'bigint' | 'double precision' | 'varchar(16)' | 'varchar(64)',
+      notNullDefault?: number | string,
+    ) =>
+      db.schema
+        .alterTable(table)
+        .addColumn(column, type, (c) =>
+          notNullDefault === undefined ? c : c.notNull().defaultTo(notNullDefault),
+        )
+        .execute();
+    await add('vehicles', 'blocked', 'integer', 0);
+    await add('vehicles', 'unlinked_at', 'bigint');
+    await add('locations', 'access', 'varchar(16)', 'unknown');
+    await add('deliveries', 'blocked', 'integer', 0);
+    await add('deliveries', 'parking_confirmed_at', 'bigint');
+    await add('deliveries', 'parking_lat', 'double precision');
+    await add('deliveries', 'parking_lon', 'double precision');
+    await add('deliveries', 'parking_invalid_code', 'varchar(64)');
+    await add('deliveries', 'unlocked_at', 'bigint');
+    await add('deliveries', 'unlocked_car_at', 'bigint');
+    await add('deliveries', 'relocked_at', 'bigint');
+    await add('deliveries', 'relock_retry_at', 'bigint');
+    await add('deliveries', 'lock_unconfirmed_at', 'bigint');
+    // The watchdog's sweep: deliveries whose car was opened and not yet confirmed locked again.
+    await db.schema
+      .createIndex('deliveries_open')
+      .on('deliveries')
+      .columns(['relocked_at', 'unlocked_at'])
+      .execute();
+  },
+};
+
+/** Migrations in order (applied in this order; merged branches got the next free number). Never edit a released one. */
 export const migrationProvider: MigrationProvider = {
   async getMigrations() {
-    return { '0001_initial': initial, '0004_audit': audit, '0005_signed_acks': signedAcks };
+    return {
+      '0001_initial': initial,
+      '0004_audit': audit,
+      '0005_signed_acks': signedAcks,
+      '0006_delivery_service': deliveryService,
+    };
   },
 };

@@ -21,7 +21,11 @@ export interface VehicleRecord {
   doorsOpen: boolean | null;
   lastSeen: number | null;
   lastSeq: number | null;
+  blocked: boolean;
+  unlinkedAt: number | null;
 }
+
+export type LocationAccess = 'public' | 'garage' | 'restricted' | 'unknown';
 
 export interface LocationRecord {
   id: string;
@@ -31,6 +35,7 @@ export interface LocationRecord {
   lat: number;
   lon: number;
   radiusM: number;
+  access: LocationAccess;
   createdAt: number;
 }
 
@@ -48,7 +53,37 @@ export interface DeliveryRecord {
   unlocksUsed: number;
   createdAt: number;
   updatedAt: number;
+  blocked: boolean;
+  /** What the car reported when it confirmed its parking; null until then. */
+  parking: ParkingConfirmation | null;
+  unlockedAt: number | null;
+  unlockedCarAt: number | null;
+  relockedAt: number | null;
+  relockRetryAt: number | null;
+  lockUnconfirmedAt: number | null;
 }
+
+export interface ParkingConfirmation {
+  confirmedAt: number;
+  position: { lat: number; lon: number };
+  /** Why it no longer holds (a later report); null while it does. */
+  invalidCode: string | null;
+}
+
+/** The fields of a delivery that change after scheduling. */
+export type DeliveryPatch = Partial<
+  Pick<
+    DeliveryRecord,
+    | 'status'
+    | 'unlocksUsed'
+    | 'blocked'
+    | 'unlockedAt'
+    | 'unlockedCarAt'
+    | 'relockedAt'
+    | 'relockRetryAt'
+    | 'lockUnconfirmedAt'
+  >
+> & { parking?: ParkingConfirmation | null; updatedAt: number };
 
 export interface TimelineEntry {
   seq: number;
@@ -58,6 +93,8 @@ export interface TimelineEntry {
   code: string | null;
   detail: Record<string, unknown>;
 }
+
+const nullableNumber = (v: number | null): number | null => (v === null ? null : Number(v));
 
 const toVehicle = (r: VehiclesTable): VehicleRecord => ({
   vin: r.vin,
@@ -75,6 +112,8 @@ const toVehicle = (r: VehiclesTable): VehicleRecord => ({
   doorsOpen: r.doors_open === null ? null : r.doors_open === 1,
   lastSeen: r.last_seen === null ? null : Number(r.last_seen),
   lastSeq: r.last_seq === null ? null : Number(r.last_seq),
+  blocked: r.blocked === 1,
+  unlinkedAt: nullableNumber(r.unlinked_at),
 });
 
 const toLocation = (r: LocationsTable): LocationRecord => ({
@@ -85,6 +124,7 @@ const toLocation = (r: LocationsTable): LocationRecord => ({
   lat: r.lat,
   lon: r.lon,
   radiusM: r.radius_m,
+  access: (['public', 'garage', 'restricted'].includes(r.access) ? r.access : 'unknown') as LocationAccess,
   createdAt: Number(r.created_at),
 });
 
@@ -100,13 +140,35 @@ const toDelivery = (r: DeliveriesTable): DeliveryRecord => ({
   unlocksUsed: Number(r.unlocks_used),
   createdAt: Number(r.created_at),
   updatedAt: Number(r.updated_at),
+  blocked: r.blocked === 1,
+  parking:
+    r.parking_confirmed_at === null || r.parking_lat === null || r.parking_lon === null
+      ? null
+      : {
+          confirmedAt: Number(r.parking_confirmed_at),
+          position: { lat: r.parking_lat, lon: r.parking_lon },
+          invalidCode: r.parking_invalid_code,
+        },
+  unlockedAt: nullableNumber(r.unlocked_at),
+  unlockedCarAt: nullableNumber(r.unlocked_car_at),
+  relockedAt: nullableNumber(r.relocked_at),
+  relockRetryAt: nullableNumber(r.relock_retry_at),
+  lockUnconfirmedAt: nullableNumber(r.lock_unconfirmed_at),
 });
 
 export async function insertVehicle(
   db: Db,
   v: Omit<
     VehicleRecord,
-    'online' | 'locked' | 'position' | 'ignition' | 'doorsOpen' | 'lastSeen' | 'lastSeq'
+    | 'online'
+    | 'locked'
+    | 'position'
+    | 'ignition'
+    | 'doorsOpen'
+    | 'lastSeen'
+    | 'lastSeq'
+    | 'blocked'
+    | 'unlinkedAt'
   > & { certPem: string },
 ): Promise<void> {
   await db
@@ -129,6 +191,8 @@ export async function insertVehicle(
       last_seen: null,
       last_seq: null,
       cert_pem: v.certPem,
+      blocked: 0,
+      unlinked_at: null,
     })
     .execute();
 }
@@ -165,9 +229,59 @@ export async function pinVehicleCertificateIfMissing(db: Db, vin: string, certPe
     .execute();
 }
 
+/** Links a VIN again after an unlink: a new owner, consent and link time; what the car reported stays. */
+export async function relinkVehicle(
+  db: Db,
+  v: Pick<
+    VehicleRecord,
+    'vin' | 'make' | 'model' | 'year' | 'provider' | 'ownerId' | 'consent' | 'linkedAt'
+  > & {
+    certPem: string;
+  },
+): Promise<void> {
+  await db
+    .updateTable('vehicles')
+    .set({
+      make: v.make,
+      model: v.model,
+      year: v.year,
+      provider: v.provider,
+      owner_id: v.ownerId,
+      consent: v.consent.join(','),
+      linked_at: v.linkedAt,
+      blocked: 0,
+      unlinked_at: null,
+      cert_pem: v.certPem,
+    })
+    .where('vin', '=', v.vin)
+    .where('unlinked_at', 'is not', null)
+    .execute();
+}
+
+export async function updateVehicle(
+  db: Db,
+  vin: string,
+  patch: { blocked?: boolean; unlinkedAt?: number },
+): Promise<void> {
+  await db
+    .updateTable('vehicles')
+    .set({
+      ...(patch.blocked === undefined ? {} : { blocked: patch.blocked ? 1 : 0 }),
+      ...(patch.unlinkedAt === undefined ? {} : { unlinked_at: patch.unlinkedAt }),
+    })
+    .where('vin', '=', vin)
+    .execute();
+}
+
 export async function findVehicle(db: Db, vin: string): Promise<VehicleRecord | null> {
   const row = await db.selectFrom('vehicles').selectAll().where('vin', '=', vin).executeTakeFirst();
   return row ? toVehicle(row) : null;
+}
+
+/** The provider a VIN was linked with (linked now or before): the dialect its messages are in. */
+export async function providerOf(db: Db, vin: string): Promise<string | null> {
+  const row = await db.selectFrom('vehicles').select('provider').where('vin', '=', vin).executeTakeFirst();
+  return row?.provider ?? null;
 }
 
 export async function listVehicles(db: Db): Promise<VehicleRecord[]> {
@@ -213,6 +327,7 @@ export async function insertLocation(db: Db, l: LocationRecord): Promise<void> {
       lat: l.lat,
       lon: l.lon,
       radius_m: l.radiusM,
+      access: l.access,
       created_at: l.createdAt,
     })
     .execute();
@@ -238,6 +353,16 @@ export async function insertDelivery(db: Db, d: DeliveryRecord): Promise<void> {
       unlocks_used: d.unlocksUsed,
       created_at: d.createdAt,
       updated_at: d.updatedAt,
+      blocked: d.blocked ? 1 : 0,
+      parking_confirmed_at: null,
+      parking_lat: null,
+      parking_lon: null,
+      parking_invalid_code: null,
+      unlocked_at: null,
+      unlocked_car_at: null,
+      relocked_at: null,
+      relock_retry_at: null,
+      lock_unconfirmed_at: null,
     })
     .execute();
 }
@@ -251,19 +376,82 @@ export async function findDelivery(db: Db, id: string): Promise<DeliveryRecord |
 export async function updateDelivery(
   db: Db,
   id: string,
-  patch: { status?: DeliveryStatus; unlocksUsed?: number; updatedAt: number; unlessStatus?: DeliveryStatus },
+  patch: DeliveryPatch & { unlessStatus?: DeliveryStatus },
 ): Promise<boolean> {
+  const set = <K extends keyof DeliveryPatch>(k: K): boolean => Object.hasOwn(patch, k);
   let query = db
     .updateTable('deliveries')
     .set({
       updated_at: patch.updatedAt,
       ...(patch.status ? { status: patch.status } : {}),
       ...(patch.unlocksUsed === undefined ? {} : { unlocks_used: patch.unlocksUsed }),
+      ...(patch.blocked === undefined ? {} : { blocked: patch.blocked ? 1 : 0 }),
+      ...(set('unlockedAt') ? { unlocked_at: patch.unlockedAt ?? null } : {}),
+      ...(set('unlockedCarAt') ? { unlocked_car_at: patch.unlockedCarAt ?? null } : {}),
+      ...(set('relockedAt') ? { relocked_at: patch.relockedAt ?? null } : {}),
+      ...(set('relockRetryAt') ? { relock_retry_at: patch.relockRetryAt ?? null } : {}),
+      ...(set('lockUnconfirmedAt') ? { lock_unconfirmed_at: patch.lockUnconfirmedAt ?? null } : {}),
+      ...(set('parking')
+        ? {
+            parking_confirmed_at: patch.parking?.confirmedAt ?? null,
+            parking_lat: patch.parking?.position.lat ?? null,
+            parking_lon: patch.parking?.position.lon ?? null,
+            parking_invalid_code: patch.parking?.invalidCode ?? null,
+          }
+        : {}),
     })
     .where('id', '=', id);
   if (patch.unlessStatus) query = query.where('status', '<>', patch.unlessStatus);
   const result = await query.executeTakeFirst();
   return Number(result.numUpdatedRows) > 0;
+}
+
+/** Deliveries of a VIN in the given statuses, oldest first. */
+export async function deliveriesOf(
+  db: Db,
+  vin: string,
+  statuses: DeliveryStatus[],
+): Promise<DeliveryRecord[]> {
+  const rows = await db
+    .selectFrom('deliveries')
+    .selectAll()
+    .where('vin', '=', vin)
+    .where('status', 'in', statuses)
+    .orderBy('created_at')
+    .execute();
+  return rows.map(toDelivery);
+}
+
+/** Deliveries of a VIN whose car was unlocked and is not yet confirmed locked again. */
+export async function openDeliveriesOf(db: Db, vin: string): Promise<DeliveryRecord[]> {
+  const rows = await db
+    .selectFrom('deliveries')
+    .selectAll()
+    .where('vin', '=', vin)
+    .where('unlocked_at', 'is not', null)
+    .where('relocked_at', 'is', null)
+    .execute();
+  return rows.map(toDelivery);
+}
+
+/**
+ * What the relock watchdog must lock: the car was unlocked at least relockAfterMs before `now`, has not
+ * been confirmed locked since, its vehicle is still linked, and no retry is scheduled later than `now`.
+ */
+export async function overdueRelocks(db: Db, now: number, relockAfterMs: number): Promise<DeliveryRecord[]> {
+  const rows = await db
+    .selectFrom('deliveries')
+    .innerJoin('vehicles', 'vehicles.vin', 'deliveries.vin')
+    .selectAll('deliveries')
+    .where('deliveries.relocked_at', 'is', null)
+    .where('deliveries.unlocked_at', '<=', now - relockAfterMs)
+    .where('vehicles.unlinked_at', 'is', null)
+    .where((eb) =>
+      eb.or([eb('deliveries.relock_retry_at', 'is', null), eb('deliveries.relock_retry_at', '<=', now)]),
+    )
+    .orderBy('deliveries.unlocked_at')
+    .execute();
+  return rows.map(toDelivery);
 }
 
 /** Appends a timeline event and its audit entry, in one transaction: the caller's, or a new one. */

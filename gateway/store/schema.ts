@@ -21,6 +21,10 @@ export interface VehiclesTable {
   last_seq: number | null;
   /** The car's certificate, PEM, pinned when it was linked: its acks are verified against it (0002). */
   cert_pem: string | null;
+  /** 1 while the owner blocks access to the whole vehicle (0002). */
+  blocked: number;
+  /** When the owner unlinked it; null while linked (0002). */
+  unlinked_at: number | null;
 }
 
 export interface LocationsTable {
@@ -32,6 +36,8 @@ export interface LocationsTable {
   lon: number;
   radius_m: number;
   created_at: number;
+  /** public | garage | restricted | unknown (rows from before 0002). */
+  access: string;
 }
 
 export interface DeliveriesTable {
@@ -47,6 +53,23 @@ export interface DeliveriesTable {
   unlocks_used: number;
   created_at: number;
   updated_at: number;
+  /** 1 while the owner blocks access for this delivery (0002). */
+  blocked: number;
+  /** When the car itself confirmed it is parked at the location, and where it said it was. */
+  parking_confirmed_at: number | null;
+  parking_lat: number | null;
+  parking_lon: number | null;
+  /** Set when a later state report contradicts the confirmation (VEHICLE_MOVED, VEHICLE_NOT_PARKED). */
+  parking_invalid_code: string | null;
+  /** Gateway time of the car's unlock ack, and the car's own time in it. */
+  unlocked_at: number | null;
+  unlocked_car_at: number | null;
+  /** When the car was confirmed locked again after the unlock, by whoever locked it. */
+  relocked_at: number | null;
+  /** The watchdog's next attempt after a lock it could not confirm. */
+  relock_retry_at: number | null;
+  /** When a lock could first not be confirmed (vehicle.lock_unconfirmed was raised). */
+  lock_unconfirmed_at: number | null;
 }
 
 export interface DeliveryEventsTable {

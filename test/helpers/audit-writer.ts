@@ -35,6 +35,7 @@ if (!(await findDelivery(store.db, deliveryId))) {
     lat: 0,
     lon: 0,
     radiusM: 200,
+    access: 'public',
     createdAt: t,
   });
   await insertDelivery(store.db, {
@@ -49,6 +50,13 @@ if (!(await findDelivery(store.db, deliveryId))) {
     unlocksUsed: 0,
     createdAt: t,
     updatedAt: t,
+    blocked: false,
+    parking: null,
+    unlockedAt: null,
+    unlockedCarAt: null,
+    relockedAt: null,
+    relockRetryAt: null,
+    lockUnconfirmedAt: null,
   });
 }
 process.stdout.write('ready\n');

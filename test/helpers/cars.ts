@@ -46,12 +46,14 @@ export function carControl(): CarControl {
       configurable: true,
       get: () => (packet: Parameters<Handler>[0], done: Parameters<Handler>[1]) => {
         if (tampered.has(vin) && 'payload' in packet) {
-          const command = JSON.parse(packet.payload.toString()) as { token: string };
-          // Not the last character: its low bits are base64url padding that a decoder may ignore.
-          const at = command.token.length - 10;
-          const flipped = command.token[at] === 'A' ? 'B' : 'A';
-          command.token = `${command.token.slice(0, at)}${flipped}${command.token.slice(at + 1)}`;
-          packet.payload = Buffer.from(JSON.stringify(command));
+          // Whatever the provider dialect, the token is the one compact JWS in the payload.
+          packet.payload = Buffer.from(
+            packet.payload.toString().replace(/[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+/, (token) => {
+              // Not the last character: its low bits are base64url padding that a decoder may ignore.
+              const at = token.length - 10;
+              return `${token.slice(0, at)}${token[at] === 'A' ? 'B' : 'A'}${token.slice(at + 1)}`;
+            }),
+          );
         }
         return handler(packet, done);
       },

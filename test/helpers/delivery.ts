@@ -34,6 +34,7 @@ export async function runDelivery(stack: Stack, vin: string): Promise<DeliveryRu
     lat: location.lat,
     lon: location.lon,
     radiusM: 200,
+    access: 'public',
   });
   const now = Date.now();
   const delivery = await stack.request('POST', '/v1/deliveries', {
@@ -44,6 +45,8 @@ export async function runDelivery(stack: Stack, vin: string): Promise<DeliveryRu
     window: { start: new Date(now - 60_000).toISOString(), end: new Date(now + 3_600_000).toISOString() },
   });
   const id = delivery.body.id as string;
+  // The car confirms it is parked at the location before anything opens (PROTOCOL.md §3.5).
+  await stack.request('POST', `/v1/deliveries/${id}/parking`);
   const unlock = await stack.request('POST', `/v1/deliveries/${id}/unlock`, {
     driverId: 'driver-7',
     position: { lat: location.lat + 0.0003, lon: location.lon },

@@ -1,5 +1,5 @@
 // Test harness: the gateway's services on a real SQLite file, wired to a pure simulated car by an in-process link.
-import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, type KeyObject, randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -81,6 +81,15 @@ export async function startLoopback(): Promise<Loopback> {
       const seen = ack && network.tamper ? network.tamper(ack, command) : ack;
       return seen ? { kind: 'ack', ack: seen } : { kind: 'timeout' };
     },
+    async query(vin) {
+      if (vin !== CAR_VIN || !network.deliver) return { kind: 'timeout' };
+      rig.setTime(time);
+      const report = rig.car.stateReport(randomUUID());
+      // As the real link does: every state message is recorded before the query is answered.
+      await vehicles.observe(vin, report);
+      await deliveries.observe(vin, report);
+      return { kind: 'state', report };
+    },
     close: async () => {},
   };
   const logger = pino({ level: 'silent' });
@@ -106,7 +115,15 @@ export async function startLoopback(): Promise<Loopback> {
     db: store.db,
     link: () => link,
     signer: { keys: signingKeys, issuer: 'urn:gateway:gateway' },
-    policy: { maxWindowMs: 86_400_000, maxUnlocks: 3, tokenTtlS: 60, commandTimeoutMs: 1_000 },
+    policy: {
+      maxWindowMs: 86_400_000,
+      defaultWindowMs: 4 * 3_600_000,
+      maxUnlocks: 3,
+      tokenTtlS: 60,
+      commandTimeoutMs: 1_000,
+      relockAfterMs: 90_000,
+      parkingToleranceM: 30,
+    },
     now,
     newId,
     logger,
@@ -161,6 +178,7 @@ export async function scheduleDelivery(loop: Loopback): Promise<string> {
     lat: 47.6114,
     lon: -122.3381,
     radiusM: 200,
+    access: 'public',
   });
   const d = await loop.deliveries.schedule({
     vin: CAR_VIN,
@@ -169,6 +187,8 @@ export async function scheduleDelivery(loop: Loopback): Promise<string> {
     packageIds: ['pkg-1'],
     window: { start: LOOP_NOW - 60_000, end: LOOP_NOW + 3_600_000 },
   });
+  // Unlocks need the car's own confirmation that it is parked at the location (PROTOCOL.md §3.5).
+  await loop.deliveries.confirmParking(d.id);
   return d.id;
 }
 
