@@ -16,6 +16,21 @@ export const ERRORS = {
     retryable: false,
   },
   VIN_CHECK_DIGIT: { status: 400, title: 'VIN check digit (position 9) is wrong', retryable: false },
+  VIN_YEAR_MISMATCH: {
+    status: 422,
+    title: 'VIN model-year character (position 10) does not agree with the stated year',
+    retryable: false,
+  },
+  VIN_MAKE_MISMATCH: {
+    status: 422,
+    title: 'VIN manufacturer prefix (WMI, positions 1-3) does not belong to the stated make',
+    retryable: false,
+  },
+  CONSENT_INVALID: {
+    status: 422,
+    title: 'Consent must be to exactly unlock and lock',
+    retryable: false,
+  },
   NOT_FOUND: { status: 404, title: 'No such resource', retryable: false },
   ROUTE_NOT_FOUND: { status: 404, title: 'No such route', retryable: false },
   BODY_TOO_LARGE: { status: 413, title: 'Request body too large', retryable: false },
@@ -26,10 +41,20 @@ export const ERRORS = {
     retryable: false,
   },
   VEHICLE_ALREADY_LINKED: { status: 409, title: 'Vehicle is already linked', retryable: false },
+  VEHICLE_NOT_ENROLLED: {
+    status: 422,
+    title: 'No valid certificate from the project CA is on file for this VIN',
+    retryable: false,
+  },
   VEHICLE_NOT_LINKED: { status: 422, title: 'Vehicle is not linked', retryable: false },
   LOCATION_NOT_OWNED: {
     status: 422,
     title: "Location does not belong to the vehicle's owner",
+    retryable: false,
+  },
+  LOCATION_NOT_PUBLIC: {
+    status: 422,
+    title: 'Location is not publicly accessible (garage or restricted area)',
     retryable: false,
   },
   RADIUS_TOO_LARGE: { status: 400, title: 'Location radius is above the cap', retryable: false },
@@ -60,11 +85,46 @@ export const ERRORS = {
     retryable: false,
   },
   UNLOCK_LIMIT_REACHED: { status: 403, title: 'This delivery has used all of its unlocks', retryable: false },
+  ACTION_NOT_CONSENTED: {
+    status: 403,
+    title: 'The owner did not consent to this action',
+    retryable: false,
+  },
+  ACCESS_BLOCKED: {
+    status: 403,
+    title: 'The owner blocked access for this delivery or vehicle',
+    retryable: false,
+  },
+  PARKING_NOT_CONFIRMED: {
+    status: 409,
+    title: 'Parking at the location has not been confirmed by the car',
+    retryable: false,
+  },
+  VEHICLE_MOVED: {
+    status: 409,
+    title: 'The car moved or started since its parking was confirmed',
+    retryable: false,
+  },
+  VEHICLE_NOT_AT_LOCATION: {
+    status: 409,
+    title: "The car reports a position outside the location's radius",
+    retryable: true,
+  },
+  VEHICLE_NOT_PARKED: { status: 409, title: 'The car reports its ignition on', retryable: true },
   VEHICLE_REFUSED: { status: 409, title: 'The vehicle refused the command', retryable: false },
   VEHICLE_UNREACHABLE: { status: 504, title: 'The vehicle did not acknowledge in time', retryable: true },
+  VEHICLE_ACK_INVALID: {
+    status: 502,
+    title: "The vehicle's acknowledgement did not verify against its certificate",
+    retryable: true,
+  },
   RATE_LIMITED: { status: 429, title: 'Too many requests for this API key', retryable: true },
   VEHICLE_RATE_LIMITED: { status: 429, title: 'Too many commands for this vehicle', retryable: true },
   BROKER_UNAVAILABLE: { status: 503, title: 'The MQTT broker is not connected', retryable: true },
+  NOT_READY: { status: 503, title: 'The gateway is not ready to serve', retryable: true },
+  SHUTTING_DOWN: { status: 503, title: 'The gateway is shutting down', retryable: true },
+  AUDIT_RANGE_INVALID: { status: 400, title: 'Index or tree size outside the audit log', retryable: false },
+  AUDIT_UNAVAILABLE: { status: 503, title: 'No audit checkpoint key is configured', retryable: false },
   INTERNAL: { status: 500, title: 'Internal error', retryable: true },
 } as const satisfies Record<string, ErrorSpec>;
 
@@ -96,5 +156,27 @@ export class ApiError extends Error {
     this.mayHaveSucceeded = options.mayHaveSucceeded;
     this.extra = options.extra ?? {};
     this.retryAfterS = options.retryAfterS;
+  }
+}
+
+export type KeyRingErrorCode = 'SIGNING_KEY_UNKNOWN' | 'SIGNING_KEY_ACTIVE' | 'SIGNING_KEY_NOT_ED25519';
+
+/** An operator's key-ring request that cannot be done (TOKEN.md §8.3); never crosses the network. */
+export class KeyRingError extends Error {
+  readonly code: KeyRingErrorCode;
+  constructor(code: KeyRingErrorCode, message: string) {
+    super(message);
+    this.name = 'KeyRingError';
+    this.code = code;
+  }
+}
+
+/** The vehicle link cannot address a car (internal: the services check linking before they send). */
+export class LinkError extends Error {
+  readonly code: 'PROVIDER_UNKNOWN';
+  constructor(code: LinkError['code'], message: string) {
+    super(message);
+    this.name = 'LinkError';
+    this.code = code;
   }
 }

@@ -3,8 +3,18 @@
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { type Ack, MAX_QUERIED_COMMANDS, type StateMessage, type StateReport } from '../protocols/index.ts';
-import type { DeliveryGuard } from './delivery-guard.ts';
-import { appendEvent, type CommandRecord, type Db } from './store/records.ts';
+import { checkSignedAck } from './acks.ts';
+import { createDeliveryOutcomes } from './delivery-outcomes.ts';
+import type { KeyedMutex } from './keyed-mutex.ts';
+import type { Notify } from './notifications.ts';
+import {
+  appendEvent,
+  type CommandRecord,
+  type Db,
+  findVehicleAck,
+  insertVehicleAck,
+  type VehicleAckRecord,
+} from './store/records.ts';
 import type { CommandsTable, Database } from './store/schema.ts';
 import type { VehicleLink } from './vehicle-link.ts';
 
@@ -12,13 +22,18 @@ export interface ReconcilerDeps {
   db: Kysely<Database>;
   /** The MQTT link, once connected; null while there is none. */
   link: () => Pick<VehicleLink, 'connected' | 'query'> | null;
-  guard: DeliveryGuard;
+  /** The deliveries' mutex: a delivery a request holds is that request's to settle. */
+  guard: Pick<KeyedMutex, 'held'>;
   now: () => number;
   logger: Logger;
   /** How long one state query waits for its answer. */
   queryTimeoutMs: number;
   /** Period of the sweep over cars with outstanding work; 0 turns the timer off (tests call sweep()). */
   intervalMs: number;
+  /** The VIN's currently issued certificate, for late acks signed after a rotation (acks.ts). */
+  currentCertificate?: (vin: string, at: number) => string | null;
+  /** Domain events of the decisions the reconciler takes (gateway/notifications.ts). */
+  notify?: Notify;
 }
 
 /** How the gateway learnt a command's outcome after its ack wait (timeline `settledBy`). */
@@ -31,6 +46,11 @@ const OUTSTANDING = ['sent', 'timeout'] as const;
 /** Longest wait before a car that keeps not answering is asked again by the sweep. */
 const MAX_SILENT_BACKOFF_MS = 5 * 60_000;
 
+export interface AfterTimeout {
+  status: CommandStatus;
+  locked: boolean | null;
+}
+
 export interface Reconciler {
   /** An ack nobody waits for any more: late, duplicated, or from before a restart. */
   onAck(vin: string, ack: Ack): Promise<void>;
@@ -38,14 +58,19 @@ export interface Reconciler {
   onState(vin: string, message: StateMessage): void;
   /**
    * After a command's ack wait ended without an ack: asks the car and settles the command from the answer.
-   * Returns the command's status afterwards; 'timeout' means the car did not answer either.
+   * Returns the command's status afterwards ('timeout': the car did not answer either) and the lock state the
+   * evidence showed (null without any).
    */
-  afterTimeout(vin: string, commandId: string, holding: string): Promise<CommandStatus>;
+  afterTimeout(vin: string, commandId: string, holding: string): Promise<AfterTimeout>;
   /**
-   * Before a retried unlock: settles this delivery's outstanding unlock from a fresh answer. 'none': there was
-   * nothing outstanding; 'answered': settled; 'unreachable': the car did not answer, nothing may be sent.
+   * Before a retried unlock: settles this delivery's outstanding unlocks from a fresh answer. 'none': there was
+   * nothing outstanding; 'executed': one of them opened the car; 'answered': settled, none opened it;
+   * 'unreachable': the car did not answer, nothing may be sent.
    */
-  settleOutstandingUnlock(deliveryId: string, vin: string): Promise<'none' | 'answered' | 'unreachable'>;
+  settleOutstandingUnlock(
+    deliveryId: string,
+    vin: string,
+  ): Promise<'none' | 'executed' | 'answered' | 'unreachable'>;
   /** At start: commands a crash left 'sent' become 'timeout' (their request is gone), with a timeline entry. */
   recoverAtStart(): Promise<number>;
   /** Queries every car with outstanding work (backing off from silent ones) and settles what it answers. */
@@ -55,6 +80,7 @@ export interface Reconciler {
 
 export function createReconciler(deps: ReconcilerDeps): Reconciler {
   const { db, guard, now, logger } = deps;
+  const outcomes = createDeliveryOutcomes({ now, ...(deps.notify ? { notify: deps.notify } : {}) });
   const running = new Map<string, Promise<void>>();
   const again = new Set<string>();
   const pending = new Set<Promise<unknown>>();
@@ -121,31 +147,28 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
       });
       return true;
     }
-    const kind = c.action === 'unlock' ? 'vehicle_unlocked' : 'vehicle_locked';
-    await appendEvent(trx, c.delivery_id, { at: t, kind, outcome: 'granted', code: null, detail });
+    const d = { id: c.delivery_id, vin: c.vin };
     if (c.action === 'unlock') {
-      await trx
-        .updateTable('deliveries')
-        .set({ status: 'unlocked', updated_at: t })
-        .where('id', '=', c.delivery_id)
-        .where('status', '=', 'scheduled')
-        .execute();
+      // Only an ack a request waited for dates the opening for the completion rule; this one came afterwards.
+      await outcomes.opened(trx, d, detail, null);
+    } else if (c.action === 'revoke') {
+      await appendEvent(trx, c.delivery_id, {
+        at: t,
+        kind: 'vehicle_revoked',
+        outcome: 'granted',
+        code: null,
+        detail,
+      });
     } else if (facts.locked) {
-      const done = await trx
-        .updateTable('deliveries')
-        .set({ status: 'completed', updated_at: t })
-        .where('id', '=', c.delivery_id)
-        .where('status', 'in', ['unlocked', 'relocked'])
-        .executeTakeFirst();
-      if (Number(done.numUpdatedRows) === 1) {
-        await appendEvent(trx, c.delivery_id, {
-          at: t,
-          kind: 'delivery_completed',
-          outcome: 'info',
-          code: null,
-          detail: { settledBy: facts.by },
-        });
-      }
+      await outcomes.confirmLocked(trx, d, 'vehicle_locked', 'reconciled', detail);
+    } else {
+      await appendEvent(trx, c.delivery_id, {
+        at: t,
+        kind: 'vehicle_locked',
+        outcome: 'granted',
+        code: null,
+        detail,
+      });
     }
     return true;
   }
@@ -200,6 +223,9 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
           });
         } else if (reported) {
           await settle(trx, c, 'not_executed', { ...facts, reason: 'NOT_RECEIVED' });
+        } else if (c.action === 'revoke') {
+          // A revocation changes nothing the report shows: without the car's outcome it stays outstanding.
+          open.add(c.delivery_id);
         } else {
           const tookEffect = c.action === 'unlock' ? !report.locked : report.locked;
           await settle(trx, c, tookEffect ? 'executed' : 'not_executed', {
@@ -215,26 +241,17 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
       if (!report.locked) return;
       const unlocked = await trx
         .selectFrom('deliveries')
-        .select(['id'])
+        .select(['id', 'vin'])
         .where('vin', '=', vin)
         .where('status', '=', 'unlocked')
         .execute();
-      const t = now();
       for (const d of unlocked) {
         if (open.has(d.id) || othersHold(d.id, holding)) continue;
-        const moved = await trx
-          .updateTable('deliveries')
-          .set({ status: 'relocked', updated_at: t })
-          .where('id', '=', d.id)
-          .where('status', '=', 'unlocked')
-          .executeTakeFirst();
-        if (Number(moved.numUpdatedRows) !== 1) continue;
-        await appendEvent(trx, d.id, {
-          at: t,
-          kind: 'vehicle_relocked',
-          outcome: 'info',
-          code: null,
-          detail: { by: 'car', locked: true, carTime: report.at, seq: report.seq },
+        await outcomes.relockedByCar(trx, d, {
+          by: 'car',
+          locked: true,
+          carTime: report.at,
+          seq: report.seq,
         });
       }
     });
@@ -259,20 +276,40 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
     return rows.filter((d) => !guard.held(d.id)).length;
   }
 
-  /** Queries the car about its outstanding commands and applies the answer; false when it did not answer. */
+  /** Queries the car about its outstanding commands and applies the answer; null when it did not answer. */
   async function askAndApply(
     vin: string,
     holding?: string,
     only?: (c: CommandsTable) => boolean,
-  ): Promise<boolean> {
+  ): Promise<StateReport | null> {
     const link = deps.link();
-    if (!link?.connected() || closed) return false;
+    if (!link?.connected() || closed) return null;
     const asked = (await outstandingOf(db, vin, holding)).filter((c) => only?.(c) ?? true);
     const ids = asked.slice(-MAX_QUERIED_COMMANDS).map((c) => c.id);
     const answer = await link.query(vin, deps.queryTimeoutMs, ids);
-    if (answer.kind !== 'state' || closed) return false;
+    if (answer.kind !== 'state' || closed) return null;
     await applyAnswer(vin, answer.report, ids, holding);
-    return true;
+    return answer.report;
+  }
+
+  /** Settles a command from its verified late ack, and keeps the ack as evidence with the settlement. */
+  async function applyLateAck(
+    trx: Db,
+    c: CommandsTable,
+    ack: Ack,
+    evidence: VehicleAckRecord,
+  ): Promise<void> {
+    const facts = { locked: ack.locked, carTime: ack.at };
+    let moved: boolean;
+    if (ack.outcome === 'executed') {
+      moved = await settle(trx, c, 'executed', { ...facts, by: 'late_ack' });
+    } else if (ack.reason === 'TOKEN_REPLAYED') {
+      // Our own command, refused as replayed: the car used this jti before, so it executed it then (§5.1).
+      moved = await settle(trx, c, 'executed', { ...facts, by: 'replayed_ack', reason: 'TOKEN_REPLAYED' });
+    } else {
+      moved = await settle(trx, c, 'refused', { ...facts, by: 'late_ack', reason: ack.reason ?? null });
+    }
+    if (moved) await insertVehicleAck(trx, evidence);
   }
 
   /** One reconciliation per VIN at a time; a request for another while one runs makes it run once more. */
@@ -288,7 +325,7 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
           again.delete(vin);
           if (closed) return;
           if ((await outstandingOf(db, vin)).length === 0 && (await unlockedCount(vin)) === 0) return;
-          if (await askAndApply(vin)) {
+          if ((await askAndApply(vin)) !== null) {
             silent.delete(vin);
           } else {
             const failures = (silent.get(vin)?.failures ?? 0) + 1;
@@ -313,8 +350,8 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
     async onAck(vin, ack) {
       if (closed) return;
       await track(
-        db.transaction().execute(async (trx) => {
-          const c = await trx
+        (async () => {
+          const c = await db
             .selectFrom('commands')
             .selectAll()
             .where('id', '=', ack.commandId)
@@ -328,16 +365,26 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
           }
           // A QoS 1 duplicate of an ack already applied changes nothing.
           if (c.status === 'executed' || c.status === 'refused') return;
-          const facts = { locked: ack.locked, carTime: ack.at };
-          if (ack.outcome === 'executed') {
-            await settle(trx, c, 'executed', { ...facts, by: 'late_ack' });
-          } else if (ack.reason === 'TOKEN_REPLAYED') {
-            // Our own command, refused as replayed: the car used this jti before, so it executed it then (§5.1).
-            await settle(trx, c, 'executed', { ...facts, by: 'replayed_ack', reason: 'TOKEN_REPLAYED' });
-          } else {
-            await settle(trx, c, 'refused', { ...facts, by: 'late_ack', reason: ack.reason ?? null });
+          // A late ack is evidence only as the waited-for one is: bound to its command, signed by the car (TOKEN.md §9).
+          const t = now();
+          const expected = { vin, commandId: c.id, action: c.action, deliveryId: c.delivery_id };
+          const check = await checkSignedAck(db, expected, ack, t, deps.currentCertificate);
+          if (!check.ok) {
+            logger.warn(
+              { event: 'ack.rejected', vin, commandId: c.id, code: check.code, late: true },
+              'late ack refused',
+            );
+            await appendEvent(db, c.delivery_id, {
+              at: t,
+              kind: 'ack_rejected',
+              outcome: 'denied',
+              code: check.code,
+              detail: { commandId: c.id, action: c.action, late: true },
+            });
+            return;
           }
-        }),
+          await db.transaction().execute((trx) => applyLateAck(trx, c, ack, check.evidence));
+        })(),
       );
     },
 
@@ -356,22 +403,32 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
 
     async afterTimeout(vin, commandId, holding) {
       // A car whose will announced it offline would only get the query queued at the broker: do not wait.
-      if (!(await knownOffline(vin))) await track(askAndApply(vin, holding));
+      const report = (await knownOffline(vin)) ? null : await track(askAndApply(vin, holding));
       const row = await db
         .selectFrom('commands')
         .select('status')
         .where('id', '=', commandId)
         .executeTakeFirst();
-      return (row?.status ?? 'timeout') as CommandStatus;
+      const status = (row?.status ?? 'timeout') as CommandStatus;
+      if (status !== 'executed') return { status, locked: report?.locked ?? null };
+      // Settled by the answer, or by a late ack meanwhile: the answer is the fresher evidence.
+      const ack = report ? null : await findVehicleAck(db, commandId);
+      return { status, locked: report?.locked ?? ack?.locked ?? null };
     },
 
     async settleOutstandingUnlock(deliveryId, vin) {
       const mine = (c: CommandsTable) => c.delivery_id === deliveryId && c.action === 'unlock';
-      if ((await outstandingOf(db, vin, deliveryId)).filter(mine).length === 0) return 'none';
-      if (!(await track(askAndApply(vin, deliveryId, mine)))) return 'unreachable';
-      return (await outstandingOf(db, vin, deliveryId)).filter(mine).length === 0
-        ? 'answered'
-        : 'unreachable';
+      const earlier = (await outstandingOf(db, vin, deliveryId)).filter(mine).map((c) => c.id);
+      if (earlier.length === 0) return 'none';
+      if ((await track(askAndApply(vin, deliveryId, mine))) === null) return 'unreachable';
+      if ((await outstandingOf(db, vin, deliveryId)).filter(mine).length > 0) return 'unreachable';
+      const settled = await db
+        .selectFrom('commands')
+        .select('id')
+        .where('id', 'in', earlier)
+        .where('status', '=', 'executed')
+        .execute();
+      return settled.length > 0 ? 'executed' : 'answered';
     },
 
     async recoverAtStart() {

@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { DoorsSchema, PositionSchema } from '../protocols/messages.ts';
 import type { CarState } from './car-state.ts';
 import { SimulatorError } from './errors.ts';
-import { writeAtomically } from './replay-store.ts';
+import { writeAtomically } from './state-file.ts';
 
 const CarFileSchema = z.strictObject({
   v: z.literal(1),

@@ -1,15 +1,18 @@
-// Owns a fleet of simulated cars: picks the compatible vehicles, gives each its replay file and MQTT session.
+// Owns a fleet of simulated cars: picks the compatible vehicles, gives each its state files and MQTT session.
+import { createPrivateKey } from 'node:crypto';
 import { join } from 'node:path';
 import type { Catalog } from '../protocols/catalog.ts';
 import { findCompatible } from '../protocols/catalog.ts';
-import { keyRingFrom, type TrustedKeysFile } from '../protocols/keys.ts';
+import type { TrustedKeysFile } from '../protocols/keys.ts';
 import { loadSeeds, type SeedVehicle } from '../seeds/index.ts';
 import { createSimulatedCar, type ExecutedCommand, type SimulatedCar } from './car.ts';
 import { createFileCarStore } from './car-store.ts';
 import { SimulatorError } from './errors.ts';
 import type { CarFaults, FleetFaults } from './faults.ts';
+import { createFileKeyStore, type KeyStore } from './key-store.ts';
 import { createOutcomeMemory } from './outcome-memory.ts';
 import { createFileReplayStore, type ReplayStore } from './replay-store.ts';
+import { createFileRevocationStore, type RevocationStore } from './revocation-store.ts';
 import {
   type Backoff,
   type CarConnection,
@@ -24,6 +27,8 @@ import {
 export const DEFAULT_REPORT_INTERVAL_MS = 30_000;
 /** Tokens live at most 330 s with skew, so this allows a sustained 30 commands a second per car. */
 export const DEFAULT_REPLAY_CAPACITY = 10_000;
+/** Revocations live 360 s each; a car is not expected to see more than a few in that time. */
+export const DEFAULT_REVOCATION_CAPACITY = 1_000;
 
 export interface FleetPki {
   ca: string | Buffer;
@@ -34,11 +39,14 @@ export interface StartFleetDeps {
   brokerUrl: string;
   vehicles: SeedVehicle[];
   pki: FleetPki;
-  /** The gateway keys every car pins (TrustedKeysFileSchema, already parsed). */
+  /** The gateway keys every car pins at enrollment (TrustedKeysFileSchema, already parsed). */
   trustedKeys: TrustedKeysFile;
-  /** Holds one replay file per car, `<VIN>.replay.json`. */
+  /**
+   * Holds each car's state files: `<VIN>.replay.json`, `<VIN>.revoked.json`, `<VIN>.keys.json`,
+   * `<VIN>.state.json` (lock, fail-safe deadline, position…) and `<VIN>.outcomes.json` (recent command outcomes).
+   */
   dataDir: string;
-  /** The cars' clock; defaults to Date.now. */
+  /** The cars' raw clock; defaults to Date.now. */
   now?: () => number | null;
   failsafeRelockMs?: number;
   reportIntervalMs?: number;
@@ -51,19 +59,21 @@ export interface StartFleetDeps {
   servername?: string;
   logger?: Logger;
   random?: () => number;
+  backoff?: Backoff;
   createClient?: ClientFactory;
   /** Fault injection; each car gets its own injector from it, and its clock through it. */
   faults?: FleetFaults;
-  backoff?: Backoff;
   tickIntervalMs?: number;
 }
 
-/** One simulated car. After a reboot `car`, `connection` and `replay` are new objects in the same record. */
+/** One simulated car. After a reboot `car`, `connection` and its stores are new objects in the same record. */
 export interface FleetCar {
   vehicle: SeedVehicle;
   car: SimulatedCar;
   connection: CarConnection;
   replay: ReplayStore;
+  revocations: RevocationStore;
+  keys: KeyStore;
   faults: CarFaults | null;
   /** Every command this car executed (across reboots), in order: the audit log tests check tokens against. */
   executed: ExecutedCommand[];
@@ -91,13 +101,15 @@ export const replayFileFor = (dataDir: string, vin: string): string => join(data
 export const stateFileFor = (dataDir: string, vin: string): string => join(dataDir, `${vin}.state.json`);
 export const outcomesFileFor = (dataDir: string, vin: string): string =>
   join(dataDir, `${vin}.outcomes.json`);
+export const revocationFileFor = (dataDir: string, vin: string): string =>
+  join(dataDir, `${vin}.revoked.json`);
+export const keyFileFor = (dataDir: string, vin: string): string => join(dataDir, `${vin}.keys.json`);
 
 /** Connects every selected car; if any fails to connect, the others are closed again and the first error thrown. */
 export async function startFleet(deps: StartFleetDeps): Promise<Fleet> {
   const catalog = deps.catalog ?? loadSeeds().catalog;
   const clock = deps.now ?? Date.now;
   const log = deps.logger ?? silentLogger;
-  const keys = keyRingFrom(deps.trustedKeys);
 
   const selected: SeedVehicle[] = [];
   const skipped: SkippedVehicle[] = [];
@@ -116,17 +128,28 @@ export async function startFleet(deps: StartFleetDeps): Promise<Fleet> {
     vehicle: SeedVehicle,
     faults: CarFaults | null,
     executed: ExecutedCommand[],
-  ): Promise<Pick<FleetCar, 'car' | 'connection' | 'replay'>> => {
+  ): Promise<Pick<FleetCar, 'car' | 'connection' | 'replay' | 'revocations' | 'keys'>> => {
     const carClock = faults ? () => faults.carTime() : clock;
+    const onError = (what: string) => (err: unknown) =>
+      log.error({ vin: vehicle.vin, err: String(err) }, `${what} not written`);
     const replay = createFileReplayStore({
       file: replayFileFor(deps.dataDir, vehicle.vin),
       capacity: deps.replayCapacity ?? DEFAULT_REPLAY_CAPACITY,
-      now: carClock,
-      onError: (err) => log.error({ vin: vehicle.vin, err: String(err) }, 'replay store not written'),
+      onError: onError('replay store'),
     });
-    const store = createFileCarStore(stateFileFor(deps.dataDir, vehicle.vin), (err) =>
-      log.error({ vin: vehicle.vin, err: String(err) }, 'car state not written'),
-    );
+    const revocations = createFileRevocationStore({
+      file: revocationFileFor(deps.dataDir, vehicle.vin),
+      capacity: DEFAULT_REVOCATION_CAPACITY,
+      lastGoodTime: () => replay.lastGoodTime(),
+      onError: onError('revocation store'),
+    });
+    const keys = createFileKeyStore({
+      file: keyFileFor(deps.dataDir, vehicle.vin),
+      enrolled: deps.trustedKeys,
+      onError: onError('key store'),
+    });
+    const store = createFileCarStore(stateFileFor(deps.dataDir, vehicle.vin), onError('car state'));
+    const { cert, key } = deps.pki.certFor(vehicle.vin);
     // Reports' seq must keep increasing across a restart too (PROTOCOL.md §3.3): the saved seq, or the boot
     // time in ms if larger, which also covers a lost file as long as a car sends under one report per ms.
     const bootSeq = Math.max(0, Math.floor(clock() ?? 0));
@@ -140,6 +163,8 @@ export async function startFleet(deps: StartFleetDeps): Promise<Fleet> {
       initial: { position: vehicle.position, seq: bootSeq, ...(restored ? { state: restored } : {}) },
       keys,
       replay,
+      revocations,
+      signingKey: createPrivateKey(key),
       clock: carClock,
       failsafeRelockMs: deps.failsafeRelockMs,
       issuer: deps.issuer,
@@ -148,7 +173,6 @@ export async function startFleet(deps: StartFleetDeps): Promise<Fleet> {
     });
     car.onChange((change) => store.save(change.state));
     store.save(car.snapshot());
-    const { cert, key } = deps.pki.certFor(vehicle.vin);
     const connection = await connectCar({
       car,
       brokerUrl: deps.brokerUrl,
@@ -165,10 +189,10 @@ export async function startFleet(deps: StartFleetDeps): Promise<Fleet> {
       ...(faults ? { faults } : {}),
       outcomes: createOutcomeMemory({
         file: outcomesFileFor(deps.dataDir, vehicle.vin),
-        onError: (err) => log.error({ vin: vehicle.vin, err: String(err) }, 'command outcomes not written'),
+        onError: onError('command outcomes'),
       }),
     });
-    return { car, connection, replay };
+    return { car, connection, replay, revocations, keys };
   };
 
   const started = await Promise.allSettled(

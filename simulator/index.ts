@@ -1,5 +1,6 @@
 // Re-exports the simulator's public API (main.ts, the program, is not re-exported).
 export * from './car.ts';
+export * from './car-clock.ts';
 export * from './car-state.ts';
 export * from './car-store.ts';
 export * from './cli.ts';
@@ -7,9 +8,11 @@ export * from './control.ts';
 export * from './errors.ts';
 export * from './faults.ts';
 export * from './fleet.ts';
+export * from './key-store.ts';
 export * from './operations.ts';
 export * from './outcome-memory.ts';
 export * from './replay-store.ts';
+export * from './revocation-store.ts';
 export * from './scenario.ts';
-export * from './state-query.ts';
+export * from './state-file.ts';
 export * from './transport.ts';

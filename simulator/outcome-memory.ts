@@ -4,7 +4,7 @@ import { dirname } from 'node:path';
 import { z } from 'zod';
 import { type Ack, type CommandOutcome, CommandOutcomeSchema } from '../protocols/messages.ts';
 import { SimulatorError } from './errors.ts';
-import { writeAtomically } from './replay-store.ts';
+import { writeAtomically } from './state-file.ts';
 
 /** How many command outcomes a car remembers; PROTOCOL.md §3.5 asks for at least 64. */
 export const DEFAULT_OUTCOME_CAPACITY = 64;

@@ -17,6 +17,7 @@ import {
   stateTopic,
   type TokenClaims,
 } from '../protocols/index.ts';
+import { providerAdapter } from '../protocols/providers/index.ts';
 import { read, type Stack, startStack } from './helpers/stack.ts';
 
 let stack: Stack;
@@ -181,11 +182,13 @@ describe('the car refuses bad tokens even when the broker delivers them', () => 
 
   async function send(action: Action, token: string, commandId: string, raw?: string): Promise<Ack> {
     const command: Command = { v: 1, type: 'command', commandId, deliveryId: 'dlv_test', action, token };
+    // Spoken in the car's provider dialect, as the gateway does: the token is what is under attack.
+    const dialect = providerAdapter(stack.fleet.car(victim).vehicle.provider);
     const reply = nextMessage(evil, ackTopic(victim), 3_000);
-    evil.publish(commandTopic(victim), raw ?? JSON.stringify(command), { qos: 1 });
+    evil.publish(commandTopic(victim), raw ?? dialect.encodeToCar(command), { qos: 1 });
     const payload = await reply;
     expect(payload).not.toBeNull();
-    return JSON.parse((payload as Buffer).toString()) as Ack;
+    return dialect.decodeAck(payload as Buffer);
   }
 
   const cases: Array<[string, (id: string) => Promise<string>, Action, string]> = [
@@ -265,14 +268,8 @@ describe('the car refuses bad tokens even when the broker delivers them', () => 
     });
     expect(await send('lock', lockToken, lockId)).toMatchObject({ outcome: 'executed', locked: true });
     // The same command again, re-encoded so it is not a transport duplicate: the jti was used.
-    const replay = JSON.stringify({
-      token,
-      action: 'unlock',
-      deliveryId: 'dlv_test',
-      commandId: unlockId,
-      type: 'command',
-      v: 1,
-    });
+    const dialect = providerAdapter(stack.fleet.car(victim).vehicle.provider);
+    const replay = `${dialect.encodeToCar({ v: 1, type: 'command', commandId: unlockId, deliveryId: 'dlv_test', action: 'unlock', token })} `;
     expect(await send('unlock', token, unlockId, replay)).toMatchObject({
       outcome: 'refused',
       reason: 'TOKEN_REPLAYED',

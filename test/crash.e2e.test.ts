@@ -104,6 +104,7 @@ async function deliveryFor(v: SeedVehicle): Promise<{ id: string; body: Record<s
     lat: v.position.lat,
     lon: v.position.lon,
     radiusM: 200,
+    access: 'public',
   });
   const now = Date.now();
   const d = await call('POST', '/v1/deliveries', {
@@ -114,6 +115,7 @@ async function deliveryFor(v: SeedVehicle): Promise<{ id: string; body: Record<s
     window: { start: new Date(now - 60_000).toISOString(), end: new Date(now + 3_600_000).toISOString() },
   });
   expect(d.status).toBe(201);
+  expect((await call('POST', `/v1/deliveries/${d.body.id}/parking`)).status).toBe(200);
   return { id: d.body.id, body: { driverId: 'driver-7', position: v.position, packageId: 'pkg-1' } };
 }
 
@@ -152,8 +154,9 @@ describe('kill -9 of the gateway', () => {
       .toBe('relocked');
     const view = (await call('GET', `/v1/deliveries/${d.id}`)).body;
     const kinds = view.timeline.map((e: { kind: string }) => e.kind);
-    expect(kinds.slice(0, 4)).toEqual([
+    expect(kinds.slice(0, 5)).toEqual([
       'delivery_scheduled',
+      'parking_confirmed',
       'unlock_granted',
       'command_sent',
       'command_interrupted',
@@ -171,12 +174,12 @@ describe('kill -9 of the gateway', () => {
     });
   });
 
-  it('right after granting an unlock: the grant and the command survive, and the relock is reconciled', async () => {
+  it("right after granting an unlock: the grant and the command survive, and the car's relock completes it", async () => {
     const v = vehicles[1] as SeedVehicle;
     const sim = () => fleet.car(v.vin);
     const d = await deliveryFor(v);
     const r = await call('POST', `/v1/deliveries/${d.id}/unlock`, d.body);
-    expect(r.status).toBe(200);
+    expect(r.status, JSON.stringify(r.body)).toBe(200);
     await child?.kill9();
     expect(sim().car.snapshot().locked).toBe(false);
     await expect.poll(() => sim().car.snapshot().locked, { timeout: FAILSAFE_MS + 3_000 }).toBe(true);
@@ -184,19 +187,23 @@ describe('kill -9 of the gateway', () => {
     await start();
     const after = (await call('GET', `/v1/deliveries/${d.id}`)).body;
     // Exactly what the client was told before the crash is there.
-    expect(after.timeline.map((e: { kind: string }) => e.kind).slice(0, 4)).toEqual([
+    expect(after.timeline.map((e: { kind: string }) => e.kind).slice(0, 5)).toEqual([
       'delivery_scheduled',
+      'parking_confirmed',
       'unlock_granted',
       'command_sent',
       'vehicle_unlocked',
     ]);
+    // The unlock's ack dated the opening: the car's first report after the restart proves it locked again.
     await expect
       .poll(async () => (await call('GET', `/v1/deliveries/${d.id}`)).body.status, { timeout: 15_000 })
-      .toBe('relocked');
+      .toBe('completed');
     const final = (await call('GET', `/v1/deliveries/${d.id}`)).body;
-    expect(final.timeline.at(-1)).toMatchObject({ kind: 'vehicle_relocked', detail: { by: 'car' } });
+    expect(final.timeline.slice(-2).map((e: { kind: string }) => e.kind)).toEqual([
+      'relocked_by_car',
+      'delivery_completed',
+    ]);
     expectOrdered(final.timeline);
-    expect((await call('POST', `/v1/deliveries/${d.id}/lock`, { driverId: 'driver-7' })).status).toBe(200);
   });
 
   it('in the middle of writes: every delivery acknowledged to a client is there after the restart, whole', async () => {
@@ -207,6 +214,7 @@ describe('kill -9 of the gateway', () => {
       lat: v.position.lat,
       lon: v.position.lon,
       radiusM: 200,
+      access: 'public',
     });
     const acknowledged: string[] = [];
     let failed = 0;

@@ -4,7 +4,8 @@ import { connect as netConnect } from 'node:net';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../gateway/http/app.ts';
-import { commandTopic } from '../protocols/index.ts';
+import { overdueRelocks } from '../gateway/store/records.ts';
+import { commandTopic, providerAdapter, readsAsProviderIndependent } from '../protocols/index.ts';
 import type { SeedVehicle } from '../seeds/index.ts';
 import { type CarFaults, createFleetFaults, type FleetFaults } from '../simulator/index.ts';
 import { type Stack, startStack } from './helpers/stack.ts';
@@ -27,7 +28,7 @@ beforeAll(async () => {
       RECONCILE_INTERVAL_MS: '0',
       MAX_UNLOCKS: '1',
     },
-    { faults, failsafeRelockMs: FAILSAFE_MS, backoff: { initialMs: 100, maxMs: 400 } },
+    { fleet: { faults, failsafeRelockMs: FAILSAFE_MS, backoff: { initialMs: 100, maxMs: 400 } } },
   );
   cars = [...stack.fleet.cars.values()].map((c) => c.vehicle);
   for (const v of cars) {
@@ -47,7 +48,10 @@ afterAll(async () => {
   await stack?.close();
 });
 
-/** A delivery to this car, with the driver standing next to it. */
+/**
+ * A delivery to this car, with the driver standing next to it and the car's parking confirmed: one state query
+ * on its command topic (publishedTo lists it first).
+ */
 async function deliveryFor(v: SeedVehicle): Promise<{ id: string; body: Record<string, unknown> }> {
   const loc = await stack.request('POST', '/v1/locations', {
     ownerId: v.ownerId,
@@ -55,6 +59,7 @@ async function deliveryFor(v: SeedVehicle): Promise<{ id: string; body: Record<s
     lat: v.position.lat,
     lon: v.position.lon,
     radiusM: 200,
+    access: 'public',
   });
   expect(loc.status).toBe(201);
   const now = Date.now();
@@ -66,6 +71,8 @@ async function deliveryFor(v: SeedVehicle): Promise<{ id: string; body: Record<s
     window: { start: new Date(now - 60_000).toISOString(), end: new Date(now + 3_600_000).toISOString() },
   });
   expect(d.status).toBe(201);
+  const parked = await stack.request('POST', `/v1/deliveries/${d.body.id}/parking`);
+  expect(parked.status).toBe(200);
   return { id: d.body.id, body: { driverId: 'driver-7', position: v.position, packageId: 'pkg-1' } };
 }
 
@@ -76,11 +83,21 @@ const view = async (id: string) => (await stack.request('GET', `/v1/deliveries/$
 const kinds = async (id: string): Promise<string[]> =>
   (await view(id)).timeline.map((e: { kind: string }) => e.kind);
 
-/** What the gateway published on this car's command topic, as the broker saw it: message types in order. */
-const publishedTo = (vin: string): string[] =>
-  stack.published
+/**
+ * What the gateway published on this car's command topic, as the broker saw it: canonical message types in order,
+ * read through the car's dialect (PROVIDERS.md).
+ */
+function publishedTo(vin: string): string[] {
+  const dialect = providerAdapter((cars.find((c) => c.vin === vin) as SeedVehicle).provider);
+  return stack.published
     .filter((p) => p.topic === commandTopic(vin))
-    .map((p) => (JSON.parse(p.payload.toString()) as { type: string }).type);
+    .map((p) => {
+      const payload = Buffer.from(p.payload);
+      return readsAsProviderIndependent(payload)
+        ? (JSON.parse(payload.toString()) as { type: string }).type
+        : dialect.decodeToCar(payload).type;
+    });
+}
 
 const commandsOf = (deliveryId: string) =>
   stack.gateway.store.db
@@ -131,9 +148,9 @@ describe('an offline car', () => {
 describe('an asleep car', () => {
   it('wakes on the first command and executes it within the wait', async () => {
     const { v, f, sim } = car(1);
+    const d = await deliveryFor(v);
     f.updatePlan({ wakeLatencyMs: 500 });
     f.setLink('asleep');
-    const d = await deliveryFor(v);
     const r = await unlock(d);
     expect(r.status).toBe(200);
     expect(sim().car.snapshot().locked).toBe(false);
@@ -143,9 +160,9 @@ describe('an asleep car', () => {
 
   it('woken after the token expired, it refuses TOKEN_EXPIRED and stays locked', async () => {
     const { v, f, sim } = car(2);
+    const d = await deliveryFor(v);
     f.updatePlan({ wakeLatencyMs: COMMAND_TIMEOUT_MS + QUERY_TIMEOUT_MS + 300 });
     f.setLink('asleep');
-    const d = await deliveryFor(v);
     // It sleeps through the request: no ack, no answer to the query.
     const pending = unlock(d);
     // Its clock says the wake-up came long after exp + skew.
@@ -170,10 +187,12 @@ describe('a lost ack', () => {
     const r = await unlock(d);
     expect(r.status).toBe(200);
     expect(sim().car.snapshot().locked).toBe(false);
-    expect(publishedTo(v.vin)).toEqual(['command', 'state_query']);
+    // The parking confirmation's query, the unlock, and the query naming it.
+    expect(publishedTo(v.vin)).toEqual(['state_query', 'command', 'state_query']);
     const timeline = (await view(d.id)).timeline;
     expect(timeline.map((e: { kind: string }) => e.kind)).toEqual([
       'delivery_scheduled',
+      'parking_confirmed',
       'unlock_granted',
       'command_sent',
       'command_timeout',
@@ -194,8 +213,8 @@ describe('a lost ack', () => {
 
   it('a retry after an unanswered query asks again first, and finds the car already open', async () => {
     const { v, f, sim } = car(5);
-    f.updatePlan({ acks: { drop: 1 }, state: { drop: 1 } });
     const d = await deliveryFor(v);
+    f.updatePlan({ acks: { drop: 1 }, state: { drop: 1 } });
     const first = await unlock(d);
     expect(first.status).toBe(504);
     expect(first.body.mayHaveSucceeded).toBe(true);
@@ -204,8 +223,8 @@ describe('a lost ack', () => {
     f.updatePlan({ state: {} });
     const retry = await unlock(d);
     expect(retry.status).toBe(200);
-    // One unlock, then two queries: the retry did not send a second unlock.
-    expect(publishedTo(v.vin)).toEqual(['command', 'state_query', 'state_query']);
+    // Parking, one unlock, then two queries: the retry did not send a second unlock.
+    expect(publishedTo(v.vin)).toEqual(['state_query', 'command', 'state_query', 'state_query']);
     expect(sim().executed).toHaveLength(1);
     const timeline = (await view(d.id)).timeline;
     expect(timeline.at(-1)).toMatchObject({ kind: 'unlock_requested', detail: { alreadyUnlocked: true } });
@@ -215,8 +234,8 @@ describe('a lost ack', () => {
 
   it('a retry while the car still does not answer sends nothing and says so', async () => {
     const { v, f } = car(10);
-    f.updatePlan({ acks: { drop: 1 }, state: { drop: 1 } });
     const d = await deliveryFor(v);
+    f.updatePlan({ acks: { drop: 1 }, state: { drop: 1 } });
     expect((await unlock(d)).status).toBe(504);
     const retry = await unlock(d);
     expect(retry.status).toBe(504);
@@ -231,8 +250,8 @@ describe('a lost ack', () => {
 describe('a dropped command', () => {
   it('is found not executed: 504 with mayHaveSucceeded false, the unlock is given back, a retry works', async () => {
     const { v, f, sim } = car(4);
-    f.updatePlan({ commands: { drop: 1 } });
     const d = await deliveryFor(v);
+    f.updatePlan({ commands: { drop: 1 } });
     const pending = unlock(d);
     await expect.poll(() => f.counts().command_dropped ?? 0).toBe(1);
     f.updatePlan({ commands: {} }); // the query that follows gets through
@@ -244,7 +263,7 @@ describe('a dropped command', () => {
 
     const retry = await unlock(d);
     expect(retry.status).toBe(200);
-    expect(publishedTo(v.vin)).toEqual(['command', 'state_query', 'command']);
+    expect(publishedTo(v.vin)).toEqual(['state_query', 'command', 'state_query', 'command']);
     expect(sim().executed).toHaveLength(1);
     expect((await lock(d.id)).status).toBe(200);
   });
@@ -253,8 +272,8 @@ describe('a dropped command', () => {
 describe('QoS 1 duplicates', () => {
   it('the car executes once and sends the same ack twice; the gateway applies it once', async () => {
     const { v, f, sim } = car(6);
-    f.updatePlan({ commands: { duplicate: 1 } });
     const d = await deliveryFor(v);
+    f.updatePlan({ commands: { duplicate: 1 } });
     expect((await unlock(d)).status).toBe(200);
     await expect
       .poll(() => stack.published.filter((p) => p.topic === `vehicles/${v.vin}/acks`).length)
@@ -291,7 +310,7 @@ describe('a low 12 V battery', () => {
 });
 
 describe('a network partition that heals', () => {
-  it('the car relocks by itself meanwhile, reconnects with backoff, and the gateway records the relock', async () => {
+  it('the car relocks by itself meanwhile, reconnects with backoff, and its report completes the delivery', async () => {
     const { v, f, sim } = car(8);
     const d = await deliveryFor(v);
     expect((await unlock(d)).status).toBe(200);
@@ -303,13 +322,40 @@ describe('a network partition that heals', () => {
     expect(f.counts().connect_failed ?? 0).toBeGreaterThan(0);
 
     f.setLink('online');
+    // The unlock's ack dated the opening, so the car's own later report is proof it locked (relocked_by_car).
+    await expect.poll(async () => (await view(d.id)).status, { timeout: 10_000 }).toBe('completed');
+    const timeline = (await view(d.id)).timeline;
+    expect(timeline.slice(-2)).toMatchObject([
+      { kind: 'relocked_by_car', detail: { carTime: expect.any(Number) } },
+      { kind: 'delivery_completed', detail: { by: 'car' } },
+    ]);
+    const vehicle = await stack.request('GET', `/v1/vehicles/${v.vin}`);
+    expect(vehicle.body).toMatchObject({ online: true, locked: true });
+    expect((await lock(d.id)).body).toMatchObject({ code: 'DELIVERY_NOT_ACTIVE' });
+  });
+
+  it('an unlock learnt of only after the partition makes the relocked delivery one the driver can still lock', async () => {
+    const { v, f, sim } = car(8);
+    const d = await deliveryFor(v);
+    // The car opens, but neither its ack nor an answer gets out before the partition.
+    f.updatePlan({ acks: { drop: 1 }, state: { drop: 1 } });
+    const r = await unlock(d);
+    expect(r.body).toMatchObject({ code: 'VEHICLE_UNREACHABLE', mayHaveSucceeded: true });
+    f.setLink('no_signal');
+    await expect.poll(() => sim().connection.connected).toBe(false);
+    await expect.poll(() => sim().car.snapshot().locked, { timeout: FAILSAFE_MS + 2_000 }).toBe(true);
+    f.updatePlan({ acks: {}, state: {} });
+    f.setLink('online');
+    await expect.poll(() => sim().connection.connected, { timeout: 5_000 }).toBe(true);
+    // The reconciler asks: the unlock executed, and the car is locked now.
+    await stack.gateway.reconciler.sweep();
     await expect.poll(async () => (await view(d.id)).status, { timeout: 10_000 }).toBe('relocked');
     const timeline = (await view(d.id)).timeline;
     expect(timeline.at(-1)).toMatchObject({ kind: 'vehicle_relocked', detail: { by: 'car', locked: true } });
-    const vehicle = await stack.request('GET', `/v1/vehicles/${v.vin}`);
-    expect(vehicle.body).toMatchObject({ online: true, locked: true });
-
-    // The driver's lock still completes the delivery.
+    // Confirmed locked: the watchdog leaves it alone, however long ago the car was opened.
+    const overdue = await overdueRelocks(stack.gateway.store.db, Date.now() + 3_600_000, 1_000);
+    expect(overdue.map((o) => o.id)).not.toContain(d.id);
+    // The driver's lock still goes out and completes the delivery.
     expect((await lock(d.id)).status).toBe(200);
     expect((await view(d.id)).status).toBe('completed');
   });
@@ -318,7 +364,9 @@ describe('a network partition that heals', () => {
 describe('load hygiene', () => {
   it('200 concurrent unlocks for one VIN become at most a handful of PUBLISH on its command topic', async () => {
     const { v } = car(9);
-    const deliveries = await Promise.all(Array.from({ length: 20 }, () => deliveryFor(v)));
+    // One after another: each parking answer is a publish of the car's, which the broker rate-limits.
+    const deliveries: Array<{ id: string; body: Record<string, unknown> }> = [];
+    for (let i = 0; i < 10; i++) deliveries.push(await deliveryFor(v));
     const before = publishedTo(v.vin).length;
     const replies = await Promise.all(
       Array.from({ length: 200 }, (_, i) =>
@@ -375,6 +423,7 @@ describe('load hygiene', () => {
       db: g.store.db,
       vehicles: g.vehicles,
       deliveries: g.deliveries,
+      control: g.control,
       logger: pino({ level: 'silent' }),
       perKeyPerMinute: 3,
     });
@@ -400,6 +449,7 @@ describe('load hygiene', () => {
       db: g.store.db,
       vehicles: g.vehicles,
       deliveries: g.deliveries,
+      control: g.control,
       logger: pino({ level: 'silent' }),
       connectionTimeoutMs: 300,
       requestTimeoutMs: 2_000,

@@ -1,34 +1,44 @@
 // Tests the reconciler against a real SQLite store and a fake MQTT link: late acks, answers with and without
 // command outcomes, relocks, restarts and the sweep's backoff. No network, a frozen clock.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { createPrivateKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { createDeliveryGuard, type DeliveryGuard } from '../gateway/delivery-guard.ts';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { ensureDevPki } from '../certs/index.ts';
+import { createKeyedMutex, type KeyedMutex } from '../gateway/keyed-mutex.ts';
 import { createReconciler, type Reconciler } from '../gateway/reconcile.ts';
 import {
   type CommandRecord,
+  findVehicleAck,
   insertCommand,
   insertDelivery,
   insertLocation,
   insertVehicle,
+  overdueRelocks,
   recordVehicleState,
   timelineOf,
 } from '../gateway/store/records.ts';
 import { openStore, type Store } from '../gateway/store/store.ts';
 import { createVehicleLimiter } from '../gateway/vehicle-limiter.ts';
-import type { QueryWait } from '../gateway/vehicle-link.ts';
-import type { Ack, StateReport } from '../protocols/index.ts';
+import type { ReportWait } from '../gateway/vehicle-link.ts';
+import { type Ack, type StateReport, signAck, type UnsignedAck } from '../protocols/index.ts';
 
 const NOW = Date.parse('2025-06-02T09:00:00Z');
 const VIN = '1G1ZE5ST5KF100231';
 const DLV = 'dlv_1';
 
+let pkiDir: string;
+/** The car's certified key: late acks are evidence only when it signed them (TOKEN.md §9). */
+let carKey: KeyObject;
+let carCert: string;
 let dir: string;
 let store: Store;
-let guard: DeliveryGuard;
-let answers: QueryWait[];
+let guard: KeyedMutex;
+/** Ends the holds taken with hold(). */
+let releases: Array<() => void>;
+let answers: ReportWait[];
 let asked: Array<readonly string[]>;
 let reconciler: Reconciler;
 
@@ -49,8 +59,19 @@ function report(locked: boolean, extra: Partial<StateReport> = {}): StateReport 
   };
 }
 
-function ack(commandId: string, over: Partial<Ack> = {}): Ack {
-  return {
+beforeAll(async () => {
+  pkiDir = mkdtempSync(join(tmpdir(), 'reconcile-pki-'));
+  const pki = await ensureDevPki({ dir: pkiDir, vins: [VIN], now: () => new Date(NOW) });
+  carKey = createPrivateKey(readFileSync(pki.vehicleKey(VIN), 'utf8'));
+  carCert = readFileSync(pki.vehicleCert(VIN), 'utf8');
+});
+afterAll(() => {
+  rmSync(pkiDir, { recursive: true, force: true });
+});
+
+/** An ack as the car sends it: signed with its certified key, unless another key is given. */
+function ack(commandId: string, over: Partial<UnsignedAck> = {}, key: KeyObject = carKey): Ack {
+  const unsigned: UnsignedAck = {
     v: 1,
     type: 'ack',
     vin: VIN,
@@ -62,6 +83,12 @@ function ack(commandId: string, over: Partial<Ack> = {}): Ack {
     at: NOW,
     ...over,
   };
+  return signAck(unsigned, key);
+}
+
+/** Holds the delivery as a request waiting for its ack would. */
+function hold(deliveryId: string): void {
+  void guard.run(deliveryId, () => new Promise<void>((resolve) => releases.push(resolve)));
 }
 
 async function command(id: string, over: Partial<CommandRecord> = {}): Promise<void> {
@@ -84,7 +111,8 @@ async function command(id: string, over: Partial<CommandRecord> = {}): Promise<v
 async function delivery(status: 'scheduled' | 'unlocked', unlocksUsed: number): Promise<void> {
   await store.db
     .updateTable('deliveries')
-    .set({ status, unlocks_used: unlocksUsed })
+    // An unlocked delivery's car was opened (its unlock time starts the relock watchdog's clock).
+    .set({ status, unlocks_used: unlocksUsed, unlocked_at: status === 'unlocked' ? NOW : null })
     .where('id', '=', DLV)
     .execute();
 }
@@ -107,6 +135,7 @@ beforeEach(async () => {
     ownerId: 'o',
     consent: ['unlock', 'lock'],
     linkedAt: NOW,
+    certPem: carCert,
   });
   await insertLocation(store.db, {
     id: 'loc_1',
@@ -116,6 +145,7 @@ beforeEach(async () => {
     lat: 47.6,
     lon: -122.3,
     radiusM: 200,
+    access: 'public',
     createdAt: NOW,
   });
   await insertDelivery(store.db, {
@@ -130,8 +160,16 @@ beforeEach(async () => {
     unlocksUsed: 1,
     createdAt: NOW,
     updatedAt: NOW,
+    blocked: false,
+    parking: null,
+    unlockedAt: null,
+    unlockedCarAt: null,
+    relockedAt: null,
+    relockRetryAt: null,
+    lockUnconfirmedAt: null,
   });
-  guard = createDeliveryGuard();
+  guard = createKeyedMutex();
+  releases = [];
   answers = [];
   asked = [];
   const link = {
@@ -153,6 +191,7 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
+  for (const release of releases) release();
   await reconciler.close();
   await store.close();
   rmSync(dir, { recursive: true, force: true });
@@ -182,6 +221,24 @@ describe('late acks', () => {
     expect(await dlv()).toMatchObject({ status: 'scheduled', unlocks_used: 0 });
   });
 
+  it('is evidence only when it verifies: a forged one settles nothing and is kept as ack_rejected', async () => {
+    await command('cmd_1');
+    const forger = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;
+    await reconciler.onAck(VIN, ack('cmd_1', {}, forger));
+    await reconciler.onAck(VIN, ack('cmd_1', { action: 'lock' }));
+    expect(await row('cmd_1')).toMatchObject({ status: 'timeout' });
+    expect(await dlv()).toMatchObject({ status: 'scheduled' });
+    expect((await timelineOf(store.db, DLV)).map((e) => e.code)).toEqual([
+      'ACK_SIGNATURE_INVALID',
+      'ACK_BINDING_MISMATCH',
+    ]);
+    expect(await findVehicleAck(store.db, 'cmd_1')).toBeNull();
+    // The genuine one still settles it, and is kept as evidence.
+    await reconciler.onAck(VIN, ack('cmd_1'));
+    expect(await row('cmd_1')).toMatchObject({ status: 'executed' });
+    expect(await findVehicleAck(store.db, 'cmd_1')).toMatchObject({ outcome: 'executed', locked: false });
+  });
+
   it('an ack naming another car, or no command of ours, is ignored', async () => {
     await command('cmd_1');
     await reconciler.onAck('YV1A22MK3F1900345', { ...ack('cmd_1'), vin: 'YV1A22MK3F1900345' });
@@ -198,7 +255,10 @@ describe('answers to state queries', () => {
       kind: 'state',
       report: report(false, { commands: [{ commandId: 'cmd_1', outcome: 'executed' }] }),
     });
-    expect(await reconciler.afterTimeout(VIN, 'cmd_2', DLV)).toBe('not_executed');
+    expect(await reconciler.afterTimeout(VIN, 'cmd_2', DLV)).toEqual({
+      status: 'not_executed',
+      locked: false,
+    });
     expect(asked).toEqual([['cmd_1', 'cmd_2']]);
     expect(await row('cmd_1')).toMatchObject({ status: 'executed', reason: 'REPORTED_BY_CAR' });
     expect(await row('cmd_2')).toMatchObject({ status: 'not_executed', reason: 'NOT_RECEIVED' });
@@ -209,7 +269,7 @@ describe('answers to state queries', () => {
   it('without outcomes, the lock state decides; a late ack can still correct it', async () => {
     await command('cmd_1');
     answers.push({ kind: 'state', report: report(true) });
-    expect(await reconciler.afterTimeout(VIN, 'cmd_1', DLV)).toBe('not_executed');
+    expect((await reconciler.afterTimeout(VIN, 'cmd_1', DLV)).status).toBe('not_executed');
     expect(await row('cmd_1')).toMatchObject({ reason: 'LOCKED_AT_QUERY' });
     expect(await dlv()).toMatchObject({ unlocks_used: 0 });
     // It ran after all (it was still on its way): the late ack wins and the unlock is counted again.
@@ -220,7 +280,7 @@ describe('answers to state queries', () => {
 
   it('a command another request is still waiting for is neither asked about nor settled', async () => {
     await command('cmd_1', { status: 'sent', reason: null });
-    guard.tryEnter(DLV);
+    hold(DLV);
     answers.push({ kind: 'state', report: report(true, { commands: [] }) });
     await reconciler.sweep();
     expect(asked).toEqual([]);
@@ -229,7 +289,7 @@ describe('answers to state queries', () => {
 
   it('no answer leaves everything as it was', async () => {
     await command('cmd_1');
-    expect(await reconciler.afterTimeout(VIN, 'cmd_1', DLV)).toBe('timeout');
+    expect(await reconciler.afterTimeout(VIN, 'cmd_1', DLV)).toEqual({ status: 'timeout', locked: null });
     expect(await row('cmd_1')).toMatchObject({ status: 'timeout' });
   });
 });
@@ -244,12 +304,14 @@ describe('relocks and sweeps', () => {
       kind: 'vehicle_relocked',
       detail: { by: 'car', locked: true },
     });
+    // Confirmed locked: the relock watchdog leaves it alone, however long ago the car was opened.
+    expect(await overdueRelocks(store.db, NOW + 3_600_000, 1_000)).toEqual([]);
   });
 
   it('answers (they carry a nonce) start nothing, and a delivery held by a request is left alone', async () => {
     await delivery('unlocked', 1);
     reconciler.onState(VIN, report(true, { nonce: 'n'.repeat(22) }));
-    guard.tryEnter(DLV);
+    hold(DLV);
     answers.push({ kind: 'state', report: report(true, { commands: [] }) });
     await reconciler.sweep();
     expect(asked).toEqual([]);

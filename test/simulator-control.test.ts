@@ -19,8 +19,13 @@ const TAHOE = '1GNSKBKC3FR200114';
 const EXAMPLE = join(import.meta.dirname, '..', 'simulator', 'scenarios', 'parking-deck.json');
 
 let trustedKeys: TrustedKeysFile;
+/** The cars' P-256 key, PKCS#8 PEM: they sign their acks with it (TOKEN.md §9). */
+let carKey: string;
 beforeAll(async () => {
   trustedKeys = { keys: [await trustedJwkFor(generateKeyPairSync('ed25519').publicKey)] };
+  carKey = generateKeyPairSync('ec', { namedCurve: 'prime256v1' })
+    .privateKey.export({ type: 'pkcs8', format: 'pem' })
+    .toString();
 });
 
 let dir: string;
@@ -34,7 +39,7 @@ async function twoCars(): Promise<void> {
   fleet = await startFleet({
     brokerUrl: 'mqtts://127.0.0.1:8883',
     vehicles: loadSeeds().vehicles.filter((v) => v.vin === MALIBU || v.vin === TAHOE),
-    pki: { ca: 'CA', certFor: () => ({ cert: 'C', key: 'K' }) },
+    pki: { ca: 'CA', certFor: () => ({ cert: 'C', key: carKey }) },
     trustedKeys,
     dataDir: dir,
     createClient: fake.create,
@@ -211,7 +216,7 @@ describe('control API on a fleet without fault injection', () => {
     fleet = await startFleet({
       brokerUrl: 'mqtts://127.0.0.1:8883',
       vehicles: loadSeeds().vehicles.filter((v) => v.vin === MALIBU),
-      pki: { ca: 'CA', certFor: () => ({ cert: 'C', key: 'K' }) },
+      pki: { ca: 'CA', certFor: () => ({ cert: 'C', key: carKey }) },
       trustedKeys,
       dataDir: dir,
       createClient: fake.create,

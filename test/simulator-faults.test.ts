@@ -4,8 +4,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { keyRingFrom, type TrustedKeysFile, trustedJwkFor } from '../protocols/keys.ts';
-import { type Action, StateReportSchema } from '../protocols/messages.ts';
+import { type TrustedKeysFile, trustedJwkFor } from '../protocols/keys.ts';
+import { type Action, type Command, StateReportSchema } from '../protocols/messages.ts';
+import { onstar } from '../protocols/providers/index.ts';
 import { buildClaims, mintAccessToken } from '../protocols/token.ts';
 import { loadSeeds } from '../seeds/index.ts';
 import { createSimulatedCar, type ExecutedCommand, type SimulatedCar } from '../simulator/car.ts';
@@ -19,7 +20,10 @@ import {
   seedFor,
 } from '../simulator/faults.ts';
 import { startFleet } from '../simulator/fleet.ts';
+import { createMemoryKeyStore } from '../simulator/key-store.ts';
+import { createOutcomeMemory } from '../simulator/outcome-memory.ts';
 import { createMemoryReplayStore } from '../simulator/replay-store.ts';
+import { createMemoryRevocationStore } from '../simulator/revocation-store.ts';
 import { type CarConnection, connectCar } from '../simulator/transport.ts';
 import { type FakeClient, fakeClients } from './helpers/fake-mqtt.ts';
 
@@ -29,12 +33,19 @@ const RELOCK_MS = 120_000;
 
 let gatewayKey: KeyObject;
 let trustedKeys: TrustedKeysFile;
+/** The car's P-256 key: it signs the acks (TOKEN.md §9). */
+let carKey: KeyObject;
 
 beforeAll(async () => {
   const pair = generateKeyPairSync('ed25519');
   gatewayKey = pair.privateKey;
   trustedKeys = { keys: [await trustedJwkFor(pair.publicKey)] };
+  carKey = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;
 });
+
+/** The test car is an OnStar car: everything on its command topic is in that dialect (PROVIDERS.md §4.1). */
+const toCar = (message: Parameters<typeof onstar.encodeToCar>[0]): Buffer =>
+  Buffer.from(onstar.encodeToCar(message));
 
 interface CommandSpec {
   id: string;
@@ -43,7 +54,7 @@ interface CommandSpec {
   vin?: string;
 }
 
-/** A command with a token minted now (fake Date); ids given by the test, so two runs send the same bytes. */
+/** A command with a token minted now (fake Date), in the car's dialect; ids given by the test, so two runs send the same bytes. */
 async function command({ id, action = 'unlock', ttlS = 60, vin = VIN }: CommandSpec): Promise<Buffer> {
   const commandId = `cmd_${id}`;
   const token = await mintAccessToken({
@@ -61,9 +72,8 @@ async function command({ id, action = 'unlock', ttlS = 60, vin = VIN }: CommandS
       notAfterMs: Date.now() + 3_600_000,
     }),
   });
-  return Buffer.from(
-    JSON.stringify({ v: 1, type: 'command', commandId, deliveryId: 'dlv_1', action, token }),
-  );
+  const message: Command = { v: 1, type: 'command', commandId, deliveryId: 'dlv_1', action, token };
+  return toCar(message);
 }
 
 /** Waits for real asynchronous work (token verification runs on the thread pool), not for fake time. */
@@ -99,6 +109,7 @@ interface Rig {
 async function rig(plan: FaultPlan = {}, seed = 7): Promise<Rig> {
   const faults = createCarFaults({ vin: VIN, seed, plan, now: () => Date.now() });
   const executed: ExecutedCommand[] = [];
+  const replay = createMemoryReplayStore({ capacity: 100 });
   const car = createSimulatedCar({
     vin: VIN,
     make: 'Chevrolet',
@@ -106,8 +117,10 @@ async function rig(plan: FaultPlan = {}, seed = 7): Promise<Rig> {
     year: 2019,
     provider: 'onstar',
     initial: { position: { lat: 47.6, lon: -122.3 } },
-    keys: keyRingFrom(trustedKeys),
-    replay: createMemoryReplayStore({ capacity: 100, now: () => faults.carTime() }),
+    keys: createMemoryKeyStore(trustedKeys),
+    replay,
+    revocations: createMemoryRevocationStore({ capacity: 100, lastGoodTime: () => replay.lastGoodTime() }),
+    signingKey: carKey,
     clock: () => faults.carTime(),
     failsafeRelockMs: RELOCK_MS,
     faults,
@@ -125,6 +138,7 @@ async function rig(plan: FaultPlan = {}, seed = 7): Promise<Rig> {
     backoff: { initialMs: 100, maxMs: 1_000 },
     createClient: fake.create,
     faults,
+    outcomes: createOutcomeMemory(),
   });
   const client = fake.byVin(VIN);
   client.sent = [];
@@ -182,7 +196,9 @@ describe('reproducibility', () => {
       }
     }
     await r.conn.close();
-    return { trace: [...r.faults.trace()], acks: r.client.onTopic('acks').map((s) => s.payload) };
+    // ECDSA signatures are randomised (TOKEN.md §9): the acks are compared without theirs.
+    const acks = r.client.messages('acks').map(({ sig: _sig, ...ack }) => ack);
+    return { trace: [...r.faults.trace()], acks };
   }
 
   it('the same seed gives the same fault trace and the same acks; another seed does not', async () => {
@@ -393,7 +409,7 @@ describe('state query', () => {
     const r = await rig({ commands: { latencyMs: 500 } });
     const nonce = 'n'.repeat(22);
     r.client.deliver(await command({ id: 'before-query' }));
-    r.client.deliver(JSON.stringify({ v: 1, type: 'state_query', nonce }));
+    r.client.deliver(toCar({ v: 1, type: 'state_query', nonce }));
     await drive(() => r.client.messages('state').some((m) => m.nonce === nonce), 'answer');
     const answer = StateReportSchema.parse(r.client.messages('state').find((m) => m.nonce === nonce));
     expect(answer.locked).toBe(false);
@@ -401,14 +417,39 @@ describe('state query', () => {
     await r.conn.close();
   });
 
+  it('names the outcomes of the commands it asks about, and only when it asks', async () => {
+    const r = await rig({ acks: { drop: 1 } });
+    r.client.deliver(await command({ id: 'acked-never' }));
+    await until(() => r.executed.length === 1, 'executed');
+    const asked = 'a'.repeat(22);
+    const plain = 'p'.repeat(22);
+    r.client.deliver(
+      toCar({ v: 1, type: 'state_query', nonce: asked, commandIds: ['cmd_acked-never', 'cmd_x'] }),
+    );
+    r.client.deliver(toCar({ v: 1, type: 'state_query', nonce: plain }));
+    await drive(() => r.client.messages('state').some((m) => m.nonce === plain), 'answers');
+    const answers = r.client.messages('state');
+    expect(answers.find((m) => m.nonce === asked)?.commands).toEqual([
+      { commandId: 'cmd_acked-never', outcome: 'executed' },
+    ]);
+    expect(answers.find((m) => m.nonce === plain)).not.toHaveProperty('commands');
+    await r.conn.close();
+  });
+
   it('a malformed query is not answered as a query', async () => {
     const r = await rig();
-    r.client.deliver(JSON.stringify({ v: 1, type: 'state_query', nonce: 'short' }));
+    r.client.deliver(
+      onstar
+        .encodeToCar({ v: 1, type: 'state_query', nonce: 'n'.repeat(22) })
+        .replace('n'.repeat(22), 'short'),
+    );
     await vi.advanceTimersByTimeAsync(10);
     expect(r.client.messages('state').filter((m) => 'nonce' in m)).toEqual([]);
     await r.conn.close();
   });
 });
+
+const carKeyPem = (): string => carKey.export({ type: 'pkcs8', format: 'pem' }).toString();
 
 describe('reboot', () => {
   let dir: string;
@@ -426,7 +467,7 @@ describe('reboot', () => {
     const fleet = await startFleet({
       brokerUrl: 'mqtts://127.0.0.1:8883',
       vehicles: vehicles.filter((v) => v.vin === VIN),
-      pki: { ca: 'CA', certFor: () => ({ cert: 'C', key: 'K' }) },
+      pki: { ca: 'CA', certFor: () => ({ cert: 'C', key: carKeyPem() }) },
       trustedKeys,
       dataDir: dir,
       now: () => Date.now(),
@@ -468,7 +509,7 @@ describe('reboot', () => {
     const fleet = await startFleet({
       brokerUrl: 'mqtts://127.0.0.1:8883',
       vehicles: vehicles.filter((v) => v.vin === VIN),
-      pki: { ca: 'CA', certFor: () => ({ cert: 'C', key: 'K' }) },
+      pki: { ca: 'CA', certFor: () => ({ cert: 'C', key: carKeyPem() }) },
       trustedKeys,
       dataDir: dir,
       createClient: fake.create,

@@ -4,10 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type Ack, StateQuerySchema, StateReportSchema } from '../protocols/messages.ts';
+import { onstar, ProviderError, volvoOnCall } from '../protocols/providers/index.ts';
 import { initialCarState } from '../simulator/car-state.ts';
 import { createFileCarStore } from '../simulator/car-store.ts';
 import { createOutcomeMemory } from '../simulator/outcome-memory.ts';
-import { readStateQuery } from '../simulator/state-query.ts';
 
 const VIN = '1G1ZE5ST5KF100231';
 const NONCE = 'AAAAAAAAAAAAAAAAAAAAAA';
@@ -22,6 +22,8 @@ const ack = (commandId: string, outcome: Ack['outcome'] = 'executed', reason?: s
   ...(reason ? { reason } : {}),
   locked: outcome !== 'executed',
   at: 1,
+  // The outcome memory keeps what the ack said; it does not verify the signature.
+  sig: 'eyJhbGciOiJFUzI1NiJ9..c2ln',
 });
 
 describe('state_query on the wire', () => {
@@ -62,16 +64,24 @@ describe('state_query on the wire', () => {
     );
   });
 
-  it('the car tells a query from a command, and garbage from both', () => {
-    expect(readStateQuery(Buffer.from(JSON.stringify({ v: 1, type: 'state_query', nonce: NONCE })))).toEqual({
-      v: 1,
-      type: 'state_query',
-      nonce: NONCE,
-    });
-    const command = { v: 1, type: 'command', commandId: 'c', deliveryId: 'd', action: 'unlock', token: 't' };
-    expect(readStateQuery(Buffer.from(JSON.stringify(command)))).toBeNull();
-    expect(readStateQuery(Buffer.from('{"type":"state_query"'))).toBeNull();
-    expect(readStateQuery(Buffer.from(JSON.stringify({ v: 1, type: 'state_query', nonce: 'x' })))).toBeNull();
+  it('the car reads a query, with its command ids, only in its own dialect', () => {
+    const query = { v: 1 as const, type: 'state_query' as const, nonce: NONCE, commandIds: ['cmd_1'] };
+    for (const dialect of [onstar, volvoOnCall]) {
+      expect(dialect.decodeToCar(dialect.encodeToCar(query))).toEqual(query);
+    }
+    const codeOf = (payload: string): string | undefined => {
+      try {
+        onstar.decodeToCar(payload);
+        return undefined;
+      } catch (err) {
+        return err instanceof ProviderError ? err.code : 'OTHER';
+      }
+    };
+    // The canonical form, another provider's dialect, a broken nonce: none is a query to an OnStar car.
+    expect(codeOf(JSON.stringify(query))).toBe('DIALECT_MISMATCH');
+    expect(codeOf(volvoOnCall.encodeToCar(query))).toBe('DIALECT_MISMATCH');
+    expect(codeOf(onstar.encodeToCar(query).replace(NONCE, 'x'))).toBe('MESSAGE_INVALID');
+    expect(codeOf('{"onstar":"1.0","commandRequest"')).toBe('MESSAGE_NOT_JSON');
   });
 });
 

@@ -1,26 +1,38 @@
 // Owns the HTTP API: buildApp(deps) returns a Fastify instance with every route, without listening.
 import { randomUUID } from 'node:crypto';
 import rateLimit from '@fastify/rate-limit';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
+import type { AuditLog } from '../audit-log.ts';
+import type { ControlService } from '../control.ts';
 import type { DeliveryService, DeliveryView as DeliveryViewModel } from '../deliveries.ts';
 import { ApiError } from '../errors.ts';
 import type { LocationRecord, VehicleRecord } from '../store/records.ts';
 import type { Database } from '../store/schema.ts';
 import type { VehicleService } from '../vehicles.ts';
+import { registerAuditApi } from './audit.ts';
 import { registerAuth } from './auth.ts';
+import { type OperationsDeps, registerOperations } from './operations.ts';
 import { registerProblemHandlers } from './problem.ts';
 import {
+  ActionParams,
+  CancelView,
   CreateDeliveryBody,
   CreateLocationBody,
+  DeliveryBlockView,
   DeliveryView,
+  EmptyBody,
   IdParams,
   LinkVehicleBody,
   LocationView,
   LockBody,
+  ParkingView,
+  ReasonBody,
+  UnlinkView,
   UnlockBody,
+  VehicleBlockView,
   VehicleView,
   VinParams,
 } from './schemas.ts';
@@ -29,6 +41,7 @@ export interface AppDeps {
   db: Kysely<Database>;
   vehicles: VehicleService;
   deliveries: DeliveryService;
+  control: ControlService;
   logger: Logger;
   bodyLimit?: number;
   /** Requests per minute per API key (default 600); 429 RATE_LIMITED with Retry-After beyond it. */
@@ -37,9 +50,15 @@ export interface AppDeps {
   requestTimeoutMs?: number;
   /** Longest idle time of a connection (default 60 s). */
   connectionTimeoutMs?: number;
+  /** /readyz, /metrics, HTTP metrics and the drain refusal (gateway/http/operations.ts). */
+  operations?: OperationsDeps;
+  /** The audit trail: its routes, and one entry per mutating request (protocols/AUDIT.md). */
+  audit?: AuditLog;
 }
 
 const iso = (ms: number): string => new Date(ms).toISOString();
+
+const ignitionOf = (s: string | null): 'on' | 'off' | null => (s === 'on' || s === 'off' ? s : null);
 
 const vehicleView = (v: VehicleRecord) => ({
   vin: v.vin,
@@ -49,8 +68,10 @@ const vehicleView = (v: VehicleRecord) => ({
   provider: v.provider,
   ownerId: v.ownerId,
   consent: v.consent,
+  blocked: v.blocked,
   online: v.online,
   locked: v.locked,
+  ignition: ignitionOf(v.ignition),
   position: v.position,
   lastSeen: v.lastSeen === null ? null : iso(v.lastSeen),
 });
@@ -60,6 +81,7 @@ const locationView = (l: LocationRecord) => ({
   ownerId: l.ownerId,
   label: l.label,
   kind: l.kind,
+  access: l.access,
   lat: l.lat,
   lon: l.lon,
   radiusM: l.radiusM,
@@ -76,10 +98,20 @@ const deliveryView = (
   window: { start: iso(d.windowStart), end: iso(d.windowEnd) },
   status: d.status,
   unlocksUsed: d.unlocksUsed,
+  blocked: d.blocked,
+  parking: d.parking
+    ? {
+        confirmedAt: iso(d.parking.confirmedAt),
+        position: d.parking.position,
+        invalidCode: d.parking.invalidCode,
+      }
+    : null,
+  unlockedAt: d.unlockedAt === null ? null : iso(d.unlockedAt),
+  relockedAt: d.relockedAt === null ? null : iso(d.relockedAt),
   ...(d.timeline ? { timeline: d.timeline.map((e) => ({ ...e, at: iso(e.at) })) } : {}),
 });
 
-const PUBLIC_ROUTES = new Set(['/healthz']);
+const PUBLIC_ROUTES = new Set(['/healthz', '/readyz', '/metrics']);
 
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
@@ -92,6 +124,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       return typeof given === 'string' && /^[A-Za-z0-9_-]{1,64}$/.test(given) ? given : randomUUID();
     },
     requestIdHeader: false,
+    // The same name as in problem bodies, so a log search by the id a caller reports finds the request.
+    logController: new LogController({ requestIdLogLabel: 'requestId' }),
   });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
@@ -99,6 +133,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     reply.header('x-request-id', req.id);
   });
   registerProblemHandlers(app);
+  if (deps.operations) registerOperations(app, deps.operations);
   registerAuth(app, deps.db, PUBLIC_ROUTES);
   // Route-level onRequest hooks run after the global ones, so the key is known here: one budget per key.
   await app.register(rateLimit, {
@@ -113,6 +148,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         detail: `at most ${ctx.max} requests a minute per API key; retry in ${ctx.after}`,
       }),
   });
+  if (deps.audit) registerAuditApi(app, deps.audit);
 
   const r = app.withTypeProvider<ZodTypeProvider>();
 
@@ -129,6 +165,25 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   r.get('/v1/vehicles', async () => ({ vehicles: (await deps.vehicles.list()).map(vehicleView) }));
   r.get('/v1/vehicles/:vin', { schema: { params: VinParams, response: { 200: VehicleView } } }, async (req) =>
     vehicleView(await deps.vehicles.get(req.params.vin)),
+  );
+  // Unlinking revokes everything in flight: see ControlService.unlink.
+  r.delete(
+    '/v1/vehicles/:vin',
+    { schema: { params: VinParams, response: { 200: UnlinkView } } },
+    async (req) => ({
+      ...(await deps.control.unlink(req.params.vin)),
+      unlinked: true as const,
+    }),
+  );
+  r.post(
+    '/v1/vehicles/:vin/block',
+    { schema: { params: VinParams, body: ReasonBody, response: { 200: VehicleBlockView } } },
+    async (req) => deps.control.blockVehicle(req.params.vin, req.body?.reason),
+  );
+  r.post(
+    '/v1/vehicles/:vin/unblock',
+    { schema: { params: VinParams, body: EmptyBody, response: { 200: VehicleBlockView } } },
+    async (req) => deps.control.unblockVehicle(req.params.vin),
   );
 
   r.post(
@@ -147,7 +202,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       const { window, ...rest } = req.body;
       const d = await deps.deliveries.schedule({
         ...rest,
-        window: { start: Date.parse(window.start), end: Date.parse(window.end) },
+        window: {
+          start: Date.parse(window.start),
+          ...(window.end === undefined ? {} : { end: Date.parse(window.end) }),
+        },
       });
       return reply.code(201).send(deliveryView(d));
     },
@@ -162,6 +220,31 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   );
   r.post('/v1/deliveries/:id/lock', { schema: { params: IdParams, body: LockBody } }, async (req) =>
     deps.deliveries.lock(req.params.id, req.body),
+  );
+  r.post(
+    '/v1/deliveries/:id/parking',
+    { schema: { params: IdParams, body: EmptyBody, response: { 200: ParkingView } } },
+    async (req) => deps.deliveries.confirmParking(req.params.id),
+  );
+  r.post(
+    '/v1/deliveries/:id/block',
+    { schema: { params: IdParams, body: ReasonBody, response: { 200: DeliveryBlockView } } },
+    async (req) => deps.control.blockDelivery(req.params.id, req.body?.reason),
+  );
+  r.post(
+    '/v1/deliveries/:id/unblock',
+    { schema: { params: IdParams, body: EmptyBody, response: { 200: DeliveryBlockView } } },
+    async (req) => deps.control.unblockDelivery(req.params.id),
+  );
+  r.post(
+    '/v1/deliveries/:id/cancel',
+    { schema: { params: IdParams, body: ReasonBody, response: { 200: CancelView } } },
+    async (req) => deps.control.cancel(req.params.id, req.body?.reason),
+  );
+  // Every other action on a delivery (remote start, horn, trunk…): the owner consented to unlock and lock
+  // only, so this is refused with ACTION_NOT_CONSENTED. Static routes above take precedence over it.
+  r.post('/v1/deliveries/:id/:action', { schema: { params: ActionParams } }, async (req) =>
+    deps.deliveries.requestAction(req.params.id, req.params.action),
   );
 
   await app.ready();

@@ -2,11 +2,34 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { Kysely, Migrator, SqliteDialect, sql } from 'kysely';
+import { Kysely, type LogEvent, Migrator, SqliteDialect, sql } from 'kysely';
 import { migrationProvider } from './migrations.ts';
 import type { Database } from './schema.ts';
 
 export type StoreConfig = { kind: 'sqlite'; file: string };
+
+export type QueryKind = 'select' | 'insert' | 'update' | 'delete' | 'raw' | 'other';
+
+/** One finished query, for store latency metrics. */
+export interface QueryObservation {
+  kind: QueryKind;
+  durationMs: number;
+  failed: boolean;
+}
+
+const KINDS: Record<string, QueryKind> = {
+  SelectQueryNode: 'select',
+  InsertQueryNode: 'insert',
+  UpdateQueryNode: 'update',
+  DeleteQueryNode: 'delete',
+  RawNode: 'raw',
+};
+
+const observation = (event: LogEvent): QueryObservation => ({
+  kind: KINDS[event.query.query.kind] ?? 'other',
+  durationMs: event.queryDurationMillis,
+  failed: event.level === 'error',
+});
 
 export interface Store {
   db: Kysely<Database>;
@@ -19,14 +42,20 @@ export interface Store {
  * Opens the SQLite store. Decisions must survive a crash once acknowledged, so the journal is WAL with
  * synchronous=FULL (fsync on every commit), not the faster NORMAL.
  */
-export async function openStore(config: StoreConfig): Promise<Store> {
+export async function openStore(
+  config: StoreConfig,
+  observe?: (query: QueryObservation) => void,
+): Promise<Store> {
   mkdirSync(dirname(config.file), { recursive: true });
   const sqlite = new BetterSqlite3(config.file);
   sqlite.pragma('journal_mode = WAL');
   sqlite.pragma('synchronous = FULL');
   sqlite.pragma('foreign_keys = ON');
   sqlite.pragma('busy_timeout = 5000');
-  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+  const db = new Kysely<Database>({
+    dialect: new SqliteDialect({ database: sqlite }),
+    ...(observe ? { log: (event: LogEvent) => observe(observation(event)) } : {}),
+  });
   const { error, results } = await new Migrator({ db, provider: migrationProvider }).migrateToLatest();
   const failed = results?.find((r) => r.status === 'Error');
   if (error || failed) {

@@ -1,6 +1,7 @@
 // Test helper: just enough of mqtt.js's MqttClient for the simulator's transport, driven by the test.
 import { EventEmitter } from 'node:events';
 import type { IClientOptions, MqttClient } from 'mqtt';
+import { PROVIDERS } from '../../protocols/providers/index.ts';
 import { commandTopic } from '../../protocols/topics.ts';
 import type { ClientFactory } from '../../simulator/transport.ts';
 
@@ -95,11 +96,19 @@ export class FakeClient extends EventEmitter {
     return this.sent.filter((s) => s.topic.endsWith(`/${kind}`));
   }
 
-  /** Parsed payloads on the acks or state topic. */
+  /** Payloads on the acks or state topic, translated from the car's dialect into canonical messages. */
   // biome-ignore lint/suspicious/noExplicitAny: tests read messages by shape and assert on them.
   messages(kind: 'acks' | 'state'): any[] {
-    return this.onTopic(kind).map((s) => JSON.parse(s.payload));
+    return this.onTopic(kind).map((s) => canonical(kind, s.payload));
   }
+}
+
+/** A car speaks its provider's dialect (PROVIDERS.md); anything no adapter recognises is returned as parsed. */
+function canonical(kind: 'acks' | 'state', payload: string): unknown {
+  const json = JSON.parse(payload) as Record<string, unknown>;
+  const adapter = Object.values(PROVIDERS).find((a) => a.recognises(json));
+  if (!adapter) return json;
+  return kind === 'acks' ? adapter.decodeAck(payload) : adapter.decodeState(payload);
 }
 
 export interface FakeClients {
