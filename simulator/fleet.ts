@@ -36,6 +36,14 @@ export interface StartFleetDeps {
   now?: () => number | null;
   failsafeRelockMs?: number;
   reportIntervalMs?: number;
+  /** How often each car checks its fail-safe relock; the transport's default (250 ms) when unset. */
+  tickIntervalMs?: number;
+  /** Cars connecting at once; unbounded by default. A large fleet keeps this near the broker's accept backlog. */
+  connectConcurrency?: number;
+  /** Told after each car has connected and subscribed. */
+  onConnected?: (connected: number, total: number) => void;
+  /** Builds each car's replay guard; by default a file `<VIN>.replay.json` in dataDir, fsynced per claim. */
+  replayStoreFor?: (vin: string) => ReplayStore;
   /** Defaults to the seed catalog. */
   catalog?: Catalog;
   /** Simulate vehicles the catalog does not support too (to exercise the gateway's refusals). */
@@ -70,6 +78,29 @@ export interface Fleet {
 
 export const replayFileFor = (dataDir: string, vin: string): string => join(dataDir, `${vin}.replay.json`);
 
+/** Runs work over items with at most `limit` in flight; settles every item like Promise.allSettled. */
+async function settleAll<T, R>(
+  items: readonly T[],
+  limit: number,
+  work: (item: T) => Promise<R>,
+): Promise<PromiseSettledResult<R>[]> {
+  const results: PromiseSettledResult<R>[] = new Array(items.length);
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < items.length) {
+      const index = next++;
+      try {
+        results[index] = { status: 'fulfilled', value: await work(items[index] as T) };
+      } catch (reason) {
+        results[index] = { status: 'rejected', reason };
+      }
+    }
+  };
+  const lanes = Math.max(1, Math.min(limit, items.length));
+  await Promise.all(Array.from({ length: lanes }, lane));
+  return results;
+}
+
 /** Connects every selected car; if any fails to connect, the others are closed again and the first error thrown. */
 export async function startFleet(deps: StartFleetDeps): Promise<Fleet> {
   const catalog = deps.catalog ?? loadSeeds().catalog;
@@ -89,14 +120,19 @@ export async function startFleet(deps: StartFleetDeps): Promise<Fleet> {
     else skipped.push({ vin: vehicle.vin, reason: 'INCOMPATIBLE' });
   }
 
-  const started = await Promise.allSettled(
-    selected.map(async (vehicle): Promise<FleetCar> => {
-      const replay = createFileReplayStore({
-        file: replayFileFor(deps.dataDir, vehicle.vin),
-        capacity: deps.replayCapacity ?? DEFAULT_REPLAY_CAPACITY,
-        now: clock,
-        onError: (err) => log.error({ vin: vehicle.vin, err: String(err) }, 'replay store not written'),
-      });
+  let connected = 0;
+  const started = await settleAll(
+    selected,
+    deps.connectConcurrency ?? Number.POSITIVE_INFINITY,
+    async (vehicle): Promise<FleetCar> => {
+      const replay =
+        deps.replayStoreFor?.(vehicle.vin) ??
+        createFileReplayStore({
+          file: replayFileFor(deps.dataDir, vehicle.vin),
+          capacity: deps.replayCapacity ?? DEFAULT_REPLAY_CAPACITY,
+          now: clock,
+          onError: (err) => log.error({ vin: vehicle.vin, err: String(err) }, 'replay store not written'),
+        });
       const car = createSimulatedCar({
         vin: vehicle.vin,
         make: vehicle.make,
@@ -120,13 +156,15 @@ export async function startFleet(deps: StartFleetDeps): Promise<Fleet> {
         cert,
         key,
         reportIntervalMs: deps.reportIntervalMs ?? DEFAULT_REPORT_INTERVAL_MS,
+        tickIntervalMs: deps.tickIntervalMs,
         logger: log,
         servername: deps.servername,
         random: deps.random,
         createClient: deps.createClient,
       });
+      deps.onConnected?.(++connected, selected.length);
       return { vehicle, car, connection, replay };
-    }),
+    },
   );
 
   const cars = new Map<string, FleetCar>();
