@@ -1,4 +1,5 @@
 // Owns the gateway's MQTT connection: publishes commands, matches acks to them, and hands state reports on.
+import type { Socket } from 'node:net';
 import mqtt, { type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import {
@@ -85,8 +86,15 @@ export async function connectVehicleLink(deps: VehicleLinkDeps): Promise<Vehicle
       logger.warn({ event: 'mqtt.message_refused', vin: t.vin, kind: t.kind, code }, 'message refused');
     }
   };
+  // Commands are latency-bound small writes; Nagle's algorithm would hold one back for the broker's
+  // delayed ACK (about 40 ms). The stream is new after every reconnect.
+  const noDelay = (): void => {
+    (client.stream as Partial<Socket> | undefined)?.setNoDelay?.(true);
+  };
+  noDelay();
   client.on('message', onMessage);
   client.on('connect', () => {
+    noDelay();
     // clean sessions: subscriptions must be renewed after every reconnect.
     client.subscribe([...GATEWAY_SUBSCRIPTIONS], { qos: 1 });
   });

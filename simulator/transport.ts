@@ -1,4 +1,5 @@
 // Owns the car's MQTT session (the simulator's only MQTT code): mTLS connect, commands in, acks and state out.
+import type { Socket } from 'node:net';
 import type { SecureContextOptions } from 'node:tls';
 import { connect, type IClientOptions, type MqttClient } from 'mqtt';
 import { encodeMessage } from '../protocols/messages.ts';
@@ -192,6 +193,9 @@ export async function connectCar(deps: ConnectCarDeps): Promise<CarConnection> {
   });
 
   client.on('connect', (connack) => {
+    // Acks are small writes that follow a PUBACK at once; Nagle's algorithm would hold them back for the
+    // broker's delayed ACK (about 40 ms). Each reconnect brings a new stream.
+    (client.stream as Partial<Socket> | undefined)?.setNoDelay?.(true);
     attempt = 0;
     lastError = null;
     car.setOnline(true);

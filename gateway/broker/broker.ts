@@ -119,6 +119,9 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
       requestCert: true,
       rejectUnauthorized: true,
       minVersion: 'TLSv1.3',
+      // MQTT packets are small and answered at once (PUBACK, then the next PUBLISH): with Nagle's algorithm
+      // a second small write waits for the peer's delayed ACK, about 40 ms, on every command round trip.
+      noDelay: true,
     },
     (socket) => aedes.handle(socket),
   );
