@@ -1,0 +1,98 @@
+// Owns phase 5's cars: MQTT.js clients with the simulator's TLS options that verify the Ed25519 signature of
+// each command's token and publish an ack, and nothing else (no schema, no claim checks, no replay memory).
+import { createPublicKey, verify } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
+import mqtt, { type MqttClient } from 'mqtt';
+import { devPkiPaths } from '../../certs/dev-pki.ts';
+import { TrustedKeysFileSchema } from '../../protocols/keys.ts';
+import { PROTOCOL_VERSION } from '../../protocols/messages.ts';
+import { ackTopic, commandTopic } from '../../protocols/topics.ts';
+import { benchVin } from './fleet-data.ts';
+import { idleMemory, serve } from './ipc.ts';
+
+export interface FloorCarsParams {
+  port: number;
+  pkiDir: string;
+  count: number;
+  concurrency: number;
+}
+
+const clients: MqttClient[] = [];
+
+const { emit } = serve({
+  async start(params: FloorCarsParams): Promise<{ connected: number; ms: number }> {
+    const paths = devPkiPaths(params.pkiDir);
+    const read = (path: string): string => readFileSync(path, 'utf8');
+    const ca = read(paths.caCert);
+    const [jwk] = TrustedKeysFileSchema.parse(JSON.parse(read(paths.trustedKeys))).keys;
+    if (!jwk) throw new Error('no trusted key');
+    const publicKey = createPublicKey({ key: { kty: jwk.kty, crv: jwk.crv, x: jwk.x }, format: 'jwk' });
+    const started = performance.now();
+    let next = 0;
+    let connected = 0;
+    let lastEmit = 0;
+    const connectOne = async (vin: string): Promise<void> => {
+      const client = await mqtt.connectAsync(`mqtts://127.0.0.1:${params.port}`, {
+        clientId: vin,
+        protocolVersion: 4,
+        clean: false,
+        ca,
+        cert: read(paths.vehicleCert(vin)),
+        key: read(paths.vehicleKey(vin)),
+        rejectUnauthorized: true,
+        minVersion: 'TLSv1.3',
+        reconnectPeriod: 0,
+        connectTimeout: 10_000,
+        keepalive: 30,
+      } as mqtt.IClientOptions);
+      (client.stream as Partial<Socket>).setNoDelay?.(true);
+      client.on('message', (_topic, payload) => {
+        const command = JSON.parse(payload.toString('utf8')) as {
+          commandId: string;
+          deliveryId: string;
+          action: string;
+          token: string;
+        };
+        const cut = command.token.lastIndexOf('.');
+        const ok = verify(
+          null,
+          Buffer.from(command.token.slice(0, cut)),
+          publicKey,
+          Buffer.from(command.token.slice(cut + 1), 'base64url'),
+        );
+        const ack = {
+          v: PROTOCOL_VERSION,
+          type: 'ack',
+          vin,
+          commandId: command.commandId,
+          deliveryId: command.deliveryId,
+          action: command.action,
+          outcome: ok ? 'executed' : 'refused',
+          locked: command.action === 'lock',
+          at: Date.now(),
+        };
+        client.publish(ackTopic(vin), JSON.stringify(ack), { qos: 1 });
+      });
+      await client.subscribeAsync(commandTopic(vin), { qos: 1 });
+      clients.push(client);
+      connected++;
+      const now = performance.now();
+      if (connected === params.count || now - lastEmit > 100) {
+        lastEmit = now;
+        emit('progress', { done: connected, total: params.count });
+      }
+    };
+    const lane = async (): Promise<void> => {
+      while (next < params.count) await connectOne(benchVin(next++));
+    };
+    await Promise.all(Array.from({ length: Math.min(params.concurrency, params.count) }, lane));
+    return { connected, ms: performance.now() - started };
+  },
+
+  async memory(): Promise<{ memory: NodeJS.MemoryUsage }> {
+    return { memory: await idleMemory() };
+  },
+
+  cpu: (): NodeJS.CpuUsage => process.cpuUsage(),
+});
