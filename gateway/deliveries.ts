@@ -11,6 +11,7 @@ import {
 } from '../protocols/index.ts';
 import { ApiError, type ErrorCode } from './errors.ts';
 import { distanceM } from './geo.ts';
+import type { Write } from './store/group-commit.ts';
 import {
   appendEvent,
   type Db,
@@ -46,7 +47,10 @@ export interface Signer {
 }
 
 export interface DeliveryServiceDeps {
+  /** For reads. */
   db: Kysely<Database>;
+  /** Every write goes through here: atomic per unit, durable before it resolves (store.write). */
+  write: Write;
   link: () => VehicleLink | null;
   signer: Signer;
   policy: DeliveryPolicy;
@@ -76,7 +80,7 @@ export interface DeliveryView extends DeliveryRecord {
 const tokenHash = (token: string): string => createHash('sha256').update(token).digest('base64url');
 
 export function createDeliveryService(deps: DeliveryServiceDeps) {
-  const { db, policy, now, newId, logger } = deps;
+  const { db, write, policy, now, newId, logger } = deps;
   // One command at a time per delivery in this process; the conditional update below guards across replicas.
   const busy = new Set<string>();
 
@@ -86,7 +90,7 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
     code: ErrorCode,
     detail: Record<string, unknown>,
   ): Promise<never> {
-    await appendEvent(db, deliveryId, { at: now(), kind, outcome: 'denied', code, detail });
+    await write((trx) => appendEvent(trx, deliveryId, { at: now(), kind, outcome: 'denied', code, detail }));
     throw new ApiError(code);
   }
 
@@ -122,7 +126,7 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
       createdAt: t,
       updatedAt: t,
     };
-    await db.transaction().execute(async (trx) => {
+    await write(async (trx) => {
       await insertDelivery(trx, delivery);
       await appendEvent(trx, delivery.id, {
         at: t,
@@ -140,13 +144,15 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
     return delivery;
   }
 
-  /** Mints a token bound to a fresh command id, records the command, and returns what to publish. */
+  /**
+   * Mints a token bound to a fresh command id; returns what to publish and how to record it. The signature
+   * is made before any write starts, so no transaction stays open while the signing job runs.
+   */
   async function prepareCommand(
-    trx: Db,
     d: DeliveryRecord,
     action: Action,
     notAfterMs: number,
-  ): Promise<Command> {
+  ): Promise<{ command: Command; record: (trx: Db) => Promise<void> }> {
     const t = now();
     const commandId = `cmd_${newId()}`;
     const jti = newId();
@@ -162,52 +168,59 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
       notAfterMs,
     });
     const token = await mintAccessToken({ privateKey: deps.signer.privateKey, kid: deps.signer.kid, claims });
-    await insertCommand(trx, {
-      id: commandId,
-      deliveryId: d.id,
-      vin: d.vin,
-      action,
-      jti,
-      tokenHash: tokenHash(token),
-      status: 'sent',
-      reason: null,
-      issuedAt: t,
-      expiresAt: claims.exp * 1000,
-      ackedAt: null,
-    });
-    await appendEvent(trx, d.id, {
-      at: t,
-      kind: 'command_sent',
-      outcome: 'info',
-      code: null,
-      detail: {
-        commandId,
+    const record = async (trx: Db): Promise<void> => {
+      await insertCommand(trx, {
+        id: commandId,
+        deliveryId: d.id,
+        vin: d.vin,
         action,
         jti,
-        tokenSha256: tokenHash(token),
-        exp: claims.exp,
-        kid: deps.signer.kid,
-      },
-    });
-    return { v: PROTOCOL_VERSION, type: 'command', commandId, deliveryId: d.id, action, token };
+        tokenHash: tokenHash(token),
+        status: 'sent',
+        reason: null,
+        issuedAt: t,
+        expiresAt: claims.exp * 1000,
+        ackedAt: null,
+      });
+      await appendEvent(trx, d.id, {
+        at: t,
+        kind: 'command_sent',
+        outcome: 'info',
+        code: null,
+        detail: {
+          commandId,
+          action,
+          jti,
+          tokenSha256: tokenHash(token),
+          exp: claims.exp,
+          kid: deps.signer.kid,
+        },
+      });
+    };
+    return {
+      command: { v: PROTOCOL_VERSION, type: 'command', commandId, deliveryId: d.id, action, token },
+      record,
+    };
   }
 
   /** Sends a prepared command and settles it from the car's ack; returns the ack's lock state. */
   async function dispatch(d: DeliveryRecord, command: Command): Promise<{ locked: boolean }> {
     const link = deps.link();
     if (!link?.connected()) {
-      await settleCommand(db, command.commandId, {
-        status: 'timeout',
-        reason: 'BROKER_UNAVAILABLE',
-        ackedAt: null,
-      });
+      await write((trx) =>
+        settleCommand(trx, command.commandId, {
+          status: 'timeout',
+          reason: 'BROKER_UNAVAILABLE',
+          ackedAt: null,
+        }),
+      );
       throw new ApiError('BROKER_UNAVAILABLE', { mayHaveSucceeded: false });
     }
     const started = now();
     const result = await link.send(d.vin, command, policy.commandTimeoutMs);
     const t = now();
     if (result.kind === 'timeout') {
-      await db.transaction().execute(async (trx) => {
+      await write(async (trx) => {
         await settleCommand(trx, command.commandId, { status: 'timeout', reason: 'NO_ACK', ackedAt: null });
         await appendEvent(trx, d.id, {
           at: t,
@@ -224,7 +237,7 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
     }
     const { ack } = result;
     if (ack.outcome === 'refused') {
-      await db.transaction().execute(async (trx) => {
+      await write(async (trx) => {
         await settleCommand(trx, command.commandId, {
           status: 'refused',
           reason: ack.reason ?? null,
@@ -248,7 +261,7 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
         extra: { vehicleReason: ack.reason ?? null },
       });
     }
-    await db.transaction().execute(async (trx) => {
+    await write(async (trx) => {
       await settleCommand(trx, command.commandId, { status: 'executed', reason: null, ackedAt: t });
       const kind = command.action === 'unlock' ? 'vehicle_unlocked' : 'vehicle_locked';
       await appendEvent(trx, d.id, {
@@ -309,7 +322,8 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
       }
       if (d.unlocksUsed >= policy.maxUnlocks) return deny(d.id, kind, 'UNLOCK_LIMIT_REACHED', ctx);
 
-      const command = await db.transaction().execute(async (trx) => {
+      const prepared = await prepareCommand(d, 'unlock', d.windowEnd);
+      const command = await write(async (trx) => {
         // Reserve the unlock only if nobody else used it meanwhile (another replica, say).
         const reserved = await trx
           .updateTable('deliveries')
@@ -329,7 +343,8 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
             checks: ['driver', 'window', 'package', 'location', 'unlocks'],
           },
         });
-        return prepareCommand(trx, d, 'unlock', d.windowEnd);
+        await prepared.record(trx);
+        return prepared.command;
       });
       logger.info(
         {
@@ -354,7 +369,8 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
         return deny(d.id, kind, 'DRIVER_NOT_ASSIGNED', { driverId: input.driverId });
       if (d.status !== 'unlocked') return deny(d.id, kind, 'DELIVERY_NOT_ACTIVE', { status: d.status });
       // A lock token is not capped by the window: re-locking must stay possible after it ends.
-      const command = await db.transaction().execute(async (trx) => {
+      const prepared = await prepareCommand(d, 'lock', Number.MAX_SAFE_INTEGER);
+      const command = await write(async (trx) => {
         await appendEvent(trx, d.id, {
           at: now(),
           kind: 'lock_granted',
@@ -362,7 +378,8 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
           code: null,
           detail: input,
         });
-        return prepareCommand(trx, d, 'lock', Number.MAX_SAFE_INTEGER);
+        await prepared.record(trx);
+        return prepared.command;
       });
       logger.info(
         { event: 'command.sent', deliveryId: d.id, commandId: command.commandId, action: 'lock', vin: d.vin },

@@ -77,6 +77,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       `mqtts://${config.MQTT_HOST === '0.0.0.0' ? '127.0.0.1' : config.MQTT_HOST}:${broker?.port}`;
     const vehicles = createVehicleService({
       db: store.db,
+      write: store.write,
       catalog: deps.catalog,
       now,
       newId,
@@ -97,6 +98,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     const connectedLink = link;
     const deliveries = createDeliveryService({
       db: store.db,
+      write: store.write,
       link: () => connectedLink,
       signer: {
         privateKey: createPrivateKey(material.tokenSigningKey),

@@ -2,6 +2,7 @@
 import type { Kysely } from 'kysely';
 import { type Catalog, findCompatible, type StateMessage, vinProblem } from '../protocols/index.ts';
 import { ApiError } from './errors.ts';
+import type { Write } from './store/group-commit.ts';
 import {
   findVehicle,
   insertLocation,
@@ -35,7 +36,10 @@ export interface LocationInput {
 }
 
 export interface VehicleServiceDeps {
+  /** For reads. */
   db: Kysely<Database>;
+  /** Every write goes through here: atomic per unit, durable before it resolves (store.write). */
+  write: Write;
   catalog: Catalog;
   now: () => number;
   newId: () => string;
@@ -43,7 +47,7 @@ export interface VehicleServiceDeps {
 }
 
 export function createVehicleService(deps: VehicleServiceDeps) {
-  const { db, now } = deps;
+  const { db, write, now } = deps;
 
   async function link(input: LinkInput): Promise<VehicleRecord> {
     const problem = vinProblem(input.vin);
@@ -54,7 +58,7 @@ export function createVehicleService(deps: VehicleServiceDeps) {
       });
     }
     if (await findVehicle(db, input.vin)) throw new ApiError('VEHICLE_ALREADY_LINKED');
-    await insertVehicle(db, { ...input, consent: [...CONSENTED_ACTIONS], linkedAt: now() });
+    await write((trx) => insertVehicle(trx, { ...input, consent: [...CONSENTED_ACTIONS], linkedAt: now() }));
     return (await findVehicle(db, input.vin)) as VehicleRecord;
   }
 
@@ -69,26 +73,29 @@ export function createVehicleService(deps: VehicleServiceDeps) {
       throw new ApiError('RADIUS_TOO_LARGE', { detail: `radiusM at most ${deps.maxRadiusM}` });
     }
     const location: LocationRecord = { id: `loc_${deps.newId()}`, ...input, createdAt: now() };
-    await insertLocation(db, location);
+    await write((trx) => insertLocation(trx, location));
     return location;
   }
 
   /** Applies a state or presence message from a car; unlinked cars are ignored. */
   async function observe(vin: string, message: StateMessage): Promise<void> {
     if (message.type === 'presence') {
-      await recordVehicleState(db, vin, { online: false, seenAt: now() });
+      await write((trx) => recordVehicleState(trx, vin, { online: false, seenAt: now() }));
       return;
     }
     const doorsOpen = Object.values(message.doors).some((d) => d === 'open') || message.trunk === 'open';
-    await recordVehicleState(db, vin, {
-      online: true,
-      locked: message.locked,
-      position: message.position,
-      ignition: message.ignition,
-      doorsOpen,
-      seenAt: now(),
-      seq: message.seq,
-    });
+    const seenAt = now();
+    await write((trx) =>
+      recordVehicleState(trx, vin, {
+        online: true,
+        locked: message.locked,
+        position: message.position,
+        ignition: message.ignition,
+        doorsOpen,
+        seenAt,
+        seq: message.seq,
+      }),
+    );
   }
 
   return { link, get, list: () => listVehicles(db), addLocation, observe };

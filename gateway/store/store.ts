@@ -3,6 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { Kysely, Migrator, SqliteDialect, sql } from 'kysely';
+import { createGroupCommit, type Write } from './group-commit.ts';
 import { migrationProvider } from './migrations.ts';
 import type { Database } from './schema.ts';
 
@@ -10,6 +11,11 @@ export type StoreConfig = { kind: 'sqlite'; file: string };
 
 export interface Store {
   db: Kysely<Database>;
+  /**
+   * Runs a unit of writes atomically and resolves once it is durable; concurrent units share a commit
+   * (group-commit.ts). A unit must use only the transaction it is given, never db.
+   */
+  write: Write;
   /** Proves the store is open and writable (for readiness). */
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -35,6 +41,7 @@ export async function openStore(config: StoreConfig): Promise<Store> {
   }
   return {
     db,
+    write: createGroupCommit(db),
     async ping() {
       // A write statement that touches no row still takes the write lock, so a read-only store fails here.
       await sql`update api_keys set label = label where 1 = 0`.execute(db);
