@@ -1,10 +1,12 @@
-// Group commit: concurrent write units share one transaction, yet each commits or fails on its own.
+// The store's write path: group commit (units share a transaction, yet commit or fail on their own) and
+// the prepared-statement cache.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createGroupCommit } from '../gateway/store/group-commit.ts';
 import { insertApiKey } from '../gateway/store/records.ts';
+import { withStatementCache } from '../gateway/store/statement-cache.ts';
 import { openStore, type Store } from '../gateway/store/store.ts';
 
 let dir: string;
@@ -118,5 +120,38 @@ describe('group commit', () => {
   it('is what store.write uses, with the default scheduling', async () => {
     await Promise.all(['x', 'y'].map((id) => store.write((trx) => insertApiKey(trx, key(id)))));
     expect(await ids()).toEqual(['x', 'y']);
+  });
+});
+
+describe('statement cache', () => {
+  it('prepares each SQL text once and drops the oldest beyond its capacity', () => {
+    const prepared: string[] = [];
+    const database = {
+      close: vi.fn(),
+      prepare: (sql: string) => {
+        prepared.push(sql);
+        return {
+          reader: true,
+          all: () => [sql],
+          run: () => ({ changes: 0, lastInsertRowid: 0 }),
+          iterate: () => [][Symbol.iterator](),
+        };
+      },
+    };
+    const cached = withStatementCache(database, 2);
+    expect(cached.prepare('a')).toBe(cached.prepare('a'));
+    cached.prepare('b');
+    cached.prepare('c');
+    cached.prepare('a');
+    expect(prepared).toEqual(['a', 'b', 'c', 'a']);
+    cached.close();
+    expect(database.close).toHaveBeenCalledOnce();
+  });
+
+  it('serves the store: repeated queries return fresh results', async () => {
+    for (const id of ['a', 'b']) {
+      await store.write((trx) => insertApiKey(trx, key(id)));
+      expect((await ids()).at(-1)).toBe(id);
+    }
   });
 });
