@@ -126,12 +126,9 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       deliveries,
       async createApiKey(label) {
         const key = `ck_${randomBytes(24).toString('base64url')}`;
-        await insertApiKey(store.db, {
-          id: `key_${newId()}`,
-          hash: hashApiKey(key),
-          label,
-          createdAt: now(),
-        });
+        await store.write((trx) =>
+          insertApiKey(trx, { id: `key_${newId()}`, hash: hashApiKey(key), label, createdAt: now() }),
+        );
         return key;
       },
       async close() {

@@ -1,5 +1,5 @@
-// The store's write path: group commit (units share a transaction, yet commit or fail on their own) and
-// the prepared-statement cache.
+// The store's write path: group commit (units share a transaction and one sync, yet commit or fail on their
+// own, and nobody hears back or reads before the sync) and the prepared-statement cache.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,7 +12,7 @@ import { openStore, type Store } from '../gateway/store/store.ts';
 let dir: string;
 let store: Store;
 beforeEach(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'group-commit-'));
+  dir = mkdtempSync(join(tmpdir(), 'store-writes-'));
   store = await openStore({ kind: 'sqlite', file: join(dir, 'g.sqlite') });
 });
 afterEach(async () => {
@@ -23,13 +23,19 @@ afterEach(async () => {
 const key = (id: string) => ({ id, hash: `hash-${id}`, label: id, createdAt: 1 });
 const ids = async (): Promise<string[]> =>
   (await store.db.selectFrom('api_keys').select('id').orderBy('id').execute()).map((r) => r.id);
+const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
-/** A write() whose batches run only when drain() lets them, so the test decides what is queued together. */
-function manual(maxBatch?: number) {
+/**
+ * A write() whose batches run only when drain() lets them, so the test decides what is queued together, and
+ * whose syncs are counted and can be held back or failed.
+ */
+function manual(options: { maxBatch?: number; durable?: () => Promise<void> } = {}) {
   const runs: Array<() => void> = [];
+  const durable = vi.fn(options.durable ?? (async () => undefined));
   const write = createGroupCommit(store.db, {
+    durable,
     schedule: (run) => runs.push(run),
-    ...(maxBatch === undefined ? {} : { maxBatch }),
+    ...(options.maxBatch === undefined ? {} : { maxBatch: options.maxBatch }),
   });
   /** Runs scheduled batches until every unit given has settled. */
   const drain = async (units: Array<Promise<unknown>>): Promise<void> => {
@@ -39,16 +45,15 @@ function manual(maxBatch?: number) {
     });
     while (!settled) {
       runs.shift()?.();
-      await new Promise((resolve) => setImmediate(resolve));
+      await turn();
     }
   };
-  return { write, drain };
+  return { write, drain, durable, runs };
 }
 
 describe('group commit', () => {
-  it('runs the units queued together in one transaction, in order, each seeing the ones before', async () => {
-    const transactions = vi.spyOn(store.db, 'transaction');
-    const { write, drain } = manual();
+  it('runs the units queued together in one transaction and one sync, in order, each seeing the ones before', async () => {
+    const { write, drain, durable } = manual();
     const seen: number[] = [];
     const units = ['a', 'b', 'c'].map((id) =>
       write(async (trx) => {
@@ -60,66 +65,83 @@ describe('group commit', () => {
     await drain(units);
     expect(await Promise.all(units)).toEqual(['a', 'b', 'c']);
     expect(seen).toEqual([0, 1, 2]);
-    expect(transactions).toHaveBeenCalledTimes(1);
+    expect(durable).toHaveBeenCalledTimes(1);
     expect(await ids()).toEqual(['a', 'b', 'c']);
   });
 
   it('rolls back a failing unit alone and gives its caller the error', async () => {
     const { write, drain } = manual();
-    const ok1 = write((trx) => insertApiKey(trx, key('a')));
-    const bad = write(async (trx) => {
-      await insertApiKey(trx, key('b'));
-      throw new Error('refused');
-    });
-    const duplicate = write((trx) => insertApiKey(trx, key('a')));
-    const ok2 = write((trx) => insertApiKey(trx, key('c')));
-    const outcomes = Promise.allSettled([ok1, bad, duplicate, ok2]);
-    await drain([ok1, bad, duplicate, ok2]);
-    expect((await outcomes).map((o) => o.status)).toEqual(['fulfilled', 'rejected', 'rejected', 'fulfilled']);
-    await expect(bad).rejects.toThrow('refused');
+    const units = [
+      write((trx) => insertApiKey(trx, key('a'))),
+      write(async (trx) => {
+        await insertApiKey(trx, key('b'));
+        throw new Error('refused');
+      }),
+      write((trx) => insertApiKey(trx, key('a'))),
+      write((trx) => insertApiKey(trx, key('c'))),
+    ];
+    await drain(units);
+    const outcomes = await Promise.allSettled(units);
+    expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'rejected', 'rejected', 'fulfilled']);
+    await expect(units[1]).rejects.toThrow('refused');
     expect(await ids()).toEqual(['a', 'c']);
   });
 
-  it('answers no caller before the commit, and fails every unit of a batch whose commit fails', async () => {
-    const { write, drain } = manual();
+  it('answers nobody, and lets nobody read, until the batch is on disk', async () => {
+    let synced: () => void = () => undefined;
+    const { write, runs } = manual({ durable: () => new Promise<void>((resolve) => (synced = resolve)) });
     let answered = false;
-    const units = ['a', 'b'].map((id) =>
-      write((trx) => insertApiKey(trx, key(id))).then(() => {
-        answered = true;
-      }),
-    );
-    // The units run in a real transaction, which then fails the way a COMMIT that hits a disk error does.
-    vi.spyOn(store.db, 'transaction').mockImplementationOnce(
-      () =>
-        ({
-          execute: (unitsOfBatch: Parameters<ReturnType<Store['db']['transaction']>['execute']>[0]) =>
-            store.db.transaction().execute(async (trx) => {
-              await unitsOfBatch(trx);
-              expect(answered).toBe(false);
-              throw new Error('disk I/O error');
-            }),
-        }) as never,
-    );
-    await drain(units);
-    expect((await Promise.allSettled(units)).map((o) => o.status)).toEqual(['rejected', 'rejected']);
-    await expect(units[0]).rejects.toThrow('disk I/O error');
+    const unit = write((trx) => insertApiKey(trx, key('a'))).then(() => {
+      answered = true;
+    });
+    runs.shift()?.();
+    for (let i = 0; i < 5; i++) await turn();
+    let read: string[] | null = null;
+    const reading = ids().then((r) => {
+      read = r;
+    });
+    for (let i = 0; i < 5; i++) await turn();
     expect(answered).toBe(false);
-    expect(await ids()).toEqual([]);
+    expect(read).toBeNull();
+    synced();
+    await unit;
+    await reading;
+    expect(read).toEqual(['a']);
+  });
+
+  it('fails every unit of a batch whose sync fails', async () => {
+    const { write, drain } = manual({
+      durable: async () => {
+        throw new Error('EIO: i/o error, fdatasync');
+      },
+    });
+    const units = ['a', 'b'].map((id) => write((trx) => insertApiKey(trx, key(id))));
+    await drain(units);
+    const outcomes = await Promise.allSettled(units);
+    expect(outcomes.map((o) => o.status)).toEqual(['rejected', 'rejected']);
+    await expect(units[0]).rejects.toThrow('fdatasync');
   });
 
   it('splits a long queue into batches of at most maxBatch', async () => {
-    const transactions = vi.spyOn(store.db, 'transaction');
-    const { write, drain } = manual(2);
+    const { write, drain, durable } = manual({ maxBatch: 2 });
     const units = ['a', 'b', 'c', 'd', 'e'].map((id) => write((trx) => insertApiKey(trx, key(id))));
     await drain(units);
     await Promise.all(units);
-    expect(transactions).toHaveBeenCalledTimes(3);
+    expect(durable).toHaveBeenCalledTimes(3);
     expect(await ids()).toEqual(['a', 'b', 'c', 'd', 'e']);
   });
 
-  it('is what store.write uses, with the default scheduling', async () => {
+  it('is what store.write uses, syncing the WAL after each batch', async () => {
     await Promise.all(['x', 'y'].map((id) => store.write((trx) => insertApiKey(trx, key(id)))));
     expect(await ids()).toEqual(['x', 'y']);
+    const reopened = await openStore({ kind: 'sqlite', file: join(dir, 'g.sqlite') });
+    try {
+      expect(
+        (await reopened.db.selectFrom('api_keys').select('id').orderBy('id').execute()).map((r) => r.id),
+      ).toEqual(['x', 'y']);
+    } finally {
+      await reopened.close();
+    }
   });
 });
 

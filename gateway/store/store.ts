@@ -1,5 +1,6 @@
 // Owns opening the store: the dialect chosen by configuration, durability settings, and migrations.
 import { mkdirSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { Kysely, Migrator, SqliteDialect, sql } from 'kysely';
@@ -23,8 +24,11 @@ export interface Store {
 }
 
 /**
- * Opens the SQLite store. Decisions must survive a crash once acknowledged, so the journal is WAL with
- * synchronous=FULL (fsync on every commit), not the faster NORMAL.
+ * Opens the SQLite store. Decisions must survive a crash once acknowledged. The journal is WAL; migrations
+ * run with synchronous=FULL (fsync at every COMMIT). After them SQLite no longer syncs at COMMIT
+ * (synchronous=NORMAL, still crash-consistent) and store.write syncs the WAL itself, from libuv's thread
+ * pool, before it answers anyone (group-commit.ts): the same durability for every acknowledged write,
+ * without blocking the event loop's thread on the disk. Every write must therefore go through store.write.
  */
 export async function openStore(config: StoreConfig): Promise<Store> {
   mkdirSync(dirname(config.file), { recursive: true });
@@ -42,13 +46,19 @@ export async function openStore(config: StoreConfig): Promise<Store> {
     await db.destroy();
     throw new Error(`store migration failed: ${failed?.migrationName ?? String(error)}`);
   }
+  // The WAL exists once the database has been read in WAL mode; its file is synced after each batch.
+  const wal = await open(`${config.file}-wal`, 'r');
+  sqlite.pragma('synchronous = NORMAL');
   return {
     db,
-    write: createGroupCommit(db),
+    write: createGroupCommit(db, { durable: () => wal.datasync() }),
     async ping() {
       // A write statement that touches no row still takes the write lock, so a read-only store fails here.
       await sql`update api_keys set label = label where 1 = 0`.execute(db);
     },
-    close: () => db.destroy(),
+    async close() {
+      await db.destroy();
+      await wal.close();
+    },
   };
 }
