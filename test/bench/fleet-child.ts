@@ -8,6 +8,7 @@ import { type Fleet, startFleet } from '../../simulator/fleet.ts';
 import { createMemoryReplayStore, DEFAULT_REPLAY_CAPACITY } from '../../simulator/index.ts';
 import { BENCH_LOCATION, BENCH_OWNER, BENCH_VEHICLE, benchVin } from './fleet-data.ts';
 import { idleMemory, serve } from './ipc.ts';
+import { profileStart, profileStop } from './profiler.ts';
 
 export interface FleetStartParams {
   brokerUrl: string;
@@ -65,4 +66,6 @@ const { emit } = serve({
   },
 
   cpu: (): NodeJS.CpuUsage => process.cpuUsage(),
+  profileStart,
+  profileStop,
 });

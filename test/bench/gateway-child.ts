@@ -1,7 +1,5 @@
 // Owns the bench's gateway process: one gateway (embedded broker or an external one) in its own process, so
 // its memory and CPU figures are its own; the parent drives it over IPC (see ipc.ts).
-import { writeFileSync } from 'node:fs';
-import { Session } from 'node:inspector/promises';
 import { devPkiPaths } from '../../certs/dev-pki.ts';
 import { parseConfig } from '../../gateway/config.ts';
 import { type Gateway, startGateway } from '../../gateway/gateway.ts';
@@ -10,6 +8,7 @@ import { loadGatewayMaterial } from '../../gateway/material.ts';
 import { loadSeeds } from '../../seeds/index.ts';
 import { BENCH_LOCATION, BENCH_OWNER, BENCH_VEHICLE } from './fleet-data.ts';
 import { idleMemory, serve } from './ipc.ts';
+import { profileStart, profileStop } from './profiler.ts';
 
 export interface GatewayStartParams {
   pkiDir: string;
@@ -43,7 +42,6 @@ async function inChunks<T, R>(items: readonly T[], work: (item: T) => Promise<R>
 }
 
 let gateway: Gateway | null = null;
-let profiler: Session | null = null;
 
 const running = (): Gateway => {
   if (!gateway) throw new Error('gateway not started');
@@ -114,20 +112,6 @@ serve({
 
   cpu: (): NodeJS.CpuUsage => process.cpuUsage(),
 
-  /** The V8 sampling profiler that --cpu-prof drives, limited to the phase being profiled. */
-  async profileStart(params: { intervalUs: number }): Promise<void> {
-    profiler = new Session();
-    profiler.connect();
-    await profiler.post('Profiler.enable');
-    await profiler.post('Profiler.setSamplingInterval', { interval: params.intervalUs });
-    await profiler.post('Profiler.start');
-  },
-
-  async profileStop(params: { file: string }): Promise<void> {
-    if (!profiler) throw new Error('profiler not started');
-    const { profile } = await profiler.post('Profiler.stop');
-    profiler.disconnect();
-    profiler = null;
-    writeFileSync(params.file, JSON.stringify(profile));
-  },
+  profileStart,
+  profileStop,
 });

@@ -18,6 +18,7 @@ import { type Child, forkChild } from './ipc.ts';
 import { type Mosquitto, startMosquitto } from './mosquitto.ts';
 import { BenchArgsError, type BenchOptions, parseBenchArgs, USAGE } from './options.ts';
 import { type CpuProfile, topFunctions } from './profile.ts';
+import { CPU_PROF_INTERVAL_US } from './profiler.ts';
 import { note, ProgressBar } from './progress.ts';
 import type { BenchResults, CpuPerCycle, CyclePhase, StormFigure } from './report.ts';
 import { renderReport } from './report.ts';
@@ -27,8 +28,6 @@ const HERE = dirname(fileURLToPath(import.meta.url));
 const GATEWAY_CHILD = join(HERE, 'gateway-child.ts');
 const FLEET_CHILD = join(HERE, 'fleet-child.ts');
 const FLOOR_CARS_CHILD = join(HERE, 'floor-cars-child.ts');
-/** The sampling interval `node --cpu-prof` uses by default. */
-const CPU_PROF_INTERVAL_US = 1000;
 const DELIVERY_WINDOW_MS = 4 * 3_600_000;
 /** After the storm, the broker is left alone this long before its memory is read. */
 const SETTLE_MS = 2_000;
