@@ -141,6 +141,7 @@ export async function connectCar(deps: ConnectCarDeps): Promise<CarConnection> {
     }
     const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
     const { ack, stateChanged } = await car.handleCommand(payload);
+    syncTicker();
     if (ack) {
       publish(ackTopic(vin), encodeMessage(ack), 'ack');
       log.info(
@@ -167,7 +168,26 @@ export async function connectCar(deps: ConnectCarDeps): Promise<CarConnection> {
     );
   };
 
+  // A tick can only do the fail-safe relock, and only while one is pending: a locked car, which is most of a
+  // fleet most of the time, runs no tick timer at all (10,000 idle cars would otherwise wake 40,000 times a
+  // second). The timer starts when a relock becomes pending and stops when none is.
+  const tickMs = deps.tickIntervalMs ?? DEFAULT_TICK_INTERVAL_MS;
+  let tickTimer: NodeJS.Timeout | null = null;
+  const syncTicker = (): void => {
+    const pending = !closing && car.snapshot().relockDeadline !== null;
+    if (pending && tickTimer === null) {
+      tickTimer = setInterval(() => {
+        car.tick();
+        syncTicker();
+      }, tickMs);
+    } else if (!pending && tickTimer !== null) {
+      clearInterval(tickTimer);
+      tickTimer = null;
+    }
+  };
+
   const stopListening = car.onChange((change) => {
+    syncTicker();
     if (change.effects.some((e) => e.type === 'relocked_by_car')) {
       log.info({ vin }, 'fail-safe relock: no lock arrived in time');
     }
@@ -257,14 +277,15 @@ export async function connectCar(deps: ConnectCarDeps): Promise<CarConnection> {
     'connected',
   );
 
-  const tickTimer = setInterval(() => car.tick(), deps.tickIntervalMs ?? DEFAULT_TICK_INTERVAL_MS);
+  syncTicker();
   const reportTimer = setInterval(reportState, deps.reportIntervalMs);
   reportState();
 
   let closed: Promise<void> | null = null;
   const shutdown = async (): Promise<void> => {
     closing = true;
-    clearInterval(tickTimer);
+    if (tickTimer !== null) clearInterval(tickTimer);
+    tickTimer = null;
     clearInterval(reportTimer);
     if (reconnectTimer !== null) clearTimeout(reconnectTimer);
     reconnectTimer = null;

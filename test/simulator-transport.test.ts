@@ -283,6 +283,22 @@ describe('connectCar', () => {
     await conn.close();
   });
 
+  it('runs a tick timer only while a fail-safe relock is pending', async () => {
+    const conn = await connect({ reportIntervalMs: 10_000 });
+    const client = fake.clients[0] as FakeClient;
+    const idle = vi.getTimerCount();
+    await client.deliver(await commandFor('unlock'));
+    expect(vi.getTimerCount()).toBe(idle + 1);
+    await client.deliver(await commandFor('lock'));
+    expect(vi.getTimerCount()).toBe(idle);
+    await client.deliver(await commandFor('unlock'));
+    time += RELOCK_MS;
+    vi.advanceTimersByTime(250);
+    expect(car.snapshot().locked).toBe(true);
+    expect(vi.getTimerCount()).toBe(idle);
+    await conn.close();
+  });
+
   it('reconnects with backoff after a drop, keeping the stores, then resubscribes and reports', async () => {
     const conn = await connect();
     const client = fake.clients[0] as FakeClient;
