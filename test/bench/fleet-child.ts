@@ -22,7 +22,7 @@ export interface FleetStartParams {
 let fleet: Fleet | null = null;
 
 const { emit } = serve({
-  async start(params: FleetStartParams): Promise<{ connected: number; ms: number }> {
+  async start(params: FleetStartParams): Promise<{ connected: number; ms: number; cpuMicros: number }> {
     const paths = devPkiPaths(params.pkiDir);
     const read = (path: string): string => readFileSync(path, 'utf8');
     const vehicles: SeedVehicle[] = Array.from({ length: params.count }, (_, i) => ({
@@ -33,6 +33,7 @@ const { emit } = serve({
     }));
     let lastEmit = 0;
     const started = performance.now();
+    const cpu = process.cpuUsage();
     fleet = await startFleet({
       brokerUrl: params.brokerUrl,
       vehicles,
@@ -56,7 +57,12 @@ const { emit } = serve({
         }
       },
     });
-    return { connected: fleet.cars.size, ms: performance.now() - started };
+    const used = process.cpuUsage(cpu);
+    return {
+      connected: fleet.cars.size,
+      ms: performance.now() - started,
+      cpuMicros: used.user + used.system,
+    };
   },
 
   connected: (): number => [...(fleet?.cars.values() ?? [])].filter((c) => c.connection.connected).length,

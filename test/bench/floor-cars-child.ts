@@ -21,7 +21,7 @@ export interface FloorCarsParams {
 const clients: MqttClient[] = [];
 
 const { emit } = serve({
-  async start(params: FloorCarsParams): Promise<{ connected: number; ms: number }> {
+  async start(params: FloorCarsParams): Promise<{ connected: number; ms: number; cpuMicros: number }> {
     const paths = devPkiPaths(params.pkiDir);
     const read = (path: string): string => readFileSync(path, 'utf8');
     const ca = read(paths.caCert);
@@ -29,6 +29,7 @@ const { emit } = serve({
     if (!jwk) throw new Error('no trusted key');
     const publicKey = createPublicKey({ key: { kty: jwk.kty, crv: jwk.crv, x: jwk.x }, format: 'jwk' });
     const started = performance.now();
+    const cpu = process.cpuUsage();
     let next = 0;
     let connected = 0;
     let lastEmit = 0;
@@ -87,7 +88,8 @@ const { emit } = serve({
       while (next < params.count) await connectOne(benchVin(next++));
     };
     await Promise.all(Array.from({ length: Math.min(params.concurrency, params.count) }, lane));
-    return { connected, ms: performance.now() - started };
+    const used = process.cpuUsage(cpu);
+    return { connected, ms: performance.now() - started, cpuMicros: used.user + used.system };
   },
 
   async memory(): Promise<{ memory: NodeJS.MemoryUsage }> {

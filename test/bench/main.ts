@@ -2,7 +2,7 @@
 // report on stdout (progress on stderr) and writes the results as JSON into the results folder.
 import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { availableParallelism, cpus, platform, release, tmpdir, totalmem } from 'node:os';
+import { availableParallelism, cpus, loadavg, platform, release, tmpdir, totalmem } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type DevPkiPaths, devPkiPaths, ensureDevPki } from '../../certs/dev-pki.ts';
@@ -58,6 +58,7 @@ function procCpuMicros(pid: number): number {
 
 function machine(): BenchResults['machine'] {
   return {
+    load: { start: loadavg()[0] as number, end: Number.NaN },
     cpus: availableParallelism(),
     cpuModel: cpus()[0]?.model.trim() ?? 'unknown',
     memoryGiB: totalmem() / 1024 ** 3,
@@ -134,7 +135,7 @@ async function connectFleet(
   ctx.cleanups.push(() => child.close());
   const bar = new ProgressBar(label, options.cars);
   child.onEvent('progress', (data) => bar.update((data as { done: number }).done));
-  const result = await child.call<{ connected: number; ms: number }>('start', {
+  const result = await child.call<{ connected: number; ms: number; cpuMicros: number }>('start', {
     brokerUrl,
     pkiDir: ctx.pki.dir,
     count: options.cars,
@@ -143,7 +144,15 @@ async function connectFleet(
     reportIntervalMs: options.reportIntervalMs,
   });
   bar.finish(`${result.connected} cars`);
-  return { child, storm: { cars: options.cars, connected: result.connected, ms: result.ms } };
+  return {
+    child,
+    storm: {
+      cars: options.cars,
+      connected: result.connected,
+      ms: result.ms,
+      cpuPerCarUs: { 'simulated cars': result.cpuMicros / Math.max(1, result.connected) },
+    },
+  };
 }
 
 // ---------------------------------------------------------------- phases 3 and 4
@@ -234,12 +243,21 @@ async function brokerPhase(
   const { locationId } = await gateway.call<{ locationId: string }>('link', { vins });
   const before =
     input.name === 'embedded' ? await gateway.call<{ memory: NodeJS.MemoryUsage }>('memory') : null;
+  const brokerCpu = input.mqtt
+    ? async () => procCpuMicros((input.mqtt as Mosquitto).pid)
+    : async () => cpuMicros(await gateway.call<NodeJS.CpuUsage>('cpu'));
+  const brokerCpuBefore = await brokerCpu();
   const { child: fleet, storm } = await connectFleet(
     ctx,
     `${input.name}-fleet`,
     started.brokerUrl,
     `${input.label}: connect storm`,
   );
+  storm.cpuPerCarUs = {
+    [input.mqtt ? 'Mosquitto' : 'gateway + broker']:
+      ((await brokerCpu()) - brokerCpuBefore) / Math.max(1, storm.connected),
+    ...storm.cpuPerCarUs,
+  };
   if (before) {
     await sleep(SETTLE_MS);
     const after = await gateway.call<{ memory: NodeJS.MemoryUsage; clients: number | null }>('memory');
@@ -315,20 +333,25 @@ async function floorPhase(ctx: Context): Promise<CyclePhase> {
   ctx.cleanups.push(() => cars.close());
   const bar = new ProgressBar('phase 5 floor: connect', options.floorCars);
   cars.onEvent('progress', (data) => bar.update((data as { done: number }).done));
-  const result = await cars.call<{ connected: number; ms: number }>('start', {
+  const serverCpu = cpuMicros(process.cpuUsage());
+  const result = await cars.call<{ connected: number; ms: number; cpuMicros: number }>('start', {
     port: server.port,
     pkiDir: ctx.pki.dir,
     count: options.floorCars,
     concurrency: options.connectConcurrency,
   });
   bar.finish(`${result.connected} cars`);
+  const stormCpuPerCarUs = {
+    'floor server': (cpuMicros(process.cpuUsage()) - serverCpu) / Math.max(1, result.connected),
+    'floor cars': result.cpuMicros / Math.max(1, result.connected),
+  };
   const driver = server.driver(options.couriers, options.floorCars);
   const measured = await measuredRuns({
     ctx,
     label: 'phase 5 floor',
     driverFor: async () => driver,
     meters: [
-      { name: 'gateway + broker', read: async () => cpuMicros(process.cpuUsage()) },
+      { name: 'floor server', read: async () => cpuMicros(process.cpuUsage()) },
       { name: 'simulated cars', read: async () => cpuMicros(await cars.call<NodeJS.CpuUsage>('cpu')) },
     ],
   });
@@ -336,7 +359,12 @@ async function floorPhase(ctx: Context): Promise<CyclePhase> {
   await server.close();
   return {
     label: 'floor',
-    storm: { cars: options.floorCars, connected: result.connected, ms: result.ms },
+    storm: {
+      cars: options.floorCars,
+      connected: result.connected,
+      ms: result.ms,
+      cpuPerCarUs: stormCpuPerCarUs,
+    },
     ...measured,
   };
 }
@@ -424,6 +452,7 @@ async function run(options: BenchOptions, argv: string[]): Promise<number> {
     for (const cleanup of ctx.cleanups.reverse()) await cleanup().catch(() => undefined);
     rmSync(work, { recursive: true, force: true });
   }
+  results.machine.load.end = loadavg()[0] as number;
   const errors = (results.embedded?.runs ?? [])
     .concat(
       results.mosquitto && 'runs' in results.mosquitto ? results.mosquitto.runs : [],

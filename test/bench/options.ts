@@ -16,7 +16,7 @@ Options (defaults: the full run; --quick: small sizes, under two minutes):
   --identities M              identities issued in phase 1 (memory and disk)   10000  (quick 300)
   --floor-cars F              cars connected in phase 5                        = --cars
   --token-ops T               mints and verifies per repeat in phase 6         20000  (quick 3000)
-  --connect-concurrency K     cars connecting at once                          256
+  --connect-concurrency K     cars connecting at once                          64
   --tick-ms MS                each car's fail-safe tick                        250    (simulator default)
   --report-interval-ms MS     each car's periodic state report                 30000  (simulator default)
   --log-level LEVEL           gateway log level (logs go to the run folder)    warn
@@ -107,7 +107,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchCommand {
       identities: count('identities', values.identities, quick ? 300 : 10_000),
       floorCars,
       tokenOps: count('token-ops', values['token-ops'], quick ? 3_000 : 20_000),
-      connectConcurrency: count('connect-concurrency', values['connect-concurrency'], 256),
+      connectConcurrency: count('connect-concurrency', values['connect-concurrency'], 64),
       tickMs: count('tick-ms', values['tick-ms'], 250),
       reportIntervalMs: count('report-interval-ms', values['report-interval-ms'], 30_000),
       logLevel: logLevel as BenchOptions['logLevel'],

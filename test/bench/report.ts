@@ -6,6 +6,8 @@ import { median, ratio } from './stats.ts';
 import type { TokenRun } from './tokens.ts';
 
 export interface Machine {
+  /** 1-minute load average when the run started and when it ended: the machine is shared. */
+  load: { start: number; end: number };
   cpus: number;
   cpuModel: string;
   memoryGiB: number;
@@ -23,6 +25,8 @@ export interface StormFigure {
   cars: number;
   connected: number;
   ms: number;
+  /** CPU time per connected car, µs, by process (what the storm costs whatever else the machine runs). */
+  cpuPerCarUs?: Record<string, number>;
 }
 
 export interface MemoryFigure {
@@ -201,7 +205,11 @@ export function cycleTable(r: BenchResults): string | null {
     ...cpuNames.map((name) => row(`CPU per cycle, ${name}, µs`, (m) => fmt(m.cpu[name]))),
   ];
   phases.forEach((p, i) => {
-    (rows[0] as string[])[i + 1] = `${fmt(p.storm.connected)} (in ${fmt(p.storm.ms / 1000, 1)} s)`;
+    const cpu = Object.entries(p.storm.cpuPerCarUs ?? {})
+      .map(([name, us]) => `${name} ${fmt(us / 1000, 1)} ms`)
+      .join(', ');
+    (rows[0] as string[])[i + 1] =
+      `${fmt(p.storm.connected)} in ${fmt(p.storm.ms / 1000, 1)} s${cpu ? ` (CPU per car: ${cpu})` : ''}`;
   });
   if (floor) {
     rows.push(
@@ -232,6 +240,9 @@ export function otherFigures(r: BenchResults): string {
       'connect storm',
       `${fmt(r.storm.connected)} cars in ${fmt(r.storm.ms / 1000, 1)} s (${fmt((r.storm.connected * 1000) / r.storm.ms)}/s)`,
     ]);
+    for (const [name, us] of Object.entries(r.storm.cpuPerCarUs ?? {})) {
+      rows.push(['2', `connect storm, CPU per car: ${name}`, `${fmt(us)} µs`]);
+    }
   }
   if (r.memory) {
     const mib = (b: number): string => `${fmt(b / 1048576, 1)} MiB`;
@@ -298,7 +309,7 @@ export function renderReport(r: BenchResults): string {
   const m = r.machine;
   const parts = [
     `Command: \`${r.command}\``,
-    `Machine: ${m.cpus} × ${m.cpuModel}, ${fmt(m.memoryGiB)} GiB, Node ${m.node}, ${m.platform}. Medians of ${r.options.repeat} repeat(s).`,
+    `Machine: ${m.cpus} × ${m.cpuModel}, ${fmt(m.memoryGiB)} GiB, Node ${m.node}, ${m.platform}; load average ${fmt(m.load.start, 1)} at the start, ${fmt(m.load.end, 1)} at the end. Medians of ${r.options.repeat} repeat(s).`,
     '',
     targetsTable(r),
   ];
