@@ -1,9 +1,10 @@
 // Owns mass issuance of synthetic vehicle identities, for benchmarks and load tests.
 import { existsSync, readFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import { composeVin } from '../protocols/vin.ts';
 import { devPkiPaths } from './dev-pki.ts';
 import { CertError } from './errors.ts';
-import { writeIdentity } from './files.ts';
+import { DIRECTORY_MODE, writeIdentity } from './files.ts';
 import { issueVehicleIdentity } from './identity.ts';
 import { createCa, createIssuer } from './pki.ts';
 
@@ -71,6 +72,8 @@ export async function issueFleet(options: IssueFleetOptions): Promise<FleetRepor
     await writeIdentity({ cert: paths.caCert, key: paths.caKey }, ca);
   }
   const issuer = createIssuer(ca);
+  // Made once here, so that each of the count pairs costs no directory lookups.
+  await mkdir(paths.vehiclesDir, { recursive: true, mode: DIRECTORY_MODE });
   const vehicleOptions = options.now ? { now: options.now } : {};
   const inFlight = new Set<Promise<void>>();
   let done = 0;
@@ -82,6 +85,7 @@ export async function issueFleet(options: IssueFleetOptions): Promise<FleetRepor
     const write: Promise<void> = writeIdentity(
       { cert: paths.vehicleCert(vin), key: paths.vehicleKey(vin) },
       issued,
+      { parentsExist: true },
     )
       .then(
         () => {
