@@ -68,6 +68,25 @@ describe('bench CPU profile parsing', () => {
     expect(top[0]?.share).toBeCloseTo(5 / 8);
   });
 
+  it('names a native function with its nearest JavaScript caller', () => {
+    const native: CpuProfile = {
+      nodes: [
+        { id: 1, callFrame: frame('(root)'), children: [2] },
+        {
+          id: 2,
+          callFrame: frame('executeQuery', 'file:///w/node_modules/kysely/driver.js', 59),
+          children: [3],
+        },
+        { id: 3, callFrame: frame('run'), children: [] },
+      ],
+      startTime: 0,
+      endTime: 10,
+      samples: [3],
+      timeDeltas: [0],
+    };
+    expect(topFunctions(native, 1)[0]?.name).toBe('run ← executeQuery (node_modules/kysely/driver.js:60)');
+  });
+
   it('falls back to hit counts when a profile has no samples', () => {
     const counted: CpuProfile = {
       ...profile,

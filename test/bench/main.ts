@@ -160,14 +160,14 @@ async function connectFleet(
 /** Prepares one delivery per courier per cycle, walking each courier on over its share of the fleet. */
 function deliveryPlanner(gateway: Child, locationId: string, options: BenchOptions) {
   const walked = new Array<number>(options.couriers).fill(0);
-  return async (cycles: number): Promise<string[][]> => {
+  return async (cycles: number, couriers: number): Promise<string[][]> => {
     const plan: Array<[string, string, string]> = [];
     const shape: number[] = [];
-    for (let i = 0; i < options.couriers; i++) {
-      const mine = cyclesOf(i, options.couriers, cycles);
+    for (let i = 0; i < couriers; i++) {
+      const mine = cyclesOf(i, couriers, cycles);
       shape.push(mine);
       for (let j = 0; j < mine; j++) {
-        const car = carFor(i, (walked[i] as number) + j, options.couriers, options.cars);
+        const car = carFor(i, (walked[i] as number) + j, couriers, options.cars);
         plan.push([benchVin(car), courierId(i), `pkg-${j}`]);
       }
       walked[i] = (walked[i] as number) + mine;
@@ -195,20 +195,20 @@ interface Meter {
 async function measuredRuns(input: {
   ctx: Context;
   label: string;
-  driverFor: (cycles: number) => Promise<CycleDriver & { close?: () => void }>;
+  driverFor: (cycles: number, couriers: number) => Promise<CycleDriver & { close?: () => void }>;
   meters: Meter[];
-}): Promise<{ runs: CycleRun[]; cpu: CpuPerCycle[] }> {
+}): Promise<{ runs: CycleRun[]; cpu: CpuPerCycle[]; alone?: CycleRun }> {
   const { options } = input.ctx;
   const runs: CycleRun[] = [];
   const cpu: CpuPerCycle[] = [];
   if (options.warmup > 0) {
-    const driver = await input.driverFor(options.warmup);
+    const driver = await input.driverFor(options.warmup, options.couriers);
     const warm = await runCycles({ couriers: options.couriers, cycles: options.warmup, driver });
     driver.close?.();
     if (warm.errors > 0) note(`${input.label} warm-up: ${warm.errors} errors, e.g. ${warm.errorSamples[0]}`);
   }
   for (let r = 0; r < options.repeat; r++) {
-    const driver = await input.driverFor(options.cycles);
+    const driver = await input.driverFor(options.cycles, options.couriers);
     const bar = new ProgressBar(`${input.label} run ${r + 1}/${options.repeat}`, options.cycles);
     const before = await Promise.all(input.meters.map((m) => m.read()));
     const run = await runCycles({
@@ -230,7 +230,20 @@ async function measuredRuns(input: {
     });
     cpu.push(perCycle);
   }
-  return { runs, cpu };
+  if (options.latencyCycles === 0) return { runs, cpu };
+  const driver = await input.driverFor(options.latencyCycles, 1);
+  const bar = new ProgressBar(`${input.label}, one courier alone`, options.latencyCycles);
+  const alone = await runCycles({
+    couriers: 1,
+    cycles: options.latencyCycles,
+    driver,
+    onProgress: (d) => bar.update(d),
+  });
+  driver.close?.();
+  bar.finish(
+    `unlock p50 ${alone.unlock.p50.toFixed(1)} ms, p99 ${alone.unlock.p99.toFixed(1)} ms, ${alone.errors} errors`,
+  );
+  return { runs, cpu, alone };
 }
 
 async function brokerPhase(
@@ -276,12 +289,12 @@ async function brokerPhase(
     );
   }
   const plan = deliveryPlanner(gateway, locationId, options);
-  const driverFor = async (cycles: number) =>
+  const driverFor = async (cycles: number, couriers: number) =>
     httpDriver({
       baseUrl: started.baseUrl,
       apiKey: started.apiKey,
-      couriers: options.couriers,
-      deliveries: await plan(cycles),
+      couriers,
+      deliveries: await plan(cycles, couriers),
       driverId: courierId,
       position: COURIER_POSITION,
       packageId: (_i, j) => `pkg-${j}`,
@@ -300,7 +313,7 @@ async function brokerPhase(
   const measured = await measuredRuns({ ctx, label: input.label, driverFor, meters });
   if (input.profile) {
     const cycles = Math.min(options.cycles, 5_000);
-    const driver = await driverFor(cycles);
+    const driver = await driverFor(cycles, options.couriers);
     const file = join(ctx.runDir, `phase3-gateway.cpuprofile`);
     await gateway.call('profileStart', { intervalUs: CPU_PROF_INTERVAL_US });
     const bar = new ProgressBar(`${input.label}: profiled pass`, cycles);
@@ -345,11 +358,10 @@ async function floorPhase(ctx: Context): Promise<CyclePhase> {
     'floor server': (cpuMicros(process.cpuUsage()) - serverCpu) / Math.max(1, result.connected),
     'floor cars': result.cpuMicros / Math.max(1, result.connected),
   };
-  const driver = server.driver(options.couriers, options.floorCars);
   const measured = await measuredRuns({
     ctx,
     label: 'phase 5 floor',
-    driverFor: async () => driver,
+    driverFor: async (_cycles, couriers) => server.driver(couriers, options.floorCars),
     meters: [
       { name: 'floor server', read: async () => cpuMicros(process.cpuUsage()) },
       { name: 'simulated cars', read: async () => cpuMicros(await cars.call<NodeJS.CpuUsage>('cpu')) },

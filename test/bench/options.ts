@@ -12,6 +12,7 @@ Options (defaults: the full run; --quick: small sizes, under two minutes):
   --couriers C                concurrent couriers in phases 3-5                64     (quick 16)
   --cycles K                  unlock+lock cycles per repeat                    10000  (quick 800)
   --warmup W                  cycles run before measuring, per broker          10×C
+  --latency-cycles L          cycles of one lone courier, after the loaded runs 200    (quick 50)
   --repeat R                  repeats of phases 3-6 (medians are reported)     3      (quick 1)
   --identities M              identities issued in phase 1 (memory and disk)   10000  (quick 300)
   --floor-cars F              cars connected in phase 5                        = --cars
@@ -32,6 +33,8 @@ export interface BenchOptions {
   couriers: number;
   cycles: number;
   warmup: number;
+  /** Cycles one courier runs alone: the round trip without queueing. */
+  latencyCycles: number;
   repeat: number;
   identities: number;
   floorCars: number;
@@ -103,6 +106,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchCommand {
       couriers,
       cycles: count('cycles', values.cycles, quick ? 800 : 10_000),
       warmup: count('warmup', values.warmup, couriers * 10, 0),
+      latencyCycles: count('latency-cycles', values['latency-cycles'], quick ? 50 : 200, 0),
       repeat: count('repeat', values.repeat, quick ? 1 : 3),
       identities: count('identities', values.identities, quick ? 300 : 10_000),
       floorCars,
@@ -130,6 +134,7 @@ function parseSpec(argv: readonly string[]) {
       couriers: { type: 'string' },
       cycles: { type: 'string' },
       warmup: { type: 'string' },
+      'latency-cycles': { type: 'string' },
       repeat: { type: 'string' },
       identities: { type: 'string' },
       'floor-cars': { type: 'string' },

@@ -15,7 +15,11 @@ export interface CpuProfile {
 }
 
 export interface HotFunction {
-  /** `name (url:line)`, line 1-based; V8's pseudo-frames keep their name, e.g. `(garbage collector)`. */
+  /**
+   * `name (url:line)`, line 1-based; V8's pseudo-frames keep their name, e.g. `(garbage collector)`. A native
+   * function (no url) is named with its nearest JavaScript caller, `run ← executeQuery (…:60)`, since
+   * `run` alone could be SQLite or a signature.
+   */
   name: string;
   selfMs: number;
   /** Share of the profile's non-idle time, 0..1. */
@@ -61,12 +65,21 @@ export function topFunctions(profile: CpuProfile, n = 5): HotFunction[] {
     const interval = hits > 0 ? (profile.endTime - profile.startTime) / hits : 0;
     for (const node of profile.nodes) selfUs.set(node.id, (node.hitCount ?? 0) * interval);
   }
+  const parentOf = new Map<number, CpuProfile['nodes'][number]>();
+  for (const node of profile.nodes) for (const child of node.children ?? []) parentOf.set(child, node);
+  const nameOf = (node: CpuProfile['nodes'][number]): string => {
+    const { callFrame } = node;
+    if (callFrame.url || callFrame.functionName.startsWith('(')) return frameName(callFrame);
+    let caller = parentOf.get(node.id);
+    while (caller && !caller.callFrame.url) caller = parentOf.get(caller.id);
+    return caller ? `${frameName(callFrame)} ← ${frameName(caller.callFrame)}` : frameName(callFrame);
+  };
   const byName = new Map<string, number>();
   let workUs = 0;
   for (const node of profile.nodes) {
     const us = selfUs.get(node.id) ?? 0;
     if (us === 0 || NOT_WORK.has(node.callFrame.functionName)) continue;
-    const name = frameName(node.callFrame);
+    const name = nameOf(node);
     byName.set(name, (byName.get(name) ?? 0) + us);
     workUs += us;
   }
