@@ -1,6 +1,7 @@
 // Owns the HTTP API's zod schemas: request validation, response serialization and (later) OpenAPI come from them.
 import { z } from 'zod';
 import { PositionSchema } from '../../protocols/index.ts';
+import { RESOLUTIONS } from '../errors.ts';
 
 const Id = z
   .string()
@@ -92,13 +93,15 @@ export const DeliveryView = z.object({
   timeline: z.array(TimelineEntryView).optional(),
 });
 
-export const Problem = z.object({
+/** RFC 9457 problem document; codes may add members (issues, vehicleReason, requiredScopes). */
+export const Problem = z.looseObject({
   type: z.string(),
   title: z.string(),
   status: z.number(),
   code: z.string(),
   detail: z.string().optional(),
   retryable: z.boolean(),
+  resolution: z.enum(RESOLUTIONS),
   mayHaveSucceeded: z.boolean().optional(),
   requestId: z.string(),
 });
