@@ -47,6 +47,8 @@ export interface DeliveryRecord {
   unlocksUsed: number;
   createdAt: number;
   updatedAt: number;
+  /** The carrier whose backend scheduled it; null when an unbound key scheduled it without one. */
+  carrierId?: string | null;
 }
 
 export interface TimelineEntry {
@@ -99,6 +101,7 @@ const toDelivery = (r: DeliveriesTable): DeliveryRecord => ({
   unlocksUsed: Number(r.unlocks_used),
   createdAt: Number(r.created_at),
   updatedAt: Number(r.updated_at),
+  carrierId: r.carrier_id ?? null,
 });
 
 export async function insertVehicle(
@@ -204,6 +207,7 @@ export async function insertDelivery(db: Db, d: DeliveryRecord): Promise<void> {
       unlocks_used: d.unlocksUsed,
       created_at: d.createdAt,
       updated_at: d.updatedAt,
+      carrier_id: d.carrierId ?? null,
     })
     .execute();
 }
