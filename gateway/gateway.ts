@@ -1,15 +1,14 @@
 // Owns assembling one gateway replica: store, optional embedded broker, MQTT link, services and HTTP app.
-import { createPrivateKey, randomBytes, randomUUID } from 'node:crypto';
+import { createPrivateKey, randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Catalog } from '../protocols/index.ts';
+import { ADMIN_GRANT, createApiKey, type Grant } from './api-keys.ts';
 import { type Broker, createBroker } from './broker/broker.ts';
 import type { Config } from './config.ts';
 import { createDeliveryService, type DeliveryService } from './deliveries.ts';
 import { buildApp } from './http/app.ts';
-import { hashApiKey } from './http/auth.ts';
-import { insertApiKey } from './store/records.ts';
 import { openStore, type Store } from './store/store.ts';
 import { connectVehicleLink, type VehicleLink } from './vehicle-link.ts';
 import { createVehicleService, type VehicleService } from './vehicles.ts';
@@ -44,8 +43,8 @@ export interface Gateway {
   link: VehicleLink;
   vehicles: VehicleService;
   deliveries: DeliveryService;
-  /** Creates an API key, stores only its hash, and returns the key once. */
-  createApiKey(label: string): Promise<string>;
+  /** Creates an API key (admin unless a grant is given), stores only its hash, and returns the key once. */
+  createApiKey(label: string, grant?: Grant): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -122,15 +121,9 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       link: connectedLink,
       vehicles,
       deliveries,
-      async createApiKey(label) {
-        const key = `ck_${randomBytes(24).toString('base64url')}`;
-        await insertApiKey(store.db, {
-          id: `key_${newId()}`,
-          hash: hashApiKey(key),
-          label,
-          createdAt: now(),
-        });
-        return key;
+      async createApiKey(label, grant = ADMIN_GRANT) {
+        const made = await createApiKey(store.db, { label, grant, now: now(), id: `key_${newId()}` });
+        return made.key;
       },
       async close() {
         await app.close();
