@@ -11,6 +11,7 @@ import {
 } from '../protocols/index.ts';
 import { ApiError, type ErrorCode } from './errors.ts';
 import { distanceM } from './geo.ts';
+import type { DomainEvent, Notify } from './notifications.ts';
 import {
   appendEvent,
   type Db,
@@ -53,6 +54,8 @@ export interface DeliveryServiceDeps {
   now: () => number;
   newId: () => string;
   logger: Logger;
+  /** Called inside the transaction of each decision it reports (the webhook outbox); a no-op by default. */
+  notify?: Notify;
 }
 
 export interface ScheduleInput {
@@ -61,6 +64,8 @@ export interface ScheduleInput {
   driverId: string;
   packageIds: string[];
   window: { start: number; end: number };
+  /** The carrier whose backend schedules it (from its API key). */
+  carrierId?: string | null;
 }
 
 export interface UnlockInput {
@@ -79,6 +84,20 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
   const { db, policy, now, newId, logger } = deps;
   // One command at a time per delivery in this process; the conditional update below guards across replicas.
   const busy = new Set<string>();
+  const notify: Notify = deps.notify ?? (async () => {});
+
+  /** Emits an event about a delivery, in the caller's transaction, with the car and its owner. */
+  async function emit(
+    trx: Db,
+    deliveryId: string,
+    type: DomainEvent['type'],
+    data: Record<string, unknown>,
+  ): Promise<void> {
+    const d = await findDelivery(trx, deliveryId);
+    const v = d ? await findVehicle(trx, d.vin) : null;
+    if (!d || !v) return;
+    await notify(trx, { type, deliveryId, vin: d.vin, ownerId: v.ownerId, at: now(), data });
+  }
 
   async function deny(
     deliveryId: string,
@@ -86,7 +105,10 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
     code: ErrorCode,
     detail: Record<string, unknown>,
   ): Promise<never> {
-    await appendEvent(db, deliveryId, { at: now(), kind, outcome: 'denied', code, detail });
+    await db.transaction().execute(async (trx) => {
+      await appendEvent(trx, deliveryId, { at: now(), kind, outcome: 'denied', code, detail });
+      await emit(trx, deliveryId, 'access.denied', { kind, code });
+    });
     throw new ApiError(code);
   }
 
@@ -121,6 +143,7 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
       unlocksUsed: 0,
       createdAt: t,
       updatedAt: t,
+      carrierId: input.carrierId ?? null,
     };
     await db.transaction().execute(async (trx) => {
       await insertDelivery(trx, delivery);
@@ -135,6 +158,11 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
           driverId: delivery.driverId,
           window: input.window,
         },
+      });
+      await emit(trx, delivery.id, 'delivery.scheduled', {
+        locationId: delivery.locationId,
+        driverId: delivery.driverId,
+        window: { start: new Date(start).toISOString(), end: new Date(end).toISOString() },
       });
     });
     return delivery;
@@ -265,6 +293,7 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
       });
       if (command.action === 'unlock') {
         await updateDelivery(trx, d.id, { status: 'unlocked', updatedAt: t });
+        await emit(trx, d.id, 'vehicle.unlocked', { commandId: command.commandId });
       } else if (ack.locked) {
         await updateDelivery(trx, d.id, { status: 'completed', updatedAt: t });
         await appendEvent(trx, d.id, {
@@ -274,6 +303,7 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
           code: null,
           detail: {},
         });
+        await emit(trx, d.id, 'delivery.completed', { commandId: command.commandId });
       }
     });
     return { locked: ack.locked };

@@ -9,9 +9,18 @@ import { type Broker, createBroker } from './broker/broker.ts';
 import type { Config } from './config.ts';
 import { createDeliveryService, type DeliveryService } from './deliveries.ts';
 import { buildApp } from './http/app.ts';
+import type { IdempotencyPolicy } from './idempotency.ts';
 import { openStore, type Store } from './store/store.ts';
 import { connectVehicleLink, type VehicleLink } from './vehicle-link.ts';
 import { createVehicleService, type VehicleService } from './vehicles.ts';
+import {
+  createWebhookDispatcher,
+  type DispatchPolicy,
+  type WebhookDispatcher,
+  type WebhookSender,
+} from './webhooks/dispatcher.ts';
+import { createOutboxNotify } from './webhooks/outbox.ts';
+import { createSecretBox, deriveSecretKey } from './webhooks/secret-box.ts';
 
 export interface GatewayMaterial {
   ca: string;
@@ -32,6 +41,9 @@ export interface GatewayDeps {
   logger: Logger;
   now?: () => number;
   newId?: () => string;
+  /** Webhook delivery: timings (tests shorten them) and the transport (fetch by default). */
+  webhooks?: { policy?: Partial<DispatchPolicy>; send?: WebhookSender; random?: () => number };
+  idempotency?: Partial<IdempotencyPolicy>;
 }
 
 export interface Gateway {
@@ -43,6 +55,7 @@ export interface Gateway {
   link: VehicleLink;
   vehicles: VehicleService;
   deliveries: DeliveryService;
+  webhooks: WebhookDispatcher;
   /** Creates an API key (admin unless a grant is given), stores only its hash, and returns the key once. */
   createApiKey(label: string, grant?: Grant): Promise<string>;
   close(): Promise<void>;
@@ -94,6 +107,15 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       },
     });
     const connectedLink = link;
+    // Webhook secrets are sealed with a key derived from the token-signing key: secret on every replica already.
+    const webhookSecrets = createSecretBox(deriveSecretKey(material.tokenSigningKey));
+    const webhooks = createWebhookDispatcher({
+      db: store.db,
+      secrets: webhookSecrets,
+      logger: logger.child({ component: 'webhooks' }),
+      now,
+      ...deps.webhooks,
+    });
     const deliveries = createDeliveryService({
       db: store.db,
       link: () => connectedLink,
@@ -111,8 +133,19 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       now,
       newId,
       logger: logger.child({ component: 'deliveries' }),
+      notify: createOutboxNotify({ newId, onEnqueued: () => webhooks.kick() }),
     });
-    const app = await buildApp({ db: store.db, vehicles, deliveries, logger });
+    const app = await buildApp({
+      db: store.db,
+      vehicles,
+      deliveries,
+      logger,
+      webhookSecrets,
+      now,
+      newId,
+      ...(deps.idempotency ? { idempotency: deps.idempotency } : {}),
+    });
+    webhooks.start();
     return {
       app,
       store,
@@ -121,12 +154,14 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       link: connectedLink,
       vehicles,
       deliveries,
+      webhooks,
       async createApiKey(label, grant = ADMIN_GRANT) {
         const made = await createApiKey(store.db, { label, grant, now: now(), id: `key_${newId()}` });
         return made.key;
       },
       async close() {
         await app.close();
+        await webhooks.stop();
         await connectedLink.close();
         await broker?.close();
         await store.close();

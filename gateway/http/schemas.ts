@@ -62,6 +62,8 @@ export const CreateDeliveryBody = z.strictObject({
   driverId: Id,
   packageIds: z.array(Id).min(1).max(50),
   window: z.strictObject({ start: Time, end: Time }),
+  /** Only keys bound to no carrier may name one; a carrier's key schedules for its own carrier. */
+  carrierId: Id.optional(),
 });
 
 export const UnlockBody = z.strictObject({
@@ -90,6 +92,7 @@ export const DeliveryView = z.object({
   window: z.object({ start: z.string(), end: z.string() }),
   status: z.string(),
   unlocksUsed: z.number(),
+  carrierId: z.string().nullable(),
   timeline: z.array(TimelineEntryView).optional(),
 });
 

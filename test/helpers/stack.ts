@@ -7,7 +7,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import pino from 'pino';
 import { type DevPkiPaths, ensureDevPki } from '../../certs/index.ts';
 import { parseConfig } from '../../gateway/config.ts';
-import { type Gateway, startGateway } from '../../gateway/gateway.ts';
+import { type Gateway, type GatewayDeps, startGateway } from '../../gateway/gateway.ts';
 import { loadGatewayMaterial } from '../../gateway/material.ts';
 import { TrustedKeysFileSchema } from '../../protocols/index.ts';
 import { loadSeeds, type Seeds } from '../../seeds/index.ts';
@@ -35,7 +35,13 @@ export interface Stack {
 
 export const read = (path: string): string => readFileSync(path, 'utf8');
 
-export async function startStack(env: Record<string, string> = {}): Promise<Stack> {
+/** Extra gateway dependencies a test may set (webhook timings, idempotency retention, the clock). */
+export type StackOptions = Pick<GatewayDeps, 'webhooks' | 'idempotency' | 'now'>;
+
+export async function startStack(
+  env: Record<string, string> = {},
+  options: StackOptions = {},
+): Promise<Stack> {
   const dir = mkdtempSync(join(tmpdir(), 'curbside-test-'));
   const seeds = loadSeeds();
   const pki = await ensureDevPki({ dir: join(dir, 'pki'), vins: seeds.vehicles.map((v) => v.vin) });
@@ -54,6 +60,7 @@ export async function startStack(env: Record<string, string> = {}): Promise<Stac
     material: await loadGatewayMaterial(pki),
     catalog: seeds.catalog,
     logger,
+    ...options,
   });
   const published: AedesPublishPacket[] = [];
   gateway.broker?.aedes.on('publish', (packet, client) => {
