@@ -33,7 +33,7 @@ export interface DispatchPolicy {
 export const DEFAULT_DISPATCH_POLICY: DispatchPolicy = {
   pollMs: 1_000,
   batch: 16,
-  maxAttempts: 12,
+  maxAttempts: 30,
   baseDelayMs: 2_000,
   maxDelayMs: 3_600_000,
   leaseMs: 30_000,
