@@ -2,12 +2,12 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pino from 'pino';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { ensureDevPki } from '../certs/index.ts';
 import { parseGrant } from '../gateway/api-keys.ts';
 import { parseConfig } from '../gateway/config.ts';
 import { type Gateway, startGateway } from '../gateway/gateway.ts';
+import { createLogger } from '../gateway/logger.ts';
 import { loadGatewayMaterial } from '../gateway/material.ts';
 import { openStore } from '../gateway/store/store.ts';
 import { outboxOf } from '../gateway/webhooks/store.ts';
@@ -18,6 +18,9 @@ import { type Receiver, startReceiver } from './helpers/receiver.ts';
 let dir: string;
 let hook: Receiver;
 const seeds = loadSeeds();
+/** Every log line of both lives, at the most verbose level, to check that no secret reaches a log. */
+const logLines: string[] = [];
+const logger = createLogger('trace', { write: (line: string) => void logLines.push(line) });
 const fast = { pollMs: 50, baseDelayMs: 20, maxDelayMs: 40, timeoutMs: 2_000, leaseMs: 5_000 };
 
 beforeAll(async () => {
@@ -42,7 +45,7 @@ async function boot(now?: () => number): Promise<Gateway> {
     }),
     material: await loadGatewayMaterial(pki),
     catalog: seeds.catalog,
-    logger: pino({ level: 'silent' }),
+    logger,
     webhooks: { policy: { ...fast, baseDelayMs: 3_600_000, maxDelayMs: 3_600_000 } },
     ...(now ? { now } : {}),
   });
@@ -116,6 +119,10 @@ it('delivers after a restart what was enqueued before the stop', async () => {
     ).toBe(true);
     const rows = await outboxOf(second.store.db, event.id);
     expect(rows.map((r) => r.status)).toEqual(['delivered']);
+    // The failed attempts of the first life were logged, the secret and the API key never were.
+    expect(logLines.some((l) => l.includes('webhook.attempt'))).toBe(true);
+    expect(logLines.join('\n')).not.toContain(sub.secret);
+    expect(logLines.join('\n')).not.toContain(key);
   } finally {
     await second.close();
   }
