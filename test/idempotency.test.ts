@@ -32,7 +32,7 @@ let v: SeedVehicle;
 let loc: string;
 
 beforeAll(async () => {
-  stack = await startStack({ COMMAND_TIMEOUT_MS: '600' });
+  stack = await startStack({ COMMAND_TIMEOUT_MS: '1200' });
   admin = callWithKey(stack, stack.apiKey);
   v = vehicleOf(stack, 'owner-ada');
   await link(admin, v);
@@ -147,7 +147,20 @@ describe('Idempotency-Key over HTTP', () => {
     const headers = { 'idempotency-key': 'unlock-attempt-1' };
     const body = unlockBody(offline);
     const slow = admin('POST', `/v1/deliveries/${d.body.id}/unlock`, body, headers);
-    await new Promise((r) => setTimeout(r, 150));
+    // Wait until the first request holds the key (its record is in flight), however slow the machine.
+    await expect
+      .poll(
+        async () =>
+          (
+            await stack.gateway.store.db
+              .selectFrom('idempotency_keys')
+              .select('status')
+              .where('idem_key', '=', 'unlock-attempt-1')
+              .executeTakeFirst()
+          )?.status,
+        { timeout: 5_000, interval: 10 },
+      )
+      .toBe('in_flight');
     const duplicate = await admin('POST', `/v1/deliveries/${d.body.id}/unlock`, body, headers);
     expect(duplicate.status).toBe(409);
     expect(duplicate.body).toMatchObject({

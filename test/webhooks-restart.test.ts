@@ -117,8 +117,10 @@ it('delivers after a restart what was enqueued before the stop', async () => {
         300,
       ).ok,
     ).toBe(true);
-    const rows = await outboxOf(second.store.db, event.id);
-    expect(rows.map((r) => r.status)).toEqual(['delivered']);
+    // The receiver records before it answers; the row settles right after the answer.
+    await expect
+      .poll(async () => (await outboxOf(second.store.db, event.id)).map((r) => r.status), { timeout: 5_000 })
+      .toEqual(['delivered']);
     // The failed attempts of the first life were logged, the secret and the API key never were.
     expect(logLines.some((l) => l.includes('webhook.attempt'))).toBe(true);
     expect(logLines.join('\n')).not.toContain(sub.secret);

@@ -256,9 +256,14 @@ describe('delivery from the outbox', () => {
     await expect.poll(() => hook.received.map((x) => x.status), { timeout: 5_000 }).toEqual([503, 503, 204]);
     const ids = new Set(hook.received.map((x) => x.headers['curbside-event-id']));
     expect(ids.size).toBe(1);
-    const rows = await outboxOf(stack.gateway.store.db, [...ids][0] as string);
-    expect(rows).toHaveLength(1);
-    expect(rows[0]).toMatchObject({ status: 'delivered', attempts: 3, lastError: null });
+    const eventId = [...ids][0] as string;
+    await expect
+      .poll(async () => (await outboxOf(stack.gateway.store.db, eventId)).map((r) => r.status), {
+        timeout: 5_000,
+      })
+      .toEqual(['delivered']);
+    const [row] = await outboxOf(stack.gateway.store.db, eventId);
+    expect(row).toMatchObject({ status: 'delivered', attempts: 3, lastError: null });
     // Every attempt is signed afresh and verifies.
     const sub = hook.received[2];
     expect(sub?.headers['curbside-signature']).toMatch(/^t=\d+,v1=[0-9a-f]{64}$/);
