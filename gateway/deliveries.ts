@@ -11,7 +11,7 @@ import {
 } from '../protocols/index.ts';
 import { ApiError, type ErrorCode } from './errors.ts';
 import { distanceM } from './geo.ts';
-import type { DomainEvent, Notify } from './notifications.ts';
+import { type DomainEvent, type Notify, noopNotify } from './notifications.ts';
 import {
   appendEvent,
   type Db,
@@ -84,7 +84,7 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
   const { db, policy, now, newId, logger } = deps;
   // One command at a time per delivery in this process; the conditional update below guards across replicas.
   const busy = new Set<string>();
-  const notify: Notify = deps.notify ?? (async () => {});
+  const notify = deps.notify ?? noopNotify;
 
   /** Emits an event about a delivery, in the caller's transaction, with the car and its owner. */
   async function emit(

@@ -1,4 +1,4 @@
-// Owns the domain-event contract: what the delivery service emits and the notify function it calls in its transactions.
+// Owns the domain events the services emit at each step, and the Notify interface that delivers them.
 import type { Db } from './store/records.ts';
 
 export interface DomainEvent {
@@ -18,4 +18,8 @@ export interface DomainEvent {
   data: Record<string, unknown>;
 }
 
+/** Called in the same transaction as the decision it reports, so an event exists exactly when the decision does. */
 export type Notify = (db: Db, event: DomainEvent) => Promise<void>;
+
+/** The default: events go nowhere until a sender is wired in. */
+export const noopNotify: Notify = async () => {};
