@@ -104,6 +104,8 @@ export interface ScheduleInput {
   packageIds: string[];
   /** `end` defaults to start + policy.defaultWindowMs. */
   window: { start: number; end?: number };
+  /** The carrier whose backend schedules it (from its API key). */
+  carrierId?: string | null;
 }
 
 export interface UnlockInput {
@@ -255,6 +257,7 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
       relockedAt: null,
       relockRetryAt: null,
       lockUnconfirmedAt: null,
+      carrierId: input.carrierId ?? null,
     };
     const detail = {
       vin: delivery.vin,

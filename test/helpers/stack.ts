@@ -7,7 +7,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import pino, { type Logger } from 'pino';
 import { type DevPkiPaths, ensureDevPki } from '../../certs/index.ts';
 import { type Config, parseConfig } from '../../gateway/config.ts';
-import { type Gateway, type GatewayMaterial, startGateway } from '../../gateway/gateway.ts';
+import { type Gateway, type GatewayDeps, type GatewayMaterial, startGateway } from '../../gateway/gateway.ts';
 import { loadGatewayMaterial } from '../../gateway/material.ts';
 import type { DomainEvent } from '../../gateway/notifications.ts';
 import { stateTopic, TrustedKeysFileSchema } from '../../protocols/index.ts';
@@ -69,6 +69,8 @@ export interface StackOptions {
   /** Runs a broker on the stack's PKI and points the gateway at it (MQTT_URL): the embedded one stays off. */
   externalBroker?: (pki: DevPkiPaths, dir: string) => Promise<ExternalBroker>;
   fleet?: Pick<StartFleetDeps, 'backoff'>;
+  /** Extra gateway dependencies a test may set (webhook timings, idempotency retention, the clock). */
+  gateway?: Pick<GatewayDeps, 'webhooks' | 'idempotency' | 'now'>;
 }
 
 export async function startStack(
@@ -114,6 +116,7 @@ export async function startStack(
         revoked.push(id);
       },
       watchdog: { now: () => Date.now() + watchdogOffset },
+      ...options.gateway,
     });
     g.broker?.aedes.on('publish', (packet, client) => {
       if (client) published.push(packet);
