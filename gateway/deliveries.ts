@@ -5,7 +5,6 @@ import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import {
   type Ack,
-  type Action,
   buildClaims,
   type Command,
   mintAccessToken,

@@ -1,5 +1,5 @@
 // Owns assembling one gateway replica: store, optional embedded broker, MQTT link, services and HTTP app.
-import { createPrivateKey, randomBytes, randomUUID } from 'node:crypto';
+import { createPrivateKey, randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { IClientOptions, MqttClient } from 'mqtt';
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { type TrustedKeysFile, trustedJwkFor } from '../protocols/keys.ts';
-import { AckSchema, type Action, PresenceSchema, StateMessageSchema } from '../protocols/messages.ts';
+import type { Action } from '../protocols/messages.ts';
 import { onstar, volvoOnCall } from '../protocols/providers/index.ts';
 import { buildClaims, mintAccessToken } from '../protocols/token.ts';
 import { ackTopic, commandTopic, stateTopic } from '../protocols/topics.ts';
