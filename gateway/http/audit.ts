@@ -44,6 +44,9 @@ export function registerAuditApi(app: FastifyInstance, audit: AuditLog): void {
     const id = (req.params as { id?: unknown }).id;
     await audit.recordKeyUse({
       keyId: req.apiKeyId,
+      scopes: req.caller?.scopes ?? [],
+      ownerId: req.caller?.ownerId ?? null,
+      carrierId: req.caller?.carrierId ?? null,
       method: req.method,
       route,
       requestId: req.id,
