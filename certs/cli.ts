@@ -5,9 +5,10 @@ import { type ParseArgsConfig, parseArgs } from 'node:util';
 type ParsedResults<T extends ParseArgsConfig> = ReturnType<typeof parseArgs<T>>;
 
 import { vinProblem } from '../protocols/vin.ts';
-import { DEFAULT_DEV_PKI_DIR, ensureDevPki, revokeVehicle } from './dev-pki.ts';
+import { DEFAULT_DEV_PKI_DIR, ensureDevPki, loadDevPki, reissueVehicle, revokeVehicle } from './dev-pki.ts';
 import { CertError } from './errors.ts';
 import { issueFleet, MAX_FLEET_SIZE } from './fleet.ts';
+import { DEFAULT_MOSQUITTO_PORT, writeMosquittoFiles } from './mosquitto.ts';
 
 export interface CliIo {
   stdout(text: string): void;
@@ -32,6 +33,8 @@ const MAIN_HELP = `Usage: npm run certs -- [command] [options]
 Commands:
   dev              create the development PKI, keeping what already exists (default)
   revoke <VIN>     revoke a car's certificate and re-sign the CRL
+  rotate <VIN>     issue a new certificate for a car; the old one stays valid until revoked
+  mosquitto        write mosquitto.conf and its ACL for running with an external Mosquitto
   fleet --count N  issue N synthetic vehicle identities and print the rate
 
 Run a command with --help for its options.
@@ -40,16 +43,42 @@ Run a command with --help for its options.
 const DEV_HELP = `Usage: npm run certs -- dev [--dir DIR]
 
 Creates the CA, broker, gateway and one identity per seeded VIN, the token-signing key,
-trusted-keys.json and the CRL; files already valid are kept.
+trusted-keys.json, the audit checkpoint key pair and the CRL; files already valid are kept.
 
   --dir DIR   where the PKI lives (default ${DEFAULT_DEV_PKI_DIR})
 `;
 
-const REVOKE_HELP = `Usage: npm run certs -- revoke <VIN> [--dir DIR]
+const REVOKE_HELP = `Usage: npm run certs -- revoke <VIN> [--serial HEX] [--dir DIR]
 
 Adds the car's certificate serial to revoked.json and re-signs crl.pem with the next CRL number.
+A running embedded broker picks the new CRL up by itself and drops the car's live session;
+Mosquitto reads it on SIGHUP.
+
+  --serial HEX  revoke this serial instead of the car's current certificate (after rotate)
+  --dir DIR     where the PKI lives (default ${DEFAULT_DEV_PKI_DIR})
+`;
+
+const ROTATE_HELP = `Usage: npm run certs -- rotate <VIN> [--dir DIR]
+
+Writes a new key and certificate for the car over vehicles/<VIN>.crt|.key and prints the serial
+of the one replaced. Both stay valid until that serial is revoked, so the car can reconnect with
+the new one first: then run revoke <VIN> --serial <previous serial>.
 
   --dir DIR   where the PKI lives (default ${DEFAULT_DEV_PKI_DIR})
+`;
+
+const MOSQUITTO_HELP = `Usage: npm run certs -- mosquitto [--dir DIR] [--out DIR] [--host HOST] [--port N] [--user NAME]
+
+Writes mosquitto.conf and acl applying the broker rules of protocols/PROTOCOL.md: one TLS 1.3
+listener, client certificates from the PKI's CA, the CN as user name and client id, pattern ACLs,
+the CRL, no anonymous access, no retained messages, no $SYS, the packet size cap.
+Then: mosquitto -c OUT/mosquitto.conf, and start the gateway with MQTT_URL=mqtts://HOST:PORT.
+
+  --dir DIR    the PKI (default ${DEFAULT_DEV_PKI_DIR}); create it first with: npm run certs -- dev
+  --out DIR    where to write the two files (default DIR/mosquitto)
+  --host HOST  listen address (default 127.0.0.1)
+  --port N     listen port (default ${DEFAULT_MOSQUITTO_PORT})
+  --user NAME  account Mosquitto runs as when started by root; it must be able to read the broker key
 `;
 
 const FLEET_HELP = `Usage: npm run certs -- fleet --count N [--out DIR]
@@ -93,10 +122,19 @@ async function dev(args: string[], io: CliIo): Promise<number> {
   return EXIT_OK;
 }
 
+/** The one VIN a command takes, checked. */
+function oneVin(command: string, positionals: string[]): string {
+  if (positionals.length !== 1) throw usage(`${command} takes exactly one VIN`);
+  const vin = positionals[0] as string;
+  const problem = vinProblem(vin);
+  if (problem !== null) throw usage(`${problem}: ${vin}`);
+  return vin;
+}
+
 async function revoke(args: string[], io: CliIo): Promise<number> {
   const { values, positionals } = parse({
     args,
-    options: { ...common, ...dirOption },
+    options: { ...common, ...dirOption, serial: { type: 'string' } },
     strict: true,
     allowPositionals: true,
   });
@@ -104,14 +142,78 @@ async function revoke(args: string[], io: CliIo): Promise<number> {
     io.stdout(REVOKE_HELP);
     return EXIT_OK;
   }
-  if (positionals.length !== 1) throw usage('revoke takes exactly one VIN');
-  const vin = positionals[0] as string;
-  const problem = vinProblem(vin);
-  if (problem !== null) throw usage(`${problem}: ${vin}`);
+  const vin = oneVin('revoke', positionals);
+  if (values.serial !== undefined && !/^[0-9A-Fa-f]{1,40}$/.test(values.serial))
+    throw usage(`--serial must be 1..40 hex digits, got ${values.serial}`);
   const dir = resolve(values.dir ?? DEFAULT_DEV_PKI_DIR);
-  const result = await revokeVehicle({ dir, vin, now: io.now });
+  const result = await revokeVehicle({
+    dir,
+    vin,
+    now: io.now,
+    ...(values.serial === undefined ? {} : { serial: values.serial }),
+  });
   const what = result.alreadyRevoked ? 'was already revoked' : 'revoked';
   io.stdout(`${vin} ${what} (serial ${result.serial}); CRL number ${result.crlNumber} written to ${dir}\n`);
+  return EXIT_OK;
+}
+
+async function rotate(args: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parse({
+    args,
+    options: { ...common, ...dirOption },
+    strict: true,
+    allowPositionals: true,
+  });
+  if (values.help) {
+    io.stdout(ROTATE_HELP);
+    return EXIT_OK;
+  }
+  const vin = oneVin('rotate', positionals);
+  const dir = resolve(values.dir ?? DEFAULT_DEV_PKI_DIR);
+  const result = await reissueVehicle({ dir, vin, now: io.now });
+  io.stdout(`${vin}: new certificate, serial ${result.serial}, written to ${dir}\n`);
+  if (result.previousSerial !== null) {
+    io.stdout(
+      `the previous one (serial ${result.previousSerial}) stays valid; once the car runs on the new one:\n` +
+        `  npm run certs -- revoke ${vin} --serial ${result.previousSerial} --dir ${dir}\n`,
+    );
+  }
+  return EXIT_OK;
+}
+
+async function mosquitto(args: string[], io: CliIo): Promise<number> {
+  const { values } = parse({
+    args,
+    options: {
+      ...common,
+      ...dirOption,
+      out: { type: 'string' },
+      host: { type: 'string' },
+      port: { type: 'string' },
+      user: { type: 'string' },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  if (values.help) {
+    io.stdout(MOSQUITTO_HELP);
+    return EXIT_OK;
+  }
+  const port = values.port === undefined ? DEFAULT_MOSQUITTO_PORT : Number(values.port);
+  if (!/^[0-9]{1,5}$/.test(values.port ?? '8883') || port < 1 || port > 65_535)
+    throw usage(`--port must be 1..65535, got ${values.port}`);
+  const host = values.host ?? '127.0.0.1';
+  const dir = resolve(values.dir ?? DEFAULT_DEV_PKI_DIR);
+  const outDir = resolve(values.out ?? `${dir}/mosquitto`);
+  const written = await writeMosquittoFiles({
+    pki: loadDevPki(dir),
+    outDir,
+    host,
+    port,
+    ...(values.user === undefined ? {} : { user: values.user }),
+  });
+  io.stdout(`wrote ${written.conf}\nwrote ${written.acl}\n`);
+  io.stdout(`run:  mosquitto -c ${written.conf}\nthen: MQTT_URL=mqtts://${host}:${port} npm start\n`);
   return EXIT_OK;
 }
 
@@ -165,6 +267,8 @@ async function fleet(args: string[], io: CliIo): Promise<number> {
 const COMMANDS: Record<string, (args: string[], io: CliIo) => Promise<number>> = {
   dev,
   revoke,
+  rotate,
+  mosquitto,
   fleet,
 };
 

@@ -13,7 +13,7 @@ import { z } from 'zod';
 import { kidFor, type TrustedKeysFile, TrustedKeysFileSchema, trustedJwkFor } from '../protocols/keys.ts';
 import { Vin } from '../protocols/messages.ts';
 import { VIN_PATTERN, vinProblem } from '../protocols/vin.ts';
-import { createCrl } from './crl.ts';
+import { createCrl, serialKey } from './crl.ts';
 import { CertError } from './errors.ts';
 import { writeIdentity, writePrivateFile, writePublicFile } from './files.ts';
 import { gatewayUri, issueVehicleIdentity } from './identity.ts';
@@ -47,6 +47,9 @@ export interface DevPkiPaths {
   tokenSigningKey: string;
   /** The trust anchors cars pin: TrustedKeysFileSchema from protocols/keys.ts. */
   trustedKeys: string;
+  /** The audit log's Ed25519 checkpoint-signing key, PKCS#8 PEM, and its public key (SPKI PEM) for reviewers. */
+  auditCheckpointKey: string;
+  auditCheckpointPub: string;
   crl: string;
   /** The revocation state the CRL is rebuilt from: RevocationStateSchema. */
   revoked: string;
@@ -74,6 +77,8 @@ export function devPkiPaths(dir: string): DevPkiPaths {
     vehicleKey: (vin) => vehicleFile(vehiclesDir, vin, 'key'),
     tokenSigningKey: join(dir, 'token-signing.key'),
     trustedKeys: join(dir, 'trusted-keys.json'),
+    auditCheckpointKey: join(dir, 'audit-checkpoint.key'),
+    auditCheckpointPub: join(dir, 'audit-checkpoint.pub'),
     crl: join(dir, 'crl.pem'),
     revoked: join(dir, 'revoked.json'),
   };
@@ -307,6 +312,27 @@ export async function ensureDevPki(options: EnsureDevPkiOptions): Promise<Ensure
     created.push('trusted-keys.json');
   }
 
+  // The audit log signs checkpoints with a key of its own, never the token key (protocols/AUDIT.md §5).
+  let auditKey: KeyObject;
+  if (existsSync(paths.auditCheckpointKey)) {
+    auditKey = readTokenKey(paths.auditCheckpointKey);
+    kept.push('audit-checkpoint.key');
+  } else {
+    auditKey = generateKeyPairSync('ed25519').privateKey;
+    await writePrivateFile(
+      paths.auditCheckpointKey,
+      auditKey.export({ type: 'pkcs8', format: 'pem' }) as string,
+    );
+    created.push('audit-checkpoint.key');
+  }
+  const auditPub = createPublicKey(auditKey).export({ type: 'spki', format: 'pem' }) as string;
+  if (existsSync(paths.auditCheckpointPub) && read(paths.auditCheckpointPub) === auditPub) {
+    kept.push('audit-checkpoint.pub');
+  } else {
+    await writePublicFile(paths.auditCheckpointPub, auditPub);
+    created.push('audit-checkpoint.pub');
+  }
+
   // A new CA starts a new revocation history: serials of the old one mean nothing under it.
   if (newCa || !existsSync(paths.revoked)) {
     await writeCrl(paths, ca, { crlNumber: 1, revoked: [] }, now);
@@ -326,6 +352,11 @@ export async function ensureDevPki(options: EnsureDevPkiOptions): Promise<Ensure
 export interface RevokeVehicleOptions {
   dir: string;
   vin: string;
+  /**
+   * The serial to revoke, hex. Defaults to the car's current certificate; after a rotation it names the
+   * previous one, which is no longer on disk.
+   */
+  serial?: string;
   now?: () => Date;
 }
 
@@ -338,23 +369,61 @@ export interface RevokeVehicleResult {
   alreadyRevoked: boolean;
 }
 
-/** Lists the car's current certificate in revoked.json and re-signs crl.pem with the next cRLNumber. */
+/** Lists a certificate of the car in revoked.json and re-signs crl.pem with the next cRLNumber. */
 export async function revokeVehicle(options: RevokeVehicleOptions): Promise<RevokeVehicleResult> {
   const now = (options.now ?? (() => new Date()))();
   const paths = devPkiPaths(options.dir);
   const certPath = paths.vehicleCert(options.vin);
-  if (!existsSync(certPath))
+  if (options.serial === undefined && !existsSync(certPath))
     throw new CertError('VEHICLE_UNKNOWN', `no certificate for ${options.vin} in ${paths.dir}`);
   for (const path of [paths.caCert, paths.caKey, paths.revoked]) {
     if (!existsSync(path)) throw new CertError('PKI_INCOMPLETE', `missing ${path}`);
   }
-  const serial = new X509Certificate(read(certPath)).serialNumber.toUpperCase();
+  const serial =
+    options.serial === undefined
+      ? new X509Certificate(read(certPath)).serialNumber.toUpperCase()
+      : serialKey(options.serial);
   const state = readRevocationState(paths.revoked);
-  const alreadyRevoked = state.revoked.some((entry) => entry.serial === serial);
+  const alreadyRevoked = state.revoked.some((entry) => serialKey(entry.serial) === serial);
   const revoked = alreadyRevoked
     ? state.revoked
     : [...state.revoked, { vin: options.vin, serial, revokedAt: now.toISOString() }];
   const ca = { certPem: read(paths.caCert), keyPem: read(paths.caKey) };
   const written = await writeCrl(paths, ca, { crlNumber: state.crlNumber + 1, revoked }, now);
   return { vin: options.vin, serial, crlNumber: written.crlNumber, alreadyRevoked };
+}
+
+export interface ReissueVehicleOptions {
+  dir: string;
+  vin: string;
+  now?: () => Date;
+}
+
+export interface ReissueVehicleResult {
+  vin: string;
+  /** The serial of the certificate replaced, or null when the car had none. */
+  previousSerial: string | null;
+  serial: string;
+}
+
+/**
+ * Rotation, step one: a new key and certificate for the car, written over the old files. The previous
+ * certificate stays valid, so the car keeps working until it reconnects with the new one; step two is
+ * revokeVehicle({ serial: previousSerial }).
+ */
+export async function reissueVehicle(options: ReissueVehicleOptions): Promise<ReissueVehicleResult> {
+  const problem = vinProblem(options.vin);
+  if (problem !== null) throw new CertError('VIN_INVALID', `${problem}: ${options.vin}`);
+  const paths = devPkiPaths(options.dir);
+  for (const path of [paths.caCert, paths.caKey]) {
+    if (!existsSync(path)) throw new CertError('PKI_INCOMPLETE', `missing ${path}`);
+  }
+  const certPath = paths.vehicleCert(options.vin);
+  const previousSerial = existsSync(certPath)
+    ? new X509Certificate(read(certPath)).serialNumber.toUpperCase()
+    : null;
+  const issuer = createIssuer({ certPem: read(paths.caCert), keyPem: read(paths.caKey) });
+  const issued = issueVehicleIdentity(issuer, options.vin, options.now ? { now: options.now } : {});
+  await writeIdentity({ cert: certPath, key: paths.vehicleKey(options.vin) }, issued);
+  return { vin: options.vin, previousSerial, serial: issued.serial };
 }

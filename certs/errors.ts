@@ -11,6 +11,7 @@ export type CertErrorCode =
   | 'PKI_INCOMPLETE'
   | 'PKI_STATE_INVALID'
   | 'VEHICLE_UNKNOWN'
+  | 'CRL_INVALID'
   | 'CLI_USAGE';
 
 export class CertError extends Error {

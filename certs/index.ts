@@ -8,5 +8,6 @@ export * from './fleet.ts';
 export * from './identity.ts';
 export * from './inspect.ts';
 export * from './keys.ts';
+export * from './mosquitto.ts';
 export * from './pki.ts';
 export * from './signer.ts';

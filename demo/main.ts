@@ -2,29 +2,42 @@
 // It is the one program that wires gateway/ and simulator/ together; neither imports the other.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { bootGateway, untilSignal } from '../gateway/bootstrap.ts';
-import { CONFIG_HELP, ConfigError, parseConfig } from '../gateway/config.ts';
-import { createLogger } from '../gateway/logger.ts';
+import { bootGateway, StartupError, untilSignal } from '../gateway/bootstrap.ts';
+import { ConfigError, loadConfig } from '../gateway/config.ts';
+import { createLogger, flushLogger } from '../gateway/logger.ts';
+import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, parseProgramArgs, programHelp } from '../gateway/program.ts';
 import { TrustedKeysFileSchema } from '../protocols/index.ts';
 import { loadSeeds, type SeedLocation } from '../seeds/index.ts';
 import { type Fleet, startFleet } from '../simulator/index.ts';
 import { playDemoDelivery } from './script.ts';
 
-if (process.argv.includes('--help') || process.argv.includes('-h')) {
-  console.log(
-    'Usage: npm start [-- --help]\n\nRuns the gateway, the embedded MQTT broker and the simulated fleet, plays a demo\ndelivery, and keeps serving until SIGINT or SIGTERM. Environment:',
-  );
-  for (const [name, help] of Object.entries(CONFIG_HELP)) console.log(`  ${name.padEnd(20)} ${help}`);
-  process.exit(0);
+const USAGE = `Usage: npm start [-- --help]
+
+Runs the gateway, the embedded MQTT broker and the simulated fleet, plays a demo delivery, and keeps
+serving until SIGINT or SIGTERM (which drain in-flight commands first). The demo prints on stdout; logs
+go to stderr, at warn unless LOG_LEVEL says otherwise.`;
+
+const args = parseProgramArgs(process.argv.slice(2));
+if (args.kind === 'help') {
+  process.stdout.write(programHelp(USAGE));
+  process.exit(EXIT_OK);
+}
+if (args.kind === 'usage') {
+  console.error(`npm start: ${args.reason}`);
+  process.exit(EXIT_USAGE);
 }
 
 const read = (path: string): string => readFileSync(path, 'utf8');
 
 try {
   // The demo prints a human timeline on stdout; logs go to stderr at warn unless LOG_LEVEL says otherwise.
-  const config = parseConfig({ ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn' });
+  const config = loadConfig({ env: process.env, defaults: { LOG_LEVEL: 'warn' } });
   const seeds = loadSeeds();
-  const logger = createLogger(config.LOG_LEVEL, process.stderr);
+  const logger = createLogger({
+    level: config.LOG_LEVEL,
+    pretty: config.LOG_PRETTY === 'on',
+    destination: 2,
+  });
   const print = (line: string): void => console.log(line);
   const booted = await bootGateway({
     config,
@@ -70,9 +83,15 @@ try {
   }
   print('\nServing. Ctrl-C stops.');
   await untilSignal();
+  // Drain first, while the cars are still there to ack what is in flight; then the cars sign off
+  // through the broker; then the broker and the store close.
+  await booted.gateway.drain();
   await fleet?.stop();
   await booted.stop();
+  await flushLogger(logger);
+  process.exit(EXIT_OK);
 } catch (err) {
-  console.error(err instanceof ConfigError ? err.message : `start failed: ${(err as Error).message}`);
-  process.exit(1);
+  const known = err instanceof ConfigError || err instanceof StartupError;
+  console.error(known ? (err as Error).message : `start failed: ${(err as Error).message}`);
+  process.exit(EXIT_FAILED);
 }

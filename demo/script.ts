@@ -15,7 +15,10 @@ interface Reply {
   body: Record<string, unknown>;
 }
 
-/** Plays link → location → delivery → unlock → lock against a running gateway; returns the delivery id. */
+/**
+ * Plays link → location → delivery → parking confirmation → unlock → lock against a running gateway; returns
+ * the delivery id.
+ */
 export async function playDemoDelivery(deps: DemoDeps): Promise<string> {
   const now = deps.now ?? Date.now;
   const call = async (method: string, path: string, body?: unknown): Promise<Reply> => {
@@ -65,6 +68,7 @@ export async function playDemoDelivery(deps: DemoDeps): Promise<string> {
       ownerId: l.ownerId,
       label: l.label,
       kind: l.kind,
+      access: l.access,
       lat: l.lat,
       lon: l.lon,
       radiusM: l.radiusM,
@@ -73,18 +77,25 @@ export async function playDemoDelivery(deps: DemoDeps): Promise<string> {
   );
   const t = now();
   const delivery = must(
-    'schedule delivery (4-hour window)',
+    'schedule delivery (window start only: 4 h)',
     await call('POST', '/v1/deliveries', {
       vin: v.vin,
       locationId: loc.body.id,
       driverId: 'driver-7',
       packageIds: ['pkg-1001', 'pkg-1002'],
-      window: { start: new Date(t - 60_000).toISOString(), end: new Date(t + 4 * 3_600_000).toISOString() },
+      window: { start: new Date(t - 60_000).toISOString() },
     }),
     201,
   );
   const id = delivery.body.id as string;
   const at = { lat: l.lat + 0.0002, lon: l.lon };
+  const good = { driverId: 'driver-7', position: at, packageId: 'pkg-1001' };
+  step('unlock before the parking is confirmed', await call('POST', `/v1/deliveries/${id}/unlock`, good));
+  must(
+    'confirm parking (the car reports itself)',
+    await call('POST', `/v1/deliveries/${id}/parking`, {}),
+    200,
+  );
   step(
     'unlock by the wrong driver',
     await call('POST', `/v1/deliveries/${id}/unlock`, {
@@ -103,11 +114,7 @@ export async function playDemoDelivery(deps: DemoDeps): Promise<string> {
   );
   must(
     'unlock: right driver, place and package',
-    await call('POST', `/v1/deliveries/${id}/unlock`, {
-      driverId: 'driver-7',
-      position: at,
-      packageId: 'pkg-1001',
-    }),
+    await call('POST', `/v1/deliveries/${id}/unlock`, good),
     200,
   );
   const seen = must('read the car state', await call('GET', `/v1/vehicles/${v.vin}`), 200);

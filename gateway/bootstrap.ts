@@ -1,14 +1,20 @@
-// Owns starting a gateway from configuration: dev PKI when missing, material, API key, HTTP listen, shutdown.
+// Owns starting a gateway from configuration: dev PKI when missing, production refusals, API key, listen, shutdown.
+import { X509Certificate } from 'node:crypto';
 import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { type DevPkiPaths, ensureDevPki, loadDevPki } from '../certs/index.ts';
+import {
+  DEV_CA_COMMON_NAME,
+  type DevPkiPaths,
+  ensureDevPki,
+  inspectCertificate,
+  loadDevPki,
+} from '../certs/index.ts';
 import type { Catalog } from '../protocols/index.ts';
+import { findCallerByHash, hashApiKey } from './api-keys.ts';
 import type { Config } from './config.ts';
 import { type Gateway, startGateway } from './gateway.ts';
-import { hashApiKey } from './http/auth.ts';
 import { loadGatewayMaterial } from './material.ts';
-import { findApiKeyByHash } from './store/records.ts';
 
 export interface BootDeps {
   config: Config;
@@ -23,13 +29,25 @@ export interface Booted {
   gateway: Gateway;
   pki: DevPkiPaths;
   baseUrl: string;
+  /** Where /metrics is served: its own listener with METRICS_PORT, else on baseUrl. */
+  metricsUrl: string;
   /** The development API key, when this start created or found one on disk. */
   apiKey: string | null;
+  /** Graceful: see Gateway.close. */
   stop(): Promise<void>;
 }
 
+export type StartupErrorCode =
+  | 'PRODUCTION_NEEDS_PKI'
+  | 'PRODUCTION_DEV_PKI'
+  | 'PRODUCTION_DEV_API_KEY'
+  | 'PRODUCTION_NEEDS_API_KEYS';
+
+/** The label of keys that a development start creates by itself; production refuses a store holding one. */
+export const DEV_API_KEY_LABEL = 'development key created at start';
+
 export class StartupError extends Error {
-  readonly code: 'PRODUCTION_NEEDS_PKI' | 'PRODUCTION_NEEDS_API_KEYS';
+  readonly code: StartupErrorCode;
   constructor(code: StartupError['code'], message: string) {
     super(message);
     this.name = 'StartupError';
@@ -37,7 +55,10 @@ export class StartupError extends Error {
   }
 }
 
-/** In development a key is created on first start and kept in CERTS_DIR/api-key (0600); production never does this. */
+/**
+ * In development a key is created on first start and kept in CERTS_DIR/api-key (0600); production never does
+ * this. It is an admin key (every scope, no binding); one from before scopes existed is replaced.
+ */
 async function ensureDevApiKey(
   gateway: Gateway,
   file: string,
@@ -45,13 +66,44 @@ async function ensureDevApiKey(
 ): Promise<string> {
   if (existsSync(file)) {
     const key = readFileSync(file, 'utf8').trim();
-    if (await findApiKeyByHash(gateway.store.db, hashApiKey(key))) return key;
+    const caller = await findCallerByHash(gateway.store.db, hashApiKey(key));
+    if (caller?.scopes.includes('admin')) return key;
   }
-  const key = await gateway.createApiKey('development key created at start');
+  const key = await gateway.createApiKey(DEV_API_KEY_LABEL);
   writeFileSync(file, `${key}\n`, { mode: 0o600 });
   chmodSync(file, 0o600);
   print(`Created a development API key in ${file} (mode 0600).`);
   return key;
+}
+
+/** The development CA's name, as ensureDevPki writes it; certs/ marks no other CA so. */
+function isDevelopmentCa(caCertPath: string): boolean {
+  const der = new X509Certificate(readFileSync(caCertPath)).raw;
+  return inspectCertificate(der).subjectCommonNames.includes(DEV_CA_COMMON_NAME);
+}
+
+/** Production starts only with an issued PKI and operator-made API keys: nothing a development start creates. */
+async function refuseDevelopmentMaterial(config: Config, gateway: Gateway): Promise<void> {
+  const devKeyFile = join(config.CERTS_DIR, 'api-key');
+  if (existsSync(devKeyFile)) {
+    throw new StartupError(
+      'PRODUCTION_DEV_API_KEY',
+      `production refuses to start while ${devKeyFile} (a self-generated development key) exists`,
+    );
+  }
+  const keys = await gateway.store.db.selectFrom('api_keys').select(['label']).execute();
+  if (keys.some((k) => k.label === DEV_API_KEY_LABEL)) {
+    throw new StartupError(
+      'PRODUCTION_DEV_API_KEY',
+      `production refuses a store holding self-generated development API keys (label "${DEV_API_KEY_LABEL}")`,
+    );
+  }
+  if (keys.length === 0) {
+    throw new StartupError(
+      'PRODUCTION_NEEDS_API_KEYS',
+      'production refuses to start without API keys in the store',
+    );
+  }
 }
 
 export async function bootGateway(deps: BootDeps): Promise<Booted> {
@@ -65,6 +117,12 @@ export async function bootGateway(deps: BootDeps): Promise<Booted> {
       throw new StartupError(
         'PRODUCTION_NEEDS_PKI',
         `production needs an issued PKI in CERTS_DIR: ${(err as Error).message}`,
+      );
+    }
+    if (isDevelopmentCa(pki.caCert)) {
+      throw new StartupError(
+        'PRODUCTION_DEV_PKI',
+        `production refuses the development PKI in ${config.CERTS_DIR} (CA "${DEV_CA_COMMON_NAME}"); issue a production one`,
       );
     }
   } else {
@@ -82,17 +140,16 @@ export async function bootGateway(deps: BootDeps): Promise<Booted> {
   try {
     let apiKey: string | null = null;
     if (!production) apiKey = await ensureDevApiKey(gateway, join(config.CERTS_DIR, 'api-key'), print);
-    else if ((await gateway.store.db.selectFrom('api_keys').select('id').executeTakeFirst()) === undefined) {
-      throw new StartupError(
-        'PRODUCTION_NEEDS_API_KEYS',
-        'production refuses to start without API keys in the store',
-      );
-    }
+    else await refuseDevelopmentMaterial(config, gateway);
     const address = await gateway.app.listen({ host: config.HOST, port: config.HTTP_PORT });
+    const metricsUrl = gateway.metricsApp
+      ? await gateway.metricsApp.listen({ host: config.METRICS_HOST, port: config.METRICS_PORT ?? 0 })
+      : address;
     return {
       gateway,
       pki,
       baseUrl: address,
+      metricsUrl: `${metricsUrl}/metrics`,
       apiKey,
       stop: () => gateway.close(),
     };

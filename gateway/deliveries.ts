@@ -1,30 +1,42 @@
-// Owns the delivery lifecycle: scheduling, the driver checks before an unlock, commands to the car, the timeline.
-import { createHash, type KeyObject } from 'node:crypto';
+// Owns the delivery lifecycle: scheduling, parking confirmation, the checks before an unlock, commands to the
+// car, relocking (driver, watchdog, block, cancel, unlink, the car itself), the timeline and its events.
+import { createHash } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import {
-  type Action,
+  type Ack,
   buildClaims,
   type Command,
   mintAccessToken,
   PROTOCOL_VERSION,
+  type StateMessage,
+  type TokenAction,
 } from '../protocols/index.ts';
-import { ApiError, type ErrorCode } from './errors.ts';
+import { type AckRefusal, checkSignedAck } from './acks.ts';
+import { ApiError, type ApiErrorOptions, type ErrorCode } from './errors.ts';
 import { distanceM } from './geo.ts';
+import { createKeyedMutex } from './keyed-mutex.ts';
+import { type DomainEvent, type Notify, noopNotify } from './notifications.ts';
+import type { SigningKeyRing } from './signing-keys.ts';
 import type { Write } from './store/group-commit.ts';
 import {
   appendEvent,
   type Db,
+  type DeliveryPatch,
   type DeliveryRecord,
+  deliveriesOf,
   findDelivery,
   findLocation,
   findVehicle,
   insertCommand,
   insertDelivery,
+  insertVehicleAck,
+  openDeliveriesOf,
   settleCommand,
   type TimelineEntry,
   timelineOf,
   updateDelivery,
+  type VehicleRecord,
 } from './store/records.ts';
 import type { Database } from './store/schema.ts';
 import type { VehicleLink } from './vehicle-link.ts';
@@ -32,24 +44,51 @@ import type { VehicleLink } from './vehicle-link.ts';
 export interface DeliveryPolicy {
   /** Longest delivery window. */
   maxWindowMs: number;
+  /** The window when only its start is given. */
+  defaultWindowMs: number;
   /** How many unlocks one delivery may use. */
   maxUnlocks: number;
   /** Requested lifetime of a command token (capped by the protocol maximum and the window end). */
   tokenTtlS: number;
-  /** How long an HTTP request waits for the car's ack. */
+  /** How long an HTTP request waits for the car's ack or state report. */
   commandTimeoutMs: number;
+  /** How long after an unlock the watchdog locks the car if nobody did; also the retry interval after that. */
+  relockAfterMs: number;
+  /** How far the car may drift from its confirmed parking position (GPS noise) and still count as not moved. */
+  parkingToleranceM: number;
 }
 
 export interface Signer {
-  privateKey: KeyObject;
-  kid: string;
+  /** Tokens are signed with the ring's active key (TOKEN.md §8.3). */
+  keys: SigningKeyRing;
   issuer: string;
+}
+
+export type CommandOutcome = 'executed' | 'refused' | 'timeout' | 'not_sent';
+
+export interface CommandSettlement {
+  action: TokenAction;
+  outcome: CommandOutcome;
+  /** Publish to ack; null without an ack. */
+  roundTripMs: number | null;
+  /** The car's reason for a refusal, or why nothing was sent. */
+  reason: string | null;
+}
+
+/** Hears the service's decisions as they are made (metrics); it must not throw. */
+export interface DeliveryObserver {
+  /** A gateway check refused a request; no command was sent. */
+  denied(code: ErrorCode): void;
+  commandSettled(settlement: CommandSettlement): void;
 }
 
 export interface DeliveryServiceDeps {
   /** For reads. */
   db: Kysely<Database>;
-  /** Every write goes through here: atomic per unit, durable before it resolves (store.write). */
+  /**
+   * Every write of this service goes through here (store.write): atomic per unit, durable before it resolves,
+   * concurrent units sharing one commit. A unit uses only the transaction it is given.
+   */
   write: Write;
   link: () => VehicleLink | null;
   signer: Signer;
@@ -57,6 +96,11 @@ export interface DeliveryServiceDeps {
   now: () => number;
   newId: () => string;
   logger: Logger;
+  /** Called in the transaction of each decision an owner or carrier hears about (gateway/notifications.ts). */
+  notify?: Notify;
+  observer?: DeliveryObserver;
+  /** The VIN's currently issued certificate, for acks signed after a rotation (acks.ts). */
+  currentCertificate?: (vin: string, at: number) => string | null;
 }
 
 export interface ScheduleInput {
@@ -64,7 +108,10 @@ export interface ScheduleInput {
   locationId: string;
   driverId: string;
   packageIds: string[];
-  window: { start: number; end: number };
+  /** `end` defaults to start + policy.defaultWindowMs. */
+  window: { start: number; end?: number };
+  /** The carrier whose backend schedules it (from its API key). */
+  carrierId?: string | null;
 }
 
 export interface UnlockInput {
@@ -77,21 +124,91 @@ export interface DeliveryView extends DeliveryRecord {
   timeline: TimelineEntry[];
 }
 
+/** Who locked the car again after an unlock; each has its own timeline entry. */
+export type RelockCause = 'driver' | 'watchdog' | 'block' | 'cancel' | 'unlink';
+/** `skipped`: the car may be open but gets no command (vehicle unlinked, or lock not consented). */
+export type RelockOutcome = 'locked' | 'unconfirmed' | 'not_open' | 'skipped';
+
+export interface RelockOptions {
+  /** When to try again if this lock cannot be confirmed (default: now + relockAfterMs). */
+  retryAt?: number;
+}
+
+const LOCKED_KIND: Record<RelockCause, string> = {
+  driver: 'vehicle_locked',
+  watchdog: 'relocked_by_watchdog',
+  block: 'relocked_on_block',
+  cancel: 'relocked_on_cancel',
+  unlink: 'relocked_on_unlink',
+};
+
+/** What happened to one command on the wire, after it was settled in the store. */
+/**
+ * The outcome of revoking a delivery. The delivery is cancelled at the gateway either way (no token is minted for
+ * it again); `vehicle` says whether the car confirmed, with a signed ack, that it refuses the delivery's tokens.
+ */
+export type RevokeResult =
+  | { status: 'cancelled'; vehicle: 'revoked'; locked: boolean }
+  | { status: 'cancelled'; vehicle: 'refused'; reason: string | null }
+  /** No verified ack in time: the revoke stays queued for the car, and its tokens expire on their own. */
+  | { status: 'cancelled'; vehicle: 'unconfirmed' };
+
+type Sent =
+  | { kind: 'executed'; ack: Ack; roundTripMs: number }
+  | { kind: 'refused'; ack: Ack }
+  | { kind: 'timeout' }
+  | { kind: 'broker_unavailable' }
+  /** An ack came but did not verify against the car's certificate (TOKEN.md §9): treated as no ack. */
+  | { kind: 'ack_invalid'; code: AckRefusal };
+
 const tokenHash = (token: string): string => createHash('sha256').update(token).digest('base64url');
+
+/** The car may still be open for this delivery: it acked an unlock and was not confirmed locked since. */
+export const carMayBeOpen = (d: DeliveryRecord): boolean => d.unlockedAt !== null && d.relockedAt === null;
 
 export function createDeliveryService(deps: DeliveryServiceDeps) {
   const { db, write, policy, now, newId, logger } = deps;
-  // One command at a time per delivery in this process; the conditional update below guards across replicas.
-  const busy = new Set<string>();
+  const notify = deps.notify ?? noopNotify;
+  // Commands to one delivery never interleave in this process; conditional updates guard across replicas.
+  const mutex = createKeyedMutex();
 
+  async function emit(
+    trx: Db,
+    d: Pick<DeliveryRecord, 'id' | 'vin'>,
+    type: DomainEvent['type'],
+    data: Record<string, unknown>,
+    at = now(),
+  ): Promise<void> {
+    const vehicle = await findVehicle(trx, d.vin);
+    await notify(trx, { type, deliveryId: d.id, vin: d.vin, ownerId: vehicle?.ownerId ?? '', at, data });
+  }
+
+  interface DenyOptions {
+    /** A request for access to the car (unlock, lock, another action): also raises access.denied. */
+    accessRequest?: boolean;
+    /** A change to the delivery that belongs to the same decision. */
+    patch?: DeliveryPatch;
+    error?: ApiErrorOptions;
+  }
+
+  /** Records a refusal (and, for a request for access, access.denied) in one transaction, then throws it. */
   async function deny(
-    deliveryId: string,
+    d: DeliveryRecord,
     kind: string,
     code: ErrorCode,
     detail: Record<string, unknown>,
+    options: DenyOptions = {},
   ): Promise<never> {
-    await write((trx) => appendEvent(trx, deliveryId, { at: now(), kind, outcome: 'denied', code, detail }));
-    throw new ApiError(code);
+    const t = now();
+    await write(async (trx) => {
+      if (options.patch) await updateDelivery(trx, d.id, options.patch);
+      await appendEvent(trx, d.id, { at: t, kind, outcome: 'denied', code, detail });
+      if (options.accessRequest ?? true) {
+        await emit(trx, d, 'access.denied', { request: kind, code, ...detail }, t);
+      }
+    });
+    deps.observer?.denied(code);
+    throw new ApiError(code, options.error);
   }
 
   async function load(id: string): Promise<DeliveryRecord> {
@@ -100,19 +217,33 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
     return d;
   }
 
+  /** HTTP requests do not queue behind another command for the same delivery: they are refused at once. */
+  async function exclusive<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    if (mutex.held(id))
+      throw new ApiError('DELIVERY_NOT_ACTIVE', { detail: 'another command for this delivery is in flight' });
+    return mutex.run(id, fn);
+  }
+
+  const linked = (v: VehicleRecord | null): v is VehicleRecord => v !== null && v.unlinkedAt === null;
+
   async function schedule(input: ScheduleInput): Promise<DeliveryRecord> {
     const t = now();
-    const { start, end } = input.window;
+    const start = input.window.start;
+    const end = input.window.end ?? start + policy.defaultWindowMs;
     if (!(end > start) || end - start > policy.maxWindowMs || end <= t) {
       throw new ApiError('WINDOW_INVALID', {
         detail: `window must end after it starts, in the future, and last at most ${policy.maxWindowMs / 3_600_000} h`,
       });
     }
     const vehicle = await findVehicle(db, input.vin);
-    if (!vehicle) throw new ApiError('VEHICLE_NOT_LINKED');
+    if (!linked(vehicle)) throw new ApiError('VEHICLE_NOT_LINKED');
     const location = await findLocation(db, input.locationId);
     if (!location) throw new ApiError('NOT_FOUND', { detail: `no location ${input.locationId}` });
     if (location.ownerId !== vehicle.ownerId) throw new ApiError('LOCATION_NOT_OWNED');
+    // Also refuses locations stored before access was asked for ('unknown'): deny by default.
+    if (location.access !== 'public') {
+      throw new ApiError('LOCATION_NOT_PUBLIC', { detail: `location access is ${location.access}` });
+    }
     const delivery: DeliveryRecord = {
       id: `dlv_${newId()}`,
       vin: input.vin,
@@ -125,6 +256,20 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
       unlocksUsed: 0,
       createdAt: t,
       updatedAt: t,
+      blocked: false,
+      parking: null,
+      unlockedAt: null,
+      unlockedCarAt: null,
+      relockedAt: null,
+      relockRetryAt: null,
+      lockUnconfirmedAt: null,
+      carrierId: input.carrierId ?? null,
+    };
+    const detail = {
+      vin: delivery.vin,
+      locationId: delivery.locationId,
+      driverId: delivery.driverId,
+      window: { start, end },
     };
     await write(async (trx) => {
       await insertDelivery(trx, delivery);
@@ -133,27 +278,129 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
         kind: 'delivery_scheduled',
         outcome: 'info',
         code: null,
-        detail: {
-          vin: delivery.vin,
-          locationId: delivery.locationId,
-          driverId: delivery.driverId,
-          window: input.window,
-        },
+        detail,
       });
+      await emit(trx, delivery, 'delivery.scheduled', detail, t);
     });
     return delivery;
   }
 
   /**
-   * Mints a token bound to a fresh command id; returns what to publish and how to record it. The signature
-   * is made before any write starts, so no transaction stays open while the signing job runs.
+   * Asks the car itself where it is and whether its ignition is off (PROTOCOL.md §3.5), and records the
+   * answer as the delivery's parking confirmation when it is parked within the location's radius.
+   */
+  async function confirmParking(id: string): Promise<{ status: 'parking_confirmed'; distanceM: number }> {
+    return exclusive(id, async () => {
+      const d = await load(id);
+      const kind = 'parking_requested';
+      const info = { accessRequest: false };
+      if (d.status !== 'scheduled') return deny(d, kind, 'DELIVERY_NOT_ACTIVE', { status: d.status }, info);
+      if (now() >= d.windowEnd) return deny(d, kind, 'OUTSIDE_WINDOW', { at: now() }, info);
+      const vehicle = await findVehicle(db, d.vin);
+      if (!linked(vehicle)) return deny(d, kind, 'VEHICLE_NOT_LINKED', {}, info);
+      const location = await findLocation(db, d.locationId);
+      if (!location) throw new ApiError('NOT_FOUND', { detail: `no location ${d.locationId}` });
+      const link = deps.link();
+      if (!link?.connected()) throw new ApiError('BROKER_UNAVAILABLE', { mayHaveSucceeded: false });
+      const answer = await link.query(d.vin, policy.commandTimeoutMs);
+      if (answer.kind === 'timeout') {
+        return deny(
+          d,
+          kind,
+          'VEHICLE_UNREACHABLE',
+          { waitedMs: policy.commandTimeoutMs },
+          {
+            ...info,
+            // A state query changes nothing at the car, so asking again is always safe.
+            error: {
+              mayHaveSucceeded: false,
+              detail: `no state report within ${policy.commandTimeoutMs} ms`,
+            },
+          },
+        );
+      }
+      const { report } = answer;
+      const distance = Math.round(distanceM(report.position, location));
+      const seen = {
+        position: report.position,
+        ignition: report.ignition,
+        carTime: report.at,
+        seq: report.seq,
+      };
+      // A failed check also withdraws an earlier confirmation: the car is not where it was.
+      const withdraw = d.parking ? { patch: { parking: null, updatedAt: now() } } : {};
+      if (distance > location.radiusM) {
+        return deny(
+          d,
+          kind,
+          'VEHICLE_NOT_AT_LOCATION',
+          { ...seen, distanceM: distance },
+          {
+            ...info,
+            ...withdraw,
+            error: {
+              detail: `the car reports itself ${distance} m from the location (radius ${location.radiusM} m)`,
+              extra: { distanceM: distance, radiusM: location.radiusM },
+            },
+          },
+        );
+      }
+      if (report.ignition !== 'off') {
+        return deny(d, kind, 'VEHICLE_NOT_PARKED', seen, {
+          ...info,
+          ...withdraw,
+          error: { detail: `the car reports its ignition ${report.ignition}` },
+        });
+      }
+      const t = now();
+      await write(async (trx) => {
+        await updateDelivery(trx, d.id, {
+          parking: { confirmedAt: t, position: report.position, invalidCode: null },
+          updatedAt: t,
+        });
+        const detail = { ...seen, distanceM: distance };
+        await appendEvent(trx, d.id, {
+          at: t,
+          kind: 'parking_confirmed',
+          outcome: 'granted',
+          code: null,
+          detail,
+        });
+        await emit(trx, d, 'delivery.parking_confirmed', detail, t);
+      });
+      return { status: 'parking_confirmed', distanceM: distance };
+    });
+  }
+
+  /** Whether the parking confirmation still holds against what the car reported last. */
+  function parkingProblem(
+    d: DeliveryRecord,
+    vehicle: VehicleRecord,
+  ): { code: ErrorCode; detail: object } | null {
+    if (!d.parking) return { code: 'PARKING_NOT_CONFIRMED', detail: {} };
+    if (d.parking.invalidCode)
+      return { code: d.parking.invalidCode as ErrorCode, detail: { since: 'report' } };
+    const moved = vehicle.position
+      ? distanceM(vehicle.position, d.parking.position)
+      : Number.POSITIVE_INFINITY;
+    if (moved > policy.parkingToleranceM)
+      return { code: 'VEHICLE_MOVED', detail: { movedM: Math.round(moved) } };
+    if (vehicle.ignition !== 'off')
+      return { code: 'VEHICLE_NOT_PARKED', detail: { ignition: vehicle.ignition } };
+    return null;
+  }
+
+  /**
+   * Mints a token bound to a fresh command id; returns what to publish and how to record it. The signature is
+   * made before the write starts, so the shared transaction of a group commit never waits for it.
    */
   async function prepareCommand(
     d: DeliveryRecord,
-    action: Action,
+    action: TokenAction,
     notAfterMs: number,
   ): Promise<{ command: Command; record: (trx: Db) => Promise<void> }> {
     const t = now();
+    const signing = deps.signer.keys.active();
     const commandId = `cmd_${newId()}`;
     const jti = newId();
     const claims = buildClaims({
@@ -167,7 +414,7 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
       ttlS: policy.tokenTtlS,
       notAfterMs,
     });
-    const token = await mintAccessToken({ privateKey: deps.signer.privateKey, kid: deps.signer.kid, claims });
+    const token = await mintAccessToken({ privateKey: signing.privateKey, kid: signing.kid, claims });
     const record = async (trx: Db): Promise<void> => {
       await insertCommand(trx, {
         id: commandId,
@@ -193,7 +440,7 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
           jti,
           tokenSha256: tokenHash(token),
           exp: claims.exp,
-          kid: deps.signer.kid,
+          kid: signing.kid,
         },
       });
     };
@@ -203,10 +450,26 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
     };
   }
 
-  /** Sends a prepared command and settles it from the car's ack; returns the ack's lock state. */
-  async function dispatch(d: DeliveryRecord, command: Command): Promise<{ locked: boolean }> {
+  /**
+   * Publishes a prepared command, waits for the ack and settles the command row; failures go on the timeline.
+   * An ack counts only when it is bound to this command and signed by the car's certificate (TOKEN.md §9); the
+   * verified ack is kept as evidence with the settlement.
+   */
+  async function send(d: DeliveryRecord, command: Command): Promise<Sent> {
+    const ids = { deliveryId: d.id, commandId: command.commandId, action: command.action, vin: d.vin };
+    const settled = (outcome: CommandOutcome, reason: string | null, roundTripMs: number | null): void =>
+      deps.observer?.commandSettled({ action: command.action, outcome, reason, roundTripMs });
+    logger.info(
+      { event: 'command.sent', ...ids, tokenSha256: tokenHash(command.token) },
+      `${command.action} sent`,
+    );
     const link = deps.link();
     if (!link?.connected()) {
+      logger.warn(
+        { event: 'command.not_sent', ...ids, reason: 'BROKER_UNAVAILABLE' },
+        'broker not connected',
+      );
+      settled('not_sent', 'BROKER_UNAVAILABLE', null);
       await write((trx) =>
         settleCommand(trx, command.commandId, {
           status: 'timeout',
@@ -214,12 +477,14 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
           ackedAt: null,
         }),
       );
-      throw new ApiError('BROKER_UNAVAILABLE', { mayHaveSucceeded: false });
+      return { kind: 'broker_unavailable' };
     }
     const started = now();
     const result = await link.send(d.vin, command, policy.commandTimeoutMs);
     const t = now();
     if (result.kind === 'timeout') {
+      logger.warn({ event: 'command.timeout', ...ids, waitedMs: t - started }, 'no ack in time');
+      settled('timeout', null, null);
       await write(async (trx) => {
         await settleCommand(trx, command.commandId, { status: 'timeout', reason: 'NO_ACK', ackedAt: null });
         await appendEvent(trx, d.id, {
@@ -230,12 +495,38 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
           detail: { commandId: command.commandId, action: command.action, waitedMs: t - started },
         });
       });
-      throw new ApiError('VEHICLE_UNREACHABLE', {
-        mayHaveSucceeded: true,
-        detail: `no ack within ${policy.commandTimeoutMs} ms; the car may have acted (the token expires on its own)`,
+      return { kind: 'timeout' };
+    }
+    const expected = { vin: d.vin, commandId: command.commandId, action: command.action, deliveryId: d.id };
+    const check = await checkSignedAck(db, expected, result.ack, t, deps.currentCertificate);
+    if (!check.ok) {
+      logger.warn({ event: 'ack.rejected', ...ids, code: check.code }, 'ack refused');
+      settled('timeout', check.code, null);
+      await write(async (trx) => {
+        await settleCommand(trx, command.commandId, { status: 'timeout', reason: check.code, ackedAt: null });
+        await appendEvent(trx, d.id, {
+          at: t,
+          kind: 'ack_rejected',
+          outcome: 'denied',
+          code: check.code,
+          detail: { commandId: command.commandId, action: command.action },
+        });
       });
+      return { kind: 'ack_invalid', code: check.code };
     }
     const { ack } = result;
+    logger.info(
+      {
+        event: 'ack.received',
+        ...ids,
+        outcome: ack.outcome,
+        reason: ack.reason,
+        locked: ack.locked,
+        roundTripMs: t - started,
+      },
+      `${command.action} ${ack.outcome}`,
+    );
+    settled(ack.outcome === 'executed' ? 'executed' : 'refused', ack.reason ?? null, t - started);
     if (ack.outcome === 'refused') {
       await write(async (trx) => {
         await settleCommand(trx, command.commandId, {
@@ -243,10 +534,7 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
           reason: ack.reason ?? null,
           ackedAt: t,
         });
-        if (command.action === 'unlock') {
-          // The car did not open: the reserved unlock is given back (d holds the count from before it).
-          await updateDelivery(trx, d.id, { unlocksUsed: d.unlocksUsed, updatedAt: t });
-        }
+        await insertVehicleAck(trx, check.evidence);
         await appendEvent(trx, d.id, {
           at: t,
           kind: 'vehicle_refused',
@@ -255,52 +543,185 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
           detail: { commandId: command.commandId, action: command.action, locked: ack.locked },
         });
       });
-      throw new ApiError('VEHICLE_REFUSED', {
-        mayHaveSucceeded: false,
-        detail: `the vehicle refused: ${ack.reason ?? 'unspecified'}`,
-        extra: { vehicleReason: ack.reason ?? null },
-      });
+      return { kind: 'refused', ack };
     }
     await write(async (trx) => {
       await settleCommand(trx, command.commandId, { status: 'executed', reason: null, ackedAt: t });
-      const kind = command.action === 'unlock' ? 'vehicle_unlocked' : 'vehicle_locked';
-      await appendEvent(trx, d.id, {
-        at: t,
-        kind,
-        outcome: 'granted',
-        code: null,
-        detail: {
-          commandId: command.commandId,
-          locked: ack.locked,
-          carTime: ack.at,
-          roundTripMs: t - started,
-        },
-      });
-      if (command.action === 'unlock') {
-        await updateDelivery(trx, d.id, { status: 'unlocked', updatedAt: t });
-      } else if (ack.locked) {
-        await updateDelivery(trx, d.id, { status: 'completed', updatedAt: t });
-        await appendEvent(trx, d.id, {
-          at: t,
-          kind: 'delivery_completed',
-          outcome: 'info',
-          code: null,
-          detail: {},
-        });
-      }
+      await insertVehicleAck(trx, check.evidence);
     });
-    return { locked: ack.locked };
+    return { kind: 'executed', ack, roundTripMs: t - started };
   }
 
-  async function exclusive<T>(id: string, fn: () => Promise<T>): Promise<T> {
-    if (busy.has(id))
-      throw new ApiError('DELIVERY_NOT_ACTIVE', { detail: 'another command for this delivery is in flight' });
-    busy.add(id);
-    try {
-      return await fn();
-    } finally {
-      busy.delete(id);
+  function commandError(sent: Exclude<Sent, { kind: 'executed' }>): ApiError {
+    if (sent.kind === 'broker_unavailable')
+      return new ApiError('BROKER_UNAVAILABLE', { mayHaveSucceeded: false });
+    if (sent.kind === 'ack_invalid') {
+      return new ApiError('VEHICLE_ACK_INVALID', {
+        mayHaveSucceeded: true,
+        detail: `the ack did not verify (${sent.code}); the car may have acted (the token expires on its own)`,
+      });
     }
+    if (sent.kind === 'timeout') {
+      return new ApiError('VEHICLE_UNREACHABLE', {
+        mayHaveSucceeded: true,
+        detail: `no ack within ${policy.commandTimeoutMs} ms; the car may have acted (the token expires on its own)`,
+      });
+    }
+    return new ApiError('VEHICLE_REFUSED', {
+      mayHaveSucceeded: false,
+      detail: `the vehicle refused: ${sent.ack.reason ?? 'unspecified'}`,
+      extra: { vehicleReason: sent.ack.reason ?? null },
+    });
+  }
+
+  /**
+   * Records that the car itself reported locked after the unlock, once (the conditional update makes a
+   * second report a no-op), completing an unlocked delivery.
+   */
+  async function confirmLocked(
+    trx: Db,
+    d: DeliveryRecord,
+    kind: string,
+    by: RelockCause | 'car',
+    detail: Record<string, unknown>,
+  ): Promise<boolean> {
+    const t = now();
+    const first = await trx
+      .updateTable('deliveries')
+      .set({ relocked_at: t, relock_retry_at: null, updated_at: t })
+      .where('id', '=', d.id)
+      .where('relocked_at', 'is', null)
+      .executeTakeFirst();
+    if (Number(first.numUpdatedRows) !== 1) return false;
+    await appendEvent(trx, d.id, { at: t, kind, outcome: 'granted', code: null, detail });
+    await emit(trx, d, 'vehicle.relocked', { by, ...detail }, t);
+    const completed = await trx
+      .updateTable('deliveries')
+      .set({ status: 'completed', updated_at: t })
+      .where('id', '=', d.id)
+      .where('status', '=', 'unlocked')
+      .executeTakeFirst();
+    if (Number(completed.numUpdatedRows) === 1) {
+      await appendEvent(trx, d.id, {
+        at: t,
+        kind: 'delivery_completed',
+        outcome: 'info',
+        code: null,
+        detail: { by },
+      });
+      await emit(trx, d, 'delivery.completed', { by }, t);
+    }
+    return true;
+  }
+
+  /** The car could not be confirmed locked: on the timeline, vehicle.lock_unconfirmed once, and a retry later. */
+  async function lockUnconfirmed(
+    d: DeliveryRecord,
+    cause: RelockCause,
+    code: string,
+    detail: object,
+    retryAt: number | undefined,
+  ): Promise<void> {
+    const t = now();
+    await write(async (trx) => {
+      const current = await findDelivery(trx, d.id);
+      await updateDelivery(trx, d.id, {
+        updatedAt: t,
+        lockUnconfirmedAt: current?.lockUnconfirmedAt ?? t,
+        // The driver's own attempt leaves the watchdog's schedule as it was; a gateway attempt backs off.
+        ...(cause === 'driver' ? {} : { relockRetryAt: retryAt ?? t + policy.relockAfterMs }),
+      });
+      await appendEvent(trx, d.id, {
+        at: t,
+        kind: 'lock_unconfirmed',
+        outcome: 'denied',
+        code,
+        detail: { cause, ...detail },
+      });
+      if (current?.lockUnconfirmedAt === null) {
+        await emit(trx, d, 'vehicle.lock_unconfirmed', { cause, code, ...detail }, t);
+      }
+    });
+  }
+
+  /** Sends a lock for `cause` and records the outcome; the caller holds the delivery's mutex. */
+  async function lockHeld(
+    d: DeliveryRecord,
+    cause: RelockCause,
+    detail: Record<string, unknown>,
+    retryAt?: number,
+  ): Promise<Sent> {
+    // A lock token is not capped by the window: re-locking must stay possible after it ends.
+    const prepared = await prepareCommand(d, 'lock', Number.MAX_SAFE_INTEGER);
+    const command = await write(async (trx) => {
+      await appendEvent(trx, d.id, {
+        at: now(),
+        kind: 'lock_granted',
+        outcome: 'granted',
+        code: null,
+        detail: { cause, ...detail },
+      });
+      await prepared.record(trx);
+      return prepared.command;
+    });
+    const sent = await send(d, command);
+    if (sent.kind === 'executed' && sent.ack.locked) {
+      await write((trx) =>
+        confirmLocked(trx, d, LOCKED_KIND[cause], cause, {
+          commandId: command.commandId,
+          locked: true,
+          carTime: sent.ack.at,
+          roundTripMs: sent.roundTripMs,
+        }),
+      );
+    } else {
+      const code =
+        sent.kind === 'executed'
+          ? 'ACK_REPORTS_UNLOCKED'
+          : sent.kind === 'refused'
+            ? (sent.ack.reason ?? 'UNSPECIFIED')
+            : sent.kind === 'timeout'
+              ? 'VEHICLE_UNREACHABLE'
+              : sent.kind === 'ack_invalid'
+                ? sent.code
+                : 'BROKER_UNAVAILABLE';
+      await lockUnconfirmed(d, cause, code, { commandId: command.commandId }, retryAt);
+    }
+    return sent;
+  }
+
+  /** Locks the car for `cause` if it may be open for this delivery; the caller holds the mutex. */
+  async function relockHeld(
+    id: string,
+    cause: Exclude<RelockCause, 'driver'>,
+    options: RelockOptions = {},
+  ): Promise<RelockOutcome> {
+    const d = await load(id);
+    if (!carMayBeOpen(d)) return 'not_open';
+    const vehicle = await findVehicle(db, d.vin);
+    // Securing the car is the last thing unlinking does; otherwise an unlinked vehicle gets no more commands.
+    if (
+      !vehicle ||
+      (vehicle.unlinkedAt !== null && cause !== 'unlink') ||
+      !vehicle.consent.includes('lock')
+    ) {
+      logger.warn(
+        { event: 'relock.skipped', deliveryId: id, cause },
+        'no lock sent: vehicle unlinked or lock not consented',
+      );
+      return 'skipped';
+    }
+    const sent = await lockHeld(d, cause, {}, options.retryAt);
+    return sent.kind === 'executed' && sent.ack.locked ? 'locked' : 'unconfirmed';
+  }
+
+  /** Locks the car for this delivery, after any command in flight for it (block, cancel, watchdog, unlink). */
+  function relock(
+    id: string,
+    cause: Exclude<RelockCause, 'driver'>,
+    options: RelockOptions = {},
+  ): Promise<RelockOutcome> {
+    return mutex.run(id, () => relockHeld(id, cause, options));
   }
 
   async function unlock(id: string, input: UnlockInput): Promise<{ status: 'unlocked' }> {
@@ -310,17 +731,26 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
       const kind = 'unlock_requested';
       const ctx = { driverId: input.driverId, packageId: input.packageId, position: input.position };
       if (d.status !== 'scheduled' && d.status !== 'unlocked') {
-        return deny(d.id, kind, 'DELIVERY_NOT_ACTIVE', { ...ctx, status: d.status });
+        return deny(d, kind, 'DELIVERY_NOT_ACTIVE', { ...ctx, status: d.status });
       }
-      if (input.driverId !== d.driverId) return deny(d.id, kind, 'DRIVER_NOT_ASSIGNED', ctx);
-      if (t < d.windowStart || t >= d.windowEnd) return deny(d.id, kind, 'OUTSIDE_WINDOW', { ...ctx, at: t });
-      if (!d.packageIds.includes(input.packageId)) return deny(d.id, kind, 'PACKAGE_NOT_IN_DELIVERY', ctx);
+      const vehicle = await findVehicle(db, d.vin);
+      if (!linked(vehicle)) return deny(d, kind, 'VEHICLE_NOT_LINKED', ctx);
+      if (d.blocked || vehicle.blocked) {
+        return deny(d, kind, 'ACCESS_BLOCKED', { ...ctx, by: d.blocked ? 'delivery' : 'vehicle' });
+      }
+      if (!vehicle.consent.includes('unlock'))
+        return deny(d, kind, 'ACTION_NOT_CONSENTED', { ...ctx, action: 'unlock' });
+      if (input.driverId !== d.driverId) return deny(d, kind, 'DRIVER_NOT_ASSIGNED', ctx);
+      if (t < d.windowStart || t >= d.windowEnd) return deny(d, kind, 'OUTSIDE_WINDOW', { ...ctx, at: t });
+      if (!d.packageIds.includes(input.packageId)) return deny(d, kind, 'PACKAGE_NOT_IN_DELIVERY', ctx);
       const location = await findLocation(db, d.locationId);
       const distance = location ? distanceM(input.position, location) : Number.POSITIVE_INFINITY;
       if (!location || distance > location.radiusM) {
-        return deny(d.id, kind, 'DRIVER_NOT_AT_LOCATION', { ...ctx, distanceM: Math.round(distance) });
+        return deny(d, kind, 'DRIVER_NOT_AT_LOCATION', { ...ctx, distanceM: Math.round(distance) });
       }
-      if (d.unlocksUsed >= policy.maxUnlocks) return deny(d.id, kind, 'UNLOCK_LIMIT_REACHED', ctx);
+      const parking = parkingProblem(d, vehicle);
+      if (parking) return deny(d, kind, parking.code, { ...ctx, ...parking.detail });
+      if (d.unlocksUsed >= policy.maxUnlocks) return deny(d, kind, 'UNLOCK_LIMIT_REACHED', ctx);
 
       const prepared = await prepareCommand(d, 'unlock', d.windowEnd);
       const command = await write(async (trx) => {
@@ -340,23 +770,75 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
           detail: {
             ...ctx,
             distanceM: Math.round(distance),
-            checks: ['driver', 'window', 'package', 'location', 'unlocks'],
+            checks: [
+              'status',
+              'linked',
+              'blocked',
+              'consent',
+              'driver',
+              'window',
+              'package',
+              'location',
+              'parking',
+              'unlocks',
+            ],
           },
         });
         await prepared.record(trx);
         return prepared.command;
       });
-      logger.info(
-        {
-          event: 'command.sent',
-          deliveryId: d.id,
+      const sent = await send(d, command);
+      if (sent.kind !== 'executed') {
+        if (sent.kind === 'refused') {
+          // The car did not open: the reserved unlock is given back (d holds the count from before it).
+          await write((trx) => updateDelivery(trx, d.id, { unlocksUsed: d.unlocksUsed, updatedAt: now() }));
+        } else if (sent.kind === 'timeout' || sent.kind === 'ack_invalid') {
+          // No (verified) ack: the car may have opened. Count it as possibly open so the watchdog locks it after the
+          // relock time (harmless if it never opened); its car time is unknown, so no report completes it.
+          const t = now();
+          await write((trx) =>
+            updateDelivery(trx, d.id, { unlockedAt: t, unlockedCarAt: null, relockedAt: null, updatedAt: t }),
+          );
+        }
+        throw commandError(sent);
+      }
+      const at = now();
+      await write(async (trx) => {
+        const detail = {
           commandId: command.commandId,
-          action: 'unlock',
-          vin: d.vin,
-        },
-        'unlock sent',
-      );
-      await dispatch(d, command);
+          locked: sent.ack.locked,
+          carTime: sent.ack.at,
+          roundTripMs: sent.roundTripMs,
+        };
+        await appendEvent(trx, d.id, {
+          at,
+          kind: 'vehicle_unlocked',
+          outcome: 'granted',
+          code: null,
+          detail,
+        });
+        await updateDelivery(trx, d.id, {
+          updatedAt: at,
+          unlockedAt: at,
+          unlockedCarAt: sent.ack.at,
+          relockedAt: null,
+          relockRetryAt: null,
+          lockUnconfirmedAt: null,
+        });
+        // A delivery cancelled while the unlock was in flight stays cancelled (and is relocked below).
+        await trx
+          .updateTable('deliveries')
+          .set({ status: 'unlocked' })
+          .where('id', '=', d.id)
+          .where('status', '=', 'scheduled')
+          .execute();
+        await emit(trx, d, 'vehicle.unlocked', detail, at);
+      });
+      // The owner may have blocked, or cancelled, while the car was opening: it is locked again at once.
+      const after = await load(d.id);
+      const owner = await findVehicle(db, d.vin);
+      if (after.blocked || owner?.blocked) await relockHeld(d.id, 'block');
+      else if (after.status === 'cancelled') await relockHeld(d.id, 'cancel');
       return { status: 'unlocked' };
     });
   }
@@ -366,30 +848,122 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
       const d = await load(id);
       const kind = 'lock_requested';
       if (input.driverId !== d.driverId)
-        return deny(d.id, kind, 'DRIVER_NOT_ASSIGNED', { driverId: input.driverId });
-      if (d.status !== 'unlocked') return deny(d.id, kind, 'DELIVERY_NOT_ACTIVE', { status: d.status });
-      // A lock token is not capped by the window: re-locking must stay possible after it ends.
-      const prepared = await prepareCommand(d, 'lock', Number.MAX_SAFE_INTEGER);
-      const command = await write(async (trx) => {
-        await appendEvent(trx, d.id, {
-          at: now(),
-          kind: 'lock_granted',
-          outcome: 'granted',
-          code: null,
-          detail: input,
-        });
-        await prepared.record(trx);
-        return prepared.command;
-      });
-      logger.info(
-        { event: 'command.sent', deliveryId: d.id, commandId: command.commandId, action: 'lock', vin: d.vin },
-        'lock sent',
-      );
-      const { locked } = await dispatch(d, command);
-      if (!locked)
+        return deny(d, kind, 'DRIVER_NOT_ASSIGNED', { driverId: input.driverId });
+      if (d.status !== 'unlocked') return deny(d, kind, 'DELIVERY_NOT_ACTIVE', { status: d.status });
+      const vehicle = await findVehicle(db, d.vin);
+      if (!vehicle?.consent.includes('lock'))
+        return deny(d, kind, 'ACTION_NOT_CONSENTED', { action: 'lock' });
+      const sent = await lockHeld(d, 'driver', input);
+      if (sent.kind !== 'executed') throw commandError(sent);
+      if (!sent.ack.locked)
         throw new ApiError('VEHICLE_REFUSED', { detail: 'the car acknowledged but reports unlocked' });
       return { status: 'locked' };
     });
+  }
+
+  /**
+   * Any action other than those with their own route: refused unless the owner consented to it, which the
+   * gateway never records (consent is exactly unlock and lock), so deny by default.
+   */
+  async function requestAction(id: string, action: string): Promise<never> {
+    const d = await load(id);
+    const vehicle = await findVehicle(db, d.vin);
+    if (!vehicle?.consent.includes(action)) {
+      return deny(d, 'action_requested', 'ACTION_NOT_CONSENTED', { action });
+    }
+    throw new ApiError('ROUTE_NOT_FOUND', { detail: `no command ${action}` });
+  }
+
+  /**
+   * Applies what a car reported to its deliveries: a parking confirmation the report contradicts is
+   * withdrawn, and a locked report after an unlock confirms the relock (the car's own fail-safe, a key fob).
+   * Deliveries with a command in flight are left to that command.
+   */
+  async function observe(vin: string, message: StateMessage): Promise<void> {
+    if (message.type !== 'state') return;
+    const t = now();
+    for (const d of await deliveriesOf(db, vin, ['scheduled'])) {
+      if (!d.parking || d.parking.invalidCode) continue;
+      const moved = distanceM(message.position, d.parking.position);
+      const code =
+        moved > policy.parkingToleranceM
+          ? 'VEHICLE_MOVED'
+          : message.ignition !== 'off'
+            ? 'VEHICLE_NOT_PARKED'
+            : null;
+      if (!code) continue;
+      await write(async (trx) => {
+        await updateDelivery(trx, d.id, { parking: { ...d.parking!, invalidCode: code }, updatedAt: t });
+        await appendEvent(trx, d.id, {
+          at: t,
+          kind: 'parking_invalidated',
+          outcome: 'denied',
+          code,
+          detail: { movedM: Math.round(moved), ignition: message.ignition, seq: message.seq },
+        });
+      });
+    }
+    if (!message.locked || message.at === null) return;
+    for (const d of await openDeliveriesOf(db, vin)) {
+      // Only a report the car made after it opened for this delivery (its own clock) can say it locked again.
+      if (mutex.held(d.id) || d.unlockedCarAt === null || message.at <= d.unlockedCarAt) continue;
+      await write((trx) =>
+        confirmLocked(trx, d, 'relocked_by_car', 'car', { carTime: message.at, seq: message.seq }),
+      );
+    }
+  }
+
+  /**
+   * Revokes a delivery that is scheduled or in progress (TOKEN.md §10): cancels it here first, so no replica mints
+   * a token for it again, then sends the car a signed revoke, so the car refuses the tokens already out and locks
+   * if it is open. Revoking a cancelled delivery again re-sends the revoke. Not held off by a command in flight:
+   * the car handles commands in order, so a revoke behind an unlock locks again what the unlock opened.
+   */
+  async function revokeDelivery(id: string): Promise<RevokeResult> {
+    const d = await load(id);
+    if (d.status === 'completed') {
+      throw new ApiError('DELIVERY_NOT_ACTIVE', {
+        detail: 'a completed delivery has nothing left to revoke',
+      });
+    }
+    const t = now();
+    // Like a lock, a revoke is not capped by the window: it must reach the car after the window too.
+    const prepared = await prepareCommand(d, 'revoke', Number.MAX_SAFE_INTEGER);
+    const command = await write(async (trx) => {
+      if (d.status !== 'cancelled') {
+        await updateDelivery(trx, d.id, { status: 'cancelled', updatedAt: t });
+        await appendEvent(trx, d.id, {
+          at: t,
+          kind: 'delivery_revoked',
+          outcome: 'info',
+          code: null,
+          detail: { previousStatus: d.status },
+        });
+      }
+      await prepared.record(trx);
+      return prepared.command;
+    });
+    const sent = await send(d, command);
+    if (sent.kind !== 'executed' && sent.kind !== 'refused')
+      return { status: 'cancelled', vehicle: 'unconfirmed' };
+    const { ack } = sent;
+    // TOKEN_REVOKED: the car already holds this delivery as revoked (an earlier revoke reached it).
+    const confirmed = ack.outcome === 'executed' || ack.reason === 'TOKEN_REVOKED';
+    if (confirmed) {
+      const at = now();
+      await write((trx) =>
+        appendEvent(trx, d.id, {
+          at,
+          kind: 'vehicle_revoked',
+          outcome: 'granted',
+          code: null,
+          detail: { commandId: command.commandId, action: 'revoke', locked: ack.locked, carTime: ack.at },
+        }),
+      );
+    }
+    return confirmed
+      ? { status: 'cancelled', vehicle: 'revoked', locked: ack.locked }
+      : { status: 'cancelled', vehicle: 'refused', reason: ack.reason ?? null };
   }
 
   async function view(id: string): Promise<DeliveryView> {
@@ -397,7 +971,19 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
     return { ...d, timeline: await timelineOf(db, id) };
   }
 
-  return { schedule, unlock, lock, view };
+  return {
+    schedule,
+    confirmParking,
+    unlock,
+    lock,
+    requestAction,
+    relock,
+    observe,
+    revokeDelivery,
+    view,
+    emit,
+    load,
+  };
 }
 
 export type DeliveryService = ReturnType<typeof createDeliveryService>;

@@ -1,18 +1,40 @@
 // Owns assembling one gateway replica: store, optional embedded broker, MQTT link, services and HTTP app.
-import { createPrivateKey, randomBytes, randomUUID } from 'node:crypto';
+import { createPrivateKey, randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import type { Catalog } from '../protocols/index.ts';
+import { type Catalog, TOKEN_ISSUER } from '../protocols/index.ts';
+import { VIN_PATTERN } from '../protocols/vin.ts';
+import { ADMIN_GRANT, createApiKey, type Grant } from './api-keys.ts';
+import { type AuditLog, createAuditLog } from './audit-log.ts';
 import { type Broker, createBroker } from './broker/broker.ts';
+import { type CrlWatch, watchCrl } from './broker/crl-watch.ts';
 import type { Config } from './config.ts';
+import { type ControlService, createControlService, type OnDeliveryRevoked } from './control.ts';
 import { createDeliveryService, type DeliveryService } from './deliveries.ts';
 import { buildApp } from './http/app.ts';
-import { hashApiKey } from './http/auth.ts';
-import { insertApiKey } from './store/records.ts';
+import { buildMetricsApp } from './http/operations.ts';
+import type { IdempotencyPolicy } from './idempotency.ts';
+import { createKeyRotation, type KeyRotation } from './key-rotation.ts';
+import { createLifecycle, type Lifecycle } from './lifecycle.ts';
+import { createMetrics, type GatewayMetrics } from './metrics.ts';
+import type { Notify } from './notifications.ts';
+import { createReadiness, type ReadinessReport } from './readiness.ts';
+import { createSigningKeyRing, type SigningKeyRing } from './signing-keys.ts';
+import { countOnlineVehicles, providerOf } from './store/records.ts';
 import { openStore, type Store } from './store/store.ts';
+import { pinVehicleCertificate } from './vehicle-certs.ts';
 import { connectVehicleLink, type VehicleLink } from './vehicle-link.ts';
 import { createVehicleService, type VehicleService } from './vehicles.ts';
+import { createRelockWatchdog, type Every, type RelockWatchdog } from './watchdog.ts';
+import {
+  createWebhookDispatcher,
+  type DispatchPolicy,
+  type WebhookDispatcher,
+  type WebhookSender,
+} from './webhooks/dispatcher.ts';
+import { createOutboxNotify } from './webhooks/outbox.ts';
+import { createSecretBox, deriveSecretKey } from './webhooks/secret-box.ts';
 
 export interface GatewayMaterial {
   ca: string;
@@ -20,10 +42,16 @@ export interface GatewayMaterial {
   brokerKey: string;
   gatewayCert: string;
   gatewayKey: string;
-  /** PKCS#8 PEM of the Ed25519 token-signing key. */
+  /** PKCS#8 PEM of the Ed25519 token-signing key, the active key of the ring. */
   tokenSigningKey: string;
-  tokenKid: string;
-  crl?: string;
+  /** PEM of the CA's current CRL; the embedded broker does not start without one. */
+  crl: string;
+  /** Where the CRL lives: the embedded broker re-reads it when it changes (npm run certs -- revoke). */
+  crlFile?: string;
+  /** PKCS#8 PEM of the Ed25519 audit checkpoint key; without it the log is kept but not checkpointed. */
+  auditCheckpointKey?: string;
+  /** The certificate the CA issued to a VIN, PEM, or null; read when a vehicle is linked, to pin it. */
+  vehicleCertificate?: (vin: string) => string | null;
 }
 
 export interface GatewayDeps {
@@ -33,6 +61,20 @@ export interface GatewayDeps {
   logger: Logger;
   now?: () => number;
   newId?: () => string;
+  /** A fresh registry per gateway unless given. */
+  metrics?: GatewayMetrics;
+  /** Receives every domain event, in the transaction of its decision; events go nowhere by default. */
+  notify?: Notify;
+  /**
+   * Called when a delivery's access is revoked for good, after its car was relocked (control.ts). By default
+   * the gateway sends the car a signed revoke (TOKEN.md §10).
+   */
+  onDeliveryRevoked?: OnDeliveryRevoked;
+  /** The relock watchdog's clock and timer (default: `now` and setInterval), so tests need not wait. */
+  watchdog?: { now?: () => number; every?: Every };
+  /** Webhook delivery: timings (tests shorten them) and the transport (fetch by default). */
+  webhooks?: { policy?: Partial<DispatchPolicy>; send?: WebhookSender; random?: () => number };
+  idempotency?: Partial<IdempotencyPolicy>;
 }
 
 export interface Gateway {
@@ -44,9 +86,39 @@ export interface Gateway {
   link: VehicleLink;
   vehicles: VehicleService;
   deliveries: DeliveryService;
-  /** Creates an API key, stores only its hash, and returns the key once. */
-  createApiKey(label: string): Promise<string>;
-  close(): Promise<void>;
+  metrics: GatewayMetrics;
+  /** The separate /metrics server when METRICS_PORT is set (not listening yet), else null. */
+  metricsApp: FastifyInstance | null;
+  lifecycle: Lifecycle;
+  readiness(): Promise<ReadinessReport>;
+  audit: AuditLog;
+  /** The token-signing keys: the active one signs; others wait for cars to trust them or to be retired. */
+  signingKeys: SigningKeyRing;
+  /** Signs key announcements and sends them to cars (TOKEN.md §8). */
+  keyRotation: KeyRotation;
+  control: ControlService;
+  watchdog: RelockWatchdog;
+  webhooks: WebhookDispatcher;
+  /** Creates an API key (admin unless a grant is given), stores only its hash, and returns the key once. */
+  createApiKey(label: string, grant?: Grant): Promise<string>;
+  /**
+   * The first half of close: refuses new requests (503 SHUTTING_DOWN), lets in-flight commands finish
+   * within SHUTDOWN_DRAIN_MS (or drainMs), then ends the ones still waiting as timeouts, so that their
+   * timelines are complete. Everything stays open. Idempotent.
+   */
+  drain(options?: { drainMs?: number }): Promise<void>;
+  /** Graceful stop: drain, then close HTTP, MQTT link, broker and store in that order. Idempotent. */
+  close(options?: { drainMs?: number }): Promise<void>;
+}
+
+/** After the drain bound, commands still waiting are ended as timeouts; this bounds their last store writes. */
+const SETTLE_AFTER_DRAIN_MS = 5_000;
+
+/** Sessions on the embedded broker whose client id is a VIN (the broker ties it to the certificate). */
+function vehicleSessions(broker: Broker): number {
+  // aedes keeps its sessions in `clients` but does not declare it in its types.
+  const clients = (broker.aedes as unknown as { clients: Record<string, { id: string }> }).clients;
+  return Object.values(clients).filter((c) => VIN_PATTERN.test(c.id)).length;
 }
 
 const defaultId = (): string => randomUUID().replaceAll('-', '');
@@ -55,26 +127,43 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
   const { config, material, logger } = deps;
   const now = deps.now ?? Date.now;
   const newId = deps.newId ?? defaultId;
-  const store = await openStore({ kind: 'sqlite', file: join(config.DATA_DIR, 'gateway.sqlite') });
+  const metrics = deps.metrics ?? createMetrics();
+  const lifecycle = createLifecycle();
+  const store = await openStore({ kind: 'sqlite', file: join(config.DATA_DIR, 'gateway.sqlite') }, (q) =>
+    metrics.storeQuery(q),
+  );
   let broker: Broker | null = null;
+  let crlWatch: CrlWatch | null = null;
   let link: VehicleLink | undefined;
+  let watchdog: RelockWatchdog | undefined;
   try {
     if (!config.MQTT_URL) {
+      const brokerLogger = logger.child({ component: 'broker' });
       broker = await createBroker({
-        tls: {
-          ca: material.ca,
-          cert: material.brokerCert,
-          key: material.brokerKey,
-          ...(material.crl ? { crl: material.crl } : {}),
-        },
+        tls: { ca: material.ca, cert: material.brokerCert, key: material.brokerKey, crl: material.crl },
         host: config.MQTT_HOST,
         port: config.MQTT_PORT,
-        logger: logger.child({ component: 'broker' }),
+        logger: brokerLogger,
       });
+      if (material.crlFile) {
+        crlWatch = watchCrl({ file: material.crlFile, broker, logger: brokerLogger, current: material.crl });
+      }
     }
     const brokerUrl =
       config.MQTT_URL ??
       `mqtts://${config.MQTT_HOST === '0.0.0.0' ? '127.0.0.1' : config.MQTT_HOST}:${broker?.port}`;
+    // The certificate the CA issued a VIN, checked against the CA, the VIN and the time (TOKEN.md §9.3).
+    const enrolledCertificate = (vin: string, at: number) =>
+      pinVehicleCertificate({
+        pem: material.vehicleCertificate?.(vin) ?? null,
+        caPem: material.ca,
+        vin,
+        now: at,
+      });
+    const currentCertificate = (vin: string, at: number): string | null => {
+      const enrolled = enrolledCertificate(vin, at);
+      return enrolled.ok ? enrolled.certificate.toString() : null;
+    };
     const vehicles = createVehicleService({
       db: store.db,
       write: store.write,
@@ -82,6 +171,53 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       now,
       newId,
       maxRadiusM: config.MAX_RADIUS_M,
+      certificateFor: enrolledCertificate,
+    });
+    const backfill = await vehicles.pinMissingCertificates();
+    if (backfill.unpinned.length > 0) {
+      logger.warn(
+        { event: 'vehicles.certificate_missing', vins: backfill.unpinned },
+        'linked vehicles without a valid certificate: their acks will be refused',
+      );
+    }
+    // Webhook secrets are sealed with a key derived from the token-signing key: secret on every replica already.
+    const webhookSecrets = createSecretBox(deriveSecretKey(material.tokenSigningKey));
+    const webhooks = createWebhookDispatcher({
+      db: store.db,
+      secrets: webhookSecrets,
+      logger: logger.child({ component: 'webhooks' }),
+      now,
+      ...deps.webhooks,
+    });
+    const outbox = createOutboxNotify({ newId, onEnqueued: () => webhooks.kick() });
+    const embedded = broker;
+    metrics.countCarsWith(embedded ? () => vehicleSessions(embedded) : () => countOnlineVehicles(store.db));
+    const signingKey = createPrivateKey(material.tokenSigningKey);
+    const signingKeys = await createSigningKeyRing(signingKey);
+    const service = createDeliveryService({
+      db: store.db,
+      write: store.write,
+      link: () => link ?? null,
+      signer: { keys: signingKeys, issuer: TOKEN_ISSUER },
+      currentCertificate,
+      policy: {
+        maxWindowMs: config.MAX_WINDOW_H * 3_600_000,
+        defaultWindowMs: config.DEFAULT_WINDOW_H * 3_600_000,
+        maxUnlocks: config.MAX_UNLOCKS,
+        tokenTtlS: config.TOKEN_TTL_S,
+        commandTimeoutMs: config.COMMAND_TIMEOUT_MS,
+        relockAfterMs: config.RELOCK_AFTER_S * 1000,
+        parkingToleranceM: config.PARKING_TOLERANCE_M,
+      },
+      now,
+      newId,
+      logger: logger.child({ component: 'deliveries' }),
+      observer: metrics,
+      // Every domain event goes to the webhook outbox, in the decision's transaction; a caller's notify hears it too.
+      notify: async (trx, event) => {
+        await outbox(trx, event);
+        await deps.notify?.(trx, event);
+      },
     });
     const linkLogger = logger.child({ component: 'vehicle-link' });
     link = await connectVehicleLink({
@@ -89,33 +225,150 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       clientId: `gateway-${config.GATEWAY_REPLICA}`,
       tls: { ca: material.ca, cert: material.gatewayCert, key: material.gatewayKey },
       logger: linkLogger,
-      onState: (vin, message) => {
-        vehicles
-          .observe(vin, message)
-          .catch((err: unknown) => linkLogger.error({ err, vin }, 'state not recorded'));
+      providerOf: (vin) => providerOf(store.db, vin),
+      onState: async (vin, message) => {
+        try {
+          await vehicles.observe(vin, message);
+          await service.observe(vin, message);
+        } catch (err) {
+          linkLogger.error({ err, vin }, 'state not recorded');
+        }
+      },
+      onUnmatchedAck: (vin, ack) => {
+        // Late (after its timeout) or meant for another replica: either way nobody here waits for it.
+        linkLogger.debug(
+          { event: 'ack.unmatched', vin, deliveryId: ack.deliveryId, commandId: ack.commandId },
+          'ack nobody waits for',
+        );
       },
     });
     const connectedLink = link;
-    const deliveries = createDeliveryService({
+    // Commands run as in flight, so that shutdown waits for them and refuses new ones.
+    const deliveries: DeliveryService = {
+      ...service,
+      unlock: (id, input) => lifecycle.track(() => service.unlock(id, input)),
+      lock: (id, input) => lifecycle.track(() => service.lock(id, input)),
+    };
+    const control = createControlService({
       db: store.db,
-      write: store.write,
+      deliveries,
+      now,
+      logger: logger.child({ component: 'control' }),
+      // By default a revoked delivery's tokens are withdrawn at the car too, with a signed revoke (TOKEN.md §10).
+      onDeliveryRevoked:
+        deps.onDeliveryRevoked ??
+        (async (id) => {
+          await service.revokeDelivery(id);
+        }),
+    });
+    watchdog = createRelockWatchdog({
+      db: store.db,
+      deliveries,
+      relockAfterMs: config.RELOCK_AFTER_S * 1000,
+      now: deps.watchdog?.now ?? now,
+      logger: logger.child({ component: 'watchdog' }),
+      ...(deps.watchdog?.every ? { every: deps.watchdog.every } : {}),
+    });
+    const startedWatchdog = watchdog;
+    const readiness = createReadiness({
+      store: async () => {
+        await store.ping();
+        return null;
+      },
+      mqtt: () => (connectedLink.connected() ? null : `no MQTT session with ${brokerUrl}`),
+      signingKey: () =>
+        signingKey.type === 'private' && signingKey.asymmetricKeyType === 'ed25519'
+          ? null
+          : 'no Ed25519 token-signing key',
+      shutdown: () => (lifecycle.draining() ? 'shutting down' : null),
+    });
+    const keyRotation = createKeyRotation({
+      db: store.db,
       link: () => connectedLink,
-      signer: {
-        privateKey: createPrivateKey(material.tokenSigningKey),
-        kid: material.tokenKid,
-        issuer: 'urn:gateway:gateway',
-      },
-      policy: {
-        maxWindowMs: config.MAX_WINDOW_H * 3_600_000,
-        maxUnlocks: config.MAX_UNLOCKS,
-        tokenTtlS: config.TOKEN_TTL_S,
-        commandTimeoutMs: config.COMMAND_TIMEOUT_MS,
-      },
+      keys: signingKeys,
+      issuer: TOKEN_ISSUER,
+      commandTimeoutMs: config.COMMAND_TIMEOUT_MS,
       now,
       newId,
-      logger: logger.child({ component: 'deliveries' }),
+      logger: logger.child({ component: 'key-rotation' }),
+      currentCertificate,
     });
-    const app = await buildApp({ db: store.db, vehicles, deliveries, logger });
+    const metricsApp = config.METRICS_PORT === undefined ? null : await buildMetricsApp(metrics);
+    const audit = createAuditLog({
+      db: store.db,
+      signer: material.auditCheckpointKey
+        ? { origin: config.AUDIT_ORIGIN, privateKey: createPrivateKey(material.auditCheckpointKey) }
+        : null,
+      now,
+    });
+    const auditLogger = logger.child({ component: 'audit' });
+    if (!audit.origin)
+      auditLogger.warn({ event: 'audit.no_key' }, 'no checkpoint key: the audit log is not signed');
+    const checkpointNow = (): Promise<unknown> =>
+      audit.origin
+        ? audit.checkpoint().catch((err: unknown) => auditLogger.error({ err }, 'checkpoint failed'))
+        : Promise.resolve();
+    const checkpointTimer = setInterval(checkpointNow, config.AUDIT_CHECKPOINT_S * 1000);
+    checkpointTimer.unref();
+    const app = await buildApp({
+      db: store.db,
+      vehicles,
+      deliveries,
+      logger,
+      audit,
+      control,
+      webhookSecrets,
+      now,
+      newId,
+      ...(deps.idempotency ? { idempotency: deps.idempotency } : {}),
+      operations: {
+        metrics,
+        serveMetrics: metricsApp === null,
+        readiness,
+        draining: lifecycle.draining,
+      },
+    });
+    // Started last, on a store that may hold unlocks from before a restart: those are swept like any other.
+    startedWatchdog.start(config.WATCHDOG_INTERVAL_S * 1000);
+    webhooks.start();
+    let closeLink: Promise<void> | null = null;
+    const endLink = (): Promise<void> => {
+      closeLink ??= connectedLink.close();
+      return closeLink;
+    };
+    let draining: Promise<void> | null = null;
+    let closing: Promise<void> | null = null;
+    const drainCommands = async (drainMs: number): Promise<void> => {
+      lifecycle.beginDrain();
+      logger.info({ event: 'shutdown.drain', inFlight: lifecycle.inFlight(), drainMs }, 'draining');
+      if (!(await lifecycle.idle(drainMs))) {
+        logger.warn(
+          { event: 'shutdown.drain_timeout', inFlight: lifecycle.inFlight(), drainMs },
+          'commands still waiting for acks are ended as timeouts',
+        );
+        await endLink();
+        await lifecycle.idle(SETTLE_AFTER_DRAIN_MS);
+      }
+    };
+    const drain = (options: { drainMs?: number } = {}): Promise<void> => {
+      draining ??= drainCommands(options.drainMs ?? config.SHUTDOWN_DRAIN_MS);
+      return draining;
+    };
+    const shutdown = async (options: { drainMs?: number }): Promise<void> => {
+      await drain(options);
+      await startedWatchdog.stop();
+      await webhooks.stop();
+      crlWatch?.close();
+      clearInterval(checkpointTimer);
+      await app.close();
+      await metricsApp?.close();
+      await endLink();
+      // The last decisions get a signed head before the store closes.
+      await checkpointNow();
+      await broker?.close();
+      await store.close();
+      logger.info({ event: 'shutdown.done' }, 'stopped');
+    };
     return {
       app,
       store,
@@ -124,21 +377,29 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       link: connectedLink,
       vehicles,
       deliveries,
-      async createApiKey(label) {
-        const key = `ck_${randomBytes(24).toString('base64url')}`;
-        await store.write((trx) =>
-          insertApiKey(trx, { id: `key_${newId()}`, hash: hashApiKey(key), label, createdAt: now() }),
-        );
-        return key;
+      metrics,
+      metricsApp,
+      lifecycle,
+      readiness,
+      audit,
+      signingKeys,
+      keyRotation,
+      control,
+      watchdog: startedWatchdog,
+      webhooks,
+      async createApiKey(label, grant = ADMIN_GRANT) {
+        const made = await createApiKey(store.db, { label, grant, now: now(), id: `key_${newId()}` });
+        return made.key;
       },
-      async close() {
-        await app.close();
-        await connectedLink.close();
-        await broker?.close();
-        await store.close();
+      drain,
+      close(options = {}) {
+        closing ??= shutdown(options);
+        return closing;
       },
     };
   } catch (err) {
+    await watchdog?.stop();
+    crlWatch?.close();
     await link?.close();
     await broker?.close();
     await store.close();

@@ -1,33 +1,52 @@
 // Owns the gateway program (no simulator): the composition root, the only reader of process.env here.
 import { loadSeeds } from '../seeds/index.ts';
-import { bootGateway, untilSignal } from './bootstrap.ts';
-import { CONFIG_HELP, ConfigError, parseConfig } from './config.ts';
-import { createLogger } from './logger.ts';
+import { bootGateway, StartupError, untilSignal } from './bootstrap.ts';
+import { ConfigError, loadConfig } from './config.ts';
+import { createLogger, flushLogger } from './logger.ts';
+import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, parseProgramArgs, programHelp } from './program.ts';
 
-if (process.argv.includes('--help') || process.argv.includes('-h')) {
-  console.log(
-    'Usage: tsx gateway/main.ts\n\nThe gateway alone (HTTP API, embedded or external broker). Environment:',
-  );
-  for (const [name, help] of Object.entries(CONFIG_HELP)) console.log(`  ${name.padEnd(20)} ${help}`);
-  process.exit(0);
+const USAGE = `Usage: npm run gateway [-- --help]
+
+The gateway alone: HTTP API, embedded or external MQTT broker, /healthz, /readyz and /metrics.
+SIGTERM or SIGINT drains in-flight commands (SHUTDOWN_DRAIN_MS) and stops; a second one exits at once.`;
+
+const args = parseProgramArgs(process.argv.slice(2));
+if (args.kind === 'help') {
+  process.stdout.write(programHelp(USAGE));
+  process.exit(EXIT_OK);
+}
+if (args.kind === 'usage') {
+  console.error(`gateway: ${args.reason}`);
+  process.exit(EXIT_USAGE);
 }
 
 try {
-  const config = parseConfig(process.env);
+  const config = loadConfig({ env: process.env });
   const seeds = loadSeeds();
-  const logger = createLogger(config.LOG_LEVEL);
+  const logger = createLogger({
+    level: config.LOG_LEVEL,
+    pretty: config.LOG_PRETTY === 'on',
+    destination: 1,
+  });
   const booted = await bootGateway({
     config,
     catalog: seeds.catalog,
     seededVins: seeds.vehicles.map((v) => v.vin),
     logger,
-    print: (line) => console.log(line),
+    // stdout carries JSON lines only, so what a start has to say goes through the logger too.
+    print: (line) => logger.info({ event: 'bootstrap' }, line),
   });
-  console.log(`Gateway on ${booted.baseUrl}, broker ${booted.gateway.brokerUrl}.`);
+  logger.info(
+    { event: 'started', http: booted.baseUrl, metrics: booted.metricsUrl, broker: booted.gateway.brokerUrl },
+    'gateway started',
+  );
   const signal = await untilSignal();
   logger.info({ event: 'shutdown', signal }, 'stopping');
   await booted.stop();
+  await flushLogger(logger);
+  process.exit(EXIT_OK);
 } catch (err) {
-  console.error(err instanceof ConfigError ? err.message : `start failed: ${(err as Error).message}`);
-  process.exit(1);
+  const known = err instanceof ConfigError || err instanceof StartupError;
+  console.error(known ? (err as Error).message : `start failed: ${(err as Error).message}`);
+  process.exit(EXIT_FAILED);
 }

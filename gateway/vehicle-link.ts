@@ -1,49 +1,82 @@
-// Owns the gateway's MQTT connection: publishes commands, matches acks to them, and hands state reports on.
+// Owns the gateway's MQTT connection: speaks each car's provider dialect, matches acks to commands and state
+// reports to queries, and hands canonical state messages on (PROVIDERS.md §2).
+import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import mqtt, { type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import {
   type Ack,
-  AckSchema,
-  type Command,
+  type CommandMessage,
   commandTopic,
   encodeMessage,
   GATEWAY_SUBSCRIPTIONS,
-  MessageError,
-  parseMessage,
+  isProviderIndependent,
+  PROTOCOL_VERSION,
+  ProviderError,
   parseTopic,
+  providerAdapter,
   type StateMessage,
-  StateMessageSchema,
+  type StateReport,
+  type ToCar,
+  type TopicKind,
 } from '../protocols/index.ts';
+import { LinkError } from './errors.ts';
 
 export interface VehicleLinkDeps {
   url: string;
   clientId: string;
   tls: { ca: string; cert: string; key: string };
   logger: Logger;
-  onState: (vin: string, message: StateMessage) => void;
+  /** The provider id a VIN was linked with; null for a VIN the gateway has never linked. */
+  providerOf: (vin: string) => Promise<string | null>;
+  /**
+   * A canonical state or presence message from a car. Messages are handed on one at a time, in arrival
+   * order, and the next waits for the returned promise: so it must never wait on this link.
+   */
+  onState: (vin: string, message: StateMessage) => Promise<void> | void;
   /** Acks nobody waits for any more (late, or for another replica). */
   onUnmatchedAck?: (vin: string, ack: Ack) => void;
+  /** A message refused at the edge (wrong dialect, malformed, unknown VIN…), with its stable code. */
+  onRefused?: (refusal: LinkRefusal) => void;
+  /** Nonces for state queries; 128 random bits by default. */
+  newNonce?: () => string;
+}
+
+export interface LinkRefusal {
+  vin: string;
+  kind: TopicKind;
+  code: string;
+  detail: string;
 }
 
 export type AckWait = { kind: 'ack'; ack: Ack } | { kind: 'timeout' };
+export type ReportWait = { kind: 'state'; report: StateReport } | { kind: 'timeout' };
 
 export interface VehicleLink {
   connected(): boolean;
-  /** Publishes at QoS 1 and waits for the car's ack for this command id, at most timeoutMs. */
-  send(vin: string, command: Command, timeoutMs: number): Promise<AckWait>;
+  /** Publishes at QoS 1 in the car's dialect and waits for its ack for this command id, at most timeoutMs. */
+  send(vin: string, command: CommandMessage, timeoutMs: number): Promise<AckWait>;
+  /**
+   * Asks the car for its state now and waits for the report that echoes the query's fresh nonce, at most
+   * timeoutMs: an earlier report, or one from another car, cannot answer it (PROTOCOL.md §3.5).
+   */
+  query(vin: string, timeoutMs: number): Promise<ReportWait>;
   close(): Promise<void>;
 }
 
-interface Waiter {
+interface Waiter<T> {
   vin: string;
-  resolve: (r: AckWait) => void;
+  resolve: (r: T) => void;
   timer: NodeJS.Timeout;
 }
 
+const defaultNonce = (): string => randomBytes(16).toString('base64url');
+
 export async function connectVehicleLink(deps: VehicleLinkDeps): Promise<VehicleLink> {
   const { logger } = deps;
-  const waiters = new Map<string, Waiter>();
+  const newNonce = deps.newNonce ?? defaultNonce;
+  const acks = new Map<string, Waiter<AckWait>>();
+  const reports = new Map<string, Waiter<ReportWait>>();
   const client: MqttClient = await mqtt.connectAsync(deps.url, {
     clientId: deps.clientId,
     protocolVersion: 4,
@@ -57,33 +90,47 @@ export async function connectVehicleLink(deps: VehicleLinkDeps): Promise<Vehicle
     keepalive: 30,
   });
 
-  const onMessage = (topic: string, payload: Buffer): void => {
+  const refuse = (vin: string, kind: TopicKind, code: string, detail: string): void => {
+    // A car reporting before it is linked (or after it was unlinked) is expected, not suspicious.
+    const level = code === 'VEHICLE_UNKNOWN' ? 'debug' : 'warn';
+    logger[level]({ event: 'mqtt.message_refused', vin, kind, code, detail }, 'message refused');
+    deps.onRefused?.({ vin, kind, code, detail });
+  };
+
+  const adapterFor = async (vin: string) => {
+    const provider = await deps.providerOf(vin);
+    return provider === null ? null : providerAdapter(provider);
+  };
+
+  const handle = async (topic: string, payload: Buffer): Promise<void> => {
     const t = parseTopic(topic);
-    if (!t) return;
-    try {
-      if (t.kind === 'acks') {
-        const ack = parseMessage(AckSchema, payload);
-        // The topic is the broker-enforced identity; an ack naming another car is forged.
-        if (ack.vin !== t.vin) {
-          logger.warn({ event: 'ack.vin_mismatch', vin: t.vin }, 'ack names another vehicle');
-          return;
-        }
-        const waiter = waiters.get(ack.commandId);
-        if (waiter && waiter.vin === t.vin) {
-          waiters.delete(ack.commandId);
-          clearTimeout(waiter.timer);
-          waiter.resolve({ kind: 'ack', ack });
-        } else {
-          deps.onUnmatchedAck?.(t.vin, ack);
-        }
-      } else if (t.kind === 'state') {
-        const message = parseMessage(StateMessageSchema, payload);
-        if (message.vin !== t.vin) return;
-        deps.onState(t.vin, message);
+    if (!t || t.kind === 'commands') return;
+    const adapter = await adapterFor(t.vin);
+    if (!adapter) return refuse(t.vin, t.kind, 'VEHICLE_UNKNOWN', 'no linked vehicle with this VIN');
+    if (t.kind === 'acks') {
+      const ack = adapter.decodeAck(payload);
+      // The topic is the broker-enforced identity; an ack naming another car is forged.
+      if (ack.vin !== t.vin) return refuse(t.vin, t.kind, 'VIN_MISMATCH', 'ack names another vehicle');
+      const waiter = acks.get(ack.commandId);
+      if (waiter && waiter.vin === t.vin) {
+        acks.delete(ack.commandId);
+        clearTimeout(waiter.timer);
+        waiter.resolve({ kind: 'ack', ack });
+      } else {
+        deps.onUnmatchedAck?.(t.vin, ack);
       }
-    } catch (err) {
-      const code = err instanceof MessageError ? err.code : 'MESSAGE_INVALID';
-      logger.warn({ event: 'mqtt.message_refused', vin: t.vin, kind: t.kind, code }, 'message refused');
+      return;
+    }
+    const message = adapter.decodeState(payload);
+    if (message.vin !== t.vin) return refuse(t.vin, t.kind, 'VIN_MISMATCH', 'state names another vehicle');
+    await deps.onState(t.vin, message);
+    if (message.type === 'state' && message.nonce !== undefined) {
+      const waiter = reports.get(message.nonce);
+      if (waiter && waiter.vin === t.vin) {
+        reports.delete(message.nonce);
+        clearTimeout(waiter.timer);
+        waiter.resolve({ kind: 'state', report: message });
+      }
     }
   };
   // Commands are latency-bound small writes; Nagle's algorithm would hold one back for the broker's
@@ -92,7 +139,20 @@ export async function connectVehicleLink(deps: VehicleLinkDeps): Promise<Vehicle
     (client.stream as Partial<Socket> | undefined)?.setNoDelay?.(true);
   };
   noDelay();
-  client.on('message', onMessage);
+
+  // One message at a time, in arrival order: the provider lookup is asynchronous, and a later state report
+  // must not overtake an earlier one of the same car.
+  let queue: Promise<void> = Promise.resolve();
+  client.on('message', (topic, payload) => {
+    queue = queue
+      .then(() => handle(topic, payload))
+      .catch((err: unknown) => {
+        const vin = parseTopic(topic)?.vin ?? 'unknown';
+        const kind = parseTopic(topic)?.kind ?? 'state';
+        if (err instanceof ProviderError) refuse(vin, kind, err.code, err.message);
+        else logger.error({ err, vin }, 'message not handled');
+      });
+  });
   client.on('connect', () => {
     noDelay();
     // clean sessions: subscriptions must be renewed after every reconnect.
@@ -101,29 +161,56 @@ export async function connectVehicleLink(deps: VehicleLinkDeps): Promise<Vehicle
   client.on('error', (err) => logger.warn({ event: 'mqtt.error', reason: err.message }, 'MQTT error'));
   await client.subscribeAsync([...GATEWAY_SUBSCRIPTIONS], { qos: 1 });
 
-  return {
-    connected: () => client.connected,
-    send(vin, command, timeoutMs) {
-      return new Promise<AckWait>((resolve, reject) => {
+  /** Registers a waiter before publishing, so an answer that arrives at once is not missed. */
+  function publishAndWait<T>(
+    waiters: Map<string, Waiter<T>>,
+    key: string,
+    vin: string,
+    message: ToCar | CommandMessage,
+    timeoutMs: number,
+    timedOut: T,
+  ): Promise<T> {
+    // Key announcements and revocations are canonical in every dialect (PROVIDERS.md, TOKEN.md §8, §10).
+    const canonical = message.type !== 'state_query' && isProviderIndependent(message);
+    return (canonical ? Promise.resolve(null) : adapterFor(vin)).then((adapter) => {
+      if (!canonical && !adapter) throw new LinkError('PROVIDER_UNKNOWN', `no provider known for ${vin}`);
+      const payload = canonical
+        ? encodeMessage(message)
+        : (adapter as NonNullable<typeof adapter>).encodeToCar(message as ToCar);
+      return new Promise<T>((resolve, reject) => {
         const timer = setTimeout(() => {
-          waiters.delete(command.commandId);
-          resolve({ kind: 'timeout' });
+          waiters.delete(key);
+          resolve(timedOut);
         }, timeoutMs);
-        waiters.set(command.commandId, { vin, resolve, timer });
-        client.publish(commandTopic(vin), encodeMessage(command), { qos: 1, retain: false }, (err) => {
+        waiters.set(key, { vin, resolve, timer });
+        client.publish(commandTopic(vin), payload, { qos: 1, retain: false }, (err) => {
           if (err) {
             clearTimeout(timer);
-            waiters.delete(command.commandId);
+            waiters.delete(key);
             reject(err);
           }
         });
       });
+    });
+  }
+
+  return {
+    connected: () => client.connected,
+    send(vin, command, timeoutMs) {
+      return publishAndWait(acks, command.commandId, vin, command, timeoutMs, { kind: 'timeout' });
+    },
+    query(vin, timeoutMs) {
+      const nonce = newNonce();
+      const query: ToCar = { v: PROTOCOL_VERSION, type: 'state_query', nonce };
+      return publishAndWait(reports, nonce, vin, query, timeoutMs, { kind: 'timeout' });
     },
     async close() {
-      for (const [id, w] of waiters) {
-        clearTimeout(w.timer);
-        w.resolve({ kind: 'timeout' });
-        waiters.delete(id);
+      for (const waiters of [acks, reports] as Array<Map<string, Waiter<{ kind: 'timeout' }>>>) {
+        for (const [id, w] of waiters) {
+          clearTimeout(w.timer);
+          w.resolve({ kind: 'timeout' });
+          waiters.delete(id);
+        }
       }
       await client.endAsync();
     },

@@ -1,7 +1,16 @@
 // Owns linking vehicles against the compatibility catalog, owners' locations, and what cars last reported.
 import type { Kysely } from 'kysely';
-import { type Catalog, findCompatible, type StateMessage, vinProblem } from '../protocols/index.ts';
+import {
+  type Catalog,
+  entryForMake,
+  findCompatible,
+  type StateMessage,
+  vinAgreesWithWmi,
+  vinAgreesWithYear,
+  vinProblem,
+} from '../protocols/index.ts';
 import { ApiError } from './errors.ts';
+import { appendAudit } from './store/audit.ts';
 import type { Write } from './store/group-commit.ts';
 import {
   findVehicle,
@@ -9,10 +18,14 @@ import {
   insertVehicle,
   type LocationRecord,
   listVehicles,
+  listVehiclesWithoutCertificate,
+  pinVehicleCertificateIfMissing,
   recordVehicleState,
+  relinkVehicle,
   type VehicleRecord,
 } from './store/records.ts';
 import type { Database } from './store/schema.ts';
+import type { PinnedCertificate } from './vehicle-certs.ts';
 
 /** The only actions an owner grants at linking (the service's promise: unlock and re-lock, nothing else). */
 export const CONSENTED_ACTIONS = ['unlock', 'lock'] as const;
@@ -24,67 +37,146 @@ export interface LinkInput {
   year: number;
   provider: string;
   ownerId: string;
+  /** What the owner consents to; when given it must be exactly unlock and lock. */
+  consent?: string[];
 }
 
 export interface LocationInput {
   ownerId: string;
   label: string;
   kind: 'home' | 'workplace' | 'store';
+  /** Only a publicly accessible place is accepted: no multi-level garage, no gated or restricted area. */
+  access: 'public' | 'garage' | 'restricted';
   lat: number;
   lon: number;
   radiusM: number;
 }
 
+/** Exactly unlock and lock, each once, in any order. */
+function isExactConsent(consent: readonly string[]): boolean {
+  return consent.length === CONSENTED_ACTIONS.length && CONSENTED_ACTIONS.every((a) => consent.includes(a));
+}
+
 export interface VehicleServiceDeps {
   /** For reads. */
   db: Kysely<Database>;
-  /** Every write goes through here: atomic per unit, durable before it resolves (store.write). */
+  /** Writes go through here (store.write): atomic per unit, durable before it resolves, commits shared. */
   write: Write;
   catalog: Catalog;
   now: () => number;
   newId: () => string;
   maxRadiusM: number;
+  /** The CA-issued certificate for a VIN, checked (vehicle-certs.ts): pinned at link time for its signed acks. */
+  certificateFor: (vin: string, now: number) => PinnedCertificate;
 }
 
 export function createVehicleService(deps: VehicleServiceDeps) {
   const { db, write, now } = deps;
 
   async function link(input: LinkInput): Promise<VehicleRecord> {
+    if (input.consent !== undefined && !isExactConsent(input.consent)) {
+      throw new ApiError('CONSENT_INVALID', {
+        detail: `consent is exactly ${CONSENTED_ACTIONS.join(' and ')}; asked for ${input.consent.join(', ') || 'nothing'}`,
+      });
+    }
     const problem = vinProblem(input.vin);
     if (problem) throw new ApiError(problem);
-    if (!findCompatible(deps.catalog, input)) {
+    if (!vinAgreesWithYear(input.vin, input.year)) {
+      throw new ApiError('VIN_YEAR_MISMATCH', {
+        detail: `VIN position 10 is '${input.vin[9]}', which is not model year ${input.year}`,
+      });
+    }
+    const entry = entryForMake(deps.catalog, input.make);
+    if (entry && !vinAgreesWithWmi(input.vin, entry.wmi)) {
+      throw new ApiError('VIN_MAKE_MISMATCH', {
+        detail: `VIN prefix ${input.vin.slice(0, 3)} is not ${entry.make} (${entry.wmi.join(', ')})`,
+      });
+    }
+    if (!entry || !findCompatible(deps.catalog, input)) {
       throw new ApiError('VEHICLE_NOT_COMPATIBLE', {
         detail: `${input.year} ${input.make} with ${input.provider} is not supported: 2015 and newer Chevrolet, Buick, GMC or Cadillac with onstar, or Volvo with volvo-on-call`,
       });
     }
-    if (await findVehicle(db, input.vin)) throw new ApiError('VEHICLE_ALREADY_LINKED');
-    await write((trx) => insertVehicle(trx, { ...input, consent: [...CONSENTED_ACTIONS], linkedAt: now() }));
+    const { consent: _, ...vehicle } = input;
+    const linkedAt = now();
+    const existing = await findVehicle(db, input.vin);
+    if (existing && existing.unlinkedAt === null) throw new ApiError('VEHICLE_ALREADY_LINKED');
+    // TOKEN.md §9.3: the certificate is pinned now, so every later ack is checked against this one.
+    const pinned = deps.certificateFor(input.vin, linkedAt);
+    if (!pinned.ok)
+      throw new ApiError('VEHICLE_NOT_ENROLLED', { detail: `${pinned.problem} for ${input.vin}` });
+    const record = {
+      ...vehicle,
+      consent: [...CONSENTED_ACTIONS],
+      linkedAt,
+      certPem: pinned.certificate.toString(),
+    };
+    await write(async (trx) => {
+      // A VIN unlinked before keeps its row (its deliveries refer to it) and is linked again in place.
+      if (existing) await relinkVehicle(trx, record);
+      else await insertVehicle(trx, record);
+      // The owner's consent is where every later unlock's authority starts.
+      await appendAudit(trx, {
+        at: linkedAt,
+        kind: 'vehicle_linked',
+        outcome: 'granted',
+        code: null,
+        deliveryId: null,
+        detail: {
+          vin: input.vin,
+          ownerId: input.ownerId,
+          provider: input.provider,
+          consent: [...CONSENTED_ACTIONS],
+        },
+      });
+    });
     return (await findVehicle(db, input.vin)) as VehicleRecord;
   }
 
   async function get(vin: string): Promise<VehicleRecord> {
     const v = await findVehicle(db, vin);
-    if (!v) throw new ApiError('NOT_FOUND', { detail: `no linked vehicle ${vin}` });
+    if (!v || v.unlinkedAt !== null) throw new ApiError('NOT_FOUND', { detail: `no linked vehicle ${vin}` });
     return v;
   }
 
   async function addLocation(input: LocationInput): Promise<LocationRecord> {
+    if (input.access !== 'public') {
+      throw new ApiError('LOCATION_NOT_PUBLIC', {
+        detail: `a ${input.access} location is refused: the car must be parked where a driver may walk up to it`,
+      });
+    }
     if (input.radiusM > deps.maxRadiusM) {
       throw new ApiError('RADIUS_TOO_LARGE', { detail: `radiusM at most ${deps.maxRadiusM}` });
     }
     const location: LocationRecord = { id: `loc_${deps.newId()}`, ...input, createdAt: now() };
-    await write((trx) => insertLocation(trx, location));
+    await write(async (trx) => {
+      await insertLocation(trx, location);
+      await appendAudit(trx, {
+        at: location.createdAt,
+        kind: 'location_registered',
+        outcome: 'info',
+        code: null,
+        deliveryId: null,
+        detail: {
+          locationId: location.id,
+          ownerId: location.ownerId,
+          lat: location.lat,
+          lon: location.lon,
+          radiusM: location.radiusM,
+        },
+      });
+    });
     return location;
   }
 
   /** Applies a state or presence message from a car; unlinked cars are ignored. */
   async function observe(vin: string, message: StateMessage): Promise<void> {
+    const seenAt = now();
     if (message.type === 'presence') {
-      await write((trx) => recordVehicleState(trx, vin, { online: false, seenAt: now() }));
+      await write((trx) => recordVehicleState(trx, vin, { online: false, seenAt }));
       return;
     }
     const doorsOpen = Object.values(message.doors).some((d) => d === 'open') || message.trunk === 'open';
-    const seenAt = now();
     await write((trx) =>
       recordVehicleState(trx, vin, {
         online: true,
@@ -98,7 +190,29 @@ export function createVehicleService(deps: VehicleServiceDeps) {
     );
   }
 
-  return { link, get, list: () => listVehicles(db), addLocation, observe };
+  /**
+   * Pins certificates for vehicles linked before acks were signed (migration 0002), with the same checks as at link
+   * time; run at start. A vehicle whose certificate cannot be pinned keeps none, and its acks are refused.
+   */
+  async function pinMissingCertificates(): Promise<{ pinned: string[]; unpinned: string[] }> {
+    const pinned: string[] = [];
+    const unpinned: string[] = [];
+    for (const vin of await listVehiclesWithoutCertificate(db)) {
+      const cert = deps.certificateFor(vin, now());
+      if (cert.ok) {
+        await pinVehicleCertificateIfMissing(db, vin, cert.certificate.toString());
+        pinned.push(vin);
+      } else {
+        unpinned.push(vin);
+      }
+    }
+    return { pinned, unpinned };
+  }
+
+  const list = async (): Promise<VehicleRecord[]> =>
+    (await listVehicles(db)).filter((v) => v.unlinkedAt === null);
+
+  return { link, get, list, addLocation, observe, pinMissingCertificates };
 }
 
 export type VehicleService = ReturnType<typeof createVehicleService>;

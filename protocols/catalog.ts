@@ -19,12 +19,17 @@ export const CatalogSchema = z.strictObject({
 });
 export type Catalog = z.infer<typeof CatalogSchema>;
 
+/** The catalog entry for a make (case-insensitive), whatever the provider and year; null when not listed. */
+export function entryForMake(catalog: Catalog, make: string): CatalogEntry | null {
+  return catalog.entries.find((e) => e.make.toLowerCase() === make.toLowerCase()) ?? null;
+}
+
 /** The catalog entry a vehicle falls under, or null when it is not compatible. */
 export function findCompatible(
   catalog: Catalog,
   v: { make: string; year: number; provider: string },
 ): CatalogEntry | null {
-  const entry = catalog.entries.find((e) => e.make.toLowerCase() === v.make.toLowerCase());
+  const entry = entryForMake(catalog, v.make);
   if (!entry || entry.provider !== v.provider || v.year < entry.minYear) return null;
   return entry;
 }

@@ -2,7 +2,7 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { calculateJwkThumbprint } from 'jose';
 import { z } from 'zod';
-import { type KeyRing, KID_PATTERN, type TrustedKey } from './token.ts';
+import { type KeyRing, KID_PATTERN, type TrustedKey } from './jws.ts';
 
 export const TrustedJwkSchema = z.strictObject({
   kty: z.literal('OKP'),
@@ -24,6 +24,10 @@ export async function kidFor(publicKey: KeyObject): Promise<string> {
   const jwk = publicKey.export({ format: 'jwk' });
   return calculateJwkThumbprint({ kty: 'OKP', crv: 'Ed25519', x: jwk.x as string }, 'sha256');
 }
+
+/** The kid a trusted JWK must carry: the RFC 7638 thumbprint of its public members. */
+export const kidForJwk = (jwk: Pick<TrustedJwk, 'kty' | 'crv' | 'x'>): Promise<string> =>
+  calculateJwkThumbprint({ kty: jwk.kty, crv: jwk.crv, x: jwk.x }, 'sha256');
 
 export async function trustedJwkFor(publicKey: KeyObject): Promise<TrustedJwk> {
   const jwk = publicKey.export({ format: 'jwk' });

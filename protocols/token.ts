@@ -1,38 +1,49 @@
-// Owns the access token: claims, minting, and the car-side verification pipeline (PROTOCOL.md §4).
-import { type KeyObject, sign, verify } from 'node:crypto';
+// Owns the access token: claims, minting, and the car-side verification pipeline (TOKEN.md §3-§5).
+import type { KeyObject } from 'node:crypto';
 import { z } from 'zod';
-import { type Action, ActionSchema, Vin } from './messages.ts';
-import { parseStrictJson, StrictJsonError } from './strict-json.ts';
+import { TokenError, type TokenErrorCode } from './errors.ts';
+import {
+  GATEWAY_JWS_ALG,
+  type KeyRing,
+  KID_PATTERN,
+  parseJsonObject,
+  signGatewayJws,
+  stepRunner,
+  type VerifyStep,
+  verifyGatewayJws,
+} from './jws.ts';
+import { type TokenAction, TokenActionSchema, Vin } from './messages.ts';
 
-export const TOKEN_ALG = 'EdDSA';
+export { type KeyRing, KID_PATTERN, type TrustedKey, type VerifyStep } from './jws.ts';
+
+export const TOKEN_ALG = GATEWAY_JWS_ALG;
 export const TOKEN_TYP = 'vehicle-access+jwt';
+/** The issuer a car expects unless it was enrolled with another (TOKEN.md §3). */
+export const TOKEN_ISSUER = 'urn:gateway:gateway';
 /** Tokens above this size are refused before any decoding or cryptography. */
 export const MAX_TOKEN_BYTES = 2048;
 /** Longest span from nbf to exp the car accepts. */
 export const MAX_TOKEN_LIFETIME_S = 300;
 /** Clock difference tolerated between gateway and car, either way. */
 export const CLOCK_SKEW_S = 30;
-
-export const KID_PATTERN = /^[A-Za-z0-9_-]{8,64}$/;
-const HEADER_MEMBERS = new Set(['alg', 'typ', 'kid']);
-const SEGMENT = /^[A-Za-z0-9_-]+$/;
-/** The one key type EdDSA names here (RFC 8037 §3.1: Ed25519); anything else is refused, not tried. */
-const KEY_TYPE = 'ed25519';
-const utf8 = new TextDecoder('utf-8', { fatal: true });
-const b64url = (text: string): string => Buffer.from(text, 'utf8').toString('base64url');
+/**
+ * How long after a revoke token's iat the car keeps the delivery revoked: any token minted for it before the
+ * revoke (by any replica, whose clocks agree within the skew) has expired at the car by then (TOKEN.md §10).
+ */
+export const REVOCATION_RETENTION_S = MAX_TOKEN_LIFETIME_S + 2 * CLOCK_SKEW_S;
 
 const IdClaim = z
   .string()
   .min(1)
   .max(64)
   .regex(/^[A-Za-z0-9_-]+$/);
-const Seconds = z.number().int().nonnegative();
+const Seconds = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
 
 export const TokenClaimsSchema = z.strictObject({
   iss: z.string().min(1).max(128),
   aud: Vin,
   sub: IdClaim,
-  act: ActionSchema,
+  act: TokenActionSchema,
   jti: IdClaim,
   cid: IdClaim,
   iat: Seconds,
@@ -41,71 +52,53 @@ export const TokenClaimsSchema = z.strictObject({
 });
 export type TokenClaims = z.infer<typeof TokenClaimsSchema>;
 
-export type TokenErrorCode =
-  | 'TOKEN_TOO_LARGE'
-  | 'TOKEN_MALFORMED'
-  | 'TOKEN_ALG_NOT_ALLOWED'
-  | 'TOKEN_HEADER_FORBIDDEN'
-  | 'TOKEN_TYP_INVALID'
-  | 'TOKEN_KID_UNKNOWN'
-  | 'TOKEN_KID_RETIRED'
-  | 'TOKEN_SIGNATURE_INVALID'
-  | 'TOKEN_CLAIMS_INVALID'
-  | 'CLOCK_UNKNOWN'
-  | 'TOKEN_AUDIENCE_MISMATCH'
-  | 'TOKEN_ACTION_MISMATCH'
-  | 'TOKEN_BINDING_MISMATCH'
-  | 'TOKEN_LIFETIME_EXCEEDED'
-  | 'TOKEN_NOT_YET_VALID'
-  | 'TOKEN_EXPIRED'
-  | 'TOKEN_REVOKED'
-  | 'TOKEN_REPLAYED'
-  | 'REPLAY_STORE_FULL';
-
-export class TokenError extends Error {
-  readonly code: TokenErrorCode;
-  constructor(code: TokenErrorCode, message: string) {
-    super(message);
-    this.name = 'TokenError';
-    this.code = code;
-  }
-}
-
-/** A gateway signing key the car trusts, pinned at enrollment. */
-export interface TrustedKey {
-  kid: string;
-  publicKey: KeyObject;
-  /** ms since the epoch after which tokens under this kid are refused (retirement). */
-  retiredAt?: number;
-}
-export type KeyRing = ReadonlyMap<string, TrustedKey>;
+/** The verification steps in order, with the codes each may refuse with: TOKEN.md §5 is this table. */
+export const TOKEN_STEPS = [
+  { step: 'size', codes: ['TOKEN_TOO_LARGE'] },
+  { step: 'structure', codes: ['TOKEN_MALFORMED'] },
+  { step: 'alg', codes: ['TOKEN_ALG_NOT_ALLOWED'] },
+  { step: 'header-members', codes: ['TOKEN_HEADER_FORBIDDEN'] },
+  { step: 'typ', codes: ['TOKEN_TYP_INVALID'] },
+  { step: 'kid', codes: ['TOKEN_KID_UNKNOWN'] },
+  { step: 'kid-retired', codes: ['TOKEN_KID_RETIRED'] },
+  { step: 'signature', codes: ['TOKEN_SIGNATURE_INVALID'] },
+  { step: 'claims', codes: ['TOKEN_CLAIMS_INVALID'] },
+  { step: 'clock', codes: ['CLOCK_UNKNOWN'] },
+  { step: 'iss', codes: ['TOKEN_ISSUER_MISMATCH'] },
+  { step: 'aud', codes: ['TOKEN_AUDIENCE_MISMATCH'] },
+  { step: 'act', codes: ['TOKEN_ACTION_MISMATCH'] },
+  { step: 'binding', codes: ['TOKEN_BINDING_MISMATCH'] },
+  { step: 'lifetime', codes: ['TOKEN_LIFETIME_EXCEEDED'] },
+  { step: 'nbf', codes: ['TOKEN_NOT_YET_VALID'] },
+  { step: 'exp', codes: ['TOKEN_EXPIRED'] },
+  { step: 'revocation', codes: ['TOKEN_REVOKED'] },
+  { step: 'replay', codes: ['TOKEN_REPLAYED', 'REPLAY_STORE_FULL'] },
+] as const satisfies ReadonlyArray<{ step: string; codes: readonly TokenErrorCode[] }>;
 
 /** Single-use memory of jti values; the car persists it across reboots. */
 export interface ReplayGuard {
-  /** Records jti until expMs; 'replayed' if already recorded, 'full' if it cannot record (fail closed). */
-  claim(jti: string, expMs: number): 'ok' | 'replayed' | 'full';
+  /**
+   * Records jti until expMs and nowMs as the car's last known good time, in one durable write (TOKEN.md §6.4,
+   * §7). 'replayed' if jti is already recorded, 'full' if it cannot be recorded (fail closed).
+   */
+  claim(jti: string, expMs: number, nowMs: number): 'ok' | 'replayed' | 'full';
 }
 
 export interface VerifyContext {
   keys: KeyRing;
+  /** The issuer the car was enrolled with; tokens naming another are refused before their jti is used. */
+  issuer: string;
   vin: string;
-  action: Action;
+  action: TokenAction;
   commandId: string;
   deliveryId: string;
   /** The car's time in ms, or null when the car does not know it. */
   now: number | null;
   replay: ReplayGuard;
-  /** Deliveries whose tokens the car must refuse (cancelled or unlinked). */
-  isRevoked?: (deliveryId: string) => boolean;
+  /** Deliveries whose tokens the car must refuse (revoked: cancelled, blocked or unlinked). */
+  isRevoked: (deliveryId: string) => boolean;
   skewS?: number;
   maxLifetimeS?: number;
-}
-
-export interface VerifyStep {
-  step: string;
-  ok: boolean;
-  code?: TokenErrorCode;
-  detail?: string;
 }
 
 export type Verdict =
@@ -120,43 +113,22 @@ export interface MintInput {
 
 /**
  * Signs claims as a compact JWS (RFC 7515 §7.1) after checking them against the same rules the car applies.
- * The signature is node:crypto's one-shot Ed25519 (RFC 8032), byte for byte what jose's CompactSign makes
- * (Ed25519 is deterministic), without WebCrypto's trip through the thread pool.
+ * node:crypto's one-shot Ed25519 signs it, byte for byte what jose's CompactSign makes (signGatewayJws).
  */
 export async function mintAccessToken({ privateKey, kid, claims }: MintInput): Promise<string> {
   const valid = TokenClaimsSchema.parse(claims);
-  if (valid.exp - valid.nbf > MAX_TOKEN_LIFETIME_S || valid.exp <= valid.nbf) {
+  if (valid.exp - valid.nbf > MAX_TOKEN_LIFETIME_S || valid.exp <= valid.nbf || valid.iat > valid.nbf) {
     throw new TokenError('TOKEN_LIFETIME_EXCEEDED', 'token lifetime outside (0, max]');
   }
   if (!KID_PATTERN.test(kid)) throw new TokenError('TOKEN_KID_UNKNOWN', 'kid syntax');
-  if (privateKey.type !== 'private' || privateKey.asymmetricKeyType !== KEY_TYPE) {
-    throw new TypeError('the token signing key must be an Ed25519 private key');
-  }
-  const signingInput = `${b64url(JSON.stringify({ alg: TOKEN_ALG, typ: TOKEN_TYP, kid }))}.${b64url(JSON.stringify(valid))}`;
-  return `${signingInput}.${sign(null, Buffer.from(signingInput), privateKey).toString('base64url')}`;
-}
-
-/** RFC 7515 §5.2 step 8 for EdDSA: the signature over the first two segments, with the pinned Ed25519 key. */
-function signatureHolds(token: string, publicKey: KeyObject): boolean {
-  if (publicKey.asymmetricKeyType !== KEY_TYPE) return false;
-  const cut = token.lastIndexOf('.');
-  try {
-    return verify(
-      null,
-      Buffer.from(token.slice(0, cut)),
-      publicKey,
-      Buffer.from(token.slice(cut + 1), 'base64url'),
-    );
-  } catch {
-    return false;
-  }
+  return signGatewayJws(new TextEncoder().encode(JSON.stringify(valid)), TOKEN_TYP, kid, privateKey);
 }
 
 export interface ClaimsInput {
   issuer: string;
   vin: string;
   deliveryId: string;
-  action: Action;
+  action: TokenAction;
   commandId: string;
   jti: string;
   nowMs: number;
@@ -182,97 +154,42 @@ export function buildClaims(input: ClaimsInput): TokenClaims {
   };
 }
 
-function decodeSegment(segment: string): string {
-  return Buffer.from(segment, 'base64url').toString('utf8');
-}
-
-function parseObject(text: string, what: string): Record<string, unknown> {
-  let value: unknown;
-  try {
-    value = parseStrictJson(text);
-  } catch (err) {
-    const why = err instanceof StrictJsonError ? err.code : 'JSON_SYNTAX';
-    throw new TokenError(what === 'header' ? 'TOKEN_MALFORMED' : 'TOKEN_CLAIMS_INVALID', `${what}: ${why}`);
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new TokenError(
-      what === 'header' ? 'TOKEN_MALFORMED' : 'TOKEN_CLAIMS_INVALID',
-      `${what}: not an object`,
-    );
-  }
-  return value as Record<string, unknown>;
-}
-
-function decodeToken(token: string): { header: Record<string, unknown>; payload: string } {
-  if (token.length > MAX_TOKEN_BYTES) throw new TokenError('TOKEN_TOO_LARGE', `${token.length} bytes`);
-  const parts = token.split('.');
-  if (parts.length !== 3 || !parts.every((p) => SEGMENT.test(p))) {
-    throw new TokenError('TOKEN_MALFORMED', 'not three base64url segments');
-  }
-  return { header: parseObject(decodeSegment(parts[0] as string), 'header'), payload: parts[1] as string };
-}
-
 /**
- * Verifies a token as the car does, in the order of PROTOCOL.md §4.3: cheap structural checks first,
- * cryptography only on a well-formed header with a pinned kid, claims only after the signature holds,
- * and the single-use record last, so a refused token never consumes a jti.
+ * Verifies a token as the car does, in the order of TOKEN.md §5: cheap structural checks first, cryptography
+ * only on a well-formed header with a pinned kid, claims only after the signature holds, and the single-use
+ * record last, so a refused token never consumes a jti.
  */
 export async function verifyAccessToken(token: string, ctx: VerifyContext): Promise<Verdict> {
   const steps: VerifyStep[] = [];
   const skew = ctx.skewS ?? CLOCK_SKEW_S;
   const maxLifetime = ctx.maxLifetimeS ?? MAX_TOKEN_LIFETIME_S;
-  const run = <T>(step: string, fn: () => T): T => {
-    try {
-      const out = fn();
-      steps.push({ step, ok: true });
-      return out;
-    } catch (err) {
-      if (err instanceof TokenError) steps.push({ step, ok: false, code: err.code, detail: err.message });
-      throw err;
-    }
-  };
+  const runner = stepRunner(steps);
+  const { run } = runner;
   try {
-    const { header, payload } = run('structure', () => decodeToken(token));
-    run('alg', () => {
-      if (header.alg !== TOKEN_ALG)
-        throw new TokenError('TOKEN_ALG_NOT_ALLOWED', `alg ${String(header.alg)}`);
-    });
-    run('header-members', () => {
-      const extra = Object.keys(header).filter((k) => !HEADER_MEMBERS.has(k));
-      if (extra.length > 0)
-        throw new TokenError('TOKEN_HEADER_FORBIDDEN', `header members ${extra.join(',')}`);
-    });
-    run('typ', () => {
-      if (header.typ !== TOKEN_TYP) throw new TokenError('TOKEN_TYP_INVALID', `typ ${String(header.typ)}`);
-    });
-    const trusted = run('kid', () => {
-      const kid = header.kid;
-      if (typeof kid !== 'string' || !KID_PATTERN.test(kid))
-        throw new TokenError('TOKEN_KID_UNKNOWN', 'kid syntax');
-      const key = ctx.keys.get(kid);
-      if (!key) throw new TokenError('TOKEN_KID_UNKNOWN', 'kid not pinned');
-      if (key.retiredAt !== undefined && (ctx.now === null || ctx.now >= key.retiredAt)) {
-        throw new TokenError('TOKEN_KID_RETIRED', 'kid retired');
-      }
-      return key;
-    });
-    run('signature', () => {
-      if (!signatureHolds(token, trusted.publicKey)) {
-        throw new TokenError('TOKEN_SIGNATURE_INVALID', 'signature does not verify');
-      }
-    });
+    const jws = await verifyGatewayJws(
+      token,
+      { typ: TOKEN_TYP, maxBytes: MAX_TOKEN_BYTES },
+      ctx.keys,
+      ctx.now,
+      runner,
+    );
     const claims = run('claims', () => {
-      const raw = parseObject(utf8.decode(Buffer.from(payload, 'base64url')), 'claims');
-      const parsed = TokenClaimsSchema.safeParse(raw);
+      const parsed = TokenClaimsSchema.safeParse(
+        parseJsonObject(jws.payload, 'TOKEN_CLAIMS_INVALID', 'claims'),
+      );
       if (!parsed.success) {
         const where = parsed.error.issues[0]?.path.join('.') ?? '';
         throw new TokenError('TOKEN_CLAIMS_INVALID', `claim ${where}`);
       }
       return parsed.data;
     });
-    const now = run('clock', () => {
+    const nowMs = run('clock', () => {
       if (ctx.now === null) throw new TokenError('CLOCK_UNKNOWN', 'car time unknown');
-      return Math.floor(ctx.now / 1000);
+      return ctx.now;
+    });
+    const now = Math.floor(nowMs / 1000);
+    run('iss', () => {
+      if (claims.iss !== ctx.issuer) throw new TokenError('TOKEN_ISSUER_MISMATCH', 'iss is another issuer');
     });
     run('aud', () => {
       if (claims.aud !== ctx.vin) throw new TokenError('TOKEN_AUDIENCE_MISMATCH', 'aud is another vehicle');
@@ -297,16 +214,18 @@ export async function verifyAccessToken(token: string, ctx: VerifyContext): Prom
       if (now - skew >= claims.exp) throw new TokenError('TOKEN_EXPIRED', 'exp passed');
     });
     run('revocation', () => {
-      if (ctx.isRevoked?.(claims.sub)) throw new TokenError('TOKEN_REVOKED', 'delivery revoked');
+      if (ctx.isRevoked(claims.sub)) throw new TokenError('TOKEN_REVOKED', 'delivery revoked');
     });
     run('replay', () => {
-      const r = ctx.replay.claim(claims.jti, (claims.exp + skew) * 1000);
+      const r = ctx.replay.claim(claims.jti, (claims.exp + skew) * 1000, nowMs);
       if (r === 'replayed') throw new TokenError('TOKEN_REPLAYED', 'jti already used');
       if (r === 'full') throw new TokenError('REPLAY_STORE_FULL', 'replay store full');
     });
-    return { ok: true, claims, kid: trusted.kid, steps };
+    return { ok: true, claims, kid: jws.kid, steps };
   } catch (err) {
-    if (err instanceof TokenError) return { ok: false, code: err.code, message: err.message, steps };
+    if (err instanceof TokenError) {
+      return { ok: false, code: err.code as TokenErrorCode, message: err.message, steps };
+    }
     throw err;
   }
 }

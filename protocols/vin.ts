@@ -32,6 +32,8 @@ const WEIGHTS = [8, 7, 6, 5, 4, 3, 2, 10, 0, 9, 8, 7, 6, 5, 4, 3, 2];
 const YEAR_CODES = 'ABCDEFGHJKLMNPRSTVWXY123456789';
 
 export type VinProblem = 'VIN_MALFORMED' | 'VIN_CHECK_DIGIT';
+/** A well-formed VIN that contradicts what the owner stated about the vehicle. */
+export type VinMismatch = 'VIN_YEAR_MISMATCH' | 'VIN_MAKE_MISMATCH';
 
 function charValue(ch: string): number {
   if (ch >= '0' && ch <= '9') return ch.charCodeAt(0) - 48;
@@ -62,10 +64,16 @@ export function modelYearsFor(vin: string): number[] {
   return [1980 + idx, 2010 + idx];
 }
 
+/** Whether the model-year character (position 10) can stand for the stated year (49 CFR 565.15(c)). */
+export const vinAgreesWithYear = (vin: string, year: number): boolean => modelYearsFor(vin).includes(year);
+
 export const yearCode = (year: number): string => YEAR_CODES[(year - 1980) % 30] as string;
 
 /** World manufacturer identifier: the first three characters. */
 export const wmiOf = (vin: string): string => vin.slice(0, 3);
+
+/** Whether the VIN's world manufacturer identifier is one of the make's (positions 1-3, ISO 3780). */
+export const vinAgreesWithWmi = (vin: string, wmis: readonly string[]): boolean => wmis.includes(wmiOf(vin));
 
 /** Builds a valid VIN from a WMI, a 5-character descriptor, a model year and a 7-character serial. */
 export function composeVin(wmi: string, descriptor: string, year: number, plantAndSerial: string): string {

@@ -1,11 +1,15 @@
-// Owns one simulated telematics unit: command handling (verify, dedupe, execute, ack) around the pure state machine.
-import { createHash } from 'node:crypto';
+// Owns one simulated telematics unit: command handling (verify, dedupe, execute, sign the ack) around the pure state machine.
+import { createHash, type KeyObject } from 'node:crypto';
+import { signAck } from '../protocols/ack-signature.ts';
 import type { ProviderId } from '../protocols/catalog.ts';
+import { verifyKeyAnnouncement } from '../protocols/key-announcement.ts';
 import {
   type Ack,
-  ActionSchema,
   type Command,
+  type CommandMessage,
+  CommandMessageSchema,
   CommandSchema,
+  type KeysCommand,
   MAX_PAYLOAD_BYTES,
   type Position,
   PositionSchema,
@@ -13,9 +17,12 @@ import {
   type Presence,
   parseMessage,
   type StateReport,
+  TokenActionSchema,
+  type UnsignedAck,
 } from '../protocols/messages.ts';
 import { parseStrictJson } from '../protocols/strict-json.ts';
-import { type KeyRing, type ReplayGuard, verifyAccessToken } from '../protocols/token.ts';
+import { REVOCATION_RETENTION_S, TOKEN_ISSUER, verifyAccessToken } from '../protocols/token.ts';
+import { carTime } from './car-clock.ts';
 import {
   type CarEffect,
   type CarEvent,
@@ -28,9 +35,19 @@ import {
   takeReportSeq,
   transition,
 } from './car-state.ts';
+import type { KeyStore } from './key-store.ts';
+import type { ReplayStore } from './replay-store.ts';
+import type { RevocationStore } from './revocation-store.ts';
 
-/** Car-side refusal reasons beyond the token pipeline's codes (which the ack carries as they are). */
-export type CarRefusalCode = 'COMMAND_MALFORMED' | 'TOKEN_ISSUER_MISMATCH' | 'CAR_FAULT';
+/** Car-side refusal reasons beyond the verifiers' codes (which the ack carries as they are). */
+export type CarRefusalCode =
+  | 'COMMAND_MALFORMED'
+  | 'REVOCATION_STORE_FULL'
+  | 'CAR_FAULT'
+  /** The command is in another provider's dialect, or in none (PROVIDERS.md §3 step 3). */
+  | 'DIALECT_MISMATCH'
+  /** The command names an action outside unlock and lock, the only two the owner consented to. */
+  | 'ACTION_NOT_ALLOWED';
 
 /** How many recent commands the car remembers to answer an MQTT redelivery with the same ack. */
 export const DEFAULT_DEDUPE_CAPACITY = 256;
@@ -43,12 +60,17 @@ export interface SimulatedCarDeps {
   provider: ProviderId;
   /** `seq` is the first state report's sequence number (default 0). */
   initial: { position: Position; seq?: number };
-  keys: KeyRing;
-  replay: ReplayGuard;
-  /** The car's own time in ms since the epoch; null when the car does not know it. */
+  /** The gateway keys the car trusts; key announcements replace them (TOKEN.md §8). */
+  keys: KeyStore;
+  /** Single-use jti memory, and the last known good time the car's time never goes back below. */
+  replay: Pick<ReplayStore, 'claim' | 'lastGoodTime'>;
+  revocations: Pick<RevocationStore, 'isRevoked' | 'revoke'>;
+  /** The car's P-256 private key, the one its certificate binds to its VIN: it signs every ack (TOKEN.md §9). */
+  signingKey: KeyObject;
+  /** The car's raw clock in ms since the epoch; null when the car does not know it. */
   clock: () => number | null;
   failsafeRelockMs?: number;
-  /** When set, tokens whose `iss` differs are refused (TOKEN_ISSUER_MISMATCH). */
+  /** The token issuer the car was enrolled with (default TOKEN_ISSUER); others are refused TOKEN_ISSUER_MISMATCH. */
   issuer?: string;
   dedupeCapacity?: number;
 }
@@ -82,9 +104,15 @@ export interface SimulatedCar {
    * order they arrive. A payload that does not parse gets a 'refused'/'COMMAND_MALFORMED' ack only when its
    * commandId can be recovered safely (within the size limit, strict JSON without duplicate members, an
    * object whose commandId has the protocol's id syntax); otherwise there is nobody to address, the result
-   * has no ack, and the gateway sees a timeout.
+   * has no ack, and the gateway sees a timeout. `wire` is the payload as it arrived, before any dialect
+   * translation: only a byte-identical redelivery of it is a duplicate (default: `raw`).
    */
-  handleCommand(raw: Buffer): Promise<CommandResult>;
+  handleCommand(raw: Buffer, wire?: Buffer): Promise<CommandResult>;
+  /**
+   * Refuses a command the transport could name but not translate (foreign dialect, action outside unlock and
+   * lock, malformed): an ack with the reason and the lock state as it is, in turn with other commands.
+   */
+  refuseCommand(ids: CommandIds, reason: CarRefusalCode): Promise<CommandResult>;
   openDoor(door: DoorName): CarEffect[];
   closeDoor(door: DoorName): CarEffect[];
   setTrunk(to: Latch): CarEffect[];
@@ -94,8 +122,11 @@ export interface SimulatedCar {
   /** Advances time for the fail-safe relock; `now` defaults to the car's clock. */
   tick(now?: number | null): CarEffect[];
   snapshot(): CarState;
-  /** Builds the next state report; each call takes a new, larger `seq`. */
-  stateReport(): StateReport;
+  /**
+   * Builds the next state report; each call takes a new, larger `seq`. A report that answers a state query
+   * echoes the query's nonce (PROTOCOL.md §3.5).
+   */
+  stateReport(nonce?: string): StateReport;
   /** The offline notice the transport registers as its MQTT will. */
   presence(): Presence;
   /**
@@ -103,16 +134,19 @@ export interface SimulatedCar {
    * `stateChanged`, so a transport can publish the ack before the state report.
    */
   onChange(listener: CarListener): () => void;
+  /** Signs acks from now on with this key: the car's new certificate after a rotation. */
+  replaceSigningKey(key: KeyObject): void;
 }
 
-interface RecoveredIds {
+/** What an ack needs to name the command it answers. */
+export interface CommandIds {
   commandId: string;
   deliveryId?: string;
   action: string;
 }
 
 /** Names a malformed command only when that is unambiguous; see SimulatedCar.handleCommand. */
-function recoverIds(raw: Buffer): RecoveredIds | null {
+function recoverIds(raw: Buffer): CommandIds | null {
   if (raw.length > MAX_PAYLOAD_BYTES) return null;
   let value: unknown;
   try {
@@ -125,16 +159,17 @@ function recoverIds(raw: Buffer): RecoveredIds | null {
   const commandId = CommandSchema.shape.commandId.safeParse(record.commandId);
   if (!commandId.success) return null;
   const deliveryId = CommandSchema.shape.deliveryId.safeParse(record.deliveryId);
-  const action = ActionSchema.safeParse(record.action);
-  const ids: RecoveredIds = { commandId: commandId.data, action: action.success ? action.data : 'unknown' };
+  const action = TokenActionSchema.safeParse(record.action);
+  const named = record.type === 'keys' ? 'keys' : action.success ? action.data : 'unknown';
+  const ids: CommandIds = { commandId: commandId.data, action: named };
   if (deliveryId.success) ids.deliveryId = deliveryId.data;
   return ids;
 }
 
 /** Parses a command; duplicate member names are refused too, so every reader sees the same commandId. */
-function decodeCommand(raw: Buffer): Command | null {
+function decodeCommand(raw: Buffer): CommandMessage | null {
   try {
-    const command = parseMessage(CommandSchema, raw);
+    const command = parseMessage(CommandMessageSchema, raw);
     parseStrictJson(raw.toString('utf8'));
     return command;
   } catch {
@@ -143,19 +178,18 @@ function decodeCommand(raw: Buffer): Command | null {
 }
 
 export function createSimulatedCar(deps: SimulatedCarDeps): SimulatedCar {
+  let signingKey = deps.signingKey;
   const config = { failsafeRelockMs: deps.failsafeRelockMs ?? DEFAULT_FAILSAFE_RELOCK_MS };
   const dedupeCapacity = deps.dedupeCapacity ?? DEFAULT_DEDUPE_CAPACITY;
+  const issuer = deps.issuer ?? TOKEN_ISSUER;
   let state = initialCarState(PositionSchema.parse(deps.initial.position), deps.initial.seq ?? 0);
   const listeners = new Set<CarListener>();
   /** SHA-256 of a command payload → the ack it got; a byte-identical redelivery gets the same ack. */
   const recentAcks = new Map<string, Ack>();
   let queue: Promise<unknown> = Promise.resolve();
 
-  /** The car's time as the wire carries it: whole ms, or null when unknown or nonsensical. */
-  const readClock = (): number | null => {
-    const t = deps.clock();
-    return t === null || !Number.isFinite(t) || t < 0 ? null : Math.floor(t);
-  };
+  /** The car's time as the wire carries it: whole ms, never below the last good time, or null (car-clock.ts). */
+  const readClock = (): number | null => carTime(deps.clock(), deps.replay.lastGoodTime());
 
   const dispatch = (event: CarEvent, cause: ChangeCause): CarEffect[] => {
     const result = transition(state, event, config);
@@ -173,7 +207,7 @@ export function createSimulatedCar(deps: SimulatedCarDeps): SimulatedCar {
     reason?: string,
   ): Ack => {
     // Members in the order of AckSchema, so the wire text reads like PROTOCOL.md §3.2.
-    return Object.freeze({
+    const unsigned: UnsignedAck = {
       v: PROTOCOL_VERSION,
       type: 'ack',
       vin: deps.vin,
@@ -184,7 +218,8 @@ export function createSimulatedCar(deps: SimulatedCarDeps): SimulatedCar {
       ...(reason !== undefined && { reason }),
       locked: state.locked,
       at,
-    } satisfies Ack);
+    };
+    return Object.freeze(signAck(unsigned, signingKey));
   };
 
   const remember = (key: string, sent: Ack): void => {
@@ -201,30 +236,67 @@ export function createSimulatedCar(deps: SimulatedCarDeps): SimulatedCar {
     let verdict: Awaited<ReturnType<typeof verifyAccessToken>>;
     try {
       verdict = await verifyAccessToken(command.token, {
-        keys: deps.keys,
+        keys: deps.keys.ring(),
+        issuer,
         vin: deps.vin,
         action: command.action,
         commandId: command.commandId,
         deliveryId: command.deliveryId,
         now,
         replay: deps.replay,
+        isRevoked: (deliveryId) => deps.revocations.isRevoked(deliveryId),
       });
     } catch {
       return { ack: ack(command, 'refused', now, 'CAR_FAULT' satisfies CarRefusalCode), stateChanged: false };
     }
     if (!verdict.ok) return { ack: ack(command, 'refused', now, verdict.code), stateChanged: false };
-    if (deps.issuer !== undefined && verdict.claims.iss !== deps.issuer) {
-      const reason: CarRefusalCode = 'TOKEN_ISSUER_MISMATCH';
-      return { ack: ack(command, 'refused', now, reason), stateChanged: false };
-    }
     // verifyAccessToken refuses with CLOCK_UNKNOWN before this point; the guard only narrows the type.
     if (now === null) return { ack: ack(command, 'refused', now, 'CLOCK_UNKNOWN'), stateChanged: false };
+    if (command.action === 'revoke') {
+      // TOKEN.md §10: kept until every token minted for the delivery before the revoke has expired here.
+      const until = (verdict.claims.iat + REVOCATION_RETENTION_S) * 1000;
+      if (deps.revocations.revoke(verdict.claims.sub, until) === 'full') {
+        const reason: CarRefusalCode = 'REVOCATION_STORE_FULL';
+        return { ack: ack(command, 'refused', now, reason), stateChanged: false };
+      }
+      // A revoked delivery must not leave the car open until the fail-safe: an unlocked car locks at once.
+      const effects = state.locked
+        ? []
+        : dispatch({ type: 'remote_command', action: 'lock', now }, 'command');
+      return {
+        ack: ack(command, 'executed', now),
+        stateChanged: effects.some((e) => e.type === 'report_state'),
+      };
+    }
     const effects = dispatch({ type: 'remote_command', action: command.action, now }, 'command');
     const stateChanged = effects.some((e) => e.type === 'report_state');
     return { ack: ack(command, 'executed', now), stateChanged };
   };
 
-  const handle = async (raw: Buffer): Promise<CommandResult> => {
+  /** Verifies a key announcement and, only when it passes, replaces the trusted keys (TOKEN.md §8). */
+  const rotateKeys = async (command: KeysCommand): Promise<CommandResult> => {
+    const now = readClock();
+    const ids = { commandId: command.commandId, action: 'keys' };
+    let reason: string | undefined;
+    try {
+      const verdict = await verifyKeyAnnouncement(command.announcement, {
+        keys: deps.keys.ring(),
+        issuer,
+        seq: deps.keys.seq(),
+        now,
+      });
+      if (verdict.ok) deps.keys.replace(verdict.announcement.seq, verdict.announcement.keys);
+      else reason = verdict.code;
+    } catch {
+      reason = 'CAR_FAULT' satisfies CarRefusalCode;
+    }
+    return {
+      ack: reason === undefined ? ack(ids, 'executed', now) : ack(ids, 'refused', now, reason),
+      stateChanged: false,
+    };
+  };
+
+  const handle = async (raw: Buffer, wire?: Buffer): Promise<CommandResult> => {
     const command = decodeCommand(raw);
     if (command === null) {
       const ids = recoverIds(raw);
@@ -233,10 +305,12 @@ export function createSimulatedCar(deps: SimulatedCarDeps): SimulatedCar {
     }
     // Dedupe comes before verification: the replay guard would refuse the redelivered token as
     // TOKEN_REPLAYED although the first delivery executed. Only a byte-identical payload matches.
-    const key = createHash('sha256').update(raw).digest('hex');
+    const key = createHash('sha256')
+      .update(wire ?? raw)
+      .digest('hex');
     const previous = recentAcks.get(key);
     if (previous) return { ack: previous, stateChanged: false };
-    const result = await execute(command);
+    const result = command.type === 'keys' ? await rotateKeys(command) : await execute(command);
     if (result.ack) remember(key, result.ack);
     return result;
   };
@@ -250,8 +324,15 @@ export function createSimulatedCar(deps: SimulatedCarDeps): SimulatedCar {
     year: deps.year,
     provider: deps.provider,
     failsafeRelockMs: config.failsafeRelockMs,
-    handleCommand(raw) {
-      const run = queue.then(() => handle(raw));
+    handleCommand(raw, wire) {
+      const run = queue.then(() => handle(raw, wire));
+      queue = run.catch(() => {});
+      return run;
+    },
+    refuseCommand(ids, reason) {
+      const run = queue.then(
+        (): CommandResult => ({ ack: ack(ids, 'refused', readClock(), reason), stateChanged: false }),
+      );
       queue = run.catch(() => {});
       return run;
     },
@@ -263,7 +344,7 @@ export function createSimulatedCar(deps: SimulatedCarDeps): SimulatedCar {
     setOnline: (online) => control({ type: 'connectivity', online }),
     tick: (now) => dispatch({ type: 'tick', now: now === undefined ? readClock() : now }, 'tick'),
     snapshot: () => state,
-    stateReport() {
+    stateReport(nonce) {
       const taken = takeReportSeq(state);
       state = taken.state;
       return {
@@ -278,12 +359,16 @@ export function createSimulatedCar(deps: SimulatedCarDeps): SimulatedCar {
         ignition: state.ignition,
         position: { lat: state.position.lat, lon: state.position.lon },
         at: readClock(),
+        ...(nonce === undefined ? {} : { nonce }),
       };
     },
     presence: () => ({ v: PROTOCOL_VERSION, type: 'presence', vin: deps.vin, online: false }),
     onChange(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);
+    },
+    replaceSigningKey(key) {
+      signingKey = key;
     },
   };
 }

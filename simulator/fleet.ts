@@ -1,13 +1,17 @@
-// Owns a fleet of simulated cars: picks the compatible vehicles, gives each its replay file and MQTT session.
+// Owns a fleet of simulated cars: picks the compatible vehicles, gives each its state files and MQTT session.
+import { createPrivateKey } from 'node:crypto';
 import { join } from 'node:path';
 import type { Catalog } from '../protocols/catalog.ts';
 import { findCompatible } from '../protocols/catalog.ts';
-import { keyRingFrom, type TrustedKeysFile } from '../protocols/keys.ts';
+import type { TrustedKeysFile } from '../protocols/keys.ts';
 import { loadSeeds, type SeedVehicle } from '../seeds/index.ts';
 import { createSimulatedCar, type SimulatedCar } from './car.ts';
 import { SimulatorError } from './errors.ts';
+import { createFileKeyStore, type KeyStore } from './key-store.ts';
 import { createFileReplayStore, type ReplayStore } from './replay-store.ts';
+import { createFileRevocationStore, type RevocationStore } from './revocation-store.ts';
 import {
+  type Backoff,
   type CarConnection,
   type ClientFactory,
   connectCar,
@@ -18,6 +22,8 @@ import {
 export const DEFAULT_REPORT_INTERVAL_MS = 30_000;
 /** Tokens live at most 330 s with skew, so this allows a sustained 30 commands a second per car. */
 export const DEFAULT_REPLAY_CAPACITY = 10_000;
+/** Revocations live 360 s each; a car is not expected to see more than a few in that time. */
+export const DEFAULT_REVOCATION_CAPACITY = 1_000;
 
 export interface FleetPki {
   ca: string | Buffer;
@@ -28,11 +34,11 @@ export interface StartFleetDeps {
   brokerUrl: string;
   vehicles: SeedVehicle[];
   pki: FleetPki;
-  /** The gateway keys every car pins (TrustedKeysFileSchema, already parsed). */
+  /** The gateway keys every car pins at enrollment (TrustedKeysFileSchema, already parsed). */
   trustedKeys: TrustedKeysFile;
-  /** Holds one replay file per car, `<VIN>.replay.json`. */
+  /** Holds each car's state files: `<VIN>.replay.json`, `<VIN>.revoked.json`, `<VIN>.keys.json`. */
   dataDir: string;
-  /** The cars' clock; defaults to Date.now. */
+  /** The cars' raw clock; defaults to Date.now. */
   now?: () => number | null;
   failsafeRelockMs?: number;
   reportIntervalMs?: number;
@@ -53,6 +59,7 @@ export interface StartFleetDeps {
   servername?: string;
   logger?: Logger;
   random?: () => number;
+  backoff?: Backoff;
   createClient?: ClientFactory;
 }
 
@@ -61,6 +68,8 @@ export interface FleetCar {
   car: SimulatedCar;
   connection: CarConnection;
   replay: ReplayStore;
+  revocations: RevocationStore;
+  keys: KeyStore;
 }
 
 export interface SkippedVehicle {
@@ -77,6 +86,9 @@ export interface Fleet {
 }
 
 export const replayFileFor = (dataDir: string, vin: string): string => join(dataDir, `${vin}.replay.json`);
+export const revocationFileFor = (dataDir: string, vin: string): string =>
+  join(dataDir, `${vin}.revoked.json`);
+export const keyFileFor = (dataDir: string, vin: string): string => join(dataDir, `${vin}.keys.json`);
 
 /** Runs work over items with at most `limit` in flight; settles every item like Promise.allSettled. */
 async function settleAll<T, R>(
@@ -106,7 +118,6 @@ export async function startFleet(deps: StartFleetDeps): Promise<Fleet> {
   const catalog = deps.catalog ?? loadSeeds().catalog;
   const clock = deps.now ?? Date.now;
   const log = deps.logger ?? silentLogger;
-  const keys = keyRingFrom(deps.trustedKeys);
 
   const selected: SeedVehicle[] = [];
   const skipped: SkippedVehicle[] = [];
@@ -125,14 +136,27 @@ export async function startFleet(deps: StartFleetDeps): Promise<Fleet> {
     selected,
     deps.connectConcurrency ?? Number.POSITIVE_INFINITY,
     async (vehicle): Promise<FleetCar> => {
+      const onError = (what: string) => (err: unknown) =>
+        log.error({ vin: vehicle.vin, err: String(err) }, `${what} not written`);
       const replay =
         deps.replayStoreFor?.(vehicle.vin) ??
         createFileReplayStore({
           file: replayFileFor(deps.dataDir, vehicle.vin),
           capacity: deps.replayCapacity ?? DEFAULT_REPLAY_CAPACITY,
-          now: clock,
-          onError: (err) => log.error({ vin: vehicle.vin, err: String(err) }, 'replay store not written'),
+          onError: onError('replay store'),
         });
+      const revocations = createFileRevocationStore({
+        file: revocationFileFor(deps.dataDir, vehicle.vin),
+        capacity: DEFAULT_REVOCATION_CAPACITY,
+        lastGoodTime: () => replay.lastGoodTime(),
+        onError: onError('revocation store'),
+      });
+      const keys = createFileKeyStore({
+        file: keyFileFor(deps.dataDir, vehicle.vin),
+        enrolled: deps.trustedKeys,
+        onError: onError('key store'),
+      });
+      const { cert, key } = deps.pki.certFor(vehicle.vin);
       const car = createSimulatedCar({
         vin: vehicle.vin,
         make: vehicle.make,
@@ -144,11 +168,12 @@ export async function startFleet(deps: StartFleetDeps): Promise<Fleet> {
         initial: { position: vehicle.position, seq: Math.max(0, Math.floor(clock() ?? 0)) },
         keys,
         replay,
+        revocations,
+        signingKey: createPrivateKey(key),
         clock,
         failsafeRelockMs: deps.failsafeRelockMs,
         issuer: deps.issuer,
       });
-      const { cert, key } = deps.pki.certFor(vehicle.vin);
       const connection = await connectCar({
         car,
         brokerUrl: deps.brokerUrl,
@@ -160,10 +185,11 @@ export async function startFleet(deps: StartFleetDeps): Promise<Fleet> {
         logger: log,
         servername: deps.servername,
         random: deps.random,
+        backoff: deps.backoff,
         createClient: deps.createClient,
       });
       deps.onConnected?.(++connected, selected.length);
-      return { vehicle, car, connection, replay };
+      return { vehicle, car, connection, replay, revocations, keys };
     },
   );
 

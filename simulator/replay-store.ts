@@ -1,29 +1,21 @@
-// Owns the car's single-use memory of token ids (jti): bounded, pruned by expiry, optionally persisted to a file.
-import {
-  closeSync,
-  fchmodSync,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  writeSync,
-} from 'node:fs';
-import { dirname } from 'node:path';
+// Owns the car's single-use memory of token ids (jti) and its last known good time: bounded, optionally persisted.
 import { z } from 'zod';
 import type { ReplayGuard } from '../protocols/token.ts';
-import { SimulatorError } from './errors.ts';
+import { type Cell, fileCell, memoryCell } from './state-file.ts';
 
 export interface ReplayStore extends ReplayGuard {
-  /** Number of remembered jti values that have not expired (entries are pruned first). */
+  /** Number of remembered jti values that have not expired by the last known good time. */
   size(): number;
+  /**
+   * The car's last known good time, ms: its own time when it last accepted a token (a moment a gateway-signed
+   * validity window vouched for). The car's time never goes back below it (TOKEN.md §6.4). Null before the first.
+   */
+  lastGoodTime(): number | null;
 }
 
 export interface MemoryReplayStoreDeps {
   /** Most jti values remembered at once; beyond it claims answer 'full' (fail closed). */
   capacity: number;
-  /** The car's time in ms; null when unknown, in which case nothing is pruned. */
-  now: () => number | null;
 }
 
 export interface FileReplayStoreDeps extends MemoryReplayStoreDeps {
@@ -32,98 +24,75 @@ export interface FileReplayStoreDeps extends MemoryReplayStoreDeps {
   onError?: (err: unknown) => void;
 }
 
-const ReplayFileSchema = z.strictObject({
-  v: z.literal(1),
-  entries: z.array(z.tuple([z.string().min(1).max(64), z.number().int().nonnegative()])),
-});
+const Entries = z.array(z.tuple([z.string().min(1).max(64), z.number().int().nonnegative()]));
+const ReplayFileSchema = z.union([
+  z.strictObject({
+    v: z.literal(2),
+    lastGoodTime: z.number().int().nonnegative().nullable(),
+    entries: Entries,
+  }),
+  // Version 1 files (before the last good time was kept) still load, with no last good time.
+  z
+    .strictObject({ v: z.literal(1), entries: Entries })
+    .transform((f) => ({ v: 2 as const, lastGoodTime: null, entries: f.entries })),
+]);
 type ReplayFile = z.infer<typeof ReplayFileSchema>;
 
-function createStore(
-  deps: MemoryReplayStoreDeps,
-  entries: Map<string, number>,
-  persist: (entries: ReadonlyMap<string, number>) => void,
-): ReplayStore {
-  const prune = (): void => {
-    const now = deps.now();
-    // Without a known time nothing can be shown to have expired, so everything is kept (fail closed).
-    if (now === null) return;
-    for (const [jti, expMs] of entries) if (expMs <= now) entries.delete(jti);
-  };
+const emptyFile = (): ReplayFile => ({ v: 2, lastGoodTime: null, entries: [] });
+
+/**
+ * Entries are pruned by the last known good time, never by the raw clock: a clock moved forward and back again
+ * must not make the car forget a jti whose token is still within its validity at the time it reads afterwards.
+ */
+function unexpired(file: ReplayFile, floor: number | null): Map<string, number> {
+  const entries = new Map(file.entries);
+  if (floor !== null) for (const [jti, expMs] of entries) if (expMs <= floor) entries.delete(jti);
+  return entries;
+}
+
+function createStore(capacity: number, cell: Cell<ReplayFile>): ReplayStore {
   return {
-    claim(jti, expMs) {
-      prune();
+    claim(jti, expMs, nowMs) {
+      const current = cell.read();
+      const floor = Math.max(current.lastGoodTime ?? nowMs, nowMs);
+      const entries = unexpired(current, floor);
       if (entries.has(jti)) return 'replayed';
-      if (entries.size >= deps.capacity) return 'full';
+      if (entries.size >= capacity) return 'full';
       entries.set(jti, expMs);
       try {
-        persist(entries);
+        cell.write({ v: 2, lastGoodTime: floor, entries: [...entries] });
       } catch {
         // A jti that is not on disk would be forgotten by a restart, so the claim fails closed.
-        entries.delete(jti);
         return 'full';
       }
       return 'ok';
     },
     size() {
-      prune();
-      return entries.size;
+      const current = cell.read();
+      return unexpired(current, current.lastGoodTime).size;
     },
+    lastGoodTime: () => cell.read().lastGoodTime,
   };
 }
 
 /** In-memory replay guard, for unit tests; forgets everything when the process ends. */
 export function createMemoryReplayStore(deps: MemoryReplayStoreDeps): ReplayStore {
-  return createStore(deps, new Map(), () => {});
-}
-
-function readReplayFile(file: string): Map<string, number> {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new Map();
-    throw err;
-  }
-  let parsed: ReplayFile;
-  try {
-    parsed = ReplayFileSchema.parse(JSON.parse(text));
-  } catch (err) {
-    // Starting empty would forget used tokens and let them replay, so a damaged file stops the car instead.
-    throw new SimulatorError('SIM_REPLAY_STORE_CORRUPT', `replay store ${file} is not readable`, {
-      cause: err,
-    });
-  }
-  return new Map(parsed.entries);
-}
-
-/** Writes through a temporary file and a rename, so a crash leaves either the old or the new file whole. */
-function writeAtomically(file: string, text: string): void {
-  const tmp = `${file}.tmp`;
-  const fd = openSync(tmp, 'w', 0o600);
-  try {
-    fchmodSync(fd, 0o600); // openSync's mode only applies when it creates the file
-    writeSync(fd, text);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, file);
+  return createStore(deps.capacity, memoryCell(emptyFile()));
 }
 
 /**
- * Replay guard persisted to a JSON file, rewritten on every claim, so a restarted simulator still refuses
- * tokens it already used. An unreadable file throws SIM_REPLAY_STORE_CORRUPT at creation.
+ * Replay guard persisted to a JSON file, rewritten on every claim, so a restarted car still refuses tokens it
+ * already used and still knows its last good time. An unreadable file throws SIM_REPLAY_STORE_CORRUPT at creation.
  */
 export function createFileReplayStore(deps: FileReplayStoreDeps): ReplayStore {
-  mkdirSync(dirname(deps.file), { recursive: true, mode: 0o700 });
-  const entries = readReplayFile(deps.file);
-  return createStore(deps, entries, (current) => {
-    const body: ReplayFile = { v: 1, entries: [...current] };
-    try {
-      writeAtomically(deps.file, JSON.stringify(body));
-    } catch (err) {
-      deps.onError?.(err);
-      throw err;
-    }
-  });
+  return createStore(
+    deps.capacity,
+    fileCell({
+      file: deps.file,
+      schema: ReplayFileSchema,
+      initial: emptyFile,
+      corruptCode: 'SIM_REPLAY_STORE_CORRUPT',
+      onError: deps.onError,
+    }),
+  );
 }

@@ -1,10 +1,20 @@
-// Owns the car's MQTT session (the simulator's only MQTT code): mTLS connect, commands in, acks and state out.
+// Owns the car's MQTT session (the simulator's only MQTT code): mTLS connect, commands in, acks and state out,
+// all in the dialect of the car's provider (PROVIDERS.md §2).
+import { createPrivateKey } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { SecureContextOptions } from 'node:tls';
 import { connect, type IClientOptions, type MqttClient } from 'mqtt';
-import { encodeMessage } from '../protocols/messages.ts';
+import { encodeMessage, readsAsProviderIndependent, type ToCar } from '../protocols/messages.ts';
+import {
+  type ProviderAdapter,
+  ProviderError,
+  type ProviderErrorCode,
+  providerAdapter,
+  readJsonObject,
+  recoverIdsAnyDialect,
+} from '../protocols/providers/index.ts';
 import { ackTopic, commandTopic, stateTopic } from '../protocols/topics.ts';
-import type { SimulatedCar } from './car.ts';
+import type { CarRefusalCode, CommandIds, SimulatedCar } from './car.ts';
 import { SimulatorError } from './errors.ts';
 
 /** pino-compatible: fields first, then the message. */
@@ -24,6 +34,26 @@ export interface Backoff {
 export const DEFAULT_TICK_INTERVAL_MS = 250;
 export const DEFAULT_BACKOFF: Backoff = { initialMs: 500, maxMs: 30_000 };
 export const DEFAULT_CLOSE_TIMEOUT_MS = 3_000;
+/** Consecutive connections closed before CONNACK after which the car reports it may be revoked. */
+export const DEFAULT_POSSIBLY_REVOKED_AFTER = 3;
+
+/**
+ * Where the car's session stands. possibly_revoked: the last connections were closed by the broker after
+ * the TLS handshake and before CONNACK, which is how a TLS 1.3 broker refuses a client certificate (the
+ * client's handshake is over before the server judges its certificate). It is a guess, hence "possibly":
+ * the car keeps retrying with backoff and goes back to connected on the next CONNACK.
+ */
+export type ConnectionStatus = 'connecting' | 'connected' | 'reconnecting' | 'possibly_revoked' | 'closed';
+
+/** Errors that mean the broker was not reached at all, so they say nothing about the certificate. */
+const UNREACHABLE = new Set([
+  'ECONNREFUSED',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ETIMEDOUT',
+]);
 
 export type ClientFactory = (brokerUrl: string, options: IClientOptions) => MqttClient;
 
@@ -45,13 +75,34 @@ export interface ConnectCarDeps {
   logger?: Logger;
   /** Builds the MQTT client; tests pass a fake. It must not connect before `connect()` is called. */
   createClient?: ClientFactory;
+  /** Defaults to DEFAULT_POSSIBLY_REVOKED_AFTER. */
+  possiblyRevokedAfter?: number;
+  /** The dialect on the wire; defaults to the registered adapter of the car's provider. */
+  adapter?: ProviderAdapter;
+}
+
+export interface Credentials {
+  cert: string | Buffer;
+  key: string | Buffer;
 }
 
 export interface CarConnection {
   readonly car: SimulatedCar;
   readonly connected: boolean;
-  /** Publishes a state report now; skipped while disconnected (the next connect sends one). */
-  reportState(): void;
+  readonly status: ConnectionStatus;
+  /** Calls the listener on every status change; returns the unsubscribe function. */
+  onStatus(listener: (status: ConnectionStatus) => void): () => void;
+  /**
+   * Certificate rotation: reconnects at once with the new certificate and key (a clean DISCONNECT first,
+   * so the broker drops the will) and resolves on its CONNACK. Rejects with SIM_CONNECT_FAILED if the
+   * broker refuses them; the car then keeps retrying with them, with backoff.
+   */
+  replaceCredentials(credentials: Credentials): Promise<void>;
+  /**
+   * Publishes a state report now; skipped while disconnected (the next connect sends one). `nonce` is set when
+   * the report answers a state query.
+   */
+  reportState(nonce?: string): void;
   /** Stops timers, says goodbye (presence offline) and disconnects. Idempotent. */
   close(): Promise<void>;
 }
@@ -64,6 +115,22 @@ export function reconnectDelay(attempt: number, backoff: Backoff, random: () => 
 
 type TlsClientOptions = IClientOptions & Pick<SecureContextOptions, 'minVersion'>;
 type PublishPacket = Parameters<MqttClient['handleMessage']>[0];
+
+/** The ack reason for a command the adapter could not translate; none for what cannot be addressed anyway. */
+const REFUSAL_FOR: Partial<Record<ProviderErrorCode, CarRefusalCode>> = {
+  DIALECT_MISMATCH: 'DIALECT_MISMATCH',
+  ACTION_NOT_ALLOWED: 'ACTION_NOT_ALLOWED',
+  MESSAGE_INVALID: 'COMMAND_MALFORMED',
+};
+
+/** The ids of a command in a foreign dialect, read through the registry so the refusal can name it. */
+function foreignIds(payload: Buffer): CommandIds | null {
+  try {
+    return recoverIdsAnyDialect(readJsonObject(payload));
+  } catch {
+    return null;
+  }
+}
 
 function withTimeout<T>(work: Promise<T>, ms: number): Promise<{ done: true; value: T } | { done: false }> {
   let timer: NodeJS.Timeout | undefined;
@@ -88,6 +155,7 @@ function withTimeout<T>(work: Promise<T>, ms: number): Promise<{ done: true; val
 export async function connectCar(deps: ConnectCarDeps): Promise<CarConnection> {
   const { car } = deps;
   const vin = car.vin;
+  const dialect = deps.adapter ?? providerAdapter(car.provider);
   const log = deps.logger ?? silentLogger;
   const random = deps.random ?? Math.random;
   const backoff = deps.backoff ?? DEFAULT_BACKOFF;
@@ -109,7 +177,7 @@ export async function connectCar(deps: ConnectCarDeps): Promise<CarConnection> {
     // The broker publishes this when the car drops without a DISCONNECT [MQTT-3.1.2-8].
     will: {
       topic: stateTopic(vin),
-      payload: Buffer.from(encodeMessage(car.presence())),
+      payload: Buffer.from(dialect.encodeState(car.presence())),
       qos: 1,
       retain: false,
     },
@@ -122,6 +190,20 @@ export async function connectCar(deps: ConnectCarDeps): Promise<CarConnection> {
   let closing = false;
   let attempt = 0;
   let reconnectTimer: NodeJS.Timeout | null = null;
+  let renewing = false;
+  // Closed-before-CONNACK bookkeeping for the possibly_revoked status.
+  let sessionUp = false;
+  let attemptError: string | null = null;
+  let closesBeforeConnack = 0;
+  const possiblyRevokedAfter = deps.possiblyRevokedAfter ?? DEFAULT_POSSIBLY_REVOKED_AFTER;
+
+  let status: ConnectionStatus = 'connecting';
+  const statusListeners = new Set<(status: ConnectionStatus) => void>();
+  const setStatus = (next: ConnectionStatus): void => {
+    if (next === status) return;
+    status = next;
+    for (const listener of statusListeners) listener(next);
+  };
 
   const publish = (topic: string, payload: string, what: string): void => {
     client.publish(topic, payload, { qos: 1 }, (err) => {
@@ -129,9 +211,28 @@ export async function connectCar(deps: ConnectCarDeps): Promise<CarConnection> {
     });
   };
 
-  const reportState = (): void => {
+  const reportState = (nonce?: string): void => {
     if (!client.connected || closing) return;
-    publish(stateTopic(vin), encodeMessage(car.stateReport()), 'state report');
+    publish(stateTopic(vin), dialect.encodeState(car.stateReport(nonce)), 'state report');
+  };
+
+  /** Translates a command-topic payload; a refusal that can be addressed becomes the car's ack. */
+  const translate = async (payload: Buffer): Promise<ToCar | null> => {
+    try {
+      return dialect.decodeToCar(payload);
+    } catch (err) {
+      if (!(err instanceof ProviderError)) throw err;
+      const reason = REFUSAL_FOR[err.code];
+      const ids = err.ids ?? (err.code === 'DIALECT_MISMATCH' ? foreignIds(payload) : null);
+      if (reason && ids) {
+        const { ack } = await car.refuseCommand(ids, reason);
+        if (ack) publish(ackTopic(vin), dialect.encodeAck(ack), 'ack');
+        log.warn({ vin, commandId: ids.commandId, reason }, 'command refused before verification');
+      } else {
+        log.warn({ vin, bytes: payload.length, code: err.code }, 'unreadable command dropped without an ack');
+      }
+      return null;
+    }
   };
 
   const onCommand = async (packet: PublishPacket): Promise<void> => {
@@ -140,12 +241,31 @@ export async function connectCar(deps: ConnectCarDeps): Promise<CarConnection> {
       return;
     }
     const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
-    const { ack, stateChanged } = await car.handleCommand(payload);
+    // Key announcements and revocations are canonical in every dialect; the car verifies them in full.
+    const canonical = readsAsProviderIndependent(payload);
+    const message = canonical ? null : await translate(payload);
+    if (!canonical && message === null) return;
+    if (message?.type === 'state_query') {
+      reportState(message.nonce);
+      return;
+    }
+    // The car's logic reads canonical bytes.
+    // Dedupe is on the bytes as they arrived: only an MQTT redelivery is a duplicate (PROTOCOL.md §3.2).
+    const { ack, stateChanged } = await car.handleCommand(
+      canonical ? payload : Buffer.from(encodeMessage(message as ToCar)),
+      payload,
+    );
     syncTicker();
     if (ack) {
-      publish(ackTopic(vin), encodeMessage(ack), 'ack');
+      publish(ackTopic(vin), dialect.encodeAck(ack), 'ack');
       log.info(
-        { vin, commandId: ack.commandId, outcome: ack.outcome, reason: ack.reason },
+        {
+          vin,
+          deliveryId: ack.deliveryId,
+          commandId: ack.commandId,
+          outcome: ack.outcome,
+          reason: ack.reason,
+        },
         'command handled',
       );
     } else {
@@ -206,7 +326,8 @@ export async function connectCar(deps: ConnectCarDeps): Promise<CarConnection> {
   // mqtt.js reports one refused connection more than once, and a broker that is down refuses every
   // attempt; each distinct error is logged once until the next successful connect.
   let lastError: string | null = null;
-  client.on('error', (err) => {
+  client.on('error', (err: Error & { code?: string | number }) => {
+    attemptError = err.code === undefined ? attemptError : String(err.code);
     if (err.message === lastError) return;
     lastError = err.message;
     log.warn({ vin, err: err.message }, 'mqtt error');
@@ -218,8 +339,11 @@ export async function connectCar(deps: ConnectCarDeps): Promise<CarConnection> {
     (client.stream as Partial<Socket> | undefined)?.setNoDelay?.(true);
     attempt = 0;
     lastError = null;
+    sessionUp = true;
+    closesBeforeConnack = 0;
     car.setOnline(true);
     if (!established) return; // the first connect is finished by the code below
+    setStatus('connected');
     subscribe().then(
       () => {
         reportState();
@@ -229,18 +353,88 @@ export async function connectCar(deps: ConnectCarDeps): Promise<CarConnection> {
     );
   });
 
-  client.on('close', () => {
-    car.setOnline(false);
-    if (!established || closing || reconnectTimer !== null) return;
+  const reconnectNow = (): void => {
+    attemptError = null;
+    // Passing the stores keeps unacknowledged QoS 1 acks queued for the next session.
+    client.reconnect({ incomingStore: client.incomingStore, outgoingStore: client.outgoingStore });
+  };
+
+  const scheduleReconnect = (): void => {
+    if (closing || reconnectTimer !== null) return;
     const delayMs = reconnectDelay(attempt++, backoff, random);
     log.warn({ vin, delayMs }, 'disconnected; reconnecting');
     reconnectTimer = setTimeout(() => {
       reconnectTimer = null;
-      if (closing) return;
-      // Passing the stores keeps unacknowledged QoS 1 acks queued for the next session.
-      client.reconnect({ incomingStore: client.incomingStore, outgoingStore: client.outgoingStore });
+      if (!closing) reconnectNow();
     }, delayMs);
+  };
+
+  /** A close with no CONNACK since the attempt began, by a broker that was reached, counts toward possibly_revoked. */
+  const noteClose = (): void => {
+    const refused = !sessionUp && !(attemptError !== null && UNREACHABLE.has(attemptError));
+    sessionUp = false;
+    if (!refused) return;
+    closesBeforeConnack++;
+    if (closesBeforeConnack === possiblyRevokedAfter) {
+      log.warn(
+        { vin, code: 'POSSIBLY_REVOKED', closesBeforeConnack },
+        'the broker keeps closing the connection before CONNACK: the certificate may be revoked',
+      );
+    }
+  };
+
+  client.on('close', () => {
+    car.setOnline(false);
+    if (!established || closing) return;
+    noteClose();
+    setStatus(closesBeforeConnack >= possiblyRevokedAfter ? 'possibly_revoked' : 'reconnecting');
+    if (!renewing) scheduleReconnect();
   });
+
+  const replaceCredentials = async (credentials: Credentials): Promise<void> => {
+    if (closing) throw new SimulatorError('SIM_CONNECT_FAILED', `${vin}: connection closed`);
+    client.options.cert = credentials.cert;
+    client.options.key = credentials.key;
+    // Acks are signed with the key the new certificate certifies (TOKEN.md §9).
+    car.replaceSigningKey(createPrivateKey(credentials.key));
+    renewing = true;
+    try {
+      if (reconnectTimer !== null) clearTimeout(reconnectTimer);
+      reconnectTimer = null;
+      let ended = false;
+      if (client.connected) {
+        // A clean DISCONNECT, once every QoS 1 message in flight is acknowledged: the broker discards the
+        // will, so nothing announces the car offline for a reconnect that takes milliseconds.
+        await new Promise<void>((resolve) => {
+          client.once('close', () => resolve());
+          client.end(false);
+        });
+        ended = true;
+      }
+      await new Promise<void>((resolve, reject) => {
+        const onConnect = (): void => {
+          client.off('close', onClose);
+          resolve();
+        };
+        const onClose = (): void => {
+          client.off('connect', onConnect);
+          reject(new SimulatorError('SIM_CONNECT_FAILED', `${vin}: the broker refused the new certificate`));
+        };
+        client.once('connect', onConnect);
+        client.once('close', onClose);
+        attemptError = null;
+        // end() closed the message stores, empty by then; mqtt.js makes new ones when given none.
+        if (ended) client.reconnect();
+        else reconnectNow();
+      });
+      log.info({ vin }, 'reconnected with a new certificate');
+    } catch (err) {
+      if (!closing) scheduleReconnect();
+      throw err;
+    } finally {
+      renewing = false;
+    }
+  };
 
   let sessionPresent = false;
   try {
@@ -272,6 +466,7 @@ export async function connectCar(deps: ConnectCarDeps): Promise<CarConnection> {
     throw new SimulatorError('SIM_CONNECT_FAILED', `${vin}: ${(err as Error).message}`, { cause: err });
   }
   established = true;
+  setStatus('connected');
   log.info(
     { vin, make: car.make, model: car.model, year: car.year, provider: car.provider, sessionPresent },
     'connected',
@@ -290,12 +485,13 @@ export async function connectCar(deps: ConnectCarDeps): Promise<CarConnection> {
     if (reconnectTimer !== null) clearTimeout(reconnectTimer);
     reconnectTimer = null;
     stopListening();
+    setStatus('closed');
     // A clean DISCONNECT discards the will [MQTT-3.14.4-3], so the car announces itself offline first.
     // When that cannot be confirmed, it drops the connection instead and the broker publishes the will.
     let announced = false;
     if (client.connected) {
       const sent = await withTimeout(
-        client.publishAsync(stateTopic(vin), encodeMessage(car.presence()), { qos: 1 }),
+        client.publishAsync(stateTopic(vin), dialect.encodeState(car.presence()), { qos: 1 }),
         closeTimeoutMs,
       ).catch(() => ({ done: false as const }));
       announced = sent.done;
@@ -310,6 +506,14 @@ export async function connectCar(deps: ConnectCarDeps): Promise<CarConnection> {
     get connected() {
       return client.connected;
     },
+    get status() {
+      return status;
+    },
+    onStatus(listener) {
+      statusListeners.add(listener);
+      return () => statusListeners.delete(listener);
+    },
+    replaceCredentials,
     reportState,
     close() {
       closed ??= shutdown();

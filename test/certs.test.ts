@@ -14,13 +14,14 @@ import { join } from 'node:path';
 import tls from 'node:tls';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type CliIo, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, progressBar, runCli } from '../certs/cli.ts';
-import { type Asn1, AsnType, decode, encode, fromBinary, fromPem, oidOf } from '../certs/der.ts';
+import { type Asn1, AsnType, decode, encode, fromBinary, fromPem, oidOf, toPem } from '../certs/der.ts';
 import {
   CertError,
   type CertErrorCode,
   createCa,
   createCrl,
   createIssuer,
+  DEFAULT_MOSQUITTO_PORT,
   devPkiPaths,
   EXTENDED_KEY_USAGE_OIDS,
   EXTENSION_OIDS,
@@ -34,13 +35,19 @@ import {
   issueFleet,
   issueVehicleIdentity,
   loadDevPki,
+  mosquittoAcl,
+  mosquittoFiles,
   RevocationStateSchema,
+  readCrl,
+  reissueVehicle,
   revokeVehicle,
+  serialKey,
   subjectPublicKeyInfo,
   syntheticVin,
   vinFromCertificate,
 } from '../certs/index.ts';
 import { kidFor, TrustedKeysFileSchema } from '../protocols/keys.ts';
+import { MAX_PACKET_BYTES } from '../protocols/messages.ts';
 import { vinProblem } from '../protocols/vin.ts';
 
 const VIN = '1G1ZE5ST5KF100231';
@@ -361,6 +368,64 @@ describe('createCrl', () => {
     );
     expect(codeOf(() => createCrl({ ...base, nextUpdate: NOW, revoked: [] }))).toBe('CERT_OPTIONS_INVALID');
   });
+
+  it('reads back what it wrote: serials, numbers and times, after checking the signature', () => {
+    const pem = createCrl({
+      ca,
+      revoked: [
+        { serial: '4ABC', revokedAt: NOW },
+        { serial: '00ff', revokedAt: NOW },
+      ],
+      thisUpdate: NOW,
+      nextUpdate: new Date(NOW.getTime() + DAY),
+      crlNumber: 300,
+    });
+    const read = readCrl(pem, ca.certPem);
+    expect(read.crlNumber).toBe(300n);
+    expect(read.thisUpdate).toEqual(NOW);
+    expect(read.nextUpdate).toEqual(new Date(NOW.getTime() + DAY));
+    expect([...read.revoked].sort()).toEqual(['4ABC', 'FF']);
+    const empty = readCrl(
+      createCrl({
+        ca,
+        revoked: [],
+        thisUpdate: NOW,
+        nextUpdate: new Date(NOW.getTime() + DAY),
+        crlNumber: 1,
+      }),
+      ca.certPem,
+    );
+    expect(empty.revoked.size).toBe(0);
+  });
+
+  it('spells every serial one way, whatever its case or leading zeros', () => {
+    expect(serialKey('00ab')).toBe('AB');
+    expect(serialKey('4aBc')).toBe('4ABC');
+    expect(serialKey('0')).toBe('0');
+    expect(codeOf(() => serialKey('xyz'))).toBe('CERT_OPTIONS_INVALID');
+  });
+
+  it('refuses a CRL that is not signed by the CA, tampered with, or not a CRL (CRL_INVALID)', () => {
+    const options = {
+      revoked: [{ serial: '4ABC', revokedAt: NOW }],
+      thisUpdate: NOW,
+      nextUpdate: new Date(NOW.getTime() + DAY),
+      crlNumber: 2,
+    };
+    const other = createCa({ commonName: 'CRL CA', now: frozen });
+    expect(codeOf(() => readCrl(createCrl({ ...options, ca: other }), ca.certPem))).toBe('CRL_INVALID');
+    const der = fromPem('X509 CRL', createCrl({ ...options, ca })) as Buffer;
+    // Revoke another serial without re-signing: the last byte of the entry's serial.
+    const at = der.indexOf(Buffer.from([0x02, 0x02, 0x4a, 0xbc]));
+    const tampered = Buffer.from(der);
+    tampered[at + 3] = 0xbd;
+    expect(codeOf(() => readCrl(toPem('X509 CRL', tampered), ca.certPem))).toBe('CRL_INVALID');
+    expect(codeOf(() => readCrl('', ca.certPem))).toBe('CRL_INVALID');
+    expect(codeOf(() => readCrl(toPem('X509 CRL', Buffer.from('3003020101', 'hex')), ca.certPem))).toBe(
+      'CRL_INVALID',
+    );
+    expect(codeOf(() => readCrl(ca.certPem, ca.certPem))).toBe('CRL_INVALID');
+  });
 });
 
 interface Peer {
@@ -567,6 +632,8 @@ describe('development PKI on disk', () => {
       `vehicles/${OTHER_VIN}`,
       'token-signing.key',
       'trusted-keys.json',
+      'audit-checkpoint.key',
+      'audit-checkpoint.pub',
       'crl.pem',
     ]);
     expect(first.kept).toEqual([]);
@@ -584,6 +651,7 @@ describe('development PKI on disk', () => {
       first.vehicleKey(VIN),
       first.vehicleKey(OTHER_VIN),
       first.tokenSigningKey,
+      first.auditCheckpointKey,
     ]) {
       expect(mode(key), key).toBe(0o600);
       expect(readFileSync(key, 'utf8')).toMatch(/^-----BEGIN PRIVATE KEY-----/);
@@ -594,6 +662,7 @@ describe('development PKI on disk', () => {
       first.vehicleCert(VIN),
       first.crl,
       first.trustedKeys,
+      first.auditCheckpointPub,
     ]) {
       expect(mode(file), file).toBe(0o644);
     }
@@ -668,7 +737,13 @@ describe('development PKI on disk', () => {
       `vehicles/${OTHER_VIN}`,
       'crl.pem',
     ]);
-    expect(third.kept).toEqual(['ca', 'token-signing.key', 'trusted-keys.json']);
+    expect(third.kept).toEqual([
+      'ca',
+      'token-signing.key',
+      'trusted-keys.json',
+      'audit-checkpoint.key',
+      'audit-checkpoint.pub',
+    ]);
   });
 
   it('re-signs the CRL with the next number when it nears nextUpdate', async () => {
@@ -742,6 +817,106 @@ describe('development PKI on disk', () => {
       authorized: true,
       received: 'welcome',
     });
+  });
+});
+
+describe('rotation', () => {
+  it('re-issues a car: new key and serial on disk, the old serial revocable by --serial afterwards', async () => {
+    const dir = tempDir();
+    const pki = await ensureDevPki({ dir, vins: [VIN, OTHER_VIN] });
+    const old = x509(readFileSync(pki.vehicleCert(VIN), 'utf8'));
+    const oldKey = readFileSync(pki.vehicleKey(VIN), 'utf8');
+    const rotated = await reissueVehicle({ dir, vin: VIN });
+    expect(rotated).toEqual({ vin: VIN, previousSerial: old.serialNumber, serial: expect.any(String) });
+    const fresh = x509(readFileSync(pki.vehicleCert(VIN), 'utf8'));
+    expect(fresh.serialNumber).toBe(rotated.serial);
+    expect(fresh.serialNumber).not.toBe(old.serialNumber);
+    expect(readFileSync(pki.vehicleKey(VIN), 'utf8')).not.toBe(oldKey);
+    expect(mode(pki.vehicleKey(VIN))).toBe(0o600);
+    expect(vinFromCertificate(fresh)).toBe(VIN);
+    expect(fresh.checkPrivateKey(createPrivateKey(readFileSync(pki.vehicleKey(VIN), 'utf8')))).toBe(true);
+
+    const revoked = await revokeVehicle({ dir, vin: VIN, serial: old.serialNumber.toLowerCase() });
+    expect(revoked).toMatchObject({ serial: old.serialNumber, alreadyRevoked: false, crlNumber: 2 });
+    const crl = readCrl(readFileSync(pki.crl, 'utf8'), readFileSync(pki.caCert, 'utf8'));
+    expect([...crl.revoked]).toEqual([serialKey(old.serialNumber)]);
+    expect(crl.revoked.has(serialKey(fresh.serialNumber))).toBe(false);
+    expect(await revokeVehicle({ dir, vin: VIN, serial: `00${old.serialNumber}` })).toMatchObject({
+      alreadyRevoked: true,
+    });
+  });
+
+  it('refuses to rotate without a CA or for a malformed VIN', async () => {
+    expect(await asyncCodeOf(() => reissueVehicle({ dir: tempDir(), vin: VIN }))).toBe('PKI_INCOMPLETE');
+    expect(await asyncCodeOf(() => reissueVehicle({ dir: tempDir(), vin: '1G1ZE5ST5KF100232' }))).toBe(
+      'VIN_INVALID',
+    );
+  });
+});
+
+describe('Mosquitto configuration', () => {
+  const pki = devPkiPaths('/srv/pki');
+  const files = mosquittoFiles({ pki, aclFile: '/srv/pki/mosquitto/acl', host: '127.0.0.1', port: 18883 });
+  const lines = (text: string) => text.split('\n').filter((line) => line !== '' && !line.startsWith('#'));
+
+  it('writes one TLS 1.3 listener with client certificates, the CRL and no anonymous access', () => {
+    expect(lines(files.conf)).toEqual([
+      'per_listener_settings false',
+      'allow_anonymous false',
+      'acl_file /srv/pki/mosquitto/acl',
+      'retain_available false',
+      `max_packet_size ${MAX_PACKET_BYTES}`,
+      'sys_interval 0',
+      'persistence false',
+      'log_dest stderr',
+      'log_type error',
+      'log_type warning',
+      'log_type notice',
+      'log_type information',
+      'connection_messages true',
+      'listener 18883 127.0.0.1',
+      'protocol mqtt',
+      'tls_version tlsv1.3',
+      'cafile /srv/pki/ca.crt',
+      'certfile /srv/pki/broker.crt',
+      'keyfile /srv/pki/broker.key',
+      'crlfile /srv/pki/crl.pem',
+      'require_certificate true',
+      'use_identity_as_username true',
+      'use_username_as_clientid true',
+    ]);
+    expect(files.conf.match(/^listener /gm)).toHaveLength(1);
+  });
+
+  it('grants cars their own topics by pattern and the gateway the rest, nothing else', () => {
+    expect(lines(files.acl)).toEqual([
+      'pattern read vehicles/%u/commands',
+      'pattern write vehicles/%u/acks',
+      'pattern write vehicles/%u/state',
+      'user gateway',
+      'topic write vehicles/+/commands',
+      'topic read vehicles/+/acks',
+      'topic read vehicles/+/state',
+    ]);
+    expect(lines(mosquittoAcl('gw_2'))).toContain('user gw_2');
+  });
+
+  it('names the run-as user only when asked, and refuses values that would break the file', () => {
+    const asRoot = mosquittoFiles({ pki, aclFile: '/a', host: '::1', port: 1, user: 'root' });
+    expect(lines(asRoot.conf)).toContain('user root');
+    expect(lines(files.conf).some((line) => line.startsWith('user '))).toBe(false);
+    const bad = [
+      { aclFile: '/a b' },
+      { host: '127.0.0.1\nallow_anonymous true' },
+      { port: 0 },
+      { port: 65_536 },
+      { user: 'x y' },
+    ];
+    for (const over of bad) {
+      expect(codeOf(() => mosquittoFiles({ pki, aclFile: '/a', host: 'h', port: 1, ...over }))).toBe(
+        'CERT_OPTIONS_INVALID',
+      );
+    }
   });
 });
 
@@ -825,6 +1000,12 @@ describe('certs command line', () => {
     [['revoke', VIN, OTHER_VIN]],
     [['dev', 'extra']],
     [['--dir']],
+    [['revoke', VIN, '--serial', 'xyz']],
+    [['rotate']],
+    [['rotate', 'nope']],
+    [['mosquitto', '--port', '0']],
+    [['mosquitto', '--port', '8883x']],
+    [['mosquitto', 'extra']],
   ])('exits 2 with one line for %j', async (argv) => {
     const run = io();
     expect(await runCli(argv, run.io)).toBe(EXIT_USAGE);
@@ -832,14 +1013,18 @@ describe('certs command line', () => {
     expect(run.out()).toBe('');
   });
 
-  it.each([[['--help']], [['dev', '--help']], [['revoke', '-h']], [['fleet', '--help']]])(
-    'prints help for %j',
-    async (argv) => {
-      const run = io();
-      expect(await runCli(argv, run.io)).toBe(EXIT_OK);
-      expect(run.out()).toMatch(/^Usage: npm run certs --/);
-    },
-  );
+  it.each([
+    [['--help']],
+    [['dev', '--help']],
+    [['revoke', '-h']],
+    [['fleet', '--help']],
+    [['rotate', '--help']],
+    [['mosquitto', '--help']],
+  ])('prints help for %j', async (argv) => {
+    const run = io();
+    expect(await runCli(argv, run.io)).toBe(EXIT_OK);
+    expect(run.out()).toMatch(/^Usage: npm run certs --/);
+  });
 
   it('dev creates then keeps, revoke revokes, and no private key is ever printed', async () => {
     const dir = tempDir();
@@ -848,7 +1033,7 @@ describe('certs command line', () => {
     expect(first.out()).toContain(`created  vehicles/${VIN}`);
     const second = io();
     expect(await runCli(['dev', '--dir', dir], second.io)).toBe(EXIT_OK);
-    expect(second.out()).toContain(': 0 created, 8 kept');
+    expect(second.out()).toContain(': 0 created, 10 kept');
     const revoke = io();
     expect(await runCli(['revoke', VIN, '--dir', dir], revoke.io)).toBe(EXIT_OK);
     expect(revoke.out()).toContain('CRL number 2');
@@ -856,6 +1041,44 @@ describe('certs command line', () => {
     expect(await runCli(['revoke', THIRD_VIN, '--dir', dir], unknown.io)).toBe(EXIT_FAILURE);
     for (const run of [first, second, revoke, unknown])
       expect(run.out() + run.err()).not.toContain('PRIVATE KEY');
+  });
+
+  it('rotate prints the revoke command for the old serial; revoke --serial runs it', async () => {
+    const dir = tempDir();
+    expect(await runCli(['dev', '--dir', dir], io().io)).toBe(EXIT_OK);
+    const old = x509(readFileSync(devPkiPaths(dir).vehicleCert(VIN), 'utf8')).serialNumber;
+    const rotate = io();
+    expect(await runCli(['rotate', VIN, '--dir', dir], rotate.io)).toBe(EXIT_OK);
+    expect(rotate.out()).toContain(`npm run certs -- revoke ${VIN} --serial ${old} --dir ${dir}`);
+    const revoke = io();
+    expect(await runCli(['revoke', VIN, '--serial', old, '--dir', dir], revoke.io)).toBe(EXIT_OK);
+    expect(revoke.out()).toContain(`${VIN} revoked (serial ${old})`);
+    expect(rotate.out() + revoke.out()).not.toContain('PRIVATE KEY');
+  });
+
+  it('mosquitto writes the two files beside the PKI, or refuses when there is no PKI', async () => {
+    const dir = tempDir();
+    const missing = io();
+    expect(await runCli(['mosquitto', '--dir', dir], missing.io)).toBe(EXIT_FAILURE);
+    expect(missing.err()).toContain('npm run certs -- dev');
+    expect(await runCli(['dev', '--dir', dir], io().io)).toBe(EXIT_OK);
+    const run = io();
+    expect(await runCli(['mosquitto', '--dir', dir, '--port', '18883', '--user', 'nobody'], run.io)).toBe(
+      EXIT_OK,
+    );
+    const conf = readFileSync(join(dir, 'mosquitto', 'mosquitto.conf'), 'utf8');
+    expect(conf).toContain(`crlfile ${join(dir, 'crl.pem')}`);
+    expect(conf).toContain('listener 18883 127.0.0.1');
+    expect(conf).toContain('user nobody');
+    expect(readFileSync(join(dir, 'mosquitto', 'acl'), 'utf8')).toContain(
+      'pattern read vehicles/%u/commands',
+    );
+    expect(run.out()).toContain('MQTT_URL=mqtts://127.0.0.1:18883 npm start');
+    const defaults = io();
+    expect(await runCli(['mosquitto', '--dir', dir, '--out', join(dir, 'm2')], defaults.io)).toBe(EXIT_OK);
+    expect(readFileSync(join(dir, 'm2', 'mosquitto.conf'), 'utf8')).toContain(
+      `listener ${DEFAULT_MOSQUITTO_PORT} 127.0.0.1`,
+    );
   });
 
   it('fleet prints a progress bar on stderr and the rate on stdout', async () => {

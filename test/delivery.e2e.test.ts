@@ -27,11 +27,15 @@ afterAll(async () => {
   await stack?.close();
 });
 
-async function newDelivery(over: Record<string, unknown> = {}): Promise<{ id: string; locationId: string }> {
+async function newDelivery(
+  over: Record<string, unknown> = {},
+  options: { park?: boolean } = {},
+): Promise<{ id: string; locationId: string }> {
   const loc = await stack.request('POST', '/v1/locations', {
     ownerId: location.ownerId,
     label: location.label,
     kind: location.kind,
+    access: 'public',
     lat: location.lat,
     lon: location.lon,
     radiusM: 200,
@@ -48,6 +52,10 @@ async function newDelivery(over: Record<string, unknown> = {}): Promise<{ id: st
   });
   expect(d.status).toBe(201);
   expect(d.body.status).toBe('scheduled');
+  if (options.park) {
+    const parked = await stack.request('POST', `/v1/deliveries/${d.body.id}/parking`);
+    expect(parked.status).toBe(200);
+  }
   return { id: d.body.id, locationId: loc.body.id };
 }
 
@@ -56,7 +64,7 @@ const commandsTo = (vin: string) => stack.published.filter((p) => p.topic === co
 
 describe('a whole delivery', () => {
   it('unlocks the car, locks it again and keeps a complete timeline', async () => {
-    const { id } = await newDelivery();
+    const { id } = await newDelivery({}, { park: true });
     const car = stack.fleet.car(vehicle.vin).car;
     expect(car.snapshot().locked).toBe(true);
 
@@ -79,6 +87,7 @@ describe('a whole delivery', () => {
     expect(view.body.status).toBe('completed');
     expect(view.body.timeline.map((e: { kind: string }) => e.kind)).toEqual([
       'delivery_scheduled',
+      'parking_confirmed',
       'unlock_granted',
       'command_sent',
       'vehicle_unlocked',
@@ -156,7 +165,7 @@ describe('driver checks', () => {
   });
 
   it('refuses a second unlock of the same delivery', async () => {
-    const { id } = await newDelivery();
+    const { id } = await newDelivery({}, { park: true });
     const body = { driverId: 'driver-7', position: atLocation(), packageId: 'pkg-1' };
     expect((await stack.request('POST', `/v1/deliveries/${id}/unlock`, body)).status).toBe(200);
     const second = await stack.request('POST', `/v1/deliveries/${id}/unlock`, body);
@@ -224,6 +233,7 @@ describe('API refusals', () => {
     const loc = await stack.request('POST', '/v1/locations', {
       ownerId: location.ownerId,
       label: 'x',
+      access: 'public',
       lat: location.lat,
       lon: location.lon,
       radiusM: 200,

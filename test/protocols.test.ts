@@ -12,10 +12,14 @@ import {
   parseStrictJson,
   parseTopic,
   type ReplayGuard,
+  TOKEN_ISSUER,
+  TOKEN_STEPS,
   TOKEN_TYP,
   type TokenClaims,
   trustedJwkFor,
   verifyAccessToken,
+  vinAgreesWithWmi,
+  vinAgreesWithYear,
   vinProblem,
 } from '../protocols/index.ts';
 
@@ -54,6 +58,8 @@ async function fixture() {
   });
   const ctx = (over: Partial<Parameters<typeof verifyAccessToken>[1]> = {}) => ({
     keys,
+    issuer: TOKEN_ISSUER,
+    isRevoked: () => false,
     vin: VIN,
     action: 'unlock' as const,
     commandId: 'cmd_1',
@@ -77,6 +83,17 @@ describe('VIN', () => {
   });
   it('computes the check digit of the classic example 1M8GDM9AXKP042788', () => {
     expect(computeCheckDigit('1M8GDM9AXKP042788')).toBe('X');
+  });
+  it('agrees with the stated model year only through position 10', () => {
+    expect(vinAgreesWithYear(VIN, 2019)).toBe(true); // K
+    expect(vinAgreesWithYear(VIN, 1989)).toBe(true); // the same code, one 30-year cycle earlier
+    expect(vinAgreesWithYear(VIN, 2018)).toBe(false);
+    expect(vinAgreesWithYear(VIN, 2020)).toBe(false);
+  });
+  it('agrees with a make only through its world manufacturer identifier', () => {
+    expect(vinAgreesWithWmi(VIN, ['1G1', '1GN'])).toBe(true);
+    expect(vinAgreesWithWmi(OTHER_VIN, ['1G1', '1GN'])).toBe(false);
+    expect(vinAgreesWithWmi(OTHER_VIN, ['YV1'])).toBe(true);
   });
   it('composes VINs whose model-year code round-trips', () => {
     const vin = composeVin('YV4', 'A22PK', 2022, '1010762');
@@ -119,24 +136,8 @@ describe('access token', () => {
     const f = await fixture();
     const verdict = await verifyAccessToken(await f.mint(), f.ctx());
     expect(verdict.ok).toBe(true);
-    expect(verdict.steps.map((s) => s.step)).toEqual([
-      'structure',
-      'alg',
-      'header-members',
-      'typ',
-      'kid',
-      'signature',
-      'claims',
-      'clock',
-      'aud',
-      'act',
-      'binding',
-      'lifetime',
-      'nbf',
-      'exp',
-      'revocation',
-      'replay',
-    ]);
+    expect(verdict.steps.map((s) => s.step)).toEqual(TOKEN_STEPS.map((s) => s.step));
+    expect(verdict.steps.every((s) => s.ok)).toBe(true);
   });
 
   const cases: Array<

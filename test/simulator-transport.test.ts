@@ -6,19 +6,28 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { IClientOptions, MqttClient } from 'mqtt';
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { keyRingFrom, type TrustedKeysFile, trustedJwkFor } from '../protocols/keys.ts';
-import { AckSchema, type Action, PresenceSchema, StateMessageSchema } from '../protocols/messages.ts';
+import { type TrustedKeysFile, trustedJwkFor } from '../protocols/keys.ts';
+import type { Action } from '../protocols/messages.ts';
+import { onstar, volvoOnCall } from '../protocols/providers/index.ts';
 import { buildClaims, mintAccessToken } from '../protocols/token.ts';
 import { ackTopic, commandTopic, stateTopic } from '../protocols/topics.ts';
 import { loadSeeds } from '../seeds/index.ts';
 import { createSimulatedCar, type SimulatedCar } from '../simulator/car.ts';
 import { replayFileFor, startFleet } from '../simulator/fleet.ts';
+import { createMemoryKeyStore } from '../simulator/key-store.ts';
 import { createMemoryReplayStore } from '../simulator/replay-store.ts';
+import { createMemoryRevocationStore } from '../simulator/revocation-store.ts';
 import { type ClientFactory, type ConnectCarDeps, connectCar } from '../simulator/transport.ts';
 
 const NOW = Date.parse('2025-06-02T09:00:00Z');
 const VIN = '1G1ZE5ST5KF100231';
 const RELOCK_MS = 120_000;
+const carKey = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;
+/** The key of a re-issued certificate: the car signs its acks with it after replaceCredentials. */
+const NEW_KEY_PEM = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({
+  type: 'pkcs8',
+  format: 'pem',
+}) as string;
 
 interface Sent {
   topic: string;
@@ -93,6 +102,10 @@ class FakeClient extends EventEmitter {
 
   end(force?: boolean): this {
     this.ended = force ?? false;
+    if (this.connected) {
+      this.connected = false;
+      queueMicrotask(() => this.emit('close'));
+    }
     return this;
   }
 
@@ -139,8 +152,9 @@ async function commandFor(action: Action, vin = VIN): Promise<Buffer> {
       notAfterMs: NOW + 3_600_000,
     }),
   });
+  // The simulated car is a Chevrolet: its transport speaks OnStar.
   return Buffer.from(
-    JSON.stringify({ v: 1, type: 'command', commandId, deliveryId: 'dlv_1', action, token }),
+    onstar.encodeToCar({ v: 1, type: 'command', commandId, deliveryId: 'dlv_1', action, token }),
   );
 }
 
@@ -162,6 +176,7 @@ describe('connectCar', () => {
   beforeEach(() => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
     time = NOW;
+    const replay = createMemoryReplayStore({ capacity: 10 });
     car = createSimulatedCar({
       vin: VIN,
       make: 'Chevrolet',
@@ -169,8 +184,10 @@ describe('connectCar', () => {
       year: 2019,
       provider: 'onstar',
       initial: { position: { lat: 47.6, lon: -122.3 } },
-      keys: keyRingFrom(trustedKeys),
-      replay: createMemoryReplayStore({ capacity: 10, now: () => time }),
+      keys: createMemoryKeyStore(trustedKeys),
+      replay,
+      revocations: createMemoryRevocationStore({ capacity: 10, lastGoodTime: () => replay.lastGoodTime() }),
+      signingKey: carKey,
       clock: () => time,
       failsafeRelockMs: RELOCK_MS,
     });
@@ -210,14 +227,13 @@ describe('connectCar', () => {
       will: { topic: stateTopic(VIN), qos: 1, retain: false },
     });
     const will = client.options.will as { payload: Buffer };
-    expect(PresenceSchema.parse(JSON.parse(will.payload.toString()))).toMatchObject({
-      vin: VIN,
-      online: false,
+    expect(JSON.parse(will.payload.toString())).toEqual({
+      onstar: '1.0',
+      connectivity: { vin: VIN, status: 'OFFLINE' },
     });
+    expect(onstar.decodeState(will.payload)).toMatchObject({ type: 'presence', vin: VIN, online: false });
     expect(client.subscriptions).toEqual([{ topic: commandTopic(VIN), qos: 1 }]);
-    expect(client.onTopic('state').map((s) => StateMessageSchema.parse(JSON.parse(s.payload)).type)).toEqual([
-      'state',
-    ]);
+    expect(client.onTopic('state').map((s) => onstar.decodeState(s.payload).type)).toEqual(['state']);
     expect(conn.connected).toBe(true);
     expect(car.snapshot().online).toBe(true);
     await conn.close();
@@ -232,10 +248,7 @@ describe('connectCar', () => {
     const [ack] = client.onTopic('acks');
     expect(ack?.topic).toBe(ackTopic(VIN));
     expect(ack?.qos).toBe(1);
-    expect(AckSchema.parse(JSON.parse(ack?.payload ?? ''))).toMatchObject({
-      outcome: 'executed',
-      locked: false,
-    });
+    expect(onstar.decodeAck(ack?.payload ?? '')).toMatchObject({ outcome: 'executed', locked: false });
     await conn.close();
   });
 
@@ -251,6 +264,56 @@ describe('connectCar', () => {
     expect(acks).toHaveLength(2);
     expect(acks[1]?.payload).toBe(acks[0]?.payload);
     expect(client.onTopic('state')).toHaveLength(reports);
+    await conn.close();
+  });
+
+  it('answers a state query with a state report echoing its nonce, and no ack', async () => {
+    const conn = await connect();
+    const client = fake.clients[0] as FakeClient;
+    client.events = [];
+    const nonce = 'AAAAAAAAAAAAAAAAAAAAAA';
+    await client.deliver(Buffer.from(onstar.encodeToCar({ v: 1, type: 'state_query', nonce })));
+    expect(client.events).toEqual(['publish state', 'puback']);
+    expect(onstar.decodeState(client.onTopic('state').at(-1)?.payload ?? '')).toMatchObject({
+      type: 'state',
+      nonce,
+      ignition: 'off',
+      position: { lat: 47.6, lon: -122.3 },
+    });
+    await conn.close();
+  });
+
+  it('refuses a command in another dialect with DIALECT_MISMATCH, acked in its own', async () => {
+    const conn = await connect();
+    const client = fake.clients[0] as FakeClient;
+    const foreign = onstar.decodeToCar(await commandFor('unlock'));
+    await client.deliver(Buffer.from(volvoOnCall.encodeToCar(foreign)));
+    const [ack] = client.onTopic('acks');
+    expect(onstar.decodeAck(ack?.payload ?? '')).toMatchObject({
+      outcome: 'refused',
+      reason: 'DIALECT_MISMATCH',
+      commandId: foreign.type === 'command' ? foreign.commandId : '',
+      locked: true,
+    });
+    expect(car.snapshot().locked).toBe(true);
+    // The canonical form is no dialect at all: nothing to address, so no ack.
+    await client.deliver(Buffer.from(JSON.stringify(foreign)));
+    expect(client.onTopic('acks')).toHaveLength(1);
+    await conn.close();
+  });
+
+  it('refuses a request for another action (remote start) with ACTION_NOT_ALLOWED', async () => {
+    const conn = await connect();
+    const client = fake.clients[0] as FakeClient;
+    const unlock = JSON.parse((await commandFor('unlock')).toString());
+    unlock.commandRequest.type = 'start';
+    await client.deliver(Buffer.from(JSON.stringify(unlock)));
+    expect(onstar.decodeAck(client.onTopic('acks')[0]?.payload ?? '')).toMatchObject({
+      outcome: 'refused',
+      reason: 'ACTION_NOT_ALLOWED',
+      action: 'start',
+    });
+    expect(car.snapshot().locked).toBe(true);
     await conn.close();
   });
 
@@ -270,14 +333,17 @@ describe('connectCar', () => {
     const before = client.onTopic('state').length;
     time += RELOCK_MS;
     vi.advanceTimersByTime(250);
-    const reports = client.onTopic('state').map((s) => JSON.parse(s.payload));
+    const reports = client.onTopic('state').map((s) => onstar.decodeState(s.payload));
     expect(reports).toHaveLength(before + 1);
     expect(reports.at(-1)).toMatchObject({ type: 'state', locked: true });
     expect(car.snapshot().locked).toBe(true);
 
     vi.advanceTimersByTime(10_000);
     expect(client.onTopic('state')).toHaveLength(before + 2);
-    const seqs = client.onTopic('state').map((s) => JSON.parse(s.payload).seq as number);
+    const seqs = client.onTopic('state').map((s) => {
+      const m = onstar.decodeState(s.payload);
+      return m.type === 'state' ? m.seq : -1;
+    });
     expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
     expect(new Set(seqs).size).toBe(seqs.length);
     await conn.close();
@@ -323,7 +389,7 @@ describe('connectCar', () => {
     await conn.close();
     const last = client.sent.at(-1);
     expect(last?.topic).toBe(stateTopic(VIN));
-    expect(PresenceSchema.parse(JSON.parse(last?.payload ?? ''))).toMatchObject({ online: false });
+    expect(onstar.decodeState(last?.payload ?? '')).toMatchObject({ type: 'presence', online: false });
     expect(client.ended).toBe(false);
     expect(vi.getTimerCount()).toBe(0);
     vi.advanceTimersByTime(60_000);
@@ -360,6 +426,128 @@ describe('connectCar', () => {
   });
 });
 
+describe('connection status', () => {
+  let car: SimulatedCar;
+  let fake: ReturnType<typeof factory>;
+  const warnings: Array<Record<string, unknown>> = [];
+  const logger = { info() {}, error() {}, warn: (fields: Record<string, unknown>) => warnings.push(fields) };
+
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
+    warnings.length = 0;
+    const statusReplay = createMemoryReplayStore({ capacity: 10 });
+    car = createSimulatedCar({
+      vin: VIN,
+      make: 'Chevrolet',
+      model: 'Malibu',
+      year: 2019,
+      provider: 'onstar',
+      initial: { position: { lat: 47.6, lon: -122.3 } },
+      keys: createMemoryKeyStore(trustedKeys),
+      replay: statusReplay,
+      revocations: createMemoryRevocationStore({
+        capacity: 10,
+        lastGoodTime: () => statusReplay.lastGoodTime(),
+      }),
+      signingKey: carKey,
+      clock: () => NOW,
+    });
+    fake = factory();
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  const connect = () =>
+    connectCar({
+      car,
+      brokerUrl: 'mqtts://127.0.0.1:8883',
+      ca: 'CA',
+      cert: 'CERT',
+      key: 'KEY',
+      reportIntervalMs: 30_000,
+      random: () => 0,
+      backoff: { initialMs: 100, maxMs: 400 },
+      logger,
+      createClient: fake.create,
+    });
+  const refusedByBroker = () => Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' });
+  /** Runs the pending reconnect timer (at most backoff.maxMs away) and lets the fake's connect settle. */
+  const nextAttempt = async () => {
+    vi.advanceTimersByTime(400);
+    await Promise.resolve();
+    await Promise.resolve();
+  };
+
+  it('reports possibly_revoked after three closes before CONNACK, and connected again after one', async () => {
+    const conn = await connect();
+    const client = fake.clients[0] as FakeClient;
+    const seen: string[] = [];
+    conn.onStatus((status) => seen.push(status));
+    expect(conn.status).toBe('connected');
+    client.failConnect = refusedByBroker();
+    client.drop(); // the broker closed a live session: not a refusal yet
+    expect(conn.status).toBe('reconnecting');
+    await nextAttempt();
+    await nextAttempt();
+    expect(conn.status).toBe('reconnecting');
+    expect(warnings.some((w) => w.code === 'POSSIBLY_REVOKED')).toBe(false);
+    await nextAttempt();
+    expect(conn.status).toBe('possibly_revoked');
+    expect(warnings.filter((w) => w.code === 'POSSIBLY_REVOKED')).toEqual([
+      { vin: VIN, code: 'POSSIBLY_REVOKED', closesBeforeConnack: 3 },
+    ]);
+    await nextAttempt();
+    expect(conn.status).toBe('possibly_revoked');
+    expect(warnings.filter((w) => w.code === 'POSSIBLY_REVOKED')).toHaveLength(1);
+    client.failConnect = null;
+    await nextAttempt();
+    expect(conn.status).toBe('connected');
+    expect(seen).toEqual(['reconnecting', 'possibly_revoked', 'connected']);
+    await conn.close();
+    expect(conn.status).toBe('closed');
+  });
+
+  it('does not suspect the certificate when the broker cannot be reached', async () => {
+    const conn = await connect();
+    const client = fake.clients[0] as FakeClient;
+    client.failConnect = Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
+    client.drop();
+    for (let i = 0; i < 5; i++) await nextAttempt();
+    expect(conn.status).toBe('reconnecting');
+    expect(warnings.some((w) => w.code === 'POSSIBLY_REVOKED')).toBe(false);
+    await conn.close();
+  });
+
+  it('replaceCredentials reconnects at once with the new certificate, after a clean DISCONNECT', async () => {
+    const conn = await connect();
+    const client = fake.clients[0] as FakeClient;
+    await conn.replaceCredentials({ cert: 'NEW CERT', key: NEW_KEY_PEM });
+    expect(client.ended).toBe(false);
+    expect(client.options).toMatchObject({ cert: 'NEW CERT', key: NEW_KEY_PEM });
+    expect(client.reconnects).toHaveLength(1);
+    expect(conn.status).toBe('connected');
+    await vi.waitFor(() => expect(client.subscriptions).toHaveLength(2));
+    await conn.close();
+  });
+
+  it('replaceCredentials rejects when the broker refuses the new certificate, then retries with backoff', async () => {
+    const conn = await connect();
+    const client = fake.clients[0] as FakeClient;
+    client.failConnect = refusedByBroker();
+    await expect(conn.replaceCredentials({ cert: 'BAD', key: NEW_KEY_PEM })).rejects.toMatchObject({
+      code: 'SIM_CONNECT_FAILED',
+    });
+    expect(client.reconnects).toHaveLength(1);
+    client.failConnect = null;
+    await nextAttempt();
+    expect(client.reconnects).toHaveLength(2);
+    expect(conn.status).toBe('connected');
+    expect(client.options.cert).toBe('BAD');
+    await conn.close();
+  });
+});
+
 describe('startFleet', () => {
   let dir: string;
   beforeEach(() => {
@@ -369,9 +557,11 @@ describe('startFleet', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const pki = { ca: 'CA', certFor: (vin: string) => ({ cert: `cert ${vin}`, key: `key ${vin}` }) };
+  // The fake client never uses the key for TLS; the car signs its acks with it, so it must be a P-256 key.
+  const keyPem = carKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+  const pki = { ca: 'CA', certFor: (vin: string) => ({ cert: `cert ${vin}`, key: keyPem }) };
 
-  it('simulates only catalog-compatible vehicles, each with its own replay file and certificate', async () => {
+  it('simulates only catalog-compatible vehicles, each with its own state files and certificate', async () => {
     const { vehicles } = loadSeeds();
     const fake = factory();
     const fleet = await startFleet({
@@ -393,6 +583,7 @@ describe('startFleet', () => {
     await client.deliver(await commandFor('unlock'));
     expect(handle.car.snapshot().locked).toBe(false);
     expect(existsSync(replayFileFor(dir, VIN))).toBe(true);
+    expect(handle.replay.lastGoodTime()).toBe(NOW);
     expect(() => fleet.car('1FA6P8TH6J5130557')).toThrow(
       expect.objectContaining({ code: 'SIM_UNKNOWN_VIN' }),
     );
@@ -450,7 +641,7 @@ describe('startFleet', () => {
       onConnected: (done, total) => progress.push([done, total]),
       replayStoreFor: (vin) => {
         stores.push(vin);
-        return createMemoryReplayStore({ capacity: 10, now: () => NOW });
+        return createMemoryReplayStore({ capacity: 10 });
       },
       createClient: create,
     });

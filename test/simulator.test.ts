@@ -1,11 +1,12 @@
 // Tests the simulated car's pure logic with a frozen clock and no network: token refusals, execution, fail-safe
 // relock, QoS duplicates, the replay store and state reports.
-import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { keyRingFrom, trustedJwkFor } from '../protocols/keys.ts';
+import { verifyAckSignature } from '../protocols/ack-signature.ts';
+import { type TrustedJwk, trustedJwkFor } from '../protocols/keys.ts';
 import {
   type Ack,
   AckSchema,
@@ -13,12 +14,18 @@ import {
   PresenceSchema,
   StateReportSchema,
 } from '../protocols/messages.ts';
-import { buildClaims, type KeyRing, mintAccessToken, type ReplayGuard } from '../protocols/token.ts';
+import { buildClaims, mintAccessToken } from '../protocols/token.ts';
 import { createSimulatedCar, type SimulatedCar } from '../simulator/car.ts';
 import { type CarState, initialCarState, transition } from '../simulator/car-state.ts';
 import { parseCli } from '../simulator/cli.ts';
 import { SimulatorError } from '../simulator/errors.ts';
-import { createFileReplayStore, createMemoryReplayStore } from '../simulator/replay-store.ts';
+import { createMemoryKeyStore } from '../simulator/key-store.ts';
+import {
+  createFileReplayStore,
+  createMemoryReplayStore,
+  type ReplayStore,
+} from '../simulator/replay-store.ts';
+import { createMemoryRevocationStore } from '../simulator/revocation-store.ts';
 import { reconnectDelay } from '../simulator/transport.ts';
 
 const NOW = Date.parse('2025-06-02T09:00:00Z');
@@ -30,15 +37,19 @@ const POSITION = { lat: 47.6117, lon: -122.3379 };
 
 let gatewayKey: KeyObject;
 let kid: string;
-let ring: KeyRing;
+let jwk: TrustedJwk;
+const carKey = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;
 
 beforeAll(async () => {
   const pair = generateKeyPairSync('ed25519');
   gatewayKey = pair.privateKey;
-  const jwk = await trustedJwkFor(pair.publicKey);
+  jwk = await trustedJwkFor(pair.publicKey);
   kid = jwk.kid;
-  ring = keyRingFrom({ keys: [jwk] });
 });
+
+type CarReplay = Pick<ReplayStore, 'claim' | 'lastGoodTime'>;
+/** A replay guard that answers claims as told and has no last good time. */
+const replayAnswering = (claim: CarReplay['claim']): CarReplay => ({ claim, lastGoodTime: () => null });
 
 interface TokenSpec {
   vin?: string;
@@ -107,14 +118,14 @@ function envelopeFor(token: string, e: { commandId: string; deliveryId: string; 
 
 interface Rig {
   car: SimulatedCar;
-  replay: ReplayGuard;
+  replay: CarReplay;
   setTime(t: number | null): void;
 }
 
-function rig(overrides: { replay?: ReplayGuard; issuer?: string } = {}): Rig {
+function rig(overrides: { replay?: CarReplay; issuer?: string } = {}): Rig {
   let time: number | null = NOW;
   const clock = (): number | null => time;
-  const replay = overrides.replay ?? createMemoryReplayStore({ capacity: 100, now: clock });
+  const replay = overrides.replay ?? createMemoryReplayStore({ capacity: 100 });
   const car = createSimulatedCar({
     vin: VIN,
     make: 'Chevrolet',
@@ -122,8 +133,10 @@ function rig(overrides: { replay?: ReplayGuard; issuer?: string } = {}): Rig {
     year: 2019,
     provider: 'onstar',
     initial: { position: POSITION },
-    keys: ring,
+    keys: createMemoryKeyStore({ keys: [jwk] }),
     replay,
+    revocations: createMemoryRevocationStore({ capacity: 10, lastGoodTime: () => replay.lastGoodTime() }),
+    signingKey: carKey,
     clock,
     failsafeRelockMs: RELOCK_MS,
     issuer: overrides.issuer,
@@ -227,8 +240,7 @@ describe('a refused token leaves the car locked', () => {
   });
 
   it('a full replay store makes the car refuse (fail closed)', async () => {
-    const replay: ReplayGuard = { claim: () => 'full' };
-    const r = rig({ replay });
+    const r = rig({ replay: replayAnswering(() => 'full') });
     expectRefused((await r.car.handleCommand((await command()).raw)).ack, 'REPLAY_STORE_FULL');
   });
 
@@ -239,11 +251,9 @@ describe('a refused token leaves the car locked', () => {
 
   it('a replay guard that throws makes the car refuse with CAR_FAULT', async () => {
     const r = rig({
-      replay: {
-        claim: () => {
-          throw new Error('disk on fire');
-        },
-      },
+      replay: replayAnswering(() => {
+        throw new Error('disk on fire');
+      }),
     });
     expectRefused((await r.car.handleCommand((await command()).raw)).ack, 'CAR_FAULT');
   });
@@ -294,7 +304,9 @@ describe('executing commands', () => {
       outcome: 'executed',
       locked: false,
       at: NOW,
+      sig: expect.any(String),
     });
+    expect(verifyAckSignature(result.ack as Ack, createPublicKey(carKey))).toEqual({ ok: true });
     expect(result.stateChanged).toBe(true);
     expect(r.car.snapshot()).toMatchObject({ locked: false, relockDeadline: NOW + RELOCK_MS });
 
@@ -449,17 +461,18 @@ describe('replay stores', () => {
 
   it('the file store survives re-creation from the same file, written with mode 0600', () => {
     const file = join(dir, 'cars', `${VIN}.replay.json`);
-    const now = () => NOW;
-    const first = createFileReplayStore({ file, capacity: 10, now });
-    expect(first.claim('jti_a', NOW + 60_000)).toBe('ok');
-    expect(first.claim('jti_a', NOW + 60_000)).toBe('replayed');
+    const first = createFileReplayStore({ file, capacity: 10 });
+    expect(first.claim('jti_a', NOW + 60_000, NOW)).toBe('ok');
+    expect(first.claim('jti_a', NOW + 60_000, NOW)).toBe('replayed');
     expect(statSync(file).mode & 0o777).toBe(0o600);
 
-    const second = createFileReplayStore({ file, capacity: 10, now });
-    expect(second.claim('jti_a', NOW + 60_000)).toBe('replayed');
-    expect(second.claim('jti_b', NOW + 60_000)).toBe('ok');
+    const second = createFileReplayStore({ file, capacity: 10 });
+    expect(second.lastGoodTime()).toBe(NOW);
+    expect(second.claim('jti_a', NOW + 60_000, NOW)).toBe('replayed');
+    expect(second.claim('jti_b', NOW + 60_000, NOW + 5)).toBe('ok');
     expect(JSON.parse(readFileSync(file, 'utf8'))).toEqual({
-      v: 1,
+      v: 2,
+      lastGoodTime: NOW + 5,
       entries: [
         ['jti_a', NOW + 60_000],
         ['jti_b', NOW + 60_000],
@@ -467,43 +480,50 @@ describe('replay stores', () => {
     });
   });
 
+  it('loads a version 1 file, with no last good time', () => {
+    const file = join(dir, 'v1.json');
+    writeFileSync(file, JSON.stringify({ v: 1, entries: [['jti_a', NOW + 60_000]] }));
+    const store = createFileReplayStore({ file, capacity: 10 });
+    expect(store.lastGoodTime()).toBeNull();
+    expect(store.claim('jti_a', NOW + 60_000, NOW)).toBe('replayed');
+  });
+
   it('a restarted car refuses a command it executed before the restart', async () => {
     const file = join(dir, `${VIN}.replay.json`);
     const sent = await command({ action: 'unlock' });
-    const before = rig({ replay: createFileReplayStore({ file, capacity: 10, now: () => NOW }) });
+    const before = rig({ replay: createFileReplayStore({ file, capacity: 10 }) });
     expect((await before.car.handleCommand(sent.raw)).ack?.outcome).toBe('executed');
-    const after = rig({ replay: createFileReplayStore({ file, capacity: 10, now: () => NOW }) });
+    const after = rig({ replay: createFileReplayStore({ file, capacity: 10 }) });
     expectRefused((await after.car.handleCommand(sent.raw)).ack, 'TOKEN_REPLAYED');
   });
 
-  it("answers 'full' at capacity and frees room once entries expire", () => {
-    let now = NOW;
+  it("answers 'full' at capacity and frees room once entries expire by the last good time", () => {
     const file = join(dir, 'r.json');
-    const store = createFileReplayStore({ file, capacity: 2, now: () => now });
-    expect(store.claim('a', NOW + 1_000)).toBe('ok');
-    expect(store.claim('b', NOW + 5_000)).toBe('ok');
-    expect(store.claim('c', NOW + 5_000)).toBe('full');
-    expect(createFileReplayStore({ file, capacity: 2, now: () => now }).claim('c', NOW + 5_000)).toBe('full');
-    now = NOW + 1_000;
-    expect(store.claim('c', NOW + 5_000)).toBe('ok');
+    const store = createFileReplayStore({ file, capacity: 2 });
+    expect(store.claim('a', NOW + 1_000, NOW)).toBe('ok');
+    expect(store.claim('b', NOW + 5_000, NOW)).toBe('ok');
+    expect(store.claim('c', NOW + 5_000, NOW)).toBe('full');
+    expect(createFileReplayStore({ file, capacity: 2 }).claim('c', NOW + 5_000, NOW)).toBe('full');
+    expect(store.claim('c', NOW + 5_000, NOW + 1_000)).toBe('ok');
     expect(store.size()).toBe(2);
+    expect(store.lastGoodTime()).toBe(NOW + 1_000);
   });
 
-  it('the memory store has the same semantics, and prunes nothing while the time is unknown', () => {
-    let now: number | null = NOW;
-    const store = createMemoryReplayStore({ capacity: 1, now: () => now });
-    expect(store.claim('a', NOW + 1_000)).toBe('ok');
-    expect(store.claim('a', NOW + 1_000)).toBe('replayed');
-    now = null;
-    expect(store.claim('b', NOW + 1_000)).toBe('full');
-    now = NOW + 1_000;
-    expect(store.claim('b', NOW + 2_000)).toBe('ok');
+  it('the memory store has the same semantics, and its last good time never goes back', () => {
+    const store = createMemoryReplayStore({ capacity: 1 });
+    expect(store.lastGoodTime()).toBeNull();
+    expect(store.claim('a', NOW + 1_000, NOW)).toBe('ok');
+    expect(store.claim('a', NOW + 1_000, NOW)).toBe('replayed');
+    // A claim at an earlier time neither prunes by it nor lowers the last good time.
+    expect(store.claim('b', NOW + 2_000, NOW - 60_000)).toBe('full');
+    expect(store.lastGoodTime()).toBe(NOW);
+    expect(store.claim('b', NOW + 2_000, NOW + 1_000)).toBe('ok');
   });
 
   it('a damaged file stops the store instead of forgetting used tokens', () => {
     const file = join(dir, 'bad.json');
     writeFileSync(file, '{"v":1,"entries":[["a","soon"]]}');
-    expect(() => createFileReplayStore({ file, capacity: 2, now: () => NOW })).toThrow(
+    expect(() => createFileReplayStore({ file, capacity: 2 })).toThrow(
       expect.objectContaining({ code: 'SIM_REPLAY_STORE_CORRUPT' }),
     );
   });
@@ -511,25 +531,21 @@ describe('replay stores', () => {
   it("a claim that cannot be written is refused as 'full' and not recorded", () => {
     const file = join(dir, 'w.json');
     const errors: unknown[] = [];
-    const store = createFileReplayStore({
-      file,
-      capacity: 5,
-      now: () => NOW,
-      onError: (e) => errors.push(e),
-    });
+    const store = createFileReplayStore({ file, capacity: 5, onError: (e) => errors.push(e) });
     mkdirSync(`${file}.tmp`); // the temporary file's path is now a directory
-    expect(store.claim('a', NOW + 1_000)).toBe('full');
+    expect(store.claim('a', NOW + 1_000, NOW)).toBe('full');
     expect(errors).toHaveLength(1);
     expect(store.size()).toBe(0);
+    expect(store.lastGoodTime()).toBeNull();
     rmSync(`${file}.tmp`, { recursive: true });
-    expect(store.claim('a', NOW + 1_000)).toBe('ok');
+    expect(store.claim('a', NOW + 1_000, NOW)).toBe('ok');
   });
 
   it('keeps the file private even when a stale temporary file had wider permissions', () => {
     const file = join(dir, 'p.json');
     writeFileSync(`${file}.tmp`, 'stale');
     chmodSync(`${file}.tmp`, 0o644);
-    createFileReplayStore({ file, capacity: 5, now: () => NOW }).claim('a', NOW + 1_000);
+    createFileReplayStore({ file, capacity: 5 }).claim('a', NOW + 1_000, NOW);
     expect(statSync(file).mode & 0o777).toBe(0o600);
   });
 });

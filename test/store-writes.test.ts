@@ -1,9 +1,10 @@
-// The store's write path: group commit (units share a transaction and one sync, yet commit or fail on their
-// own, and nobody hears back or reads before the sync) and the prepared-statement cache.
+// The store's write path: group commit (units share a transaction and one COMMIT, yet commit or fail on their
+// own, the audit append with them, and nobody hears back before the COMMIT) and the prepared-statement cache.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { appendAudit, auditTreeSize, readAuditEntries } from '../gateway/store/audit.ts';
 import { createGroupCommit } from '../gateway/store/group-commit.ts';
 import { insertApiKey } from '../gateway/store/records.ts';
 import { withStatementCache } from '../gateway/store/statement-cache.ts';
@@ -25,18 +26,28 @@ const ids = async (): Promise<string[]> =>
   (await store.db.selectFrom('api_keys').select('id').orderBy('id').execute()).map((r) => r.id);
 const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
+const audited = (kind: string) => ({
+  at: 1,
+  kind,
+  outcome: 'info' as const,
+  code: null,
+  deliveryId: null,
+  detail: {},
+});
+
 /**
  * A write() whose batches run only when drain() lets them, so the test decides what is queued together, and
- * whose syncs are counted and can be held back or failed.
+ * whose COMMITs are counted.
  */
-function manual(options: { maxBatch?: number; durable?: () => Promise<void> } = {}) {
+function manual(options: { maxBatch?: number } = {}) {
   const runs: Array<() => void> = [];
-  const durable = vi.fn(options.durable ?? (async () => undefined));
   const write = createGroupCommit(store.db, {
-    durable,
     schedule: (run) => runs.push(run),
     ...(options.maxBatch === undefined ? {} : { maxBatch: options.maxBatch }),
   });
+  // Each scheduled run is one batch: one transaction, one COMMIT.
+  let commitCount = 0;
+  const commits = (): number => commitCount;
   /** Runs scheduled batches until every unit given has settled. */
   const drain = async (units: Array<Promise<unknown>>): Promise<void> => {
     let settled = false;
@@ -44,16 +55,20 @@ function manual(options: { maxBatch?: number; durable?: () => Promise<void> } = 
       settled = true;
     });
     while (!settled) {
-      runs.shift()?.();
+      const run = runs.shift();
+      if (run) {
+        commitCount++;
+        run();
+      }
       await turn();
     }
   };
-  return { write, drain, durable, runs };
+  return { write, drain, commits, runs };
 }
 
 describe('group commit', () => {
-  it('runs the units queued together in one transaction and one sync, in order, each seeing the ones before', async () => {
-    const { write, drain, durable } = manual();
+  it('runs the units queued together in one transaction, in order, each seeing the ones before', async () => {
+    const { write, drain, commits } = manual();
     const seen: number[] = [];
     const units = ['a', 'b', 'c'].map((id) =>
       write(async (trx) => {
@@ -65,7 +80,7 @@ describe('group commit', () => {
     await drain(units);
     expect(await Promise.all(units)).toEqual(['a', 'b', 'c']);
     expect(seen).toEqual([0, 1, 2]);
-    expect(durable).toHaveBeenCalledTimes(1);
+    expect(commits()).toBe(1);
     expect(await ids()).toEqual(['a', 'b', 'c']);
   });
 
@@ -87,12 +102,48 @@ describe('group commit', () => {
     expect(await ids()).toEqual(['a', 'c']);
   });
 
-  it('answers nobody, and lets nobody read, until the batch is on disk', async () => {
-    let synced: () => void = () => undefined;
-    const { write, runs } = manual({ durable: () => new Promise<void>((resolve) => (synced = resolve)) });
+  it("keeps each audit append in its unit's savepoint: a refused unit leaves no entry and no gap", async () => {
+    const { write, drain } = manual();
+    const units = [
+      write(async (trx) => {
+        expect(trx.isTransaction).toBe(true);
+        await insertApiKey(trx, key('a'));
+        await appendAudit(trx, audited('first'));
+      }),
+      write(async (trx) => {
+        await insertApiKey(trx, key('b'));
+        await appendAudit(trx, audited('refused'));
+        throw new Error('refused');
+      }),
+      write(async (trx) => {
+        await insertApiKey(trx, key('c'));
+        await appendAudit(trx, audited('second'));
+      }),
+    ];
+    await drain(units);
+    await Promise.allSettled(units);
+    expect(await ids()).toEqual(['a', 'c']);
+    expect(await auditTreeSize(store.db)).toBe(2);
+    const entries = await readAuditEntries(store.db, 0, 2);
+    expect(entries.map((e) => [e.index, e.kind])).toEqual([
+      [0, 'first'],
+      [1, 'second'],
+    ]);
+  });
+
+  it('answers nobody, and lets nobody read, until the batch has committed', async () => {
+    const { write, runs } = manual();
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
     let answered = false;
-    const unit = write((trx) => insertApiKey(trx, key('a'))).then(() => {
+    const first = write((trx) => insertApiKey(trx, key('a'))).then(() => {
       answered = true;
+    });
+    const second = write(async (trx) => {
+      await insertApiKey(trx, key('b'));
+      await held;
     });
     runs.shift()?.();
     for (let i = 0; i < 5; i++) await turn();
@@ -103,35 +154,21 @@ describe('group commit', () => {
     for (let i = 0; i < 5; i++) await turn();
     expect(answered).toBe(false);
     expect(read).toBeNull();
-    synced();
-    await unit;
-    await reading;
-    expect(read).toEqual(['a']);
-  });
-
-  it('fails every unit of a batch whose sync fails', async () => {
-    const { write, drain } = manual({
-      durable: async () => {
-        throw new Error('EIO: i/o error, fdatasync');
-      },
-    });
-    const units = ['a', 'b'].map((id) => write((trx) => insertApiKey(trx, key(id))));
-    await drain(units);
-    const outcomes = await Promise.allSettled(units);
-    expect(outcomes.map((o) => o.status)).toEqual(['rejected', 'rejected']);
-    await expect(units[0]).rejects.toThrow('fdatasync');
+    release();
+    await Promise.all([first, second, reading]);
+    expect(read).toEqual(['a', 'b']);
   });
 
   it('splits a long queue into batches of at most maxBatch', async () => {
-    const { write, drain, durable } = manual({ maxBatch: 2 });
+    const { write, drain, commits } = manual({ maxBatch: 2 });
     const units = ['a', 'b', 'c', 'd', 'e'].map((id) => write((trx) => insertApiKey(trx, key(id))));
     await drain(units);
     await Promise.all(units);
-    expect(durable).toHaveBeenCalledTimes(3);
+    expect(commits()).toBe(3);
     expect(await ids()).toEqual(['a', 'b', 'c', 'd', 'e']);
   });
 
-  it('is what store.write uses, syncing the WAL after each batch', async () => {
+  it('is what store.write uses, and what it committed is there after a reopen', async () => {
     await Promise.all(['x', 'y'].map((id) => store.write((trx) => insertApiKey(trx, key(id)))));
     expect(await ids()).toEqual(['x', 'y']);
     const reopened = await openStore({ kind: 'sqlite', file: join(dir, 'g.sqlite') });

@@ -1,6 +1,7 @@
 // Owns the HTTP API's zod schemas: request validation, response serialization and (later) OpenAPI come from them.
 import { z } from 'zod';
 import { PositionSchema } from '../../protocols/index.ts';
+import { RESOLUTIONS } from '../errors.ts';
 
 const Id = z
   .string()
@@ -17,6 +18,8 @@ export const LinkVehicleBody = z.strictObject({
   year: z.number().int().min(1980).max(2100),
   provider: z.string().min(1).max(32),
   ownerId: Id,
+  /** Optional; when given it must be exactly ["unlock", "lock"] (CONSENT_INVALID otherwise). */
+  consent: z.array(z.string().min(1).max(32)).max(8).optional(),
 });
 
 export const VehicleView = z.object({
@@ -27,19 +30,49 @@ export const VehicleView = z.object({
   provider: z.string(),
   ownerId: z.string(),
   consent: z.array(z.string()),
+  blocked: z.boolean(),
   online: z.boolean(),
   locked: z.boolean().nullable(),
+  ignition: z.enum(['on', 'off']).nullable(),
   position: PositionSchema.nullable(),
   lastSeen: z.string().nullable(),
 });
 
 export const VinParams = z.strictObject({ vin: z.string().min(1).max(32) });
 export const IdParams = z.strictObject({ id: Id });
+export const ActionParams = z.strictObject({ id: Id, action: z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/) });
+
+/** Block and cancel may say why; the reason goes on the timeline. */
+export const ReasonBody = z.strictObject({ reason: z.string().min(1).max(200).optional() }).nullish();
+/** Requests that take nothing: no body, or an empty object. */
+export const EmptyBody = z.strictObject({}).nullish();
+
+export const UnlinkView = z.object({
+  vin: z.string(),
+  unlinked: z.literal(true),
+  cancelled: z.array(z.string()),
+  lockUnconfirmed: z.array(z.string()),
+});
+const RelockOutcome = z.enum(['locked', 'unconfirmed', 'not_open', 'skipped']);
+export const DeliveryBlockView = z.object({ id: z.string(), blocked: z.boolean(), relocked: RelockOutcome });
+export const VehicleBlockView = z.object({
+  vin: z.string(),
+  blocked: z.boolean(),
+  relocked: z.record(z.string(), RelockOutcome),
+});
+export const CancelView = z.object({
+  id: z.string(),
+  status: z.literal('cancelled'),
+  relocked: RelockOutcome,
+});
+export const ParkingView = z.object({ status: z.literal('parking_confirmed'), distanceM: z.number() });
 
 export const CreateLocationBody = z.strictObject({
   ownerId: Id,
   label: z.string().min(1).max(200),
   kind: z.enum(['home', 'workplace', 'store']).default('home'),
+  // Required, not defaulted: whether a place is public is the owner's statement, never an assumption.
+  access: z.enum(['public', 'garage', 'restricted']),
   lat: z.number().min(-90).max(90),
   lon: z.number().min(-180).max(180),
   radiusM: z.number().positive().max(100_000).default(200),
@@ -50,6 +83,7 @@ export const LocationView = z.object({
   ownerId: z.string(),
   label: z.string(),
   kind: z.string(),
+  access: z.string(),
   lat: z.number(),
   lon: z.number(),
   radiusM: z.number(),
@@ -60,7 +94,10 @@ export const CreateDeliveryBody = z.strictObject({
   locationId: Id,
   driverId: Id,
   packageIds: z.array(Id).min(1).max(50),
-  window: z.strictObject({ start: Time, end: Time }),
+  /** `end` defaults to start + DEFAULT_WINDOW_H (4 h). */
+  window: z.strictObject({ start: Time, end: Time.optional() }),
+  /** Only keys bound to no carrier may name one; a carrier's key schedules for its own carrier. */
+  carrierId: Id.optional(),
 });
 
 export const UnlockBody = z.strictObject({
@@ -89,16 +126,31 @@ export const DeliveryView = z.object({
   window: z.object({ start: z.string(), end: z.string() }),
   status: z.string(),
   unlocksUsed: z.number(),
+  blocked: z.boolean(),
+  parking: z
+    .object({
+      confirmedAt: z.string(),
+      position: PositionSchema,
+      /** Why the confirmation no longer holds (VEHICLE_MOVED, VEHICLE_NOT_PARKED); null while it does. */
+      invalidCode: z.string().nullable(),
+    })
+    .nullable(),
+  /** When the car acked the unlock, or when an unlock went unanswered (the car may be open). */
+  unlockedAt: z.string().nullable(),
+  relockedAt: z.string().nullable(),
+  carrierId: z.string().nullable(),
   timeline: z.array(TimelineEntryView).optional(),
 });
 
-export const Problem = z.object({
+/** RFC 9457 problem document; codes may add members (issues, vehicleReason, requiredScopes). */
+export const Problem = z.looseObject({
   type: z.string(),
   title: z.string(),
   status: z.number(),
   code: z.string(),
   detail: z.string().optional(),
   retryable: z.boolean(),
+  resolution: z.enum(RESOLUTIONS),
   mayHaveSucceeded: z.boolean().optional(),
   requestId: z.string(),
 });

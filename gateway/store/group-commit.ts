@@ -1,19 +1,17 @@
 // Owns group commit: write units from concurrent requests share one SQLite transaction and one trip to the
 // disk, and each unit still commits or rolls back on its own (a savepoint each) and is answered only once
 // durable.
-import { type Kysely, sql } from 'kysely';
+import { type Kysely, sql, type Transaction } from 'kysely';
 import type { Database } from './schema.ts';
 
-/** A unit of writes that must be atomic and durable before its caller hears back. Use only `trx`, never db. */
-export type WriteUnit<T> = (trx: Kysely<Database>) => Promise<T>;
+/**
+ * A unit of writes that must be atomic and durable before its caller hears back. It uses only `trx`: never
+ * db, and never write() again (either would wait for the batch that is waiting for it).
+ */
+export type WriteUnit<T> = (trx: Transaction<Database>) => Promise<T>;
 export type Write = <T>(unit: WriteUnit<T>) => Promise<T>;
 
 export interface GroupCommitOptions {
-  /**
-   * Makes everything committed so far durable, off the event loop's thread (the store passes an fdatasync of
-   * the WAL, SQLite itself no longer syncing at COMMIT). Without it, COMMIT is trusted to be durable.
-   */
-  durable?: () => Promise<void>;
   /** Most units per transaction; the rest wait for the next one. */
   maxBatch?: number;
   /** Schedules a batch; setImmediate by default, so every unit queued in one event-loop turn shares it. */
@@ -29,14 +27,14 @@ interface Queued {
 export const DEFAULT_MAX_BATCH = 256;
 
 /**
- * Returns write(unit). One transaction per request would cost one fsync per request, and with SQLite's own
- * synchronous=FULL that fsync blocks the event loop's thread. Here the units queued during one turn of the
- * event loop run one after another inside one transaction, each between SAVEPOINT and RELEASE: a unit that
- * throws is rolled back to its savepoint alone and its caller gets the error; the others commit together.
- * Then `durable()` runs while the connection is still held, so no query of anyone reads data that is not yet
- * on disk, but the event loop keeps serving everything else meanwhile, and the units queued during the wait
- * form the next batch. Callers are answered only after that, so an acknowledged write is as durable as with
- * synchronous=FULL; if COMMIT or durable() fails, every unit of the batch fails.
+ * Returns write(unit). One transaction per request costs one fsync per request (synchronous=FULL syncs at
+ * every COMMIT). Here the units queued during one turn of the event loop run one after another inside one
+ * transaction, each between SAVEPOINT and RELEASE: a unit that throws is rolled back to its savepoint alone
+ * and its caller gets the error; the others commit together, with one fsync. Units get a real Kysely
+ * Transaction, so code that must share its caller's transaction (the audit append, protocols/AUDIT.md §4)
+ * joins the unit's savepoint and commits or rolls back with it. Callers are answered only after COMMIT
+ * returned, so an acknowledged write is as durable as with a transaction of its own; if COMMIT fails, every
+ * unit of the batch fails.
  */
 export function createGroupCommit(db: Kysely<Database>, options: GroupCommitOptions = {}): Write {
   const maxBatch = options.maxBatch ?? DEFAULT_MAX_BATCH;
@@ -61,32 +59,24 @@ export function createGroupCommit(db: Kysely<Database>, options: GroupCommitOpti
     queue = queue.slice(batch.length);
     const outcomes: Array<() => void> = [];
     try {
-      await db.connection().execute(async (conn) => {
-        await sql`begin`.execute(conn);
-        try {
-          for (const { unit, resolve, reject } of batch) {
-            await sql`savepoint unit`.execute(conn);
-            try {
-              const value = await unit(conn);
-              await sql`release savepoint unit`.execute(conn);
-              outcomes.push(() => resolve(value));
-            } catch (error) {
-              // ROLLBACK TO keeps the savepoint on the stack; RELEASE then removes it.
-              await sql`rollback to savepoint unit`.execute(conn);
-              await sql`release savepoint unit`.execute(conn);
-              outcomes.push(() => reject(error));
-            }
+      await db.transaction().execute(async (trx) => {
+        for (const { unit, resolve, reject } of batch) {
+          await sql`savepoint unit`.execute(trx);
+          try {
+            const value = await unit(trx);
+            await sql`release savepoint unit`.execute(trx);
+            outcomes.push(() => resolve(value));
+          } catch (error) {
+            // ROLLBACK TO keeps the savepoint on the stack; RELEASE then removes it.
+            await sql`rollback to savepoint unit`.execute(trx);
+            await sql`release savepoint unit`.execute(trx);
+            outcomes.push(() => reject(error));
           }
-          await sql`commit`.execute(conn);
-        } catch (error) {
-          await sql`rollback`.execute(conn).catch(() => undefined);
-          throw error;
         }
-        await options.durable?.();
       });
       for (const settle of outcomes) settle();
     } catch (error) {
-      // COMMIT, or making it durable, failed: no unit of this batch may be reported as done.
+      // COMMIT failed (or the connection did): no unit of this batch may be reported as done.
       for (const { reject } of batch) reject(error);
     } finally {
       running = false;

@@ -1,5 +1,6 @@
 // Owns reading and writing the store's rows as domain records; every function takes a db or a transaction.
 import type { Kysely, Transaction } from 'kysely';
+import { appendAudit, withinTransaction } from './audit.ts';
 import type { Database, DeliveriesTable, LocationsTable, VehiclesTable } from './schema.ts';
 
 export type Db = Kysely<Database> | Transaction<Database>;
@@ -20,7 +21,11 @@ export interface VehicleRecord {
   doorsOpen: boolean | null;
   lastSeen: number | null;
   lastSeq: number | null;
+  blocked: boolean;
+  unlinkedAt: number | null;
 }
+
+export type LocationAccess = 'public' | 'garage' | 'restricted' | 'unknown';
 
 export interface LocationRecord {
   id: string;
@@ -30,6 +35,7 @@ export interface LocationRecord {
   lat: number;
   lon: number;
   radiusM: number;
+  access: LocationAccess;
   createdAt: number;
 }
 
@@ -47,7 +53,39 @@ export interface DeliveryRecord {
   unlocksUsed: number;
   createdAt: number;
   updatedAt: number;
+  blocked: boolean;
+  /** What the car reported when it confirmed its parking; null until then. */
+  parking: ParkingConfirmation | null;
+  unlockedAt: number | null;
+  unlockedCarAt: number | null;
+  relockedAt: number | null;
+  relockRetryAt: number | null;
+  lockUnconfirmedAt: number | null;
+  /** The carrier whose backend scheduled it; null when an unbound key scheduled it without one. */
+  carrierId?: string | null;
 }
+
+export interface ParkingConfirmation {
+  confirmedAt: number;
+  position: { lat: number; lon: number };
+  /** Why it no longer holds (a later report); null while it does. */
+  invalidCode: string | null;
+}
+
+/** The fields of a delivery that change after scheduling. */
+export type DeliveryPatch = Partial<
+  Pick<
+    DeliveryRecord,
+    | 'status'
+    | 'unlocksUsed'
+    | 'blocked'
+    | 'unlockedAt'
+    | 'unlockedCarAt'
+    | 'relockedAt'
+    | 'relockRetryAt'
+    | 'lockUnconfirmedAt'
+  >
+> & { parking?: ParkingConfirmation | null; updatedAt: number };
 
 export interface TimelineEntry {
   seq: number;
@@ -57,6 +95,8 @@ export interface TimelineEntry {
   code: string | null;
   detail: Record<string, unknown>;
 }
+
+const nullableNumber = (v: number | null): number | null => (v === null ? null : Number(v));
 
 const toVehicle = (r: VehiclesTable): VehicleRecord => ({
   vin: r.vin,
@@ -74,6 +114,8 @@ const toVehicle = (r: VehiclesTable): VehicleRecord => ({
   doorsOpen: r.doors_open === null ? null : r.doors_open === 1,
   lastSeen: r.last_seen === null ? null : Number(r.last_seen),
   lastSeq: r.last_seq === null ? null : Number(r.last_seq),
+  blocked: r.blocked === 1,
+  unlinkedAt: nullableNumber(r.unlinked_at),
 });
 
 const toLocation = (r: LocationsTable): LocationRecord => ({
@@ -84,6 +126,7 @@ const toLocation = (r: LocationsTable): LocationRecord => ({
   lat: r.lat,
   lon: r.lon,
   radiusM: r.radius_m,
+  access: (['public', 'garage', 'restricted'].includes(r.access) ? r.access : 'unknown') as LocationAccess,
   createdAt: Number(r.created_at),
 });
 
@@ -99,14 +142,37 @@ const toDelivery = (r: DeliveriesTable): DeliveryRecord => ({
   unlocksUsed: Number(r.unlocks_used),
   createdAt: Number(r.created_at),
   updatedAt: Number(r.updated_at),
+  blocked: r.blocked === 1,
+  parking:
+    r.parking_confirmed_at === null || r.parking_lat === null || r.parking_lon === null
+      ? null
+      : {
+          confirmedAt: Number(r.parking_confirmed_at),
+          position: { lat: r.parking_lat, lon: r.parking_lon },
+          invalidCode: r.parking_invalid_code,
+        },
+  unlockedAt: nullableNumber(r.unlocked_at),
+  unlockedCarAt: nullableNumber(r.unlocked_car_at),
+  relockedAt: nullableNumber(r.relocked_at),
+  relockRetryAt: nullableNumber(r.relock_retry_at),
+  lockUnconfirmedAt: nullableNumber(r.lock_unconfirmed_at),
+  carrierId: r.carrier_id ?? null,
 });
 
 export async function insertVehicle(
   db: Db,
   v: Omit<
     VehicleRecord,
-    'online' | 'locked' | 'position' | 'ignition' | 'doorsOpen' | 'lastSeen' | 'lastSeq'
-  >,
+    | 'online'
+    | 'locked'
+    | 'position'
+    | 'ignition'
+    | 'doorsOpen'
+    | 'lastSeen'
+    | 'lastSeq'
+    | 'blocked'
+    | 'unlinkedAt'
+  > & { certPem: string },
 ): Promise<void> {
   await db
     .insertInto('vehicles')
@@ -127,13 +193,98 @@ export async function insertVehicle(
       doors_open: null,
       last_seen: null,
       last_seq: null,
+      cert_pem: v.certPem,
+      blocked: 0,
+      unlinked_at: null,
     })
+    .execute();
+}
+
+/** The certificate pinned for a vehicle when it was linked, PEM; null when not linked or linked before 0002. */
+export async function findVehicleCertificate(db: Db, vin: string): Promise<string | null> {
+  const row = await db.selectFrom('vehicles').select('cert_pem').where('vin', '=', vin).executeTakeFirst();
+  return row?.cert_pem ?? null;
+}
+
+/** Pins a re-issued certificate (rotation) in place of the one kept so far. */
+export async function repinVehicleCertificate(db: Db, vin: string, pem: string): Promise<void> {
+  await db.updateTable('vehicles').set({ cert_pem: pem }).where('vin', '=', vin).execute();
+}
+
+/** Vehicles linked before migration 0002, which have no pinned certificate yet. */
+export async function listVehiclesWithoutCertificate(db: Db): Promise<string[]> {
+  const rows = await db
+    .selectFrom('vehicles')
+    .select('vin')
+    .where('cert_pem', 'is', null)
+    .orderBy('vin')
+    .execute();
+  return rows.map((r) => r.vin);
+}
+
+/** Pins a certificate for a vehicle that has none; never replaces one already pinned. */
+export async function pinVehicleCertificateIfMissing(db: Db, vin: string, certPem: string): Promise<void> {
+  await db
+    .updateTable('vehicles')
+    .set({ cert_pem: certPem })
+    .where('vin', '=', vin)
+    .where('cert_pem', 'is', null)
+    .execute();
+}
+
+/** Links a VIN again after an unlink: a new owner, consent and link time; what the car reported stays. */
+export async function relinkVehicle(
+  db: Db,
+  v: Pick<
+    VehicleRecord,
+    'vin' | 'make' | 'model' | 'year' | 'provider' | 'ownerId' | 'consent' | 'linkedAt'
+  > & {
+    certPem: string;
+  },
+): Promise<void> {
+  await db
+    .updateTable('vehicles')
+    .set({
+      make: v.make,
+      model: v.model,
+      year: v.year,
+      provider: v.provider,
+      owner_id: v.ownerId,
+      consent: v.consent.join(','),
+      linked_at: v.linkedAt,
+      blocked: 0,
+      unlinked_at: null,
+      cert_pem: v.certPem,
+    })
+    .where('vin', '=', v.vin)
+    .where('unlinked_at', 'is not', null)
+    .execute();
+}
+
+export async function updateVehicle(
+  db: Db,
+  vin: string,
+  patch: { blocked?: boolean; unlinkedAt?: number },
+): Promise<void> {
+  await db
+    .updateTable('vehicles')
+    .set({
+      ...(patch.blocked === undefined ? {} : { blocked: patch.blocked ? 1 : 0 }),
+      ...(patch.unlinkedAt === undefined ? {} : { unlinked_at: patch.unlinkedAt }),
+    })
+    .where('vin', '=', vin)
     .execute();
 }
 
 export async function findVehicle(db: Db, vin: string): Promise<VehicleRecord | null> {
   const row = await db.selectFrom('vehicles').selectAll().where('vin', '=', vin).executeTakeFirst();
   return row ? toVehicle(row) : null;
+}
+
+/** The provider a VIN was linked with (linked now or before): the dialect its messages are in. */
+export async function providerOf(db: Db, vin: string): Promise<string | null> {
+  const row = await db.selectFrom('vehicles').select('provider').where('vin', '=', vin).executeTakeFirst();
+  return row?.provider ?? null;
 }
 
 export async function listVehicles(db: Db): Promise<VehicleRecord[]> {
@@ -179,6 +330,7 @@ export async function insertLocation(db: Db, l: LocationRecord): Promise<void> {
       lat: l.lat,
       lon: l.lon,
       radius_m: l.radiusM,
+      access: l.access,
       created_at: l.createdAt,
     })
     .execute();
@@ -204,6 +356,17 @@ export async function insertDelivery(db: Db, d: DeliveryRecord): Promise<void> {
       unlocks_used: d.unlocksUsed,
       created_at: d.createdAt,
       updated_at: d.updatedAt,
+      blocked: d.blocked ? 1 : 0,
+      parking_confirmed_at: null,
+      parking_lat: null,
+      parking_lon: null,
+      parking_invalid_code: null,
+      unlocked_at: null,
+      unlocked_car_at: null,
+      relocked_at: null,
+      relock_retry_at: null,
+      lock_unconfirmed_at: null,
+      carrier_id: d.carrierId ?? null,
     })
     .execute();
 }
@@ -213,23 +376,92 @@ export async function findDelivery(db: Db, id: string): Promise<DeliveryRecord |
   return row ? toDelivery(row) : null;
 }
 
+/** Updates a delivery; with `unlessStatus`, only while it is not in that status. Returns whether a row changed. */
 export async function updateDelivery(
   db: Db,
   id: string,
-  patch: { status?: DeliveryStatus; unlocksUsed?: number; updatedAt: number },
-): Promise<void> {
-  await db
+  patch: DeliveryPatch & { unlessStatus?: DeliveryStatus },
+): Promise<boolean> {
+  const set = <K extends keyof DeliveryPatch>(k: K): boolean => Object.hasOwn(patch, k);
+  let query = db
     .updateTable('deliveries')
     .set({
       updated_at: patch.updatedAt,
       ...(patch.status ? { status: patch.status } : {}),
       ...(patch.unlocksUsed === undefined ? {} : { unlocks_used: patch.unlocksUsed }),
+      ...(patch.blocked === undefined ? {} : { blocked: patch.blocked ? 1 : 0 }),
+      ...(set('unlockedAt') ? { unlocked_at: patch.unlockedAt ?? null } : {}),
+      ...(set('unlockedCarAt') ? { unlocked_car_at: patch.unlockedCarAt ?? null } : {}),
+      ...(set('relockedAt') ? { relocked_at: patch.relockedAt ?? null } : {}),
+      ...(set('relockRetryAt') ? { relock_retry_at: patch.relockRetryAt ?? null } : {}),
+      ...(set('lockUnconfirmedAt') ? { lock_unconfirmed_at: patch.lockUnconfirmedAt ?? null } : {}),
+      ...(set('parking')
+        ? {
+            parking_confirmed_at: patch.parking?.confirmedAt ?? null,
+            parking_lat: patch.parking?.position.lat ?? null,
+            parking_lon: patch.parking?.position.lon ?? null,
+            parking_invalid_code: patch.parking?.invalidCode ?? null,
+          }
+        : {}),
     })
-    .where('id', '=', id)
-    .execute();
+    .where('id', '=', id);
+  if (patch.unlessStatus) query = query.where('status', '<>', patch.unlessStatus);
+  const result = await query.executeTakeFirst();
+  return Number(result.numUpdatedRows) > 0;
 }
 
+/** Deliveries of a VIN in the given statuses, oldest first. */
+export async function deliveriesOf(
+  db: Db,
+  vin: string,
+  statuses: DeliveryStatus[],
+): Promise<DeliveryRecord[]> {
+  const rows = await db
+    .selectFrom('deliveries')
+    .selectAll()
+    .where('vin', '=', vin)
+    .where('status', 'in', statuses)
+    .orderBy('created_at')
+    .execute();
+  return rows.map(toDelivery);
+}
+
+/** Deliveries of a VIN whose car was unlocked and is not yet confirmed locked again. */
+export async function openDeliveriesOf(db: Db, vin: string): Promise<DeliveryRecord[]> {
+  const rows = await db
+    .selectFrom('deliveries')
+    .selectAll()
+    .where('vin', '=', vin)
+    .where('unlocked_at', 'is not', null)
+    .where('relocked_at', 'is', null)
+    .execute();
+  return rows.map(toDelivery);
+}
+
+/**
+ * What the relock watchdog must lock: the car was unlocked at least relockAfterMs before `now`, has not
+ * been confirmed locked since, its vehicle is still linked, and no retry is scheduled later than `now`.
+ */
+export async function overdueRelocks(db: Db, now: number, relockAfterMs: number): Promise<DeliveryRecord[]> {
+  const rows = await db
+    .selectFrom('deliveries')
+    .innerJoin('vehicles', 'vehicles.vin', 'deliveries.vin')
+    .selectAll('deliveries')
+    .where('deliveries.relocked_at', 'is', null)
+    .where('deliveries.unlocked_at', '<=', now - relockAfterMs)
+    .where('vehicles.unlinked_at', 'is', null)
+    .where((eb) =>
+      eb.or([eb('deliveries.relock_retry_at', 'is', null), eb('deliveries.relock_retry_at', '<=', now)]),
+    )
+    .orderBy('deliveries.unlocked_at')
+    .execute();
+  return rows.map(toDelivery);
+}
+
+/** Appends a timeline event and its audit entry, in one transaction: the caller's, or a new one. */
 export async function appendEvent(db: Db, deliveryId: string, e: Omit<TimelineEntry, 'seq'>): Promise<void> {
+  // protocols/AUDIT.md §4: the audit entry commits with the decision or not at all.
+  if (!db.isTransaction) return withinTransaction(db, (trx) => appendEvent(trx, deliveryId, e));
   await db
     .insertInto('delivery_events')
     .values({
@@ -241,6 +473,7 @@ export async function appendEvent(db: Db, deliveryId: string, e: Omit<TimelineEn
       detail: JSON.stringify(e.detail),
     })
     .execute();
+  await appendAudit(db, { ...e, deliveryId });
 }
 
 export async function timelineOf(db: Db, deliveryId: string): Promise<TimelineEntry[]> {
@@ -305,6 +538,68 @@ export async function settleCommand(
     .execute();
 }
 
+/** A verified ack as kept: what the car signed, the signature, and which certificate it verified against. */
+export interface VehicleAckRecord {
+  commandId: string;
+  vin: string;
+  deliveryId: string | null;
+  action: string;
+  outcome: 'executed' | 'refused';
+  reason: string | null;
+  locked: boolean;
+  carAt: number | null;
+  /** The canonical ack the signature covers. */
+  payload: string;
+  sig: string;
+  certSha256: string;
+  receivedAt: number;
+}
+
+export async function insertVehicleAck(db: Db, a: VehicleAckRecord): Promise<void> {
+  await db
+    .insertInto('vehicle_acks')
+    .values({
+      command_id: a.commandId,
+      vin: a.vin,
+      delivery_id: a.deliveryId,
+      action: a.action,
+      outcome: a.outcome,
+      reason: a.reason,
+      locked: a.locked ? 1 : 0,
+      car_at: a.carAt,
+      payload: a.payload,
+      sig: a.sig,
+      cert_sha256: a.certSha256,
+      received_at: a.receivedAt,
+    })
+    // One ack per command: a second copy (a QoS 1 duplicate) adds nothing.
+    .onConflict((oc) => oc.column('command_id').doNothing())
+    .execute();
+}
+
+export async function findVehicleAck(db: Db, commandId: string): Promise<VehicleAckRecord | null> {
+  const r = await db
+    .selectFrom('vehicle_acks')
+    .selectAll()
+    .where('command_id', '=', commandId)
+    .executeTakeFirst();
+  if (!r) return null;
+  return {
+    commandId: r.command_id,
+    vin: r.vin,
+    deliveryId: r.delivery_id,
+    action: r.action,
+    outcome: r.outcome as VehicleAckRecord['outcome'],
+    reason: r.reason,
+    locked: r.locked === 1,
+    carAt: r.car_at === null ? null : Number(r.car_at),
+    payload: r.payload,
+    sig: r.sig,
+    certSha256: r.cert_sha256,
+    receivedAt: Number(r.received_at),
+  };
+}
+
 export async function countApiKeys(db: Db): Promise<number> {
   const row = await db
     .selectFrom('api_keys')
@@ -330,4 +625,13 @@ export async function findApiKeyByHash(db: Db, hash: string): Promise<{ id: stri
     .where('hash', '=', hash)
     .executeTakeFirst();
   return row ?? null;
+}
+
+export async function countOnlineVehicles(db: Db): Promise<number> {
+  const row = await db
+    .selectFrom('vehicles')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('online', '=', 1)
+    .executeTakeFirst();
+  return Number(row?.n ?? 0);
 }

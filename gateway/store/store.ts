@@ -1,9 +1,8 @@
 // Owns opening the store: the dialect chosen by configuration, durability settings, and migrations.
 import { mkdirSync } from 'node:fs';
-import { open } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { Kysely, Migrator, SqliteDialect, sql } from 'kysely';
+import { Kysely, type LogEvent, Migrator, SqliteDialect, sql } from 'kysely';
 import { createGroupCommit, type Write } from './group-commit.ts';
 import { migrationProvider } from './migrations.ts';
 import type { Database } from './schema.ts';
@@ -11,11 +10,34 @@ import { withStatementCache } from './statement-cache.ts';
 
 export type StoreConfig = { kind: 'sqlite'; file: string };
 
+export type QueryKind = 'select' | 'insert' | 'update' | 'delete' | 'raw' | 'other';
+
+/** One finished query, for store latency metrics. */
+export interface QueryObservation {
+  kind: QueryKind;
+  durationMs: number;
+  failed: boolean;
+}
+
+const KINDS: Record<string, QueryKind> = {
+  SelectQueryNode: 'select',
+  InsertQueryNode: 'insert',
+  UpdateQueryNode: 'update',
+  DeleteQueryNode: 'delete',
+  RawNode: 'raw',
+};
+
+const observation = (event: LogEvent): QueryObservation => ({
+  kind: KINDS[event.query.query.kind] ?? 'other',
+  durationMs: event.queryDurationMillis,
+  failed: event.level === 'error',
+});
+
 export interface Store {
   db: Kysely<Database>;
   /**
    * Runs a unit of writes atomically and resolves once it is durable; concurrent units share a commit
-   * (group-commit.ts). A unit must use only the transaction it is given, never db.
+   * (group-commit.ts). A unit uses only the transaction it is given, never db.
    */
   write: Write;
   /** Proves the store is open and writable (for readiness). */
@@ -24,13 +46,15 @@ export interface Store {
 }
 
 /**
- * Opens the SQLite store. Decisions must survive a crash once acknowledged. The journal is WAL; migrations
- * run with synchronous=FULL (fsync at every COMMIT). After them SQLite no longer syncs at COMMIT
- * (synchronous=NORMAL, still crash-consistent) and store.write syncs the WAL itself, from libuv's thread
- * pool, before it answers anyone (group-commit.ts): the same durability for every acknowledged write,
- * without blocking the event loop's thread on the disk. Every write must therefore go through store.write.
+ * Opens the SQLite store. Decisions must survive a crash once acknowledged, so the journal is WAL with
+ * synchronous=FULL (fsync on every commit), not the faster NORMAL. Writes on the hot paths go through
+ * store.write, which shares one COMMIT, and so one fsync, among the units queued together; every other
+ * write commits on its own, and is as durable.
  */
-export async function openStore(config: StoreConfig): Promise<Store> {
+export async function openStore(
+  config: StoreConfig,
+  observe?: (query: QueryObservation) => void,
+): Promise<Store> {
   mkdirSync(dirname(config.file), { recursive: true });
   const sqlite = new BetterSqlite3(config.file);
   sqlite.pragma('journal_mode = WAL');
@@ -39,6 +63,7 @@ export async function openStore(config: StoreConfig): Promise<Store> {
   sqlite.pragma('busy_timeout = 5000');
   const db = new Kysely<Database>({
     dialect: new SqliteDialect({ database: withStatementCache(sqlite) }),
+    ...(observe ? { log: (event: LogEvent) => observe(observation(event)) } : {}),
   });
   const { error, results } = await new Migrator({ db, provider: migrationProvider }).migrateToLatest();
   const failed = results?.find((r) => r.status === 'Error');
@@ -46,19 +71,13 @@ export async function openStore(config: StoreConfig): Promise<Store> {
     await db.destroy();
     throw new Error(`store migration failed: ${failed?.migrationName ?? String(error)}`);
   }
-  // The WAL exists once the database has been read in WAL mode; its file is synced after each batch.
-  const wal = await open(`${config.file}-wal`, 'r');
-  sqlite.pragma('synchronous = NORMAL');
   return {
     db,
-    write: createGroupCommit(db, { durable: () => wal.datasync() }),
+    write: createGroupCommit(db),
     async ping() {
       // A write statement that touches no row still takes the write lock, so a read-only store fails here.
       await sql`update api_keys set label = label where 1 = 0`.execute(db);
     },
-    async close() {
-      await db.destroy();
-      await wal.close();
-    },
+    close: () => db.destroy(),
   };
 }

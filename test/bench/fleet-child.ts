@@ -45,7 +45,7 @@ const { emit } = serve({
       dataDir: params.pkiDir,
       // The cars' single-use memory stays in memory: the file store fsyncs each claim on the simulator's
       // one thread, which would make the simulator, not the gateway, the thing measured.
-      replayStoreFor: () => createMemoryReplayStore({ capacity: DEFAULT_REPLAY_CAPACITY, now: Date.now }),
+      replayStoreFor: () => createMemoryReplayStore({ capacity: DEFAULT_REPLAY_CAPACITY }),
       connectConcurrency: params.concurrency,
       tickIntervalMs: params.tickMs,
       reportIntervalMs: params.reportIntervalMs,

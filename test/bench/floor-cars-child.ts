@@ -1,14 +1,17 @@
-// Owns phase 5's cars: MQTT.js clients with the simulator's TLS options that verify the Ed25519 signature of
-// each command's token and publish an ack, and nothing else (no schema, no claim checks, no replay memory).
-import { createPublicKey, verify } from 'node:crypto';
+// Owns phase 5's cars: MQTT.js clients with the simulator's TLS options that read each command in their
+// provider's dialect, verify the Ed25519 signature of its token and publish an ack signed with the car's key
+// (TOKEN.md §9), and nothing else (no claim checks, no replay memory, no state machine).
+import { createPrivateKey, createPublicKey, verify } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import mqtt, { type MqttClient } from 'mqtt';
 import { devPkiPaths } from '../../certs/dev-pki.ts';
+import { signAck } from '../../protocols/ack-signature.ts';
 import { TrustedKeysFileSchema } from '../../protocols/keys.ts';
 import { PROTOCOL_VERSION } from '../../protocols/messages.ts';
+import { providerAdapter } from '../../protocols/providers/index.ts';
 import { ackTopic, commandTopic } from '../../protocols/topics.ts';
-import { benchVin } from './fleet-data.ts';
+import { BENCH_VEHICLE, benchVin } from './fleet-data.ts';
 import { idleMemory, serve } from './ipc.ts';
 
 export interface FloorCarsParams {
@@ -19,6 +22,7 @@ export interface FloorCarsParams {
 }
 
 const clients: MqttClient[] = [];
+const dialect = providerAdapter(BENCH_VEHICLE.provider);
 
 const { emit } = serve({
   async start(params: FloorCarsParams): Promise<{ connected: number; ms: number; cpuMicros: number }> {
@@ -34,13 +38,15 @@ const { emit } = serve({
     let connected = 0;
     let lastEmit = 0;
     const connectOne = async (vin: string): Promise<void> => {
+      const key = read(paths.vehicleKey(vin));
+      const carKey = createPrivateKey(key);
       const client = await mqtt.connectAsync(`mqtts://127.0.0.1:${params.port}`, {
         clientId: vin,
         protocolVersion: 4,
         clean: false,
         ca,
         cert: read(paths.vehicleCert(vin)),
-        key: read(paths.vehicleKey(vin)),
+        key,
         rejectUnauthorized: true,
         minVersion: 'TLSv1.3',
         reconnectPeriod: 0,
@@ -49,12 +55,8 @@ const { emit } = serve({
       } as mqtt.IClientOptions);
       (client.stream as Partial<Socket>).setNoDelay?.(true);
       client.on('message', (_topic, payload) => {
-        const command = JSON.parse(payload.toString('utf8')) as {
-          commandId: string;
-          deliveryId: string;
-          action: string;
-          token: string;
-        };
+        const command = dialect.decodeToCar(payload);
+        if (command.type !== 'command') return;
         const cut = command.token.lastIndexOf('.');
         const ok = verify(
           null,
@@ -62,18 +64,22 @@ const { emit } = serve({
           publicKey,
           Buffer.from(command.token.slice(cut + 1), 'base64url'),
         );
-        const ack = {
-          v: PROTOCOL_VERSION,
-          type: 'ack',
-          vin,
-          commandId: command.commandId,
-          deliveryId: command.deliveryId,
-          action: command.action,
-          outcome: ok ? 'executed' : 'refused',
-          locked: command.action === 'lock',
-          at: Date.now(),
-        };
-        client.publish(ackTopic(vin), JSON.stringify(ack), { qos: 1 });
+        const ack = signAck(
+          {
+            v: PROTOCOL_VERSION,
+            type: 'ack',
+            vin,
+            commandId: command.commandId,
+            deliveryId: command.deliveryId,
+            action: command.action,
+            outcome: ok ? 'executed' : 'refused',
+            ...(ok ? {} : { reason: 'TOKEN_SIGNATURE_INVALID' }),
+            locked: command.action === 'lock',
+            at: Date.now(),
+          },
+          carKey,
+        );
+        client.publish(ackTopic(vin), dialect.encodeAck(ack), { qos: 1 });
       });
       await client.subscribeAsync(commandTopic(vin), { qos: 1 });
       clients.push(client);

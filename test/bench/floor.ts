@@ -1,16 +1,19 @@
-// Owns phase 5, the floor: the gateway's two messages per action over the same kind of mTLS connection, with
-// the same Ed25519 signature and verification, and nothing else (no HTTP, no store, no broker, no checks).
+// Owns phase 5, the floor: the gateway's two messages per action over the same kind of mTLS connection, in
+// the car's provider dialect, with the same signatures (Ed25519 on the token, the car's ES256 on the ack) and
+// their verification, and nothing else (no HTTP, no store, no broker, no checks beyond the signatures).
 // The cars are MQTT.js clients (floor-cars-child.ts); this side writes PUBLISH packets straight to them.
-import { type KeyObject, randomUUID, sign } from 'node:crypto';
+import { type KeyObject, randomUUID, sign, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { createServer, type TLSSocket } from 'node:tls';
 import type { DevPkiPaths } from '../../certs/dev-pki.ts';
-import { PROTOCOL_VERSION } from '../../protocols/messages.ts';
-import { buildClaims, TOKEN_ALG, TOKEN_TYP } from '../../protocols/token.ts';
+import { verifyAckSignature } from '../../protocols/ack-signature.ts';
+import { type Command, PROTOCOL_VERSION } from '../../protocols/messages.ts';
+import { providerAdapter } from '../../protocols/providers/index.ts';
+import { buildClaims, TOKEN_ALG, TOKEN_ISSUER, TOKEN_TYP } from '../../protocols/token.ts';
 import { commandTopic } from '../../protocols/topics.ts';
 import type { CycleDriver } from './cycles.ts';
-import { benchVin, carFor } from './fleet-data.ts';
+import { BENCH_VEHICLE, benchVin, carFor } from './fleet-data.ts';
 import {
   CONNACK_ACCEPTED,
   CONNECT,
@@ -41,6 +44,8 @@ export interface FloorServer {
 
 const ACK_TIMEOUT_MS = 10_000;
 const b64 = (text: string): string => Buffer.from(text, 'utf8').toString('base64url');
+/** Every bench car speaks its provider's dialect (PROVIDERS.md §2); the floor translates at its edge too. */
+const dialect = providerAdapter(BENCH_VEHICLE.provider);
 
 export async function startFloorServer(input: {
   pki: DevPkiPaths;
@@ -48,6 +53,16 @@ export async function startFloorServer(input: {
   kid: string;
 }): Promise<FloorServer> {
   const read = (path: string): string => readFileSync(path, 'utf8');
+  // Each car's certificate key, read once, as the gateway pins it at linking (TOKEN.md §9.3).
+  const carKeys = new Map<string, KeyObject>();
+  const carKey = (vin: string): KeyObject => {
+    let key = carKeys.get(vin);
+    if (!key) {
+      key = new X509Certificate(read(input.pki.vehicleCert(vin))).publicKey;
+      carKeys.set(vin, key);
+    }
+    return key;
+  };
   const sessions = new Map<string, Session>();
   const waiters = new Map<string, { resolve: () => void; reject: (err: Error) => void }>();
   const server = createServer(
@@ -69,14 +84,18 @@ export async function startFloorServer(input: {
           if (packet.type === PUBLISH) {
             const message = decodePublish(packet);
             if (message.packetId !== null) socket.write(pubackFor(message.packetId));
-            const ack = JSON.parse(message.payload.toString('utf8')) as {
-              commandId: string;
-              outcome: string;
-            };
+            let ack: ReturnType<typeof dialect.decodeAck>;
+            try {
+              ack = dialect.decodeAck(message.payload);
+            } catch {
+              continue;
+            }
             const waiter = waiters.get(ack.commandId);
             waiters.delete(ack.commandId);
-            if (ack.outcome === 'executed') waiter?.resolve();
-            else waiter?.reject(new Error(`car refused ${ack.commandId}`));
+            if (!verifyAckSignature(ack, carKey(ack.vin)).ok)
+              waiter?.reject(new Error(`ack signature of ${ack.commandId} does not verify`));
+            else if (ack.outcome === 'executed') waiter?.resolve();
+            else waiter?.reject(new Error(`car refused ${ack.commandId}: ${ack.reason ?? 'unspecified'}`));
           } else if (packet.type === CONNECT) {
             clientId = connectClientId(packet.body);
             sessions.set(clientId, { socket, nextPacketId: 1 });
@@ -109,7 +128,7 @@ export async function startFloorServer(input: {
     if (!session) return Promise.reject(new Error(`floor: ${vin} not connected`));
     const commandId = `cmd_${randomUUID().replaceAll('-', '')}`;
     const claims = buildClaims({
-      issuer: 'urn:gateway:gateway',
+      issuer: TOKEN_ISSUER,
       vin,
       deliveryId,
       action,
@@ -121,16 +140,15 @@ export async function startFloorServer(input: {
     });
     const signingInput = `${header}.${b64(JSON.stringify(claims))}`;
     const signature = sign(null, Buffer.from(signingInput), input.signingKey).toString('base64url');
-    const payload = Buffer.from(
-      JSON.stringify({
-        v: PROTOCOL_VERSION,
-        type: 'command',
-        commandId,
-        deliveryId,
-        action,
-        token: `${signingInput}.${signature}`,
-      }),
-    );
+    const canonical: Command = {
+      v: PROTOCOL_VERSION,
+      type: 'command',
+      commandId,
+      deliveryId,
+      action,
+      token: `${signingInput}.${signature}`,
+    };
+    const payload = Buffer.from(dialect.encodeToCar(canonical));
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         waiters.delete(commandId);

@@ -63,7 +63,7 @@ serve({
       SIMULATOR: 'off',
       DEMO: 'off',
     });
-    const logger = createLogger(config.LOG_LEVEL, process.stdout);
+    const logger = createLogger({ level: config.LOG_LEVEL, destination: process.stdout });
     gateway = await startGateway({
       config,
       material: await loadGatewayMaterial(devPkiPaths(params.pkiDir)),
@@ -82,24 +82,32 @@ serve({
       ownerId: BENCH_OWNER,
       label: 'Bench lot',
       kind: 'workplace',
+      // Only a place a driver may walk up to is accepted as a delivery location.
+      access: 'public',
       ...BENCH_LOCATION,
     });
     return { locationId: location.id };
   },
 
-  /** Schedules deliveries through the delivery service; ids come back in the order asked. */
+  /**
+   * Schedules deliveries through the delivery service and confirms each one's parking (what
+   * POST /v1/deliveries/{id}/parking does: the gateway asks the car where it is and whether its ignition is
+   * off), since no unlock is granted before that; ids come back in the order asked.
+   */
   async schedule(params: ScheduleParams): Promise<string[]> {
     const g = running();
     const start = Date.now() - 60_000;
-    const made = await inChunks(params.deliveries, ([vin, driverId, packageId]) =>
-      g.deliveries.schedule({
+    const made = await inChunks(params.deliveries, async ([vin, driverId, packageId]) => {
+      const d = await g.deliveries.schedule({
         vin,
         locationId: params.locationId,
         driverId,
         packageIds: [packageId],
         window: { start, end: start + params.windowMs },
-      }),
-    );
+      });
+      await g.deliveries.confirmParking(d.id);
+      return d;
+    });
     return made.map((d) => d.id);
   },
 

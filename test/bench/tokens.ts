@@ -11,6 +11,7 @@ import {
   mintAccessToken,
   type ReplayGuard,
   TOKEN_ALG,
+  TOKEN_ISSUER,
   TOKEN_TYP,
   type TokenClaims,
   verifyAccessToken,
@@ -38,9 +39,14 @@ const setGuard = (): ReplayGuard => {
 
 const HEADER_MEMBERS = new Set(['alg', 'typ', 'kid']);
 
+/** No delivery is revoked in this phase; the lookup is still made, as the car makes it. */
+const revoked = new Set<string>();
+const isRevoked = (deliveryId: string): boolean => revoked.has(deliveryId);
+
 /**
  * jose's jwtVerify with the checks verifyAccessToken makes: alg allowlist, typ, header members, pinned kid,
- * signature, aud, nbf/exp with the same skew, then act, the command binding, lifetime and single use.
+ * signature, iss, aud, nbf/exp with the same skew, then act, the command binding, lifetime, revocation and
+ * single use.
  */
 async function joseVerify(
   token: string,
@@ -59,6 +65,7 @@ async function joseVerify(
     {
       algorithms: [TOKEN_ALG],
       typ: TOKEN_TYP,
+      issuer: TOKEN_ISSUER,
       audience: expect.aud,
       clockTolerance: CLOCK_SKEW_S,
       requiredClaims: ['iss', 'sub', 'jti', 'iat', 'nbf', 'exp'],
@@ -71,7 +78,10 @@ async function joseVerify(
   if (claims.exp <= claims.nbf || claims.exp - claims.nbf > MAX_TOKEN_LIFETIME_S || claims.iat > claims.nbf) {
     throw new Error('lifetime');
   }
-  if (replay.claim(claims.jti, (claims.exp + CLOCK_SKEW_S) * 1000) !== 'ok') throw new Error('replayed');
+  if (isRevoked(claims.sub)) throw new Error('revoked');
+  if (replay.claim(claims.jti, (claims.exp + CLOCK_SKEW_S) * 1000, Date.now()) !== 'ok') {
+    throw new Error('replayed');
+  }
 }
 
 async function timed(ops: number, op: (i: number) => unknown): Promise<number> {
@@ -92,7 +102,7 @@ export async function runTokenPhase(input: {
   const vin = benchVin(0);
   const claimsOf = (i: number): TokenClaims =>
     buildClaims({
-      issuer: 'urn:gateway:gateway',
+      issuer: TOKEN_ISSUER,
       vin,
       deliveryId: `dlv_${i}`,
       action: i % 2 === 0 ? 'unlock' : 'lock',
@@ -123,12 +133,14 @@ export async function runTokenPhase(input: {
     const c = claims[i] as TokenClaims;
     const verdict = await verifyAccessToken(tokens[i] as string, {
       keys,
+      issuer: TOKEN_ISSUER,
       vin,
       action: c.act,
       commandId: c.cid,
       deliveryId: c.sub,
       now: Date.now(),
       replay: oursGuard,
+      isRevoked,
     });
     if (!verdict.ok) refused++;
   });

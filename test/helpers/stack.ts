@@ -4,14 +4,22 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AedesPublishPacket } from 'aedes';
 import mqtt, { type MqttClient } from 'mqtt';
-import pino from 'pino';
+import pino, { type Logger } from 'pino';
 import { type DevPkiPaths, ensureDevPki } from '../../certs/index.ts';
-import { parseConfig } from '../../gateway/config.ts';
-import { type Gateway, startGateway } from '../../gateway/gateway.ts';
+import { type Config, parseConfig } from '../../gateway/config.ts';
+import { type Gateway, type GatewayDeps, type GatewayMaterial, startGateway } from '../../gateway/gateway.ts';
 import { loadGatewayMaterial } from '../../gateway/material.ts';
-import { TrustedKeysFileSchema } from '../../protocols/index.ts';
+import type { DomainEvent } from '../../gateway/notifications.ts';
+import { stateTopic, TrustedKeysFileSchema } from '../../protocols/index.ts';
 import { loadSeeds, type Seeds } from '../../seeds/index.ts';
-import { type Fleet, startFleet } from '../../simulator/index.ts';
+import { type Fleet, type StartFleetDeps, startFleet } from '../../simulator/index.ts';
+import type { Logger as CarLogger, ClientFactory } from '../../simulator/transport.ts';
+
+export interface Reply {
+  status: number;
+  // biome-ignore lint/suspicious/noExplicitAny: tests read replies by shape and assert on them.
+  body: any;
+}
 
 export interface Stack {
   dir: string;
@@ -22,8 +30,19 @@ export interface Stack {
   apiKey: string;
   /** Every PUBLISH the broker routed, by topic, as the broker saw it. */
   published: AedesPublishPacket[];
-  // biome-ignore lint/suspicious/noExplicitAny: tests read replies by shape and assert on them.
-  request(method: 'GET' | 'POST', url: string, body?: unknown): Promise<{ status: number; body: any }>;
+  /** Every domain event the gateway emitted (a recording Notify), in order. */
+  events: DomainEvent[];
+  /** Event types whose Notify throws, to show the decision is rolled back with its event. */
+  failNotify: Set<DomainEvent['type']>;
+  /** Every delivery id passed to the onDeliveryRevoked hook, in order. */
+  revoked: string[];
+  /** The gateway's log lines at warn and above, parsed. */
+  logs: Array<Record<string, unknown>>;
+  /** Moves the relock watchdog's clock (only the watchdog's: tokens keep real time, as the cars do). */
+  advanceWatchdog(ms: number): void;
+  /** Stops the gateway and starts a new one on the same store and broker port; the cars reconnect. */
+  restartGateway(): Promise<void>;
+  request(method: 'GET' | 'POST' | 'DELETE', url: string, body?: unknown): Promise<Reply>;
   /** An MQTT client with some identity's certificate (raw options passed to mqtt.js). */
   connectAs(
     clientId: string,
@@ -35,10 +54,33 @@ export interface Stack {
 
 export const read = (path: string): string => readFileSync(path, 'utf8');
 
-export async function startStack(env: Record<string, string> = {}): Promise<Stack> {
+export interface ExternalBroker {
+  url: string;
+  close(): Promise<void>;
+}
+
+export interface StackOptions {
+  /** The gateway's logger; silent unless given. */
+  logger?: Logger;
+  /** Builds the simulated cars' MQTT clients (see helpers/cars.ts). */
+  createClient?: ClientFactory;
+  /** The simulated cars' logger; silent unless given. */
+  carLogger?: CarLogger;
+  /** Runs a broker on the stack's PKI and points the gateway at it (MQTT_URL): the embedded one stays off. */
+  externalBroker?: (pki: DevPkiPaths, dir: string) => Promise<ExternalBroker>;
+  fleet?: Pick<StartFleetDeps, 'backoff'>;
+  /** Extra gateway dependencies a test may set (webhook timings, idempotency retention, the clock). */
+  gateway?: Pick<GatewayDeps, 'webhooks' | 'idempotency' | 'now'>;
+}
+
+export async function startStack(
+  env: Record<string, string> = {},
+  options: StackOptions = {},
+): Promise<Stack> {
   const dir = mkdtempSync(join(tmpdir(), 'curbside-test-'));
   const seeds = loadSeeds();
   const pki = await ensureDevPki({ dir: join(dir, 'pki'), vins: seeds.vehicles.map((v) => v.vin) });
+  const external = options.externalBroker ? await options.externalBroker(pki, join(dir, 'broker')) : null;
   const config = parseConfig({
     NODE_ENV: 'test',
     HTTP_PORT: '0',
@@ -46,19 +88,49 @@ export async function startStack(env: Record<string, string> = {}): Promise<Stac
     DATA_DIR: join(dir, 'data'),
     LOG_LEVEL: 'silent',
     COMMAND_TIMEOUT_MS: '3000',
+    // Tests sweep the relock watchdog themselves (stack.gateway.watchdog.sweep()).
+    WATCHDOG_INTERVAL_S: '3600',
+    ...(external ? { MQTT_URL: external.url } : {}),
     ...env,
   });
-  const logger = pino({ level: 'silent' });
-  const gateway = await startGateway({
-    config,
-    material: await loadGatewayMaterial(pki),
-    catalog: seeds.catalog,
-    logger,
-  });
+  const logs: Array<Record<string, unknown>> = [];
+  const logger =
+    options.logger ?? pino({ level: 'warn' }, { write: (line: string) => logs.push(JSON.parse(line)) });
+  const events: DomainEvent[] = [];
+  const failNotify = new Set<DomainEvent['type']>();
+  const revoked: string[] = [];
   const published: AedesPublishPacket[] = [];
-  gateway.broker?.aedes.on('publish', (packet, client) => {
-    if (client) published.push(packet);
-  });
+  let watchdogOffset = 0;
+  const material = await loadGatewayMaterial(pki);
+  const boot = async (c: Config, m: GatewayMaterial): Promise<Gateway> => {
+    const g = await startGateway({
+      config: c,
+      material: m,
+      catalog: seeds.catalog,
+      logger,
+      notify: async (_db, event) => {
+        if (failNotify.has(event.type)) throw new Error(`notify refused ${event.type}`);
+        events.push(event);
+      },
+      onDeliveryRevoked: (id) => {
+        revoked.push(id);
+      },
+      watchdog: { now: () => Date.now() + watchdogOffset },
+      ...options.gateway,
+    });
+    g.broker?.aedes.on('publish', (packet, client) => {
+      if (client) published.push(packet);
+    });
+    return g;
+  };
+  let gateway: Gateway;
+  try {
+    gateway = await boot(config, material);
+  } catch (err) {
+    await external?.close();
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
   const fleet = await startFleet({
     brokerUrl: gateway.brokerUrl,
     vehicles: seeds.vehicles,
@@ -69,11 +141,14 @@ export async function startStack(env: Record<string, string> = {}): Promise<Stac
     trustedKeys: TrustedKeysFileSchema.parse(JSON.parse(read(pki.trustedKeys))),
     dataDir: join(dir, 'sim'),
     reportIntervalMs: 60_000,
+    ...(options.createClient ? { createClient: options.createClient } : {}),
+    ...(options.carLogger ? { logger: options.carLogger } : {}),
+    ...options.fleet,
   });
   const apiKey = await gateway.createApiKey('test');
   const clients: MqttClient[] = [];
 
-  return {
+  const stack: Stack = {
     dir,
     seeds,
     pki,
@@ -81,6 +156,30 @@ export async function startStack(env: Record<string, string> = {}): Promise<Stac
     fleet,
     apiKey,
     published,
+    events,
+    failNotify,
+    revoked,
+    logs,
+    advanceWatchdog(ms) {
+      watchdogOffset += ms;
+    },
+    async restartGateway() {
+      const port = String(gateway.broker?.port);
+      await gateway.close();
+      const from = published.length;
+      gateway = await boot({ ...config, MQTT_PORT: Number(port) }, material);
+      stack.gateway = gateway;
+      // A car reports its state only once it has subscribed again: wait for every car's first report.
+      const back = () => {
+        const reported = new Set(published.slice(from).map((p) => p.topic));
+        return [...fleet.cars.keys()].every((vin) => reported.has(stateTopic(vin)));
+      };
+      const deadline = Date.now() + 20_000;
+      while (!back()) {
+        if (Date.now() > deadline) throw new Error('the fleet did not come back after the restart');
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    },
     async request(method, url, body) {
       const res = await gateway.app.inject({
         method,
@@ -109,7 +208,9 @@ export async function startStack(env: Record<string, string> = {}): Promise<Stac
       await Promise.all(clients.map((c) => c.endAsync(true).catch(() => undefined)));
       await fleet.stop();
       await gateway.close();
+      await external?.close();
       rmSync(dir, { recursive: true, force: true });
     },
   };
+  return stack;
 }

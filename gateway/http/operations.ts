@@ -1,0 +1,58 @@
+// Owns the operator's side of the HTTP API: /readyz, /metrics, HTTP metrics, and refusing requests while draining.
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { ApiError } from '../errors.ts';
+import type { GatewayMetrics } from '../metrics.ts';
+import type { ReadinessReport } from '../readiness.ts';
+import { registerProblemHandlers } from './problem.ts';
+
+export interface OperationsDeps {
+  metrics: GatewayMetrics;
+  /** False when /metrics has a listener of its own (METRICS_PORT). */
+  serveMetrics: boolean;
+  readiness: () => Promise<ReadinessReport>;
+  draining: () => boolean;
+}
+
+/** Answered even while draining: probes and scrapes must see the shutdown, not a refusal. */
+const PROBES = new Set(['/healthz', '/readyz', '/metrics']);
+
+/** The route template, so that ids in paths do not become label values. */
+const routeOf = (req: FastifyRequest): string => req.routeOptions.url ?? 'unmatched';
+
+async function sendMetrics(metrics: GatewayMetrics, reply: FastifyReply): Promise<FastifyReply> {
+  return reply.type(metrics.contentType).send(await metrics.render());
+}
+
+/** Hooks at the root of the app (not an encapsulated plugin), registered before authentication. */
+export function registerOperations(app: FastifyInstance, deps: OperationsDeps): void {
+  app.addHook('onRequest', async (req) => {
+    if (deps.draining() && !PROBES.has(req.routeOptions.url ?? '')) throw new ApiError('SHUTTING_DOWN');
+  });
+  app.addHook('onResponse', async (req, reply) => {
+    deps.metrics.httpRequest({
+      method: req.method,
+      route: routeOf(req),
+      status: reply.statusCode,
+      seconds: reply.elapsedTime / 1000,
+    });
+  });
+
+  app.get('/readyz', async () => {
+    const report = await deps.readiness();
+    if (report.ready) return { status: 'ready', checks: report.checks };
+    throw new ApiError('NOT_READY', {
+      detail: `not ready: ${report.missing.map((m) => `${m} (${report.checks[m]})`).join(', ')}`,
+      extra: { missing: report.missing, checks: report.checks },
+    });
+  });
+  if (deps.serveMetrics) app.get('/metrics', (_req, reply) => sendMetrics(deps.metrics, reply));
+}
+
+/** The separate metrics listener (METRICS_HOST:METRICS_PORT): /metrics and nothing else, no API key. */
+export async function buildMetricsApp(metrics: GatewayMetrics): Promise<FastifyInstance> {
+  const app = Fastify({ logger: false });
+  registerProblemHandlers(app);
+  app.get('/metrics', (_req, reply) => sendMetrics(metrics, reply));
+  await app.ready();
+  return app;
+}

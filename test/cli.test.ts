@@ -1,0 +1,158 @@
+// The programs as an operator runs them: --help, one-line refusals with a non-zero exit, and signals.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+import { CONFIG_HELP, CONFIG_NAMES } from '../gateway/config.ts';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const children = new Set<ChildProcess>();
+const dirs: string[] = [];
+
+/** Ends the long-running children of the signal tests and removes their folders. */
+function cleanUp(): void {
+  for (const child of children)
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  children.clear();
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+}
+
+interface Run {
+  child: ChildProcess;
+  out(): string;
+  err(): string;
+  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** Runs a program the way `npm run <name>` does (tsx), without npm in between, so signals reach it. */
+function run(script: string, args: string[] = [], env: Record<string, string> = {}): Run {
+  const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], {
+    cwd: ROOT,
+    env: { ...process.env, NODE_ENV: 'development', LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    // A program that hangs is killed rather than left behind.
+    timeout: 60_000,
+    killSignal: 'SIGKILL',
+  });
+  children.add(child);
+  let out = '';
+  let err = '';
+  child.stdout?.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  child.stderr?.on('data', (d: Buffer) => {
+    err += d.toString();
+  });
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('close', (code, signal) => resolve({ code, signal })),
+  );
+  return { child, out: () => out, err: () => err, exit };
+}
+
+async function finished(script: string, args: string[], env: Record<string, string> = {}) {
+  const r = run(script, args, env);
+  const { code } = await r.exit;
+  return { code, out: r.out(), err: r.err() };
+}
+
+const tempDir = (): string => {
+  const dir = mkdtempSync(join(tmpdir(), 'curbside-cli-'));
+  dirs.push(dir);
+  return dir;
+};
+
+// Short-lived programs: run side by side.
+describe.concurrent('--help', { timeout: 60_000 }, () => {
+  it.each([
+    ['npm start', 'demo/main.ts'],
+    ['npm run gateway', 'gateway/main.ts'],
+  ])('%s -- --help lists every variable with its default', async (_name, script) => {
+    const r = await finished(script, ['--help']);
+    expect(r.code).toBe(0);
+    const lines = r.out.split('\n').map((l) => l.trim().replace(/^(\S+)\s+/, '$1 '));
+    for (const name of CONFIG_NAMES) expect(lines).toContain(`${name} ${CONFIG_HELP[name]}`);
+  });
+
+  it.each([
+    ['certs/main.ts', /^Usage: npm run certs --/],
+    ['simulator/main.ts', /^Usage: npm run simulator --/],
+  ])('%s --help', async (script, usage) => {
+    const r = await finished(script, ['--help']);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(usage);
+  });
+});
+
+describe.concurrent('bad arguments: a non-zero exit and one line saying why', { timeout: 60_000 }, () => {
+  it.each([
+    ['demo/main.ts', ['--port', '80'], /^npm start: Unknown option '--port'/],
+    ['gateway/main.ts', ['serve'], /^gateway: Unexpected argument 'serve'/],
+    ['certs/main.ts', ['bogus'], /^certs: unknown command bogus/],
+    ['certs/main.ts', ['fleet', '--count', '0'], /^certs: --count must be an integer in 1\.\./],
+    ['simulator/main.ts', [], /^simulator: --broker is required/],
+    [
+      'simulator/main.ts',
+      ['--broker', 'mqtt://127.0.0.1:1883'],
+      /^simulator: --broker must be an mqtts:\/\/ URL/,
+    ],
+  ])('%s %j', async (script, args, reason) => {
+    const r = await finished(script, args);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(reason);
+    expect(r.err.trimEnd().split('\n')).toHaveLength(1);
+  });
+
+  it('a bad setting stops the gateway naming each variable and what it allows', async () => {
+    const r = await finished('gateway/main.ts', [], { HTTP_PORT: 'eighty', LOG_LEVEL: 'loud' });
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/^invalid configuration:\n/);
+    expect(r.err).toContain(
+      'HTTP_PORT="eighty" (from the environment): must be a whole number from 0 to 65535',
+    );
+    expect(r.err).toContain('LOG_LEVEL="loud" (from the environment): must be one of fatal | error');
+    expect(r.out).toBe('');
+  });
+});
+
+describe('signals', { timeout: 90_000 }, () => {
+  afterEach(cleanUp);
+  async function started(r: Run, pattern: RegExp): Promise<void> {
+    await expect.poll(() => pattern.test(r.out()), { timeout: 60_000, interval: 100 }).toBe(true);
+  }
+  const env = (dir: string) => ({
+    HTTP_PORT: '0',
+    MQTT_PORT: '0',
+    DATA_DIR: join(dir, 'data'),
+    CERTS_DIR: join(dir, 'pki'),
+  });
+
+  it('SIGTERM drains, closes and exits 0 with its last JSON log line written', async () => {
+    const r = run('gateway/main.ts', [], env(tempDir()));
+    await started(r, /"event":"started"/);
+    const line = r
+      .out()
+      .split('\n')
+      .find((l) => l.includes('"event":"started"')) as string;
+    const { http } = JSON.parse(line) as { http: string };
+    expect((await fetch(`${http}/readyz`)).status).toBe(200);
+    r.child.kill('SIGTERM');
+    expect(await r.exit).toEqual({ code: 0, signal: null });
+    const events = r
+      .out()
+      .trim()
+      .split('\n')
+      .map((l) => (JSON.parse(l) as { event?: string }).event);
+    expect(events.slice(-3)).toEqual(['shutdown', 'shutdown.drain', 'shutdown.done']);
+  });
+
+  it('SIGINT does the same; LOG_PRETTY=on logs for humans', async () => {
+    const r = run('gateway/main.ts', [], { ...env(tempDir()), LOG_PRETTY: 'on' });
+    await started(r, /gateway started/);
+    expect(r.out().trimStart().startsWith('{')).toBe(false);
+    r.child.kill('SIGINT');
+    expect(await r.exit).toEqual({ code: 0, signal: null });
+    expect(r.out()).toMatch(/INFO.*stopped/);
+  });
+});
