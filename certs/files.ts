@@ -12,8 +12,8 @@ export const DIRECTORY_MODE = 0o700;
  * a byte is written, so a key is never readable by others even for a moment. A crash mid-write leaves
  * a truncated file, which ensureDevPki sees as an unusable pair and re-issues.
  */
-async function writeWithMode(path: string, data: string, mode: number): Promise<void> {
-  await mkdir(dirname(path), { recursive: true, mode: DIRECTORY_MODE });
+async function writeWithMode(path: string, data: string, mode: number, parentExists = false): Promise<void> {
+  if (!parentExists) await mkdir(dirname(path), { recursive: true, mode: DIRECTORY_MODE });
   const file = await open(path, 'w', mode);
   try {
     await file.chmod(mode);
@@ -29,11 +29,15 @@ export const writePrivateFile = (path: string, data: string): Promise<void> =>
 export const writePublicFile = (path: string, data: string): Promise<void> =>
   writeWithMode(path, data, PUBLIC_FILE_MODE);
 
-/** Key first: a crash in between leaves a pair that does not match, which ensureDevPki re-issues. */
+/**
+ * Key first: a crash in between leaves a pair that does not match, which ensureDevPki re-issues.
+ * `parentsExist` skips creating the directories, for a caller writing many pairs into one it made.
+ */
 export async function writeIdentity(
   files: { cert: string; key: string },
   issued: { certPem: string; keyPem: string },
+  options: { parentsExist?: boolean } = {},
 ): Promise<void> {
-  await writePrivateFile(files.key, issued.keyPem);
-  await writePublicFile(files.cert, issued.certPem);
+  await writeWithMode(files.key, issued.keyPem, PRIVATE_FILE_MODE, options.parentsExist);
+  await writeWithMode(files.cert, issued.certPem, PUBLIC_FILE_MODE, options.parentsExist);
 }

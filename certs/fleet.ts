@@ -1,9 +1,10 @@
 // Owns mass issuance of synthetic vehicle identities, for benchmarks and load tests.
 import { existsSync, readFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import { composeVin } from '../protocols/vin.ts';
 import { devPkiPaths } from './dev-pki.ts';
 import { CertError } from './errors.ts';
-import { writeIdentity } from './files.ts';
+import { DIRECTORY_MODE, writeIdentity } from './files.ts';
 import { issueVehicleIdentity } from './identity.ts';
 import { createCa, createIssuer } from './pki.ts';
 
@@ -32,6 +33,8 @@ export interface IssueFleetOptions {
   /** Gets ca.crt/ca.key (re-used when present) and vehicles/<VIN>.crt/.key. */
   dir: string;
   count: number;
+  /** The index-th VIN to issue; syntheticVin by default. Load tests pass VINs the catalog accepts. */
+  vinOf?: (index: number) => string;
   onProgress?: (done: number, total: number) => void;
   /** Certificate time. */
   now?: () => Date;
@@ -59,6 +62,7 @@ export async function issueFleet(options: IssueFleetOptions): Promise<FleetRepor
     throw new CertError('CERT_OPTIONS_INVALID', `count must be an integer in 1..${MAX_FLEET_SIZE}`);
   }
   const clock = options.clock ?? (() => performance.now());
+  const vinOf = options.vinOf ?? syntheticVin;
   const paths = devPkiPaths(options.dir);
   let ca: { certPem: string; keyPem: string };
   if (existsSync(paths.caCert) && existsSync(paths.caKey)) {
@@ -68,17 +72,20 @@ export async function issueFleet(options: IssueFleetOptions): Promise<FleetRepor
     await writeIdentity({ cert: paths.caCert, key: paths.caKey }, ca);
   }
   const issuer = createIssuer(ca);
+  // Made once here, so that each of the count pairs costs no directory lookups.
+  await mkdir(paths.vehiclesDir, { recursive: true, mode: DIRECTORY_MODE });
   const vehicleOptions = options.now ? { now: options.now } : {};
   const inFlight = new Set<Promise<void>>();
   let done = 0;
   let failure: { error: unknown } | null = null;
   const started = clock();
   for (let i = 0; i < count && failure === null; i++) {
-    const vin = syntheticVin(i);
+    const vin = vinOf(i);
     const issued = issueVehicleIdentity(issuer, vin, vehicleOptions);
     const write: Promise<void> = writeIdentity(
       { cert: paths.vehicleCert(vin), key: paths.vehicleKey(vin) },
       issued,
+      { parentsExist: true },
     )
       .then(
         () => {
@@ -99,8 +106,8 @@ export async function issueFleet(options: IssueFleetOptions): Promise<FleetRepor
   return {
     dir: options.dir,
     count,
-    firstVin: syntheticVin(0),
-    lastVin: syntheticVin(count - 1),
+    firstVin: vinOf(0),
+    lastVin: vinOf(count - 1),
     elapsedMs,
     perSecond: (count * 1000) / elapsedMs,
   };

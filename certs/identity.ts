@@ -11,6 +11,9 @@ export const GATEWAY_URI_PREFIX = 'urn:gateway:';
 export const gatewayUri = (name: string): string => `${GATEWAY_URI_PREFIX}${name}`;
 export const GATEWAY_NAME_PATTERN = /^[A-Za-z0-9_-]{1,32}$/;
 
+/** What the name checks read of a certificate: its DER. An X509Certificate, or tls's peer certificate object. */
+export type CertificateDer = Pick<X509Certificate, 'raw'>;
+
 export type VehicleIdentityOptions = Pick<
   IssueOptions,
   'notBefore' | 'notAfter' | 'now' | 'extendedKeyUsage'
@@ -33,7 +36,7 @@ export function issueVehicleIdentity(
  * toward "one"), equal to prefix + CN. Parsed from the DER, not from Node's printed subjectAltName,
  * whose quoting of odd values a regular expression can be fooled by.
  */
-function boundName(certificate: X509Certificate, prefix: string, pattern: RegExp): string | null {
+function boundName(certificate: CertificateDer, prefix: string, pattern: RegExp): string | null {
   let names: string[];
   let uris: string[];
   try {
@@ -54,9 +57,9 @@ function boundName(certificate: X509Certificate, prefix: string, pattern: RegExp
  * The VIN a client certificate speaks for (CN = VIN = the urn:vin: URI), or null. Chain, validity,
  * EKU and revocation are the TLS layer's job; this decides only which VIN.
  */
-export const vinFromCertificate = (certificate: X509Certificate): string | null =>
+export const vinFromCertificate = (certificate: CertificateDer): string | null =>
   boundName(certificate, VIN_URI_PREFIX, VIN_PATTERN);
 
 /** The gateway name a client certificate speaks for (CN = name = the urn:gateway: URI), or null. */
-export const gatewayNameFromCertificate = (certificate: X509Certificate): string | null =>
+export const gatewayNameFromCertificate = (certificate: CertificateDer): string | null =>
   boundName(certificate, GATEWAY_URI_PREFIX, GATEWAY_NAME_PATTERN);

@@ -40,6 +40,10 @@ export interface AuditLogDeps {
 
 export interface KeyUse {
   keyId: string;
+  /** The key's scopes and binding, as its grant says (gateway/api-keys.ts). */
+  scopes: readonly string[];
+  ownerId: string | null;
+  carrierId: string | null;
   method: string;
   /** The route pattern, never the raw URL: ids are in deliveryId or the entries that follow. */
   route: string;
@@ -148,10 +152,11 @@ export function createAuditLog(deps: AuditLogDeps) {
       outcome: 'info',
       code: null,
       deliveryId: use.deliveryId,
-      // Keys carry no scope yet: each may call every route. The scoped-keys work records its scope here.
       detail: {
         keyId: use.keyId,
-        scope: 'all',
+        scope: use.scopes.join(','),
+        ownerId: use.ownerId,
+        carrierId: use.carrierId,
         method: use.method,
         route: use.route,
         requestId: use.requestId,

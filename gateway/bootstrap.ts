@@ -11,11 +11,10 @@ import {
   loadDevPki,
 } from '../certs/index.ts';
 import type { Catalog } from '../protocols/index.ts';
+import { findCallerByHash, hashApiKey } from './api-keys.ts';
 import type { Config } from './config.ts';
 import { type Gateway, startGateway } from './gateway.ts';
-import { hashApiKey } from './http/auth.ts';
 import { loadGatewayMaterial } from './material.ts';
-import { findApiKeyByHash } from './store/records.ts';
 
 export interface BootDeps {
   config: Config;
@@ -56,7 +55,10 @@ export class StartupError extends Error {
   }
 }
 
-/** In development a key is created on first start and kept in CERTS_DIR/api-key (0600); production never does this. */
+/**
+ * In development a key is created on first start and kept in CERTS_DIR/api-key (0600); production never does
+ * this. It is an admin key (every scope, no binding); one from before scopes existed is replaced.
+ */
 async function ensureDevApiKey(
   gateway: Gateway,
   file: string,
@@ -64,7 +66,8 @@ async function ensureDevApiKey(
 ): Promise<string> {
   if (existsSync(file)) {
     const key = readFileSync(file, 'utf8').trim();
-    if (await findApiKeyByHash(gateway.store.db, hashApiKey(key))) return key;
+    const caller = await findCallerByHash(gateway.store.db, hashApiKey(key));
+    if (caller?.scopes.includes('admin')) return key;
   }
   const key = await gateway.createApiKey(DEV_API_KEY_LABEL);
   writeFileSync(file, `${key}\n`, { mode: 0o600 });

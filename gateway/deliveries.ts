@@ -20,6 +20,7 @@ import { createKeyedMutex, type KeyedMutex } from './keyed-mutex.ts';
 import type { Notify } from './notifications.ts';
 import type { Reconciler } from './reconcile.ts';
 import type { SigningKeyRing } from './signing-keys.ts';
+import type { Write } from './store/group-commit.ts';
 import {
   appendEvent,
   type Db,
@@ -85,7 +86,13 @@ export interface DeliveryObserver {
 }
 
 export interface DeliveryServiceDeps {
+  /** For reads. */
   db: Kysely<Database>;
+  /**
+   * Every write of this service goes through here (store.write): atomic per unit, durable before it resolves,
+   * concurrent units sharing one commit. A unit uses only the transaction it is given.
+   */
+  write: Write;
   link: () => VehicleLink | null;
   signer: Signer;
   policy: DeliveryPolicy;
@@ -112,6 +119,8 @@ export interface ScheduleInput {
   packageIds: string[];
   /** `end` defaults to start + policy.defaultWindowMs. */
   window: { start: number; end?: number };
+  /** The carrier whose backend schedules it (from its API key). */
+  carrierId?: string | null;
 }
 
 export interface UnlockInput {
@@ -171,7 +180,7 @@ const tokenHash = (token: string): string => createHash('sha256').update(token).
 export const carMayBeOpen = (d: DeliveryRecord): boolean => d.unlockedAt !== null && d.relockedAt === null;
 
 export function createDeliveryService(deps: DeliveryServiceDeps) {
-  const { db, policy, now, newId, logger } = deps;
+  const { db, write, policy, now, newId, logger } = deps;
   // Commands to one delivery never interleave in this process; conditional updates guard across replicas.
   const mutex = deps.mutex ?? createKeyedMutex();
   const outcomes = createDeliveryOutcomes({ now, ...(deps.notify ? { notify: deps.notify } : {}) });
@@ -194,7 +203,7 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
     options: DenyOptions = {},
   ): Promise<never> {
     const t = now();
-    await db.transaction().execute(async (trx) => {
+    await write(async (trx) => {
       if (options.patch) await updateDelivery(trx, d.id, options.patch);
       await appendEvent(trx, d.id, { at: t, kind, outcome: 'denied', code, detail });
       if (options.accessRequest ?? true) {
@@ -257,6 +266,7 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
       relockedAt: null,
       relockRetryAt: null,
       lockUnconfirmedAt: null,
+      carrierId: input.carrierId ?? null,
     };
     const detail = {
       vin: delivery.vin,
@@ -264,7 +274,7 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
       driverId: delivery.driverId,
       window: { start, end },
     };
-    await db.transaction().execute(async (trx) => {
+    await write(async (trx) => {
       await insertDelivery(trx, delivery);
       await appendEvent(trx, delivery.id, {
         at: t,
@@ -346,7 +356,7 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
         });
       }
       const t = now();
-      await db.transaction().execute(async (trx) => {
+      await write(async (trx) => {
         await updateDelivery(trx, d.id, {
           parking: { confirmedAt: t, position: report.position, invalidCode: null },
           updatedAt: t,
@@ -383,13 +393,15 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
     return null;
   }
 
-  /** Mints a token bound to a fresh command id, records the command, and returns what to publish. */
+  /**
+   * Mints a token bound to a fresh command id; returns what to publish and how to record it. The signature is
+   * made before the write starts, so the shared transaction of a group commit never waits for it.
+   */
   async function prepareCommand(
-    trx: Db,
     d: DeliveryRecord,
     action: TokenAction,
     notAfterMs: number,
-  ): Promise<Command> {
+  ): Promise<{ command: Command; record: (trx: Db) => Promise<void> }> {
     const t = now();
     const signing = deps.signer.keys.active();
     const commandId = `cmd_${newId()}`;
@@ -406,34 +418,39 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
       notAfterMs,
     });
     const token = await mintAccessToken({ privateKey: signing.privateKey, kid: signing.kid, claims });
-    await insertCommand(trx, {
-      id: commandId,
-      deliveryId: d.id,
-      vin: d.vin,
-      action,
-      jti,
-      tokenHash: tokenHash(token),
-      status: 'sent',
-      reason: null,
-      issuedAt: t,
-      expiresAt: claims.exp * 1000,
-      ackedAt: null,
-    });
-    await appendEvent(trx, d.id, {
-      at: t,
-      kind: 'command_sent',
-      outcome: 'info',
-      code: null,
-      detail: {
-        commandId,
+    const record = async (trx: Db): Promise<void> => {
+      await insertCommand(trx, {
+        id: commandId,
+        deliveryId: d.id,
+        vin: d.vin,
         action,
         jti,
-        tokenSha256: tokenHash(token),
-        exp: claims.exp,
-        kid: signing.kid,
-      },
-    });
-    return { v: PROTOCOL_VERSION, type: 'command', commandId, deliveryId: d.id, action, token };
+        tokenHash: tokenHash(token),
+        status: 'sent',
+        reason: null,
+        issuedAt: t,
+        expiresAt: claims.exp * 1000,
+        ackedAt: null,
+      });
+      await appendEvent(trx, d.id, {
+        at: t,
+        kind: 'command_sent',
+        outcome: 'info',
+        code: null,
+        detail: {
+          commandId,
+          action,
+          jti,
+          tokenSha256: tokenHash(token),
+          exp: claims.exp,
+          kid: signing.kid,
+        },
+      });
+    };
+    return {
+      command: { v: PROTOCOL_VERSION, type: 'command', commandId, deliveryId: d.id, action, token },
+      record,
+    };
   }
 
   /**
@@ -456,11 +473,13 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
         'broker not connected',
       );
       settled('not_sent', 'BROKER_UNAVAILABLE', null);
-      await settleCommand(db, command.commandId, {
-        status: 'timeout',
-        reason: 'BROKER_UNAVAILABLE',
-        ackedAt: null,
-      });
+      await write((trx) =>
+        settleCommand(trx, command.commandId, {
+          status: 'timeout',
+          reason: 'BROKER_UNAVAILABLE',
+          ackedAt: null,
+        }),
+      );
       return { kind: 'broker_unavailable' };
     }
     const started = now();
@@ -483,7 +502,7 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
     if (!check.ok) {
       logger.warn({ event: 'ack.rejected', ...ids, code: check.code }, 'ack refused');
       settled('timeout', check.code, null);
-      await db.transaction().execute(async (trx) => {
+      await write(async (trx) => {
         await settleCommand(trx, command.commandId, { status: 'timeout', reason: check.code, ackedAt: null });
         await appendEvent(trx, d.id, {
           at: t,
@@ -509,7 +528,7 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
     );
     settled(ack.outcome === 'executed' ? 'executed' : 'refused', ack.reason ?? null, t - started);
     if (ack.outcome === 'refused') {
-      await db.transaction().execute(async (trx) => {
+      await write(async (trx) => {
         await settleCommand(trx, command.commandId, {
           status: 'refused',
           reason: ack.reason ?? null,
@@ -526,7 +545,7 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
       });
       return { kind: 'refused', ack };
     }
-    await db.transaction().execute(async (trx) => {
+    await write(async (trx) => {
       await settleCommand(trx, command.commandId, { status: 'executed', reason: null, ackedAt: t });
       await insertVehicleAck(trx, check.evidence);
     });
@@ -540,7 +559,7 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
    * Only without an answer does the request end with mayHaveSucceeded: true.
    */
   async function afterTimeout(d: DeliveryRecord, command: Command, waitedMs: number): Promise<Sent> {
-    await db.transaction().execute(async (trx) => {
+    await write(async (trx) => {
       // Conditional: a late ack may have settled the command since the wait ended (reconcile.ts).
       const moved = await trx
         .updateTable('commands')
@@ -614,7 +633,7 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
     retryAt: number | undefined,
   ): Promise<void> {
     const t = now();
-    await db.transaction().execute(async (trx) => {
+    await write(async (trx) => {
       const current = await findDelivery(trx, d.id);
       await updateDelivery(trx, d.id, {
         updatedAt: t,
@@ -642,7 +661,9 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
     detail: Record<string, unknown>,
     retryAt?: number,
   ): Promise<Sent> {
-    const command = await db.transaction().execute(async (trx) => {
+    // A lock token is not capped by the window: re-locking must stay possible after it ends.
+    const prepared = await prepareCommand(d, 'lock', Number.MAX_SAFE_INTEGER);
+    const command = await write(async (trx) => {
       await appendEvent(trx, d.id, {
         at: now(),
         kind: 'lock_granted',
@@ -650,12 +671,12 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
         code: null,
         detail: { cause, ...detail },
       });
-      // A lock token is not capped by the window: re-locking must stay possible after it ends.
-      return prepareCommand(trx, d, 'lock', Number.MAX_SAFE_INTEGER);
+      await prepared.record(trx);
+      return prepared.command;
     });
     const sent = await send(d, command);
     if (sent.kind === 'executed' && sent.ack.locked) {
-      await db.transaction().execute((trx) =>
+      await write((trx) =>
         confirmLocked(trx, d, LOCKED_KIND[cause], cause, {
           commandId: command.commandId,
           locked: true,
@@ -773,13 +794,16 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
       }
       if (earlier === 'executed') {
         // The earlier unlock opened the car (its ack was lost): this retry is answered without a new command.
-        await appendEvent(db, d.id, {
-          at: now(),
-          kind,
-          outcome: 'info',
-          code: null,
-          detail: { ...ctx, alreadyUnlocked: true },
-        });
+        const at = now();
+        await write((trx) =>
+          appendEvent(trx, d.id, {
+            at,
+            kind,
+            outcome: 'info',
+            code: null,
+            detail: { ...ctx, alreadyUnlocked: true },
+          }),
+        );
         return { status: 'unlocked' };
       }
       if (earlier === 'answered') d = await load(id);
@@ -826,7 +850,8 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
     distance: number,
   ): Promise<{ status: 'unlocked' }> {
     const t = now();
-    const command = await db.transaction().execute(async (trx) => {
+    const prepared = await prepareCommand(d, 'unlock', d.windowEnd);
+    const command = await write(async (trx) => {
       // Reserve the unlock only if nobody else used it meanwhile (another replica, say).
       const reserved = await trx
         .updateTable('deliveries')
@@ -857,11 +882,12 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
           ],
         },
       });
-      return prepareCommand(trx, d, 'unlock', d.windowEnd);
+      await prepared.record(trx);
+      return prepared.command;
     });
     const sent = await send(d, command);
     if (sent.kind === 'executed') {
-      await db.transaction().execute((trx) =>
+      await write((trx) =>
         outcomes.opened(
           trx,
           d,
@@ -879,22 +905,22 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
       if (sent.kind === 'refused') {
         // The car did not open: the reserved unlock is given back. Relative, because the reconciler may have
         // settled an earlier unlock of this delivery meanwhile.
-        await db
-          .updateTable('deliveries')
-          .set((eb) => ({ unlocks_used: eb('unlocks_used', '-', 1), updated_at: now() }))
-          .where('id', '=', d.id)
-          .where('unlocks_used', '>=', 1)
-          .execute();
+        const at = now();
+        await write((trx) =>
+          trx
+            .updateTable('deliveries')
+            .set((eb) => ({ unlocks_used: eb('unlocks_used', '-', 1), updated_at: at }))
+            .where('id', '=', d.id)
+            .where('unlocks_used', '>=', 1)
+            .execute(),
+        );
       } else if (sent.kind === 'timeout' || sent.kind === 'ack_invalid') {
         // No (verified) ack and no answer: the car may have opened. Count it as possibly open so the watchdog locks
         // it after the relock time (harmless if it never opened); its car time is unknown, so no report completes it.
         const at = now();
-        await updateDelivery(db, d.id, {
-          unlockedAt: at,
-          unlockedCarAt: null,
-          relockedAt: null,
-          updatedAt: at,
-        });
+        await write((trx) =>
+          updateDelivery(trx, d.id, { unlockedAt: at, unlockedCarAt: null, relockedAt: null, updatedAt: at }),
+        );
       }
       throw commandError(sent);
     }
@@ -959,7 +985,7 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
             ? 'VEHICLE_NOT_PARKED'
             : null;
       if (!code) continue;
-      await db.transaction().execute(async (trx) => {
+      await write(async (trx) => {
         await updateDelivery(trx, d.id, { parking: { ...d.parking!, invalidCode: code }, updatedAt: t });
         await appendEvent(trx, d.id, {
           at: t,
@@ -974,11 +1000,9 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
     for (const d of await openDeliveriesOf(db, vin)) {
       // Only a report the car made after it opened for this delivery (its own clock) can say it locked again.
       if (mutex.held(d.id) || d.unlockedCarAt === null || message.at <= d.unlockedCarAt) continue;
-      await db
-        .transaction()
-        .execute((trx) =>
-          confirmLocked(trx, d, 'relocked_by_car', 'car', { carTime: message.at, seq: message.seq }),
-        );
+      await write((trx) =>
+        confirmLocked(trx, d, 'relocked_by_car', 'car', { carTime: message.at, seq: message.seq }),
+      );
     }
   }
 
@@ -996,7 +1020,9 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
       });
     }
     const t = now();
-    const command = await db.transaction().execute(async (trx) => {
+    // Like a lock, a revoke is not capped by the window: it must reach the car after the window too.
+    const prepared = await prepareCommand(d, 'revoke', Number.MAX_SAFE_INTEGER);
+    const command = await write(async (trx) => {
       if (d.status !== 'cancelled') {
         await updateDelivery(trx, d.id, { status: 'cancelled', updatedAt: t });
         await appendEvent(trx, d.id, {
@@ -1007,8 +1033,8 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
           detail: { previousStatus: d.status },
         });
       }
-      // Like a lock, a revoke is not capped by the window: it must reach the car after the window too.
-      return prepareCommand(trx, d, 'revoke', Number.MAX_SAFE_INTEGER);
+      await prepared.record(trx);
+      return prepared.command;
     });
     const sent = await send(d, command);
     if (sent.kind === 'reconciled') {
@@ -1024,13 +1050,16 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
     // TOKEN_REVOKED: the car already holds this delivery as revoked (an earlier revoke reached it).
     const confirmed = ack.outcome === 'executed' || ack.reason === 'TOKEN_REVOKED';
     if (confirmed) {
-      await appendEvent(db, d.id, {
-        at: now(),
-        kind: 'vehicle_revoked',
-        outcome: 'granted',
-        code: null,
-        detail: { commandId: command.commandId, action: 'revoke', locked: ack.locked, carTime: ack.at },
-      });
+      const at = now();
+      await write((trx) =>
+        appendEvent(trx, d.id, {
+          at,
+          kind: 'vehicle_revoked',
+          outcome: 'granted',
+          code: null,
+          detail: { commandId: command.commandId, action: 'revoke', locked: ack.locked, carTime: ack.at },
+        }),
+      );
     }
     return confirmed
       ? { status: 'cancelled', vehicle: 'revoked', locked: ack.locked }

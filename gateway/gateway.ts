@@ -1,10 +1,11 @@
 // Owns assembling one gateway replica: store, optional embedded broker, MQTT link, services and HTTP app.
-import { createPrivateKey, randomBytes, randomUUID } from 'node:crypto';
+import { createPrivateKey, randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { type Catalog, TOKEN_ISSUER } from '../protocols/index.ts';
 import { VIN_PATTERN } from '../protocols/vin.ts';
+import { ADMIN_GRANT, createApiKey, type Grant } from './api-keys.ts';
 import { type AuditLog, createAuditLog } from './audit-log.ts';
 import { type Broker, createBroker } from './broker/broker.ts';
 import { type CrlWatch, watchCrl } from './broker/crl-watch.ts';
@@ -12,8 +13,8 @@ import type { Config } from './config.ts';
 import { type ControlService, createControlService, type OnDeliveryRevoked } from './control.ts';
 import { createDeliveryService, type DeliveryService } from './deliveries.ts';
 import { buildApp } from './http/app.ts';
-import { hashApiKey } from './http/auth.ts';
 import { buildMetricsApp } from './http/operations.ts';
+import type { IdempotencyPolicy } from './idempotency.ts';
 import { createKeyRotation, type KeyRotation } from './key-rotation.ts';
 import { createKeyedMutex } from './keyed-mutex.ts';
 import { createLifecycle, type Lifecycle } from './lifecycle.ts';
@@ -22,13 +23,21 @@ import type { Notify } from './notifications.ts';
 import { createReadiness, type ReadinessReport } from './readiness.ts';
 import { createReconciler, type Reconciler } from './reconcile.ts';
 import { createSigningKeyRing, type SigningKeyRing } from './signing-keys.ts';
-import { countOnlineVehicles, insertApiKey, providerOf } from './store/records.ts';
+import { countOnlineVehicles, providerOf } from './store/records.ts';
 import { openStore, type Store } from './store/store.ts';
 import { pinVehicleCertificate } from './vehicle-certs.ts';
 import { createVehicleLimiter } from './vehicle-limiter.ts';
 import { connectVehicleLink, type VehicleLink } from './vehicle-link.ts';
 import { createVehicleService, type VehicleService } from './vehicles.ts';
 import { createRelockWatchdog, type Every, type RelockWatchdog } from './watchdog.ts';
+import {
+  createWebhookDispatcher,
+  type DispatchPolicy,
+  type WebhookDispatcher,
+  type WebhookSender,
+} from './webhooks/dispatcher.ts';
+import { createOutboxNotify } from './webhooks/outbox.ts';
+import { createSecretBox, deriveSecretKey } from './webhooks/secret-box.ts';
 
 export interface GatewayMaterial {
   ca: string;
@@ -66,6 +75,9 @@ export interface GatewayDeps {
   onDeliveryRevoked?: OnDeliveryRevoked;
   /** The relock watchdog's clock and timer (default: `now` and setInterval), so tests need not wait. */
   watchdog?: { now?: () => number; every?: Every };
+  /** Webhook delivery: timings (tests shorten them) and the transport (fetch by default). */
+  webhooks?: { policy?: Partial<DispatchPolicy>; send?: WebhookSender; random?: () => number };
+  idempotency?: Partial<IdempotencyPolicy>;
 }
 
 export interface Gateway {
@@ -91,8 +103,9 @@ export interface Gateway {
   watchdog: RelockWatchdog;
   /** Settles outstanding commands and relocked deliveries from what cars say (sweeps on its own timer too). */
   reconciler: Reconciler;
-  /** Creates an API key, stores only its hash, and returns the key once. */
-  createApiKey(label: string): Promise<string>;
+  webhooks: WebhookDispatcher;
+  /** Creates an API key (admin unless a grant is given), stores only its hash, and returns the key once. */
+  createApiKey(label: string, grant?: Grant): Promise<string>;
   /**
    * The first half of close: refuses new requests (503 SHUTTING_DOWN), lets in-flight commands finish
    * within SHUTDOWN_DRAIN_MS (or drainMs), then ends the ones still waiting as timeouts, so that their
@@ -159,6 +172,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     };
     const vehicles = createVehicleService({
       db: store.db,
+      write: store.write,
       catalog: deps.catalog,
       now,
       newId,
@@ -172,6 +186,21 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
         'linked vehicles without a valid certificate: their acks will be refused',
       );
     }
+    // Webhook secrets are sealed with a key derived from the token-signing key: secret on every replica already.
+    const webhookSecrets = createSecretBox(deriveSecretKey(material.tokenSigningKey));
+    const webhooks = createWebhookDispatcher({
+      db: store.db,
+      secrets: webhookSecrets,
+      logger: logger.child({ component: 'webhooks' }),
+      now,
+      ...deps.webhooks,
+    });
+    const outbox = createOutboxNotify({ newId, onEnqueued: () => webhooks.kick() });
+    // Every domain event goes to the webhook outbox, in the decision's transaction; a caller's notify hears it too.
+    const notify: Notify = async (trx, event) => {
+      await outbox(trx, event);
+      await deps.notify?.(trx, event);
+    };
     // One command at a time per delivery, shared by requests, the watchdog and the reconciler.
     const mutex = createKeyedMutex();
     reconciler = createReconciler({
@@ -183,7 +212,8 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       queryTimeoutMs: config.QUERY_TIMEOUT_MS,
       intervalMs: config.RECONCILE_INTERVAL_MS,
       currentCertificate,
-      ...(deps.notify ? { notify: deps.notify } : {}),
+      write: store.write,
+      notify,
     });
     const startedReconciler = reconciler;
     // Before anything can send: commands a crash left 'sent' have lost their request (PROTOCOL.md §6.5).
@@ -194,6 +224,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     const signingKeys = await createSigningKeyRing(signingKey);
     const service = createDeliveryService({
       db: store.db,
+      write: store.write,
       link: () => link ?? null,
       signer: { keys: signingKeys, issuer: TOKEN_ISSUER },
       currentCertificate,
@@ -216,7 +247,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
         { burst: config.VEHICLE_COMMAND_BURST, perMinute: config.VEHICLE_COMMANDS_PER_MIN },
         now,
       ),
-      ...(deps.notify ? { notify: deps.notify } : {}),
+      notify,
     });
     const linkLogger = logger.child({ component: 'vehicle-link' });
     link = await connectVehicleLink({
@@ -323,6 +354,10 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       requestTimeoutMs: config.HTTP_REQUEST_TIMEOUT_MS,
       audit,
       control,
+      webhookSecrets,
+      now,
+      newId,
+      ...(deps.idempotency ? { idempotency: deps.idempotency } : {}),
       operations: {
         metrics,
         serveMetrics: metricsApp === null,
@@ -333,6 +368,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     // Started last, on a store that may hold unlocks from before a restart: those are swept like any other.
     startedWatchdog.start(config.WATCHDOG_INTERVAL_S * 1000);
     void startedReconciler.sweep();
+    webhooks.start();
     let closeLink: Promise<void> | null = null;
     const endLink = (): Promise<void> => {
       closeLink ??= connectedLink.close();
@@ -359,6 +395,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     const shutdown = async (options: { drainMs?: number }): Promise<void> => {
       await drain(options);
       await startedWatchdog.stop();
+      await webhooks.stop();
       crlWatch?.close();
       clearInterval(checkpointTimer);
       await app.close();
@@ -391,15 +428,10 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       control,
       watchdog: startedWatchdog,
       reconciler: startedReconciler,
-      async createApiKey(label) {
-        const key = `ck_${randomBytes(24).toString('base64url')}`;
-        await insertApiKey(store.db, {
-          id: `key_${newId()}`,
-          hash: hashApiKey(key),
-          label,
-          createdAt: now(),
-        });
-        return key;
+      webhooks,
+      async createApiKey(label, grant = ADMIN_GRANT) {
+        const made = await createApiKey(store.db, { label, grant, now: now(), id: `key_${newId()}` });
+        return made.key;
       },
       drain,
       close(options = {}) {

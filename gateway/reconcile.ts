@@ -7,6 +7,7 @@ import { checkSignedAck } from './acks.ts';
 import { createDeliveryOutcomes } from './delivery-outcomes.ts';
 import type { KeyedMutex } from './keyed-mutex.ts';
 import type { Notify } from './notifications.ts';
+import type { Write } from './store/group-commit.ts';
 import {
   appendEvent,
   type CommandRecord,
@@ -19,7 +20,10 @@ import type { CommandsTable, Database } from './store/schema.ts';
 import type { VehicleLink } from './vehicle-link.ts';
 
 export interface ReconcilerDeps {
+  /** For reads. */
   db: Kysely<Database>;
+  /** Every write goes through here (store.write): atomic per unit, durable before it resolves. */
+  write: Write;
   /** The MQTT link, once connected; null while there is none. */
   link: () => Pick<VehicleLink, 'connected' | 'query'> | null;
   /** The deliveries' mutex: a delivery a request holds is that request's to settle. */
@@ -79,7 +83,7 @@ export interface Reconciler {
 }
 
 export function createReconciler(deps: ReconcilerDeps): Reconciler {
-  const { db, guard, now, logger } = deps;
+  const { db, write, guard, now, logger } = deps;
   const outcomes = createDeliveryOutcomes({ now, ...(deps.notify ? { notify: deps.notify } : {}) });
   const running = new Map<string, Promise<void>>();
   const again = new Set<string>();
@@ -199,7 +203,7 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
    */
   async function applyAnswer(vin: string, report: StateReport, asked: readonly string[], holding?: string) {
     const reported = report.commands ? new Map(report.commands.map((c) => [c.commandId, c])) : null;
-    await db.transaction().execute(async (trx) => {
+    await write(async (trx) => {
       const open = new Set<string>();
       const facts = { by: 'state_query' as const, locked: report.locked, carTime: report.at };
       const all = await trx
@@ -374,16 +378,18 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
               { event: 'ack.rejected', vin, commandId: c.id, code: check.code, late: true },
               'late ack refused',
             );
-            await appendEvent(db, c.delivery_id, {
-              at: t,
-              kind: 'ack_rejected',
-              outcome: 'denied',
-              code: check.code,
-              detail: { commandId: c.id, action: c.action, late: true },
-            });
+            await write((trx) =>
+              appendEvent(trx, c.delivery_id, {
+                at: t,
+                kind: 'ack_rejected',
+                outcome: 'denied',
+                code: check.code,
+                detail: { commandId: c.id, action: c.action, late: true },
+              }),
+            );
             return;
           }
-          await db.transaction().execute((trx) => applyLateAck(trx, c, ack, check.evidence));
+          await write((trx) => applyLateAck(trx, c, ack, check.evidence));
         })(),
       );
     },
@@ -420,6 +426,8 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
       const mine = (c: CommandsTable) => c.delivery_id === deliveryId && c.action === 'unlock';
       const earlier = (await outstandingOf(db, vin, deliveryId)).filter(mine).map((c) => c.id);
       if (earlier.length === 0) return 'none';
+      // A car whose will announced it offline would only get the query queued at the broker: it cannot answer.
+      if (await knownOffline(vin)) return 'unreachable';
       if ((await track(askAndApply(vin, deliveryId, mine))) === null) return 'unreachable';
       if ((await outstandingOf(db, vin, deliveryId)).filter(mine).length > 0) return 'unreachable';
       const settled = await db
@@ -435,7 +443,7 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
       const orphans = await db.selectFrom('commands').selectAll().where('status', '=', 'sent').execute();
       const t = now();
       for (const c of orphans) {
-        await db.transaction().execute(async (trx) => {
+        await write(async (trx) => {
           const moved = await trx
             .updateTable('commands')
             .set({ status: 'timeout', reason: 'GATEWAY_RESTARTED' })

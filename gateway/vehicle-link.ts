@@ -1,6 +1,7 @@
 // Owns the gateway's MQTT connection: speaks each car's provider dialect, matches acks to commands and state
 // reports to queries, and hands canonical state messages on (PROVIDERS.md §2).
 import { randomBytes } from 'node:crypto';
+import type { Socket } from 'node:net';
 import mqtt, { type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import {
@@ -135,6 +136,12 @@ export async function connectVehicleLink(deps: VehicleLinkDeps): Promise<Vehicle
       }
     }
   };
+  // Commands are latency-bound small writes; Nagle's algorithm would hold one back for the broker's
+  // delayed ACK (about 40 ms). The stream is new after every reconnect.
+  const noDelay = (): void => {
+    (client.stream as Partial<Socket> | undefined)?.setNoDelay?.(true);
+  };
+  noDelay();
 
   // One message at a time, in arrival order: the provider lookup is asynchronous, and a later state report
   // must not overtake an earlier one of the same car.
@@ -150,6 +157,7 @@ export async function connectVehicleLink(deps: VehicleLinkDeps): Promise<Vehicle
       });
   });
   client.on('connect', () => {
+    noDelay();
     // clean sessions: subscriptions must be renewed after every reconnect.
     client.subscribe([...GATEWAY_SUBSCRIPTIONS], { qos: 1 });
   });

@@ -10,7 +10,8 @@ import {
   vinProblem,
 } from '../protocols/index.ts';
 import { ApiError } from './errors.ts';
-import { appendAudit, withinTransaction } from './store/audit.ts';
+import { appendAudit } from './store/audit.ts';
+import type { Write } from './store/group-commit.ts';
 import {
   findVehicle,
   insertLocation,
@@ -57,7 +58,10 @@ function isExactConsent(consent: readonly string[]): boolean {
 }
 
 export interface VehicleServiceDeps {
+  /** For reads. */
   db: Kysely<Database>;
+  /** Writes go through here (store.write): atomic per unit, durable before it resolves, commits shared. */
+  write: Write;
   catalog: Catalog;
   now: () => number;
   newId: () => string;
@@ -67,7 +71,7 @@ export interface VehicleServiceDeps {
 }
 
 export function createVehicleService(deps: VehicleServiceDeps) {
-  const { db, now } = deps;
+  const { db, write, now } = deps;
 
   async function link(input: LinkInput): Promise<VehicleRecord> {
     if (input.consent !== undefined && !isExactConsent(input.consent)) {
@@ -107,7 +111,7 @@ export function createVehicleService(deps: VehicleServiceDeps) {
       linkedAt,
       certPem: pinned.certificate.toString(),
     };
-    await withinTransaction(db, async (trx) => {
+    await write(async (trx) => {
       // A VIN unlinked before keeps its row (its deliveries refer to it) and is linked again in place.
       if (existing) await relinkVehicle(trx, record);
       else await insertVehicle(trx, record);
@@ -145,7 +149,7 @@ export function createVehicleService(deps: VehicleServiceDeps) {
       throw new ApiError('RADIUS_TOO_LARGE', { detail: `radiusM at most ${deps.maxRadiusM}` });
     }
     const location: LocationRecord = { id: `loc_${deps.newId()}`, ...input, createdAt: now() };
-    await withinTransaction(db, async (trx) => {
+    await write(async (trx) => {
       await insertLocation(trx, location);
       await appendAudit(trx, {
         at: location.createdAt,
@@ -167,20 +171,23 @@ export function createVehicleService(deps: VehicleServiceDeps) {
 
   /** Applies a state or presence message from a car; unlinked cars are ignored. */
   async function observe(vin: string, message: StateMessage): Promise<void> {
+    const seenAt = now();
     if (message.type === 'presence') {
-      await recordVehicleState(db, vin, { online: false, seenAt: now() });
+      await write((trx) => recordVehicleState(trx, vin, { online: false, seenAt }));
       return;
     }
     const doorsOpen = Object.values(message.doors).some((d) => d === 'open') || message.trunk === 'open';
-    await recordVehicleState(db, vin, {
-      online: true,
-      locked: message.locked,
-      position: message.position,
-      ignition: message.ignition,
-      doorsOpen,
-      seenAt: now(),
-      seq: message.seq,
-    });
+    await write((trx) =>
+      recordVehicleState(trx, vin, {
+        online: true,
+        locked: message.locked,
+        position: message.position,
+        ignition: message.ignition,
+        doorsOpen,
+        seenAt,
+        seq: message.seq,
+      }),
+    );
   }
 
   /**

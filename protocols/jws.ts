@@ -1,6 +1,5 @@
 // Owns the checks every gateway-signed compact JWS passes before its payload is read (TOKEN.md §5 steps 1-8).
-import type { KeyObject } from 'node:crypto';
-import { compactVerify } from 'jose';
+import { type KeyObject, sign, verify } from 'node:crypto';
 import { TokenError, type VerifyErrorCode } from './errors.ts';
 import { parseStrictJson, StrictJsonError } from './strict-json.ts';
 
@@ -11,6 +10,9 @@ export const KID_PATTERN = /^[A-Za-z0-9_-]{8,64}$/;
 const HEADER_MEMBERS = new Set(['alg', 'typ', 'kid']);
 const SEGMENT = /^[A-Za-z0-9_-]+$/;
 const ED25519_SIGNATURE_BYTES = 64;
+/** The one key type EdDSA names here (RFC 8037 §3.1: Ed25519); anything else is refused, not tried. */
+const KEY_TYPE = 'ed25519';
+const b64url = (bytes: string | Uint8Array): string => Buffer.from(bytes).toString('base64url');
 /** A header is a flat object; a little room is left so a nested member is named by step 4, not step 2. */
 const HEADER_MAX_DEPTH = 4;
 
@@ -123,15 +125,16 @@ export async function verifyGatewayJws(
       throw new TokenError('TOKEN_TOO_LARGE', `above ${profile.maxBytes} bytes`);
     }
   });
-  const { header, signature } = run('structure', () => {
+  const { header, payloadBytes, signature } = run('structure', () => {
     const parts = token.split('.');
     if (parts.length !== 3 || !parts.every((p) => SEGMENT.test(p))) {
       throw new TokenError('TOKEN_MALFORMED', 'not three base64url segments');
     }
     const [h, p, s] = parts as [string, string, string];
-    decodeCanonical(p);
+    const payloadBytes = decodeCanonical(p);
     return {
       header: parseJsonObject(decodeCanonical(h), 'TOKEN_MALFORMED', 'header', HEADER_MAX_DEPTH),
+      payloadBytes,
       signature: decodeCanonical(s),
     };
   });
@@ -164,12 +167,37 @@ export async function verifyGatewayJws(
     if (signature.length !== ED25519_SIGNATURE_BYTES) {
       throw new TokenError('TOKEN_SIGNATURE_INVALID', 'signature length');
     }
-    try {
-      // OpenSSL also refuses a non-canonical S (S ≥ L, RFC 8032 §5.1.7), so signatures are not malleable.
-      return (await compactVerify(token, trusted.publicKey, { algorithms: [GATEWAY_JWS_ALG] })).payload;
-    } catch {
+    if (!signatureHolds(token, signature, trusted.publicKey)) {
       throw new TokenError('TOKEN_SIGNATURE_INVALID', 'signature does not verify');
     }
+    return payloadBytes;
   });
   return { kid: trusted.kid, payload };
+}
+
+/**
+ * RFC 7515 §5.2 step 8 for EdDSA: the signature over the first two segments, with the pinned key, which must
+ * be Ed25519. node:crypto's one-shot verify is synchronous: no trip through WebCrypto and the thread pool.
+ * OpenSSL also refuses a non-canonical S (S ≥ L, RFC 8032 §5.1.7), so signatures are not malleable.
+ */
+function signatureHolds(token: string, signature: Buffer, publicKey: KeyObject): boolean {
+  if (publicKey.type !== 'public' || publicKey.asymmetricKeyType !== KEY_TYPE) return false;
+  try {
+    return verify(null, Buffer.from(token.slice(0, token.lastIndexOf('.'))), publicKey, signature);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Signs a payload as a gateway compact JWS (RFC 7515 §7.1) with header {alg, typ, kid} in that order. Ed25519
+ * is deterministic (RFC 8032), so this is byte for byte what jose's CompactSign makes, without its trip
+ * through WebCrypto and the thread pool.
+ */
+export function signGatewayJws(payload: Uint8Array, typ: string, kid: string, privateKey: KeyObject): string {
+  if (privateKey.type !== 'private' || privateKey.asymmetricKeyType !== KEY_TYPE) {
+    throw new TypeError('a gateway JWS signing key must be an Ed25519 private key');
+  }
+  const signingInput = `${b64url(JSON.stringify({ alg: GATEWAY_JWS_ALG, typ, kid }))}.${b64url(payload)}`;
+  return `${signingInput}.${sign(null, Buffer.from(signingInput), privateKey).toString('base64url')}`;
 }

@@ -1,6 +1,5 @@
 // Owns the access token: claims, minting, and the car-side verification pipeline (TOKEN.md §3-§5).
 import type { KeyObject } from 'node:crypto';
-import { CompactSign } from 'jose';
 import { z } from 'zod';
 import { TokenError, type TokenErrorCode } from './errors.ts';
 import {
@@ -8,6 +7,7 @@ import {
   type KeyRing,
   KID_PATTERN,
   parseJsonObject,
+  signGatewayJws,
   stepRunner,
   type VerifyStep,
   verifyGatewayJws,
@@ -111,16 +111,17 @@ export interface MintInput {
   claims: TokenClaims;
 }
 
-/** Signs claims as a compact JWS after checking them against the same rules the car applies. */
+/**
+ * Signs claims as a compact JWS (RFC 7515 §7.1) after checking them against the same rules the car applies.
+ * node:crypto's one-shot Ed25519 signs it, byte for byte what jose's CompactSign makes (signGatewayJws).
+ */
 export async function mintAccessToken({ privateKey, kid, claims }: MintInput): Promise<string> {
   const valid = TokenClaimsSchema.parse(claims);
   if (valid.exp - valid.nbf > MAX_TOKEN_LIFETIME_S || valid.exp <= valid.nbf || valid.iat > valid.nbf) {
     throw new TokenError('TOKEN_LIFETIME_EXCEEDED', 'token lifetime outside (0, max]');
   }
   if (!KID_PATTERN.test(kid)) throw new TokenError('TOKEN_KID_UNKNOWN', 'kid syntax');
-  return new CompactSign(new TextEncoder().encode(JSON.stringify(valid)))
-    .setProtectedHeader({ alg: TOKEN_ALG, typ: TOKEN_TYP, kid })
-    .sign(privateKey);
+  return signGatewayJws(new TextEncoder().encode(JSON.stringify(valid)), TOKEN_TYP, kid, privateKey);
 }
 
 export interface ClaimsInput {

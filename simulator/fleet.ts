@@ -50,6 +50,14 @@ export interface StartFleetDeps {
   now?: () => number | null;
   failsafeRelockMs?: number;
   reportIntervalMs?: number;
+  /** How often each car checks its fail-safe relock; the transport's default (250 ms) when unset. */
+  tickIntervalMs?: number;
+  /** Cars connecting at once; unbounded by default. A large fleet keeps this near the broker's accept backlog. */
+  connectConcurrency?: number;
+  /** Told after each car has connected and subscribed. */
+  onConnected?: (connected: number, total: number) => void;
+  /** Builds each car's replay guard; by default a file `<VIN>.replay.json` in dataDir, fsynced per claim. */
+  replayStoreFor?: (vin: string) => ReplayStore;
   /** Defaults to the seed catalog. */
   catalog?: Catalog;
   /** Simulate vehicles the catalog does not support too (to exercise the gateway's refusals). */
@@ -63,7 +71,6 @@ export interface StartFleetDeps {
   createClient?: ClientFactory;
   /** Fault injection; each car gets its own injector from it, and its clock through it. */
   faults?: FleetFaults;
-  tickIntervalMs?: number;
 }
 
 /** One simulated car. After a reboot `car`, `connection` and its stores are new objects in the same record. */
@@ -105,6 +112,29 @@ export const revocationFileFor = (dataDir: string, vin: string): string =>
   join(dataDir, `${vin}.revoked.json`);
 export const keyFileFor = (dataDir: string, vin: string): string => join(dataDir, `${vin}.keys.json`);
 
+/** Runs work over items with at most `limit` in flight; settles every item like Promise.allSettled. */
+async function settleAll<T, R>(
+  items: readonly T[],
+  limit: number,
+  work: (item: T) => Promise<R>,
+): Promise<PromiseSettledResult<R>[]> {
+  const results: PromiseSettledResult<R>[] = new Array(items.length);
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < items.length) {
+      const index = next++;
+      try {
+        results[index] = { status: 'fulfilled', value: await work(items[index] as T) };
+      } catch (reason) {
+        results[index] = { status: 'rejected', reason };
+      }
+    }
+  };
+  const lanes = Math.max(1, Math.min(limit, items.length));
+  await Promise.all(Array.from({ length: lanes }, lane));
+  return results;
+}
+
 /** Connects every selected car; if any fails to connect, the others are closed again and the first error thrown. */
 export async function startFleet(deps: StartFleetDeps): Promise<Fleet> {
   const catalog = deps.catalog ?? loadSeeds().catalog;
@@ -132,11 +162,13 @@ export async function startFleet(deps: StartFleetDeps): Promise<Fleet> {
     const carClock = faults ? () => faults.carTime() : clock;
     const onError = (what: string) => (err: unknown) =>
       log.error({ vin: vehicle.vin, err: String(err) }, `${what} not written`);
-    const replay = createFileReplayStore({
-      file: replayFileFor(deps.dataDir, vehicle.vin),
-      capacity: deps.replayCapacity ?? DEFAULT_REPLAY_CAPACITY,
-      onError: onError('replay store'),
-    });
+    const replay =
+      deps.replayStoreFor?.(vehicle.vin) ??
+      createFileReplayStore({
+        file: replayFileFor(deps.dataDir, vehicle.vin),
+        capacity: deps.replayCapacity ?? DEFAULT_REPLAY_CAPACITY,
+        onError: onError('replay store'),
+      });
     const revocations = createFileRevocationStore({
       file: revocationFileFor(deps.dataDir, vehicle.vin),
       capacity: DEFAULT_REVOCATION_CAPACITY,
@@ -195,12 +227,17 @@ export async function startFleet(deps: StartFleetDeps): Promise<Fleet> {
     return { car, connection, replay, revocations, keys };
   };
 
-  const started = await Promise.allSettled(
-    selected.map(async (vehicle): Promise<FleetCar> => {
+  let connected = 0;
+  const started = await settleAll(
+    selected,
+    deps.connectConcurrency ?? Number.POSITIVE_INFINITY,
+    async (vehicle): Promise<FleetCar> => {
       const faults = deps.faults?.forCar(vehicle.vin) ?? null;
       const executed: ExecutedCommand[] = [];
-      return { vehicle, faults, executed, ...(await boot(vehicle, faults, executed)) };
-    }),
+      const booted = await boot(vehicle, faults, executed);
+      deps.onConnected?.(++connected, selected.length);
+      return { vehicle, faults, executed, ...booted };
+    },
   );
 
   const cars = new Map<string, FleetCar>();

@@ -953,6 +953,16 @@ describe('fleet issuance', () => {
     expect(readFileSync(devPkiPaths(dir).caCert, 'utf8')).toBe(caPem);
   });
 
+  it('issues the VINs a vinOf option names', async () => {
+    const dir = tempDir();
+    const vins = ['1G1ZE5ST5KF100231', '1GNSKBKC3FR200114'];
+    const report = await issueFleet({ dir, count: 2, vinOf: (i) => vins[i] as string });
+    expect([report.firstVin, report.lastVin]).toEqual(vins);
+    for (const vin of vins) {
+      expect(vinFromCertificate(x509(readFileSync(devPkiPaths(dir).vehicleCert(vin), 'utf8')))).toBe(vin);
+    }
+  });
+
   it('composes distinct valid synthetic VINs across plants', async () => {
     const sample = [0, 1, 999_999, 1_000_000, 22_999_999].map(syntheticVin);
     for (const vin of sample) expect(vinProblem(vin)).toBeNull();

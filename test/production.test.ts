@@ -5,10 +5,10 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createCa, devPkiPaths, ensureDevPki, writeIdentity } from '../certs/index.ts';
+import { ADMIN_GRANT, insertGrantedKey } from '../gateway/api-keys.ts';
 import { bootGateway, DEV_API_KEY_LABEL, StartupError } from '../gateway/bootstrap.ts';
 import { parseConfig } from '../gateway/config.ts';
 import { hashApiKey } from '../gateway/http/auth.ts';
-import { insertApiKey } from '../gateway/store/records.ts';
 import { openStore } from '../gateway/store/store.ts';
 import { loadSeeds } from '../seeds/index.ts';
 
@@ -36,11 +36,13 @@ async function productionPki(): Promise<void> {
 
 async function storeKey(label: string, key = `ck_${'k'.repeat(32)}`): Promise<string> {
   const store = await openStore({ kind: 'sqlite', file: join(dataDir(), 'gateway.sqlite') });
-  await insertApiKey(store.db, {
+  // An operator's key, as `npm run keys -- create` makes one: an admin grant.
+  await insertGrantedKey(store.db, {
     id: `key_${label.length}`,
     hash: hashApiKey(key),
     label,
     createdAt: Date.now(),
+    grant: ADMIN_GRANT,
   });
   await store.close();
   return key;

@@ -1,5 +1,6 @@
 // Unit tests of the wire contract's pure logic: VIN rules, topics, strict JSON, and the token pipeline.
 import { generateKeyPairSync } from 'node:crypto';
+import { CompactSign, compactVerify } from 'jose';
 import { describe, expect, it } from 'vitest';
 import {
   buildClaims,
@@ -194,6 +195,30 @@ describe('access token', () => {
       if (!verdict.ok) expect(verdict.code).toBe(code);
     });
   }
+
+  it('mints exactly the JWS jose would, and jose verifies it', async () => {
+    const f = await fixture();
+    const token = await f.mint();
+    const jose = await new CompactSign(new TextEncoder().encode(JSON.stringify(f.claims())))
+      .setProtectedHeader({ alg: 'EdDSA', typ: TOKEN_TYP, kid: f.jwk.kid })
+      .sign(f.privateKey);
+    expect(token).toBe(jose);
+    const pinned = f.keys.get(f.jwk.kid)?.publicKey;
+    if (!pinned) throw new Error('no pinned key');
+    const { payload } = await compactVerify(token, pinned, { algorithms: ['EdDSA'] });
+    expect(JSON.parse(new TextDecoder().decode(payload))).toEqual(f.claims());
+  });
+
+  it('signs and verifies with Ed25519 keys only', async () => {
+    const f = await fixture();
+    const ec = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+    await expect(
+      mintAccessToken({ privateKey: ec.privateKey, kid: f.jwk.kid, claims: f.claims() }),
+    ).rejects.toThrow(TypeError);
+    const keys = new Map([[f.jwk.kid, { kid: f.jwk.kid, publicKey: ec.publicKey }]]);
+    const verdict = await verifyAccessToken(await f.mint(), f.ctx({ keys }));
+    expect(verdict.ok ? null : verdict.code).toBe('TOKEN_SIGNATURE_INVALID');
+  });
 
   it('refuses a replay and does not consume the jti of a refused token', async () => {
     const f = await fixture();

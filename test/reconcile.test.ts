@@ -181,6 +181,7 @@ beforeEach(async () => {
   };
   reconciler = createReconciler({
     db: store.db,
+    write: store.write,
     link: () => link,
     guard,
     now: () => NOW,

@@ -349,6 +349,22 @@ describe('connectCar', () => {
     await conn.close();
   });
 
+  it('runs a tick timer only while a fail-safe relock is pending', async () => {
+    const conn = await connect({ reportIntervalMs: 10_000 });
+    const client = fake.clients[0] as FakeClient;
+    const idle = vi.getTimerCount();
+    await client.deliver(await commandFor('unlock'));
+    expect(vi.getTimerCount()).toBe(idle + 1);
+    await client.deliver(await commandFor('lock'));
+    expect(vi.getTimerCount()).toBe(idle);
+    await client.deliver(await commandFor('unlock'));
+    time += RELOCK_MS;
+    vi.advanceTimersByTime(250);
+    expect(car.snapshot().locked).toBe(true);
+    expect(vi.getTimerCount()).toBe(idle);
+    await conn.close();
+  });
+
   it('reconnects with backoff after a drop, keeping the stores, then resubscribes and reports', async () => {
     const conn = await connect();
     const client = fake.clients[0] as FakeClient;
@@ -601,6 +617,42 @@ describe('startFleet', () => {
         createClient: fake.create,
       }),
     ).rejects.toMatchObject({ code: 'SIM_ARGS_INVALID' });
+  });
+
+  it('connects at most connectConcurrency cars at once, reports progress and uses the given replay stores', async () => {
+    const vehicles = loadSeeds().vehicles.slice(0, 6);
+    const fake = factory();
+    const progress: Array<[number, number]> = [];
+    let maxInFlight = 0;
+    const create: ClientFactory = (url, options) => {
+      maxInFlight = Math.max(maxInFlight, fake.clients.length + 1 - progress.length);
+      return fake.create(url, options);
+    };
+    const stores: string[] = [];
+    const fleet = await startFleet({
+      brokerUrl: 'mqtts://h:1',
+      vehicles,
+      pki,
+      trustedKeys,
+      dataDir: dir,
+      includeIncompatible: true,
+      now: () => NOW,
+      connectConcurrency: 2,
+      onConnected: (done, total) => progress.push([done, total]),
+      replayStoreFor: (vin) => {
+        stores.push(vin);
+        return createMemoryReplayStore({ capacity: 10 });
+      },
+      createClient: create,
+    });
+    expect(fleet.cars.size).toBe(6);
+    expect(maxInFlight).toBe(2);
+    expect(progress).toEqual([1, 2, 3, 4, 5, 6].map((n) => [n, 6]));
+    expect(stores.sort()).toEqual(vehicles.map((v) => v.vin).sort());
+    await fake.clients.find((c) => c.options.clientId === VIN)?.deliver(await commandFor('unlock'));
+    expect(fleet.car(VIN).car.snapshot().locked).toBe(false);
+    expect(existsSync(replayFileFor(dir, VIN))).toBe(false);
+    await fleet.stop();
   });
 
   it('closes the cars that connected when another one fails', async () => {

@@ -1,5 +1,5 @@
 // Owns the HTTP API: buildApp(deps) returns a Fastify instance with every route, without listening.
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import rateLimit from '@fastify/rate-limit';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
@@ -9,13 +9,19 @@ import type { AuditLog } from '../audit-log.ts';
 import type { ControlService } from '../control.ts';
 import type { DeliveryService, DeliveryView as DeliveryViewModel } from '../deliveries.ts';
 import { ApiError } from '../errors.ts';
+import { DEFAULT_IDEMPOTENCY_POLICY, type IdempotencyPolicy } from '../idempotency.ts';
 import type { LocationRecord, VehicleRecord } from '../store/records.ts';
 import type { Database } from '../store/schema.ts';
 import type { VehicleService } from '../vehicles.ts';
+import { createSecretBox, type SecretBox } from '../webhooks/secret-box.ts';
+import { callerOf, canSeeOwner, carrierForNewDelivery, registerAccessCheck } from './access.ts';
 import { registerAuditApi } from './audit.ts';
 import { registerAuth } from './auth.ts';
+import { registerIdempotency } from './idempotency.ts';
+import { OPENAPI_PATH, registerOpenApi } from './openapi.ts';
 import { type OperationsDeps, registerOperations } from './operations.ts';
 import { registerProblemHandlers } from './problem.ts';
+import { registerWebhookRoutes } from './routes-webhooks.ts';
 import {
   ActionParams,
   CancelView,
@@ -36,6 +42,7 @@ import {
   VehicleView,
   VinParams,
 } from './schemas.ts';
+import { registerScopeCheck } from './scopes.ts';
 
 export interface AppDeps {
   db: Kysely<Database>;
@@ -54,6 +61,11 @@ export interface AppDeps {
   operations?: OperationsDeps;
   /** The audit trail: its routes, and one entry per mutating request (protocols/AUDIT.md). */
   audit?: AuditLog;
+  /** Seals webhook secrets; the dispatcher must open them with the same key (an ephemeral one otherwise). */
+  webhookSecrets?: SecretBox;
+  idempotency?: Partial<IdempotencyPolicy>;
+  now?: () => number;
+  newId?: () => string;
 }
 
 const iso = (ms: number): string => new Date(ms).toISOString();
@@ -108,10 +120,11 @@ const deliveryView = (
     : null,
   unlockedAt: d.unlockedAt === null ? null : iso(d.unlockedAt),
   relockedAt: d.relockedAt === null ? null : iso(d.relockedAt),
+  carrierId: d.carrierId ?? null,
   ...(d.timeline ? { timeline: d.timeline.map((e) => ({ ...e, at: iso(e.at) })) } : {}),
 });
 
-const PUBLIC_ROUTES = new Set(['/healthz', '/readyz', '/metrics']);
+const PUBLIC_ROUTES = new Set(['/healthz', '/readyz', '/metrics', OPENAPI_PATH]);
 
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
@@ -148,6 +161,17 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         detail: `at most ${ctx.max} requests a minute per API key; retry in ${ctx.after}`,
       }),
   });
+  registerScopeCheck(app);
+  registerAccessCheck(app, deps.db);
+  const now = deps.now ?? Date.now;
+  const secrets = deps.webhookSecrets ?? createSecretBox(randomBytes(32));
+  registerIdempotency(app, {
+    db: deps.db,
+    now,
+    policy: { ...DEFAULT_IDEMPOTENCY_POLICY, ...deps.idempotency },
+    box: secrets,
+  });
+  await registerOpenApi(app, PUBLIC_ROUTES);
   if (deps.audit) registerAuditApi(app, deps.audit);
 
   const r = app.withTypeProvider<ZodTypeProvider>();
@@ -156,20 +180,32 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   r.post(
     '/v1/vehicles',
-    { schema: { body: LinkVehicleBody, response: { 201: VehicleView } } },
+    { config: { scopes: ['vehicles'] }, schema: { body: LinkVehicleBody, response: { 201: VehicleView } } },
     async (req, reply) => {
       const v = await deps.vehicles.link(req.body);
       return reply.code(201).send(vehicleView(v));
     },
   );
-  r.get('/v1/vehicles', async () => ({ vehicles: (await deps.vehicles.list()).map(vehicleView) }));
-  r.get('/v1/vehicles/:vin', { schema: { params: VinParams, response: { 200: VehicleView } } }, async (req) =>
-    vehicleView(await deps.vehicles.get(req.params.vin)),
+  r.get('/v1/vehicles', { config: { scopes: ['vehicles'] } }, async (req) => ({
+    vehicles: (await deps.vehicles.list())
+      .filter((v) => canSeeOwner(callerOf(req), v.ownerId))
+      .map(vehicleView),
+  }));
+  r.get(
+    '/v1/vehicles/:vin',
+    {
+      config: { scopes: ['vehicles'], resource: 'vehicle' },
+      schema: { params: VinParams, response: { 200: VehicleView } },
+    },
+    async (req) => vehicleView(await deps.vehicles.get(req.params.vin)),
   );
   // Unlinking revokes everything in flight: see ControlService.unlink.
   r.delete(
     '/v1/vehicles/:vin',
-    { schema: { params: VinParams, response: { 200: UnlinkView } } },
+    {
+      config: { scopes: ['vehicles'], resource: 'vehicle' },
+      schema: { params: VinParams, response: { 200: UnlinkView } },
+    },
     async (req) => ({
       ...(await deps.control.unlink(req.params.vin)),
       unlinked: true as const,
@@ -177,18 +213,27 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   );
   r.post(
     '/v1/vehicles/:vin/block',
-    { schema: { params: VinParams, body: ReasonBody, response: { 200: VehicleBlockView } } },
+    {
+      config: { scopes: ['blocking'], resource: 'vehicle' },
+      schema: { params: VinParams, body: ReasonBody, response: { 200: VehicleBlockView } },
+    },
     async (req) => deps.control.blockVehicle(req.params.vin, req.body?.reason),
   );
   r.post(
     '/v1/vehicles/:vin/unblock',
-    { schema: { params: VinParams, body: EmptyBody, response: { 200: VehicleBlockView } } },
+    {
+      config: { scopes: ['blocking'], resource: 'vehicle' },
+      schema: { params: VinParams, body: EmptyBody, response: { 200: VehicleBlockView } },
+    },
     async (req) => deps.control.unblockVehicle(req.params.vin),
   );
 
   r.post(
     '/v1/locations',
-    { schema: { body: CreateLocationBody, response: { 201: LocationView } } },
+    {
+      config: { scopes: ['locations'] },
+      schema: { body: CreateLocationBody, response: { 201: LocationView } },
+    },
     async (req, reply) => {
       const l = await deps.vehicles.addLocation(req.body);
       return reply.code(201).send(locationView(l));
@@ -197,55 +242,86 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   r.post(
     '/v1/deliveries',
-    { schema: { body: CreateDeliveryBody, response: { 201: DeliveryView } } },
+    {
+      config: { scopes: ['deliveries'] },
+      schema: { body: CreateDeliveryBody, response: { 201: DeliveryView } },
+    },
     async (req, reply) => {
-      const { window, ...rest } = req.body;
+      const { window, carrierId, ...rest } = req.body;
       const d = await deps.deliveries.schedule({
         ...rest,
         window: {
           start: Date.parse(window.start),
           ...(window.end === undefined ? {} : { end: Date.parse(window.end) }),
         },
+        carrierId: carrierForNewDelivery(callerOf(req), carrierId),
       });
       return reply.code(201).send(deliveryView(d));
     },
   );
   r.get(
     '/v1/deliveries/:id',
-    { schema: { params: IdParams, response: { 200: DeliveryView } } },
+    {
+      config: { scopes: ['deliveries', 'timelines:read'], resource: 'delivery' },
+      schema: { params: IdParams, response: { 200: DeliveryView } },
+    },
     async (req) => deliveryView(await deps.deliveries.view(req.params.id)),
   );
-  r.post('/v1/deliveries/:id/unlock', { schema: { params: IdParams, body: UnlockBody } }, async (req) =>
-    deps.deliveries.unlock(req.params.id, req.body),
+  const command = { scopes: ['commands'], resource: 'delivery', command: true } as const;
+  r.post(
+    '/v1/deliveries/:id/unlock',
+    { config: command, schema: { params: IdParams, body: UnlockBody } },
+    async (req) => deps.deliveries.unlock(req.params.id, req.body),
   );
-  r.post('/v1/deliveries/:id/lock', { schema: { params: IdParams, body: LockBody } }, async (req) =>
-    deps.deliveries.lock(req.params.id, req.body),
+  r.post(
+    '/v1/deliveries/:id/lock',
+    { config: command, schema: { params: IdParams, body: LockBody } },
+    async (req) => deps.deliveries.lock(req.params.id, req.body),
   );
   r.post(
     '/v1/deliveries/:id/parking',
-    { schema: { params: IdParams, body: EmptyBody, response: { 200: ParkingView } } },
+    {
+      config: { scopes: ['parking'], resource: 'delivery' },
+      schema: { params: IdParams, body: EmptyBody, response: { 200: ParkingView } },
+    },
     async (req) => deps.deliveries.confirmParking(req.params.id),
   );
   r.post(
     '/v1/deliveries/:id/block',
-    { schema: { params: IdParams, body: ReasonBody, response: { 200: DeliveryBlockView } } },
+    {
+      config: { scopes: ['blocking'], resource: 'delivery' },
+      schema: { params: IdParams, body: ReasonBody, response: { 200: DeliveryBlockView } },
+    },
     async (req) => deps.control.blockDelivery(req.params.id, req.body?.reason),
   );
   r.post(
     '/v1/deliveries/:id/unblock',
-    { schema: { params: IdParams, body: EmptyBody, response: { 200: DeliveryBlockView } } },
+    {
+      config: { scopes: ['blocking'], resource: 'delivery' },
+      schema: { params: IdParams, body: EmptyBody, response: { 200: DeliveryBlockView } },
+    },
     async (req) => deps.control.unblockDelivery(req.params.id),
   );
   r.post(
     '/v1/deliveries/:id/cancel',
-    { schema: { params: IdParams, body: ReasonBody, response: { 200: CancelView } } },
+    {
+      config: { scopes: ['deliveries', 'blocking'], resource: 'delivery' },
+      schema: { params: IdParams, body: ReasonBody, response: { 200: CancelView } },
+    },
     async (req) => deps.control.cancel(req.params.id, req.body?.reason),
   );
   // Every other action on a delivery (remote start, horn, trunk…): the owner consented to unlock and lock
   // only, so this is refused with ACTION_NOT_CONSENTED. Static routes above take precedence over it.
-  r.post('/v1/deliveries/:id/:action', { schema: { params: ActionParams } }, async (req) =>
+  r.post('/v1/deliveries/:id/:action', { config: command, schema: { params: ActionParams } }, async (req) =>
     deps.deliveries.requestAction(req.params.id, req.params.action),
   );
+
+  registerWebhookRoutes(app, {
+    db: deps.db,
+    secrets,
+    now,
+    newId: deps.newId ?? (() => randomUUID().replaceAll('-', '')),
+  });
 
   await app.ready();
   return app;

@@ -44,6 +44,9 @@ export function registerAuditApi(app: FastifyInstance, audit: AuditLog): void {
     const id = (req.params as { id?: unknown }).id;
     await audit.recordKeyUse({
       keyId: req.apiKeyId,
+      scopes: req.caller?.scopes ?? [],
+      ownerId: req.caller?.ownerId ?? null,
+      carrierId: req.caller?.carrierId ?? null,
       method: req.method,
       route,
       requestId: req.id,
@@ -54,24 +57,30 @@ export function registerAuditApi(app: FastifyInstance, audit: AuditLog): void {
   const r = app.withTypeProvider<ZodTypeProvider>();
 
   // C2SP checkpoints travel as text/plain notes; this signs one first if the log grew since the last.
-  r.get('/v1/audit/checkpoint', async (_req, reply) => {
+  // Reviewers read the audit trail with a timelines:read key (gateway/http/scopes.ts).
+  const reviewer = { scopes: ['timelines:read'] } as const;
+  r.get('/v1/audit/checkpoint', { config: reviewer }, async (_req, reply) => {
     const cp = await audit.checkpoint();
     return reply.type('text/plain; charset=utf-8').send(cp.note);
   });
 
-  r.get('/v1/audit/entries', { schema: { querystring: AuditEntriesQuery } }, async (req) => {
-    const { from, to } = req.query;
-    const page = await audit.entries(from, to);
-    return {
-      origin: audit.origin,
-      treeSize: page.treeSize,
-      from,
-      to: from + page.entries.length,
-      entries: page.entries,
-    };
-  });
+  r.get(
+    '/v1/audit/entries',
+    { config: reviewer, schema: { querystring: AuditEntriesQuery } },
+    async (req) => {
+      const { from, to } = req.query;
+      const page = await audit.entries(from, to);
+      return {
+        origin: audit.origin,
+        treeSize: page.treeSize,
+        from,
+        to: from + page.entries.length,
+        entries: page.entries,
+      };
+    },
+  );
 
-  r.get('/v1/audit/proof', { schema: { querystring: AuditProofQuery } }, async (req) => {
+  r.get('/v1/audit/proof', { config: reviewer, schema: { querystring: AuditProofQuery } }, async (req) => {
     const q = req.query;
     if (q.from !== undefined) return { type: 'consistency', ...(await audit.consistency(q.from, q.to)) };
     return {

@@ -4,6 +4,16 @@ import { ApiError, ERRORS, type ErrorCode } from '../errors.ts';
 
 export const PROBLEM_TYPE_BASE = 'urn:curbside:error:';
 
+/**
+ * Commands to a car (route config `command: true`) always say whether the car may have acted: a refusal before
+ * anything was sent did not, an unexpected failure might have (Tesla vehicle-command's MayHaveSucceeded).
+ */
+function mayHaveSucceeded(req: FastifyRequest, err: ApiError): { mayHaveSucceeded?: boolean } {
+  if (err.mayHaveSucceeded !== undefined) return { mayHaveSucceeded: err.mayHaveSucceeded };
+  if (req.routeOptions.config?.command !== true) return {};
+  return { mayHaveSucceeded: err.code === 'INTERNAL' };
+}
+
 function send(
   reply: FastifyReply,
   req: FastifyRequest,
@@ -21,7 +31,8 @@ function send(
       code: err.code,
       detail: err.message,
       retryable: err.retryable,
-      ...(err.mayHaveSucceeded === undefined ? {} : { mayHaveSucceeded: err.mayHaveSucceeded }),
+      resolution: err.resolution,
+      ...mayHaveSucceeded(req, err),
       requestId: req.id,
       ...err.extra,
       ...extra,
@@ -50,4 +61,11 @@ export function registerProblemHandlers(app: FastifyInstance): void {
     return send(reply, req, new ApiError('INTERNAL', { detail: 'internal error' }));
   });
   app.setNotFoundHandler((req, reply) => send(reply, req, new ApiError('ROUTE_NOT_FOUND')));
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The route sends a command to a car: its errors always carry mayHaveSucceeded. */
+    command?: boolean;
+  }
 }

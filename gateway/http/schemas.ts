@@ -1,6 +1,7 @@
 // Owns the HTTP API's zod schemas: request validation, response serialization and (later) OpenAPI come from them.
 import { z } from 'zod';
 import { PositionSchema } from '../../protocols/index.ts';
+import { RESOLUTIONS } from '../errors.ts';
 
 const Id = z
   .string()
@@ -95,6 +96,8 @@ export const CreateDeliveryBody = z.strictObject({
   packageIds: z.array(Id).min(1).max(50),
   /** `end` defaults to start + DEFAULT_WINDOW_H (4 h). */
   window: z.strictObject({ start: Time, end: Time.optional() }),
+  /** Only keys bound to no carrier may name one; a carrier's key schedules for its own carrier. */
+  carrierId: Id.optional(),
 });
 
 export const UnlockBody = z.strictObject({
@@ -135,16 +138,19 @@ export const DeliveryView = z.object({
   /** When the car acked the unlock, or when an unlock went unanswered (the car may be open). */
   unlockedAt: z.string().nullable(),
   relockedAt: z.string().nullable(),
+  carrierId: z.string().nullable(),
   timeline: z.array(TimelineEntryView).optional(),
 });
 
-export const Problem = z.object({
+/** RFC 9457 problem document; codes may add members (issues, vehicleReason, requiredScopes). */
+export const Problem = z.looseObject({
   type: z.string(),
   title: z.string(),
   status: z.number(),
   code: z.string(),
   detail: z.string().optional(),
   retryable: z.boolean(),
+  resolution: z.enum(RESOLUTIONS),
   mayHaveSucceeded: z.boolean().optional(),
   requestId: z.string(),
 });

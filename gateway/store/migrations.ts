@@ -178,6 +178,77 @@ const deliveryService: Migration = {
   },
 };
 
+/**
+ * The API platform: scoped and bound API keys, carriers on deliveries, webhook subscriptions with their
+ * outbox, and idempotency records. Keys from before this migration carry no scope (deny by default).
+ */
+const apiPlatform: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema
+      .alterTable('api_keys')
+      .addColumn('scopes', 'varchar(256)', (c) => c.notNull().defaultTo(''))
+      .execute();
+    await db.schema.alterTable('api_keys').addColumn('owner_id', 'varchar(64)').execute();
+    await db.schema.alterTable('api_keys').addColumn('carrier_id', 'varchar(64)').execute();
+    await db.schema.alterTable('api_keys').addColumn('revoked_at', 'bigint').execute();
+    await db.schema.alterTable('deliveries').addColumn('carrier_id', 'varchar(64)').execute();
+    await db.schema.createIndex('deliveries_carrier').on('deliveries').column('carrier_id').execute();
+    await db.schema
+      .createTable('webhooks')
+      .addColumn('id', 'varchar(64)', (c) => c.primaryKey())
+      .addColumn('owner_id', 'varchar(64)')
+      .addColumn('carrier_id', 'varchar(64)')
+      .addColumn('url', 'varchar(2048)', (c) => c.notNull())
+      .addColumn('events', 'varchar(512)', (c) => c.notNull())
+      .addColumn('secret_enc', 'varchar(256)', (c) => c.notNull())
+      .addColumn('created_by', 'varchar(64)', (c) => c.notNull())
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .addColumn('deleted_at', 'bigint')
+      .execute();
+    await db.schema.createIndex('webhooks_owner').on('webhooks').column('owner_id').execute();
+    await db.schema.createIndex('webhooks_carrier').on('webhooks').column('carrier_id').execute();
+    await db.schema
+      .createTable('webhook_outbox')
+      .addColumn('id', 'varchar(64)', (c) => c.primaryKey())
+      .addColumn('event_id', 'varchar(64)', (c) => c.notNull())
+      .addColumn('webhook_id', 'varchar(64)', (c) => c.notNull().references('webhooks.id'))
+      .addColumn('event_type', 'varchar(48)', (c) => c.notNull())
+      .addColumn('payload', 'text', (c) => c.notNull())
+      .addColumn('status', 'varchar(16)', (c) => c.notNull())
+      .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('next_attempt_at', 'bigint', (c) => c.notNull())
+      .addColumn('lease_until', 'bigint')
+      .addColumn('last_error', 'varchar(256)')
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .addColumn('delivered_at', 'bigint')
+      .execute();
+    await db.schema
+      .createIndex('webhook_outbox_due')
+      .on('webhook_outbox')
+      .columns(['status', 'next_attempt_at'])
+      .execute();
+    await db.schema
+      .createTable('idempotency_keys')
+      .addColumn('api_key_id', 'varchar(64)', (c) => c.notNull())
+      .addColumn('idem_key', 'varchar(255)', (c) => c.notNull())
+      .addColumn('fingerprint', 'varchar(64)', (c) => c.notNull())
+      .addColumn('status', 'varchar(16)', (c) => c.notNull())
+      .addColumn('response_status', 'integer')
+      .addColumn('response_type', 'varchar(128)')
+      .addColumn('response_body', 'text')
+      .addColumn('response_sealed', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .addColumn('expires_at', 'bigint', (c) => c.notNull())
+      .addPrimaryKeyConstraint('idempotency_keys_pk', ['api_key_id', 'idem_key'])
+      .execute();
+    await db.schema
+      .createIndex('idempotency_keys_expiry')
+      .on('idempotency_keys')
+      .column('expires_at')
+      .execute();
+  },
+};
+
 /** Migrations in order (applied in this order; merged branches got the next free number). Never edit a released one. */
 export const migrationProvider: MigrationProvider = {
   async getMigrations() {
@@ -186,6 +257,7 @@ export const migrationProvider: MigrationProvider = {
       '0004_audit': audit,
       '0005_signed_acks': signedAcks,
       '0006_delivery_service': deliveryService,
+      '0007_api_platform': apiPlatform,
     };
   },
 };

@@ -62,6 +62,8 @@ export interface DeliveryRecord {
   relockedAt: number | null;
   relockRetryAt: number | null;
   lockUnconfirmedAt: number | null;
+  /** The carrier whose backend scheduled it; null when an unbound key scheduled it without one. */
+  carrierId?: string | null;
 }
 
 export interface ParkingConfirmation {
@@ -155,6 +157,7 @@ const toDelivery = (r: DeliveriesTable): DeliveryRecord => ({
   relockedAt: nullableNumber(r.relocked_at),
   relockRetryAt: nullableNumber(r.relock_retry_at),
   lockUnconfirmedAt: nullableNumber(r.lock_unconfirmed_at),
+  carrierId: r.carrier_id ?? null,
 });
 
 export async function insertVehicle(
@@ -364,6 +367,7 @@ export async function insertDelivery(db: Db, d: DeliveryRecord): Promise<void> {
       relocked_at: null,
       relock_retry_at: null,
       lock_unconfirmed_at: null,
+      carrier_id: d.carrierId ?? null,
     })
     .execute();
 }

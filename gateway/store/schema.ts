@@ -70,6 +70,8 @@ export interface DeliveriesTable {
   relock_retry_at: number | null;
   /** When a lock could first not be confirmed (vehicle.lock_unconfirmed was raised). */
   lock_unconfirmed_at: number | null;
+  /** The carrier whose backend scheduled it (migration 0003); null for older rows. */
+  carrier_id?: string | null;
 }
 
 export interface DeliveryEventsTable {
@@ -124,6 +126,61 @@ export interface ApiKeysTable {
   hash: string;
   label: string;
   created_at: number;
+  /** Comma-separated scopes (migration 0003); empty grants nothing. */
+  scopes: Generated<string>;
+  /** A key bound to an owner sees only that owner's records. */
+  owner_id: string | null;
+  /** A key bound to a carrier sees only that carrier's deliveries. */
+  carrier_id: string | null;
+  revoked_at: number | null;
+}
+
+export interface WebhooksTable {
+  id: string;
+  owner_id: string | null;
+  carrier_id: string | null;
+  url: string;
+  /** Comma-separated event types. */
+  events: string;
+  /** The signing secret, AES-256-GCM sealed (webhooks/secret-box.ts); never stored in clear. */
+  secret_enc: string;
+  /** The API key that created it. */
+  created_by: string;
+  created_at: number;
+  deleted_at: number | null;
+}
+
+export interface WebhookOutboxTable {
+  id: string;
+  /** Shared by every subscription the event goes to; receivers de-duplicate on it. */
+  event_id: string;
+  webhook_id: string;
+  event_type: string;
+  /** The JSON body to send, exactly as signed. */
+  payload: string;
+  status: string;
+  attempts: number;
+  next_attempt_at: number;
+  /** A dispatcher owns the row until then (several replicas share one outbox). */
+  lease_until: number | null;
+  last_error: string | null;
+  created_at: number;
+  delivered_at: number | null;
+}
+
+export interface IdempotencyKeysTable {
+  api_key_id: string;
+  idem_key: string;
+  /** SHA-256 of method, path and canonical body. */
+  fingerprint: string;
+  status: string;
+  response_status: number | null;
+  response_type: string | null;
+  response_body: string | null;
+  /** 1 when response_body is sealed (it holds a secret shown once, such as a webhook's). */
+  response_sealed: number;
+  created_at: number;
+  expires_at: number;
 }
 
 export interface AuditEntriesTable {
@@ -157,4 +214,7 @@ export interface Database {
   api_keys: ApiKeysTable;
   audit_entries: AuditEntriesTable;
   audit_checkpoints: AuditCheckpointsTable;
+  webhooks: WebhooksTable;
+  webhook_outbox: WebhookOutboxTable;
+  idempotency_keys: IdempotencyKeysTable;
 }

@@ -97,6 +97,7 @@ export async function startLoopback(): Promise<Loopback> {
   const newId = () => `loop${++serial}`;
   const vehicles = createVehicleService({
     db: store.db,
+    write: store.write,
     catalog: loadSeeds().catalog,
     now,
     newId,
@@ -113,6 +114,7 @@ export async function startLoopback(): Promise<Loopback> {
   });
   const deliveries = createDeliveryService({
     db: store.db,
+    write: store.write,
     link: () => link,
     signer: { keys: signingKeys, issuer: 'urn:gateway:gateway' },
     policy: {

@@ -7,7 +7,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import pino, { type Logger } from 'pino';
 import { type DevPkiPaths, ensureDevPki } from '../../certs/index.ts';
 import { type Config, parseConfig } from '../../gateway/config.ts';
-import { type Gateway, type GatewayMaterial, startGateway } from '../../gateway/gateway.ts';
+import { type Gateway, type GatewayDeps, type GatewayMaterial, startGateway } from '../../gateway/gateway.ts';
 import { loadGatewayMaterial } from '../../gateway/material.ts';
 import type { DomainEvent } from '../../gateway/notifications.ts';
 import { stateTopic, TrustedKeysFileSchema } from '../../protocols/index.ts';
@@ -70,6 +70,8 @@ export interface StackOptions {
   externalBroker?: (pki: DevPkiPaths, dir: string) => Promise<ExternalBroker>;
   /** How the simulated fleet runs (fault injection, fail-safe time, backoff…); the plain fleet by default. */
   fleet?: Pick<StartFleetDeps, 'backoff' | 'faults' | 'failsafeRelockMs' | 'tickIntervalMs'>;
+  /** Extra gateway dependencies a test may set (webhook timings, idempotency retention, the clock). */
+  gateway?: Pick<GatewayDeps, 'webhooks' | 'idempotency' | 'now'>;
 }
 
 export async function startStack(
@@ -115,6 +117,7 @@ export async function startStack(
         revoked.push(id);
       },
       watchdog: { now: () => Date.now() + watchdogOffset },
+      ...options.gateway,
     });
     g.broker?.aedes.on('publish', (packet, client) => {
       if (client) published.push(packet);

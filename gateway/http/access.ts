@@ -1,0 +1,79 @@
+// Owns object-level authorization (OWASP API1, BOLA): a key bound to an owner or carrier sees only its records.
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { Kysely } from 'kysely';
+import type { Caller } from '../api-keys.ts';
+import { ApiError } from '../errors.ts';
+import { findDelivery, findVehicle } from '../store/records.ts';
+import type { Database } from '../store/schema.ts';
+
+/** Unbound keys (admin, an unbound reviewer) see everything; bound keys see only what names their id. */
+export function canSeeDelivery(
+  caller: Caller,
+  delivery: { carrierId?: string | null },
+  vehicleOwnerId: string | null,
+): boolean {
+  if (caller.carrierId !== null) return delivery.carrierId === caller.carrierId;
+  if (caller.ownerId !== null) return vehicleOwnerId === caller.ownerId;
+  return true;
+}
+
+export const canSeeOwner = (caller: Caller, ownerId: string): boolean =>
+  caller.carrierId === null && (caller.ownerId === null || caller.ownerId === ownerId);
+
+/** Another owner's or carrier's record answers exactly like a missing one, so ids cannot be probed. */
+const hidden = (what: string): ApiError => new ApiError('NOT_FOUND', { detail: `no ${what}` });
+
+export function callerOf(req: FastifyRequest): Caller {
+  if (!req.caller) throw new ApiError('UNAUTHENTICATED');
+  return req.caller;
+}
+
+/**
+ * The carrier a new delivery belongs to: the key's own binding; only unbound keys may name one in the body
+ * (and may leave it out: such a delivery has no carrier and only unbound keys see it).
+ */
+export function carrierForNewDelivery(caller: Caller, requested: string | undefined): string | null {
+  if (caller.carrierId !== null) {
+    if (requested !== undefined)
+      throw new ApiError('FIELD_NOT_ALLOWED', {
+        detail: 'carrierId comes from the API key bound to a carrier',
+      });
+    return caller.carrierId;
+  }
+  if (caller.ownerId !== null)
+    throw new ApiError('FIELD_NOT_ALLOWED', { detail: 'an owner key cannot schedule' });
+  return requested ?? null;
+}
+
+/**
+ * Route config `resource` names the record a route's params point at; the check runs after validation
+ * (params are well-formed) and before the handler. Bodies naming an owner are checked the same way.
+ */
+export function registerAccessCheck(app: FastifyInstance, db: Kysely<Database>): void {
+  app.addHook('preHandler', async (req) => {
+    const caller = req.caller;
+    if (!caller) return;
+    const resource = req.routeOptions.config?.resource;
+    const params = (req.params ?? {}) as Record<string, unknown>;
+    if (resource === 'delivery' && typeof params.id === 'string') {
+      const d = await findDelivery(db, params.id);
+      const owner = d ? ((await findVehicle(db, d.vin))?.ownerId ?? null) : null;
+      if (!d || !canSeeDelivery(caller, d, owner)) throw hidden(`delivery ${params.id}`);
+    }
+    if (resource === 'vehicle' && typeof params.vin === 'string') {
+      const v = await findVehicle(db, params.vin);
+      if (!v || !canSeeOwner(caller, v.ownerId)) throw hidden(`linked vehicle ${params.vin}`);
+    }
+    const body = req.body as Record<string, unknown> | undefined;
+    if (body && typeof body === 'object' && typeof body.ownerId === 'string') {
+      if (!canSeeOwner(caller, body.ownerId)) throw hidden(`owner ${body.ownerId}`);
+    }
+  });
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The record the route's params name: `:id` of a delivery, or `:vin` of a linked vehicle. */
+    resource?: 'delivery' | 'vehicle';
+  }
+}

@@ -1,0 +1,92 @@
+// Owns group commit: write units from concurrent requests share one SQLite transaction and one trip to the
+// disk, and each unit still commits or rolls back on its own (a savepoint each) and is answered only once
+// durable.
+import { type Kysely, sql, type Transaction } from 'kysely';
+import type { Database } from './schema.ts';
+
+/**
+ * A unit of writes that must be atomic and durable before its caller hears back. It uses only `trx`: never
+ * db, and never write() again (either would wait for the batch that is waiting for it).
+ */
+export type WriteUnit<T> = (trx: Transaction<Database>) => Promise<T>;
+export type Write = <T>(unit: WriteUnit<T>) => Promise<T>;
+
+export interface GroupCommitOptions {
+  /** Most units per transaction; the rest wait for the next one. */
+  maxBatch?: number;
+  /** Schedules a batch; setImmediate by default, so every unit queued in one event-loop turn shares it. */
+  schedule?: (run: () => void) => void;
+}
+
+interface Queued {
+  unit: WriteUnit<unknown>;
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+}
+
+export const DEFAULT_MAX_BATCH = 256;
+
+/**
+ * Returns write(unit). One transaction per request costs one fsync per request (synchronous=FULL syncs at
+ * every COMMIT). Here the units queued during one turn of the event loop run one after another inside one
+ * transaction, each between SAVEPOINT and RELEASE: a unit that throws is rolled back to its savepoint alone
+ * and its caller gets the error; the others commit together, with one fsync. Units get a real Kysely
+ * Transaction, so code that must share its caller's transaction (the audit append, protocols/AUDIT.md §4)
+ * joins the unit's savepoint and commits or rolls back with it. Callers are answered only after COMMIT
+ * returned, so an acknowledged write is as durable as with a transaction of its own; if COMMIT fails, every
+ * unit of the batch fails.
+ */
+export function createGroupCommit(db: Kysely<Database>, options: GroupCommitOptions = {}): Write {
+  const maxBatch = options.maxBatch ?? DEFAULT_MAX_BATCH;
+  const schedule = options.schedule ?? ((run) => setImmediate(run));
+  let queue: Queued[] = [];
+  let scheduled = false;
+  let running = false;
+
+  const request = (): void => {
+    if (scheduled || running) return;
+    scheduled = true;
+    schedule(() => {
+      scheduled = false;
+      void flush();
+    });
+  };
+
+  const flush = async (): Promise<void> => {
+    if (queue.length === 0) return;
+    running = true;
+    const batch = queue.slice(0, maxBatch);
+    queue = queue.slice(batch.length);
+    const outcomes: Array<() => void> = [];
+    try {
+      await db.transaction().execute(async (trx) => {
+        for (const { unit, resolve, reject } of batch) {
+          await sql`savepoint unit`.execute(trx);
+          try {
+            const value = await unit(trx);
+            await sql`release savepoint unit`.execute(trx);
+            outcomes.push(() => resolve(value));
+          } catch (error) {
+            // ROLLBACK TO keeps the savepoint on the stack; RELEASE then removes it.
+            await sql`rollback to savepoint unit`.execute(trx);
+            await sql`release savepoint unit`.execute(trx);
+            outcomes.push(() => reject(error));
+          }
+        }
+      });
+      for (const settle of outcomes) settle();
+    } catch (error) {
+      // COMMIT failed (or the connection did): no unit of this batch may be reported as done.
+      for (const { reject } of batch) reject(error);
+    } finally {
+      running = false;
+      if (queue.length > 0) request();
+    }
+  };
+
+  return <T>(unit: WriteUnit<T>): Promise<T> =>
+    new Promise<T>((resolve, reject) => {
+      queue.push({ unit, resolve: resolve as (value: unknown) => void, reject });
+      request();
+    });
+}

@@ -1,0 +1,259 @@
+// Owns sending the outbox: lease a due row, sign it, POST it, and settle it or schedule a retry with backoff.
+import type { Kysely } from 'kysely';
+import type { Logger } from 'pino';
+import type { Database } from '../store/schema.ts';
+import type { SecretBox } from './secret-box.ts';
+import { EVENT_ID_HEADER, EVENT_TYPE_HEADER, SIGNATURE_HEADER, signatureHeader } from './signature.ts';
+import {
+  dueOutbox,
+  findWebhookTarget,
+  leaseOutbox,
+  type OutboxRow,
+  purgeOutbox,
+  settleOutbox,
+} from './store.ts';
+
+export interface DispatchPolicy {
+  /** How often the outbox is polled when nothing kicks the dispatcher. */
+  pollMs: number;
+  /** Rows sent per round, in parallel. */
+  batch: number;
+  /** After this many failed attempts a row is dead (kept for inspection until purged). */
+  maxAttempts: number;
+  baseDelayMs: number;
+  maxDelayMs: number;
+  /** A leased row is another dispatcher's until then; longer than timeoutMs. */
+  leaseMs: number;
+  /** One POST may take this long. */
+  timeoutMs: number;
+  /** Delivered and dead rows are purged after this long. */
+  retentionMs: number;
+}
+
+export const DEFAULT_DISPATCH_POLICY: DispatchPolicy = {
+  pollMs: 1_000,
+  batch: 16,
+  maxAttempts: 30,
+  baseDelayMs: 2_000,
+  maxDelayMs: 3_600_000,
+  leaseMs: 30_000,
+  timeoutMs: 5_000,
+  retentionMs: 7 * 24 * 3_600_000,
+};
+
+export interface WebhookRequest {
+  url: string;
+  headers: Record<string, string>;
+  body: string;
+  timeoutMs: number;
+  signal: AbortSignal;
+}
+
+/** The transport: only moves bytes; any 2xx is a delivery. */
+export type WebhookSender = (req: WebhookRequest) => Promise<{ status: number }>;
+
+export const fetchSender: WebhookSender = async (req) => {
+  const res = await fetch(req.url, {
+    method: 'POST',
+    headers: req.headers,
+    body: req.body,
+    // A redirect could point a signed event at another host: not followed, it counts as a failure.
+    redirect: 'manual',
+    signal: AbortSignal.any([req.signal, AbortSignal.timeout(req.timeoutMs)]),
+  });
+  await res.body?.cancel();
+  return { status: res.status };
+};
+
+/**
+ * Exponential backoff with "equal jitter": half of min(max, base * 2^(attempt-1)) plus a random half, so
+ * receivers coming back up are not hit by every sender at once, and no retry comes at once.
+ */
+export function backoffMs(attempt: number, policy: DispatchPolicy, random: () => number): number {
+  const exp = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** Math.max(0, attempt - 1));
+  return Math.round(exp / 2 + (random() * exp) / 2);
+}
+
+export interface DispatcherDeps {
+  db: Kysely<Database>;
+  secrets: SecretBox;
+  logger: Logger;
+  now: () => number;
+  random?: () => number;
+  send?: WebhookSender;
+  policy?: Partial<DispatchPolicy>;
+}
+
+export interface WebhookDispatcher {
+  start(): void;
+  /** Looks at the outbox soon (after the current transaction commits). */
+  kick(): void;
+  /** One round: sends what is due; resolves with how many rows were delivered. */
+  runOnce(): Promise<number>;
+  /** Stops polling and aborts sends in flight; their rows stay pending for the next start. */
+  stop(): Promise<void>;
+}
+
+const originOf = (url: string): string => {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return 'invalid-url';
+  }
+};
+
+export function createWebhookDispatcher(deps: DispatcherDeps): WebhookDispatcher {
+  const { db, logger, now } = deps;
+  const policy = { ...DEFAULT_DISPATCH_POLICY, ...deps.policy };
+  const random = deps.random ?? Math.random;
+  const send = deps.send ?? fetchSender;
+  const aborter = new AbortController();
+  let timer: NodeJS.Timeout | null = null;
+  let running: Promise<unknown> | null = null;
+  let again = false;
+  let started = false;
+  let stopped = false;
+  let lastPurge = 0;
+
+  async function deliver(row: OutboxRow): Promise<boolean> {
+    const target = await findWebhookTarget(db, row.webhookId);
+    const attempts = row.attempts + 1;
+    if (!target) {
+      await settleOutbox(db, row.id, {
+        status: 'dead',
+        attempts: row.attempts,
+        nextAttemptAt: row.nextAttemptAt,
+        lastError: 'webhook deleted',
+        at: now(),
+      });
+      return false;
+    }
+    const secret = deps.secrets.open(row.webhookId, target.secretSealed);
+    let error: string | null = null;
+    try {
+      const res = await send({
+        url: target.url,
+        headers: {
+          'content-type': 'application/json',
+          'user-agent': 'curbside-webhooks/1',
+          [SIGNATURE_HEADER]: signatureHeader(secret, row.payload, now()),
+          [EVENT_ID_HEADER]: row.eventId,
+          [EVENT_TYPE_HEADER]: row.eventType,
+        },
+        body: row.payload,
+        timeoutMs: policy.timeoutMs,
+        signal: aborter.signal,
+      });
+      if (res.status < 200 || res.status >= 300) error = `HTTP ${res.status}`;
+    } catch (err) {
+      if (aborter.signal.aborted) {
+        // Stopping: not the receiver's fault; hand the row back untouched for the next start.
+        await settleOutbox(db, row.id, {
+          status: 'pending',
+          attempts: row.attempts,
+          nextAttemptAt: row.nextAttemptAt,
+          lastError: row.lastError,
+          at: now(),
+        });
+        return false;
+      }
+      error = (err as Error).message.slice(0, 200);
+    }
+    const t = now();
+    const log = { event: 'webhook.attempt', eventId: row.eventId, webhookId: row.webhookId, attempts };
+    if (error === null) {
+      await settleOutbox(db, row.id, {
+        status: 'delivered',
+        attempts,
+        nextAttemptAt: row.nextAttemptAt,
+        lastError: null,
+        at: t,
+      });
+      logger.debug({ ...log, outcome: 'delivered' }, 'webhook delivered');
+      return true;
+    }
+    const dead = attempts >= policy.maxAttempts;
+    const next = t + backoffMs(attempts, policy, random);
+    await settleOutbox(db, row.id, {
+      status: dead ? 'dead' : 'pending',
+      attempts,
+      nextAttemptAt: dead ? row.nextAttemptAt : next,
+      lastError: error,
+      at: t,
+    });
+    logger.warn(
+      { ...log, outcome: dead ? 'dead' : 'retry', origin: originOf(target.url), error, nextAttemptAt: next },
+      dead ? 'webhook given up' : 'webhook failed, will retry',
+    );
+    return false;
+  }
+
+  async function round(): Promise<number> {
+    const t = now();
+    if (t - lastPurge > 3_600_000) {
+      lastPurge = t;
+      await purgeOutbox(db, t - policy.retentionMs);
+    }
+    const due = await dueOutbox(db, t, policy.batch);
+    const results = await Promise.all(
+      due.map(async (row) => {
+        if (stopped || !(await leaseOutbox(db, row.id, now(), policy.leaseMs))) return false;
+        return deliver(row);
+      }),
+    );
+    return results.filter(Boolean).length;
+  }
+
+  function runOnce(): Promise<number> {
+    if (running) {
+      again = true;
+      return running.then(() => 0);
+    }
+    const p = round()
+      .catch((err: unknown) => {
+        if (!stopped) logger.error({ err, event: 'webhook.round_failed' }, 'webhook round failed');
+        return 0;
+      })
+      .finally(() => {
+        running = null;
+        if (again && !stopped) {
+          again = false;
+          schedule(0);
+        }
+      });
+    running = p;
+    return p;
+  }
+
+  function schedule(ms: number): void {
+    if (stopped || !started) return;
+    if (timer) clearTimeout(timer);
+    timer = setTimeout(() => {
+      timer = null;
+      void runOnce().finally(() => {
+        if (!timer) schedule(policy.pollMs);
+      });
+    }, ms);
+    timer.unref?.();
+  }
+
+  return {
+    start() {
+      if (started) return;
+      started = true;
+      schedule(0);
+    },
+    kick() {
+      if (running) again = true;
+      else schedule(0);
+    },
+    runOnce,
+    async stop() {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      timer = null;
+      aborter.abort();
+      await running;
+    },
+  };
+}

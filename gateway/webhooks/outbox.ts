@@ -1,0 +1,52 @@
+// Owns turning a domain event into outbox rows, in the caller's transaction, one per matching subscription.
+import type { Notify } from '../notifications.ts';
+import type { WebhookPayload } from './events.ts';
+import { insertOutbox, subscribersOf } from './store.ts';
+
+export interface OutboxNotifyDeps {
+  newId: () => string;
+  /** Called after rows were written; the dispatcher looks once the transaction has committed. */
+  onEnqueued?: () => void;
+}
+
+/**
+ * The transactional outbox: rows are written with the decision they report, so either both are stored or
+ * neither is, and a restart loses no notification. The event's carrier is the delivery's carrier.
+ */
+export function createOutboxNotify(deps: OutboxNotifyDeps): Notify {
+  return async (db, event) => {
+    let carrierId: string | null = null;
+    if (event.deliveryId !== null) {
+      const row = await db
+        .selectFrom('deliveries')
+        .select('carrier_id')
+        .where('id', '=', event.deliveryId)
+        .executeTakeFirst();
+      carrierId = row?.carrier_id ?? null;
+    }
+    const subscribers = await subscribersOf(db, { type: event.type, ownerId: event.ownerId, carrierId });
+    if (subscribers.length === 0) return;
+    const eventId = `evt_${deps.newId()}`;
+    const payload: WebhookPayload = {
+      id: eventId,
+      type: event.type,
+      createdAt: new Date(event.at).toISOString(),
+      deliveryId: event.deliveryId,
+      vin: event.vin,
+      ownerId: event.ownerId,
+      data: event.data,
+    };
+    const body = JSON.stringify(payload);
+    for (const w of subscribers) {
+      await insertOutbox(db, {
+        id: `out_${deps.newId()}`,
+        eventId,
+        webhookId: w.id,
+        eventType: event.type,
+        payload: body,
+        at: event.at,
+      });
+    }
+    deps.onEnqueued?.();
+  };
+}

@@ -1,0 +1,203 @@
+// The benchmark's pure helpers: percentiles, profile parsing, flags, the floor's MQTT framing (no timing here).
+import { describe, expect, it } from 'vitest';
+import { findCompatible, vinProblem } from '../protocols/index.ts';
+import { loadSeeds } from '../seeds/index.ts';
+import { cyclesOf } from './bench/cycles.ts';
+import { benchVin, carFor } from './bench/fleet-data.ts';
+import {
+  CONNECT,
+  connectClientId,
+  decodePublish,
+  encodeLength,
+  encodePublish,
+  PacketReader,
+  PUBLISH,
+  subackFor,
+} from './bench/mqtt-wire.ts';
+import { parseBenchArgs } from './bench/options.ts';
+import { type CpuProfile, topFunctions } from './bench/profile.ts';
+import { median, percentile, summarize } from './bench/stats.ts';
+
+describe('bench statistics', () => {
+  it('takes nearest-rank percentiles', () => {
+    const values = Array.from({ length: 100 }, (_, i) => i + 1);
+    expect(percentile(values, 50)).toBe(50);
+    expect(percentile(values, 99)).toBe(99);
+    expect(percentile(values, 100)).toBe(100);
+    expect(percentile(values, 0)).toBe(1);
+    expect(percentile([7], 99)).toBe(7);
+    expect(percentile([], 50)).toBeNaN();
+  });
+
+  it('takes medians of odd and even counts', () => {
+    expect(median([3, 1, 2])).toBe(2);
+    expect(median([4, 1, 3, 2])).toBe(2.5);
+    expect(median([])).toBeNaN();
+  });
+
+  it('summarizes unsorted latencies', () => {
+    expect(summarize([5, 1, 3, 2, 4])).toEqual({ count: 5, p50: 3, p99: 5, max: 5, mean: 3 });
+  });
+});
+
+describe('bench CPU profile parsing', () => {
+  const frame = (functionName: string, url = '', lineNumber = 0) => ({ functionName, url, lineNumber });
+  const profile: CpuProfile = {
+    nodes: [
+      { id: 1, callFrame: frame('(root)'), children: [2, 3, 4, 5] },
+      { id: 2, callFrame: frame('(idle)') },
+      { id: 3, callFrame: frame('hot', 'file:///work/x/gateway/deliveries.ts', 9) },
+      { id: 4, callFrame: frame('hot', 'file:///work/x/gateway/deliveries.ts', 9) },
+      { id: 5, callFrame: frame('parse', 'file:///work/x/node_modules/zod/v4/core.js', 0) },
+    ],
+    startTime: 0,
+    endTime: 100,
+    // samples at 10 (idle), 20 (3), 40 (4), 70 (5); each owns the time until the next, the last until endTime.
+    samples: [2, 3, 4, 5],
+    timeDeltas: [10, 10, 20, 30],
+  };
+
+  it('sums self time per function and place, skipping idle, largest first', () => {
+    const top = topFunctions(profile, 5);
+    expect(top.map((f) => f.name)).toEqual([
+      'hot (gateway/deliveries.ts:10)',
+      'parse (node_modules/zod/v4/core.js:1)',
+    ]);
+    expect(top[0]?.selfMs).toBeCloseTo(0.05);
+    expect(top[1]?.selfMs).toBeCloseTo(0.03);
+    expect(top[0]?.share).toBeCloseTo(5 / 8);
+  });
+
+  it('names a native function with its nearest JavaScript caller', () => {
+    const native: CpuProfile = {
+      nodes: [
+        { id: 1, callFrame: frame('(root)'), children: [2] },
+        {
+          id: 2,
+          callFrame: frame('executeQuery', 'file:///w/node_modules/kysely/driver.js', 59),
+          children: [3],
+        },
+        { id: 3, callFrame: frame('run'), children: [] },
+      ],
+      startTime: 0,
+      endTime: 10,
+      samples: [3],
+      timeDeltas: [0],
+    };
+    expect(topFunctions(native, 1)[0]?.name).toBe('run ← executeQuery (node_modules/kysely/driver.js:60)');
+  });
+
+  it('falls back to hit counts when a profile has no samples', () => {
+    const counted: CpuProfile = {
+      ...profile,
+      samples: undefined,
+      timeDeltas: undefined,
+      nodes: profile.nodes.map((n) => ({ ...n, hitCount: n.id === 5 ? 3 : n.id === 3 ? 1 : 0 })),
+    };
+    expect(topFunctions(counted, 1)).toEqual([
+      { name: 'parse (node_modules/zod/v4/core.js:1)', selfMs: 0.075, share: 0.75 },
+    ]);
+  });
+});
+
+describe('bench flags', () => {
+  it('defaults to the full run and --quick to small sizes', () => {
+    const full = parseBenchArgs([]);
+    const quick = parseBenchArgs(['--quick', '--cars', '500']);
+    if (full.kind !== 'run' || quick.kind !== 'run') throw new Error('expected runs');
+    expect(full.options).toMatchObject({
+      cars: 10_000,
+      couriers: 64,
+      repeat: 3,
+      mosquitto: '/usr/sbin/mosquitto',
+    });
+    expect([...full.options.phases]).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(quick.options).toMatchObject({ cars: 500, couriers: 16, repeat: 1, floorCars: 500 });
+  });
+
+  it('refuses what cannot run', () => {
+    for (const argv of [
+      ['--cars', '0'],
+      ['--couriers', '9', '--cars', '8'],
+      ['--phases', '7'],
+      ['--bogus'],
+    ]) {
+      expect(() => parseBenchArgs(argv)).toThrow(expect.objectContaining({ code: 'BENCH_ARGS_INVALID' }));
+    }
+    const off = parseBenchArgs(['--mosquitto', 'off', '--profile', 'off']);
+    expect(off.kind === 'run' && off.options).toMatchObject({ mosquitto: null, profile: false });
+  });
+});
+
+describe('bench fleet', () => {
+  it('makes valid VINs the catalog accepts as 2019 Chevrolets', () => {
+    const { catalog } = loadSeeds();
+    const vins = [0, 1, 9_999, 1_000_000].map(benchVin);
+    expect(new Set(vins).size).toBe(4);
+    for (const vin of vins) {
+      expect(vinProblem(vin)).toBeNull();
+      expect(vin.startsWith('1G1')).toBe(true);
+    }
+    expect(findCompatible(catalog, { make: 'Chevrolet', year: 2019, provider: 'onstar' })).not.toBeNull();
+  });
+
+  it('never gives two couriers the same car, and spreads the cycles evenly', () => {
+    const couriers = 7;
+    const cars = 50;
+    for (let cycle = 0; cycle < 30; cycle++) {
+      const used = Array.from({ length: couriers }, (_, i) => carFor(i, cycle, couriers, cars));
+      expect(new Set(used).size).toBe(couriers);
+      expect(Math.max(...used)).toBeLessThan(cars);
+    }
+    expect(Array.from({ length: couriers }, (_, i) => cyclesOf(i, couriers, 100))).toEqual([
+      15, 15, 14, 14, 14, 14, 14,
+    ]);
+  });
+});
+
+describe('the floor’s MQTT framing', () => {
+  it('encodes remaining lengths as MQTT 3.1.1 §2.2.3 does', () => {
+    expect([...encodeLength(0)]).toEqual([0]);
+    expect([...encodeLength(127)]).toEqual([0x7f]);
+    expect([...encodeLength(128)]).toEqual([0x80, 0x01]);
+    expect([...encodeLength(16_383)]).toEqual([0xff, 0x7f]);
+    expect([...encodeLength(2_097_152)]).toEqual([0x80, 0x80, 0x80, 0x01]);
+  });
+
+  it('splits packets across chunk boundaries and decodes a QoS 1 PUBLISH', () => {
+    const payload = Buffer.alloc(300, 'x');
+    const wire = Buffer.concat([
+      encodePublish('vehicles/V/commands', 513, payload),
+      encodePublish('a', 1, Buffer.from('b')),
+    ]);
+    const reader = new PacketReader();
+    const packets = [
+      ...reader.push(wire.subarray(0, 3)),
+      ...reader.push(wire.subarray(3, 200)),
+      ...reader.push(wire.subarray(200)),
+    ];
+    expect(packets.map((p) => p.type)).toEqual([PUBLISH, PUBLISH]);
+    expect(decodePublish(packets[0] as never)).toEqual({
+      topic: 'vehicles/V/commands',
+      qos: 1,
+      packetId: 513,
+      payload,
+    });
+  });
+
+  it('reads the client id of a CONNECT and grants every filter of a SUBSCRIBE', () => {
+    const id = Buffer.from('1G1ZE5ST5KF100231');
+    const body = Buffer.concat([
+      Buffer.from([0, 4]),
+      Buffer.from('MQTT'),
+      Buffer.from([4, 0x02, 0, 30, 0, id.length]),
+      id,
+    ]);
+    const connect = new PacketReader().push(Buffer.concat([Buffer.from([0x10, body.length]), body]))[0];
+    expect(connect?.type).toBe(CONNECT);
+    expect(connectClientId(connect?.body as Buffer)).toBe('1G1ZE5ST5KF100231');
+    const filter = Buffer.from('vehicles/V/commands');
+    const subscribe = Buffer.concat([Buffer.from([0, 7, 0, filter.length]), filter, Buffer.from([1])]);
+    expect([...subackFor(subscribe)]).toEqual([0x90, 3, 0, 7, 1]);
+  });
+});

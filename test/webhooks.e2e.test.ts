@@ -1,0 +1,293 @@
+// Signed webhooks end to end: subscriptions per owner and per carrier, a real receiver on loopback, retries.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { outboxOf } from '../gateway/webhooks/store.ts';
+import { verifySignature } from '../gateway/webhooks/verify.ts';
+import type { SeedVehicle } from '../seeds/index.ts';
+import {
+  type Call,
+  callerWith,
+  callWithKey,
+  deliveryBody,
+  link,
+  locationAt,
+  unlockBody,
+  vehicleOf,
+} from './helpers/platform.ts';
+import { type Receiver, startReceiver } from './helpers/receiver.ts';
+import { type Stack, startStack } from './helpers/stack.ts';
+
+let stack: Stack;
+let admin: Call;
+const receivers: Receiver[] = [];
+
+const fast = {
+  pollMs: 50,
+  baseDelayMs: 20,
+  maxDelayMs: 80,
+  maxAttempts: 4,
+  timeoutMs: 2_000,
+  leaseMs: 5_000,
+};
+
+beforeAll(async () => {
+  stack = await startStack({}, { gateway: { webhooks: { policy: fast } } });
+  admin = callWithKey(stack, stack.apiKey);
+});
+
+afterAll(async () => {
+  await stack?.close();
+  await Promise.all(receivers.map((r) => r.close()));
+});
+
+async function receiver(): Promise<Receiver> {
+  const r = await startReceiver();
+  receivers.push(r);
+  return r;
+}
+
+const typesOf = (r: Receiver, status = 204): string[] =>
+  r.received
+    .filter((x) => x.status === status)
+    .map((x) => JSON.parse(x.body).type)
+    .sort();
+
+async function subscribe(call: Call, url: string, events: string[], extra: Record<string, unknown> = {}) {
+  const r = await call('POST', '/v1/webhooks', { url, events, ...extra });
+  expect(r.status, JSON.stringify(r.body)).toBe(201);
+  return r.body as { id: string; secret: string };
+}
+
+describe('webhook subscriptions', () => {
+  it('shows the signing secret once and stores it sealed', async () => {
+    const owner = await callerWith(stack, ['customer'], { ownerId: 'owner-fay' });
+    const r = await owner('POST', '/v1/webhooks', {
+      url: 'https://example.test/hook',
+      events: ['vehicle.unlocked'],
+    });
+    expect(r.status).toBe(201);
+    expect(r.body).toMatchObject({ ownerId: 'owner-fay', carrierId: null, events: ['vehicle.unlocked'] });
+    expect(r.body.secret).toMatch(/^whsec_/);
+    const listed = await owner('GET', '/v1/webhooks');
+    expect(listed.body.webhooks).toHaveLength(1);
+    expect(JSON.stringify(listed.body)).not.toContain(r.body.secret);
+    const row = await stack.gateway.store.db
+      .selectFrom('webhooks')
+      .selectAll()
+      .where('id', '=', r.body.id)
+      .executeTakeFirstOrThrow();
+    expect(JSON.stringify(row)).not.toContain(r.body.secret);
+  });
+
+  it('replays a retried creation with the same secret, kept sealed in the idempotency record', async () => {
+    const owner = await callerWith(stack, ['customer'], { ownerId: 'owner-fay' });
+    const body = { url: 'https://example.test/idem', events: ['delivery.completed'] };
+    const headers = { 'idempotency-key': 'create-hook-1' };
+    const first = await owner('POST', '/v1/webhooks', body, headers);
+    const again = await owner('POST', '/v1/webhooks', body, headers);
+    expect(again.headers['idempotent-replayed']).toBe('true');
+    expect(again.body).toEqual(first.body);
+    const rows = await stack.gateway.store.db
+      .selectFrom('idempotency_keys')
+      .selectAll()
+      .where('idem_key', '=', 'create-hook-1')
+      .execute();
+    expect(rows).toHaveLength(1);
+    expect(rows[0]?.response_sealed).toBe(1);
+    expect(JSON.stringify(rows)).not.toContain(first.body.secret);
+    // Another key using the same Idempotency-Key gets its own webhook, not the first one's secret.
+    const other = await callerWith(stack, ['customer'], { ownerId: 'owner-fay' });
+    const theirs = await other('POST', '/v1/webhooks', body, headers);
+    expect(theirs.body.id).not.toBe(first.body.id);
+  });
+
+  it('takes the subscriber from the key binding; only unbound keys name one, exactly one', async () => {
+    const owner = await callerWith(stack, ['customer'], { ownerId: 'owner-fay' });
+    const url = 'https://example.test/hook';
+    const named = await owner('POST', '/v1/webhooks', { url, events: ['vehicle.unlocked'], carrierId: 'x' });
+    expect(named.status).toBe(400);
+    expect(named.body.code).toBe('FIELD_NOT_ALLOWED');
+    const otherOwner = await owner('POST', '/v1/webhooks', {
+      url,
+      events: ['vehicle.unlocked'],
+      ownerId: 'owner-ben',
+    });
+    expect(otherOwner.status).toBe(404);
+    expect((await admin('POST', '/v1/webhooks', { url, events: ['vehicle.unlocked'] })).body.code).toBe(
+      'VALIDATION_FAILED',
+    );
+    const both = await admin('POST', '/v1/webhooks', {
+      url,
+      events: ['vehicle.unlocked'],
+      ownerId: 'a',
+      carrierId: 'b',
+    });
+    expect(both.status).toBe(400);
+    expect(
+      (await admin('POST', '/v1/webhooks', { url, events: ['vehicle.unlocked'], carrierId: 'c' })).status,
+    ).toBe(201);
+  });
+
+  it('refuses other schemes, unknown or repeated events, and unknown fields', async () => {
+    const owner = await callerWith(stack, ['customer'], { ownerId: 'owner-fay' });
+    for (const body of [
+      { url: 'ftp://example.test/x', events: ['vehicle.unlocked'] },
+      { url: 'https://example.test/x', events: ['vehicle.exploded'] },
+      { url: 'https://example.test/x', events: ['vehicle.unlocked', 'vehicle.unlocked'] },
+      { url: 'https://example.test/x', events: [] },
+      { url: 'https://example.test/x', events: ['vehicle.unlocked'], secret: 'mine' },
+    ]) {
+      const r = await owner('POST', '/v1/webhooks', body);
+      expect(r.status, JSON.stringify(body)).toBe(400);
+      expect(r.body.code).toBe('VALIDATION_FAILED');
+    }
+  });
+
+  it("hides another owner's webhook (404) and stops sending once deleted", async () => {
+    const fay = await callerWith(stack, ['customer'], { ownerId: 'owner-fay' });
+    const ben = await callerWith(stack, ['customer'], { ownerId: 'owner-ben' });
+    const w = await subscribe(fay, 'https://example.test/del', ['vehicle.unlocked']);
+    expect((await ben('DELETE', `/v1/webhooks/${w.id}`)).status).toBe(404);
+    expect((await fay('DELETE', `/v1/webhooks/${w.id}`)).status).toBe(204);
+    expect((await fay('DELETE', `/v1/webhooks/${w.id}`)).status).toBe(404);
+    expect((await fay('GET', '/v1/webhooks')).body.webhooks.map((x: { id: string }) => x.id)).not.toContain(
+      w.id,
+    );
+  });
+});
+
+describe('events of a whole delivery', () => {
+  let vehicle: SeedVehicle;
+
+  it('reach the owner and the carrier that subscribed, signed, and nobody else', async () => {
+    vehicle = vehicleOf(stack, 'owner-ada');
+    const customer = await callerWith(stack, ['customer'], { ownerId: 'owner-ada' });
+    const carrier = await callerWith(stack, ['carrier'], { carrierId: 'carrier-acme' });
+    const driver = await callerWith(stack, ['driver'], { carrierId: 'carrier-acme' });
+    const otherCustomer = await callerWith(stack, ['customer'], { ownerId: 'owner-ben' });
+    const otherCarrier = await callerWith(stack, ['carrier'], { carrierId: 'carrier-zed' });
+
+    const [ownerHook, carrierHook, otherOwnerHook, otherCarrierHook] = await Promise.all([
+      receiver(),
+      receiver(),
+      receiver(),
+      receiver(),
+    ]);
+    const all = [
+      'delivery.scheduled',
+      'vehicle.unlocked',
+      'delivery.completed',
+      'access.denied',
+      'vehicle.lock_unconfirmed',
+    ];
+    const ownerSub = await subscribe(customer, ownerHook.url, all);
+    const carrierSub = await subscribe(carrier, carrierHook.url, [
+      'delivery.scheduled',
+      'delivery.completed',
+    ]);
+    await subscribe(otherCustomer, otherOwnerHook.url, all);
+    await subscribe(otherCarrier, otherCarrierHook.url, all);
+
+    await link(customer, vehicle);
+    const loc = await locationAt(customer, vehicle);
+    const d = await carrier('POST', '/v1/deliveries', deliveryBody(vehicle, loc));
+    expect(d.status).toBe(201);
+    expect(d.body.carrierId).toBe('carrier-acme');
+    // The owner's backend confirms the car is parked there (PROTOCOL.md §3.5) before any unlock.
+    expect((await customer('POST', `/v1/deliveries/${d.body.id}/parking`)).status).toBe(200);
+    const denied = await driver(
+      'POST',
+      `/v1/deliveries/${d.body.id}/unlock`,
+      unlockBody(vehicle, { driverId: 'x' }),
+    );
+    expect(denied.body.code).toBe('DRIVER_NOT_ASSIGNED');
+    expect((await driver('POST', `/v1/deliveries/${d.body.id}/unlock`, unlockBody(vehicle))).status).toBe(
+      200,
+    );
+    expect((await driver('POST', `/v1/deliveries/${d.body.id}/lock`, { driverId: 'driver-7' })).status).toBe(
+      200,
+    );
+
+    await expect
+      .poll(() => typesOf(ownerHook), { timeout: 5_000 })
+      .toEqual(['access.denied', 'delivery.completed', 'delivery.scheduled', 'vehicle.unlocked']);
+    await expect
+      .poll(() => typesOf(carrierHook), { timeout: 5_000 })
+      .toEqual(['delivery.completed', 'delivery.scheduled']);
+    for (const [hook, secret] of [
+      [ownerHook, ownerSub.secret],
+      [carrierHook, carrierSub.secret],
+    ] as const) {
+      for (const got of hook.received) {
+        expect(
+          verifySignature(secret, got.headers['curbside-signature'], got.body, Date.now(), 300),
+        ).toMatchObject({
+          ok: true,
+        });
+        const event = JSON.parse(got.body);
+        expect(got.headers['curbside-event-id']).toBe(event.id);
+        expect(got.headers['curbside-event-type']).toBe(event.type);
+        expect(event).toMatchObject({ deliveryId: d.body.id, vin: vehicle.vin, ownerId: 'owner-ada' });
+        expect(Date.parse(event.createdAt)).toBeGreaterThan(0);
+      }
+    }
+    // The same event goes to both with one id; each receiver can de-duplicate on it.
+    const scheduled = (h: Receiver) =>
+      h.received.map((x) => JSON.parse(x.body)).find((e) => e.type === 'delivery.scheduled');
+    expect(scheduled(ownerHook).id).toBe(scheduled(carrierHook).id);
+    const deniedEvent = ownerHook.received
+      .map((x) => JSON.parse(x.body))
+      .find((e) => e.type === 'access.denied');
+    expect(deniedEvent.data).toMatchObject({ code: 'DRIVER_NOT_ASSIGNED', request: 'unlock_requested' });
+    // Another owner's or another carrier's receiver hears nothing of this delivery.
+    await new Promise((r) => setTimeout(r, 150));
+    expect(otherOwnerHook.received).toEqual([]);
+    expect(otherCarrierHook.received).toEqual([]);
+  });
+});
+
+describe('delivery from the outbox', () => {
+  it('retries with backoff until the receiver answers 2xx, with the same event id', async () => {
+    const hook = await receiver();
+    hook.respond = ({ n }) => (n < 2 ? 503 : 204);
+    const v = vehicleOf(stack, 'owner-dara');
+    const customer = await callerWith(stack, ['customer'], { ownerId: 'owner-dara' });
+    await subscribe(customer, hook.url, ['delivery.scheduled']);
+    await link(customer, v);
+    const loc = await locationAt(customer, v);
+    expect((await admin('POST', '/v1/deliveries', deliveryBody(v, loc))).status).toBe(201);
+    await expect.poll(() => hook.received.map((x) => x.status), { timeout: 5_000 }).toEqual([503, 503, 204]);
+    const ids = new Set(hook.received.map((x) => x.headers['curbside-event-id']));
+    expect(ids.size).toBe(1);
+    const eventId = [...ids][0] as string;
+    await expect
+      .poll(async () => (await outboxOf(stack.gateway.store.db, eventId)).map((r) => r.status), {
+        timeout: 5_000,
+      })
+      .toEqual(['delivered']);
+    const [row] = await outboxOf(stack.gateway.store.db, eventId);
+    expect(row).toMatchObject({ status: 'delivered', attempts: 3, lastError: null });
+    // Every attempt is signed afresh and verifies.
+    const sub = hook.received[2];
+    expect(sub?.headers['curbside-signature']).toMatch(/^t=\d+,v1=[0-9a-f]{64}$/);
+  });
+
+  it('gives up after the last attempt and keeps the row as dead', async () => {
+    const hook = await receiver();
+    hook.respond = () => 500;
+    const v = vehicleOf(stack, 'owner-eli');
+    const customer = await callerWith(stack, ['customer'], { ownerId: 'owner-eli' });
+    await subscribe(customer, hook.url, ['delivery.scheduled']);
+    await link(customer, v);
+    const loc = await locationAt(customer, v);
+    expect((await admin('POST', '/v1/deliveries', deliveryBody(v, loc))).status).toBe(201);
+    await expect.poll(() => hook.received.length, { timeout: 5_000 }).toBe(fast.maxAttempts);
+    const eventId = hook.received[0]?.headers['curbside-event-id'] as string;
+    await expect
+      .poll(async () => (await outboxOf(stack.gateway.store.db, eventId))[0]?.status, { timeout: 2_000 })
+      .toBe('dead');
+    const [row] = await outboxOf(stack.gateway.store.db, eventId);
+    expect(row).toMatchObject({ attempts: fast.maxAttempts, lastError: 'HTTP 500' });
+    await new Promise((r) => setTimeout(r, 200));
+    expect(hook.received).toHaveLength(fast.maxAttempts);
+  });
+});
