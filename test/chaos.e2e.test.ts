@@ -4,8 +4,10 @@
 // car in which order (and each car's message faults); how many strike before the drivers finish depends on
 // timing, so the printed counts vary a little from run to run.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EVENT_TYPES } from '../gateway/webhooks/events.ts';
 import type { SeedVehicle } from '../seeds/index.ts';
 import { createFleetFaults, type FleetFaults, mulberry32 } from '../simulator/index.ts';
+import { type Receiver, startReceiver } from './helpers/receiver.ts';
 import { type Stack, startStack } from './helpers/stack.ts';
 
 const SEED = 20_240_601;
@@ -18,6 +20,9 @@ const OVERDUE_GRACE_MS = 1_500;
 let stack: Stack;
 let faults: FleetFaults;
 let cars: SeedVehicle[];
+/** Every owner subscribes to every event; the receiver fails a seeded share of the deliveries. */
+let hooks: Receiver;
+const subscriptions = new Map<string, string>();
 
 beforeAll(async () => {
   faults = createFleetFaults({
@@ -62,10 +67,23 @@ beforeAll(async () => {
     });
     expect(r.status).toBe(201);
   }
+  hooks = await startReceiver();
+  const flaky = mulberry32(SEED + 1);
+  hooks.respond = () => (flaky() < 0.3 ? 503 : 204);
+  for (const ownerId of new Set(cars.map((v) => v.ownerId))) {
+    const w = await stack.request('POST', '/v1/webhooks', {
+      url: hooks.url,
+      events: [...EVENT_TYPES],
+      ownerId,
+    });
+    expect(w.status).toBe(201);
+    subscriptions.set(ownerId, w.body.id);
+  }
 }, 60_000);
 
 afterAll(async () => {
   await stack?.close();
+  await hooks?.close();
 });
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -379,6 +397,27 @@ describe('chaos', () => {
       expect(claimed.sort()).toEqual([...seen].sort());
     }
 
+    // 5. Every notification is either delivered or pending in the outbox: one outbox row per event the gateway
+    // emitted to a subscribed owner, none dead, and every row marked delivered reached the receiver.
+    const rows = await stack.gateway.store.db
+      .selectFrom('webhook_outbox')
+      .select(['event_id', 'webhook_id', 'status'])
+      .execute();
+    const emitted = stack.events.filter((e) => subscriptions.has(e.ownerId));
+    expect(rows.length).toBe(emitted.length);
+    for (const [ownerId, webhookId] of subscriptions) {
+      const mine = rows.filter((r) => r.webhook_id === webhookId).length;
+      expect(mine, `outbox rows of ${ownerId}`).toBe(emitted.filter((e) => e.ownerId === ownerId).length);
+    }
+    expect(rows.filter((r) => r.status !== 'delivered' && r.status !== 'pending')).toEqual([]);
+    const heard = new Set(
+      hooks.received.filter((h) => h.status === 204).map((h) => h.headers['curbside-event-id']),
+    );
+    for (const r of rows.filter((x) => x.status === 'delivered')) expect(heard.has(r.event_id)).toBe(true);
+    const notificationCounts = `notifications: ${rows.filter((r) => r.status === 'delivered').length} delivered, ${
+      rows.filter((r) => r.status === 'pending').length
+    } pending, ${hooks.received.filter((h) => h.status !== 204).length} receiver failures retried`;
+
     const faultCounts = Object.entries(faults.counts())
       .sort(([a], [b]) => a.localeCompare(b))
       .map(([k, n]) => `${k}=${n}`)
@@ -386,7 +425,7 @@ describe('chaos', () => {
     console.log(
       `chaos (seed ${SEED}): ${ids.length} deliveries on ${cars.length} cars, ${unlocks} unlocks executed; ` +
         `outcomes ${JSON.stringify(Object.fromEntries(statuses))}\n` +
-        `  injected: ${JSON.stringify(chaos.ops)}\n  survived: ${faultCounts}`,
+        `  injected: ${JSON.stringify(chaos.ops)}\n  survived: ${faultCounts}\n  ${notificationCounts}`,
     );
     expect(unlocks).toBeGreaterThan(cars.length);
     expect(Object.values(chaos.ops).reduce((a, b) => a + b, 0)).toBeGreaterThan(20);
