@@ -62,6 +62,11 @@ serve({
       LOG_LEVEL: params.logLevel,
       SIMULATOR: 'off',
       DEMO: 'off',
+      // One admin key drives every courier, and each car gets one unlock per cycle: the production
+      // defaults (600 requests a minute per key, 12 unlocks a minute per car) would refuse the load itself.
+      RATE_LIMIT_PER_KEY_PER_MIN: '100000',
+      VEHICLE_COMMAND_BURST: '100',
+      VEHICLE_COMMANDS_PER_MIN: '600',
     });
     const logger = createLogger({ level: config.LOG_LEVEL, destination: process.stdout });
     gateway = await startGateway({
