@@ -249,6 +249,16 @@ const apiPlatform: Migration = {
   },
 };
 
+/**
+ * Reconciliation looks up a car's outstanding commands on every state report (gateway/reconcile.ts): without
+ * this index each lookup scanned the whole commands table, so a busy gateway slowed down as its history grew.
+ */
+const commandsByVin: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema.createIndex('commands_vin_status').on('commands').columns(['vin', 'status']).execute();
+  },
+};
+
 /** Migrations in order (applied in this order; merged branches got the next free number). Never edit a released one. */
 export const migrationProvider: MigrationProvider = {
   async getMigrations() {
@@ -258,6 +268,7 @@ export const migrationProvider: MigrationProvider = {
       '0005_signed_acks': signedAcks,
       '0006_delivery_service': deliveryService,
       '0007_api_platform': apiPlatform,
+      '0008_commands_by_vin': commandsByVin,
     };
   },
 };
