@@ -6,9 +6,8 @@ import { bootGateway, StartupError, untilSignal } from '../gateway/bootstrap.ts'
 import { ConfigError, loadConfig } from '../gateway/config.ts';
 import { createLogger, flushLogger } from '../gateway/logger.ts';
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, parseProgramArgs, programHelp } from '../gateway/program.ts';
-import { TrustedKeysFileSchema } from '../protocols/index.ts';
 import { loadSeeds, type SeedLocation } from '../seeds/index.ts';
-import { type Fleet, startFleet } from '../simulator/index.ts';
+import { type Fleet, readFleetPki, startFleet } from '../simulator/index.ts';
 import { playDemoDelivery } from './script.ts';
 
 const USAGE = `Usage: npm start [-- --help]
@@ -27,7 +26,7 @@ if (args.kind === 'usage') {
   process.exit(EXIT_USAGE);
 }
 
-const read = (path: string): string => readFileSync(path, 'utf8');
+const _read = (path: string): string => readFileSync(path, 'utf8');
 
 try {
   // The demo prints a human timeline on stdout; logs go to stderr at warn unless LOG_LEVEL says otherwise.
@@ -59,11 +58,7 @@ try {
     fleet = await startFleet({
       brokerUrl: booted.gateway.brokerUrl,
       vehicles: seeds.vehicles,
-      pki: {
-        ca: read(pki.caCert),
-        certFor: (vin) => ({ cert: read(pki.vehicleCert(vin)), key: read(pki.vehicleKey(vin)) }),
-      },
-      trustedKeys: TrustedKeysFileSchema.parse(JSON.parse(read(pki.trustedKeys))),
+      ...readFleetPki(pki.dir),
       dataDir: join(config.DATA_DIR, 'simulator'),
       failsafeRelockMs: config.FAILSAFE_RELOCK_S * 1000,
     });

@@ -8,6 +8,7 @@ export * from './control.ts';
 export * from './errors.ts';
 export * from './faults.ts';
 export * from './fleet.ts';
+export * from './fleet-pki.ts';
 export * from './key-store.ts';
 export * from './operations.ts';
 export * from './outcome-memory.ts';

@@ -1,13 +1,10 @@
-// Owns the simulator program: the composition root that reads arguments and files, runs the fleet, stops on signals.
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { type TrustedKeysFile, TrustedKeysFileSchema } from '../protocols/keys.ts';
 import { loadSeeds } from '../seeds/index.ts';
 import { parseCli, USAGE } from './cli.ts';
 import { startControlServer } from './control.ts';
 import { SimulatorError } from './errors.ts';
 import { createFleetFaults } from './faults.ts';
-import { type FleetPki, startFleet } from './fleet.ts';
+import { startFleet } from './fleet.ts';
+import { readFleetPki } from './fleet-pki.ts';
 import { loadScenario, playScenario, type Scenario } from './scenario.ts';
 import type { Logger } from './transport.ts';
 
@@ -29,31 +26,6 @@ const consoleLogger: Logger = {
   warn: (fields, msg) => console.error(line(`warn: ${msg}`, fields)),
   error: (fields, msg) => console.error(line(`error: ${msg}`, fields)),
 };
-
-function readPki(certsDir: string): { pki: FleetPki; trustedKeys: TrustedKeysFile } {
-  const read = (relative: string): string => {
-    const path = join(certsDir, relative);
-    try {
-      return readFileSync(path, 'utf8');
-    } catch (err) {
-      const why = (err as NodeJS.ErrnoException).code ?? 'unreadable';
-      throw new SimulatorError('SIM_PKI_MISSING', `${path}: ${why} (run npm run certs first?)`);
-    }
-  };
-  const ca = read('ca.crt');
-  let trustedKeys: TrustedKeysFile;
-  try {
-    trustedKeys = TrustedKeysFileSchema.parse(JSON.parse(read('trusted-keys.json')));
-  } catch (err) {
-    if (err instanceof SimulatorError) throw err;
-    throw new SimulatorError(
-      'SIM_PKI_MISSING',
-      `${join(certsDir, 'trusted-keys.json')}: not a trusted-keys file`,
-    );
-  }
-  const certFor = (vin: string) => ({ cert: read(`vehicles/${vin}.crt`), key: read(`vehicles/${vin}.key`) });
-  return { pki: { ca, certFor }, trustedKeys };
-}
 
 function untilSignal(): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
@@ -93,10 +65,10 @@ async function main(argv: string[]): Promise<number> {
   const vehicles =
     options.vins.length === 0 ? seeds.vehicles : seeds.vehicles.filter((v) => options.vins.includes(v.vin));
 
-  let pki: ReturnType<typeof readPki>;
+  let pki: ReturnType<typeof readFleetPki>;
   let scenario: Scenario = {};
   try {
-    pki = readPki(options.certsDir);
+    pki = readFleetPki(options.certsDir);
     if (options.faultsFile !== undefined) scenario = loadScenario(options.faultsFile);
   } catch (err) {
     if (err instanceof SimulatorError) return usage(err.message);

@@ -2,10 +2,9 @@
 // apart from the broker so that neither's memory or CPU is counted as the other's.
 import { readFileSync } from 'node:fs';
 import { devPkiPaths } from '../../certs/dev-pki.ts';
-import { TrustedKeysFileSchema } from '../../protocols/keys.ts';
 import type { SeedVehicle } from '../../seeds/index.ts';
 import { type Fleet, startFleet } from '../../simulator/fleet.ts';
-import { createMemoryReplayStore, DEFAULT_REPLAY_CAPACITY } from '../../simulator/index.ts';
+import { createMemoryReplayStore, DEFAULT_REPLAY_CAPACITY, readFleetPki } from '../../simulator/index.ts';
 import { BENCH_LOCATION, BENCH_OWNER, BENCH_VEHICLE, benchVin } from './fleet-data.ts';
 import { idleMemory, serve } from './ipc.ts';
 import { profileStart, profileStop } from './profiler.ts';
@@ -24,7 +23,7 @@ let fleet: Fleet | null = null;
 const { emit } = serve({
   async start(params: FleetStartParams): Promise<{ connected: number; ms: number; cpuMicros: number }> {
     const paths = devPkiPaths(params.pkiDir);
-    const read = (path: string): string => readFileSync(path, 'utf8');
+    const _read = (path: string): string => readFileSync(path, 'utf8');
     const vehicles: SeedVehicle[] = Array.from({ length: params.count }, (_, i) => ({
       vin: benchVin(i),
       ...BENCH_VEHICLE,
@@ -37,11 +36,7 @@ const { emit } = serve({
     fleet = await startFleet({
       brokerUrl: params.brokerUrl,
       vehicles,
-      pki: {
-        ca: read(paths.caCert),
-        certFor: (vin) => ({ cert: read(paths.vehicleCert(vin)), key: read(paths.vehicleKey(vin)) }),
-      },
-      trustedKeys: TrustedKeysFileSchema.parse(JSON.parse(read(paths.trustedKeys))),
+      ...readFleetPki(paths.dir),
       dataDir: params.pkiDir,
       // The cars' single-use memory stays in memory: the file store fsyncs each claim on the simulator's
       // one thread, which would make the simulator, not the gateway, the thing measured.

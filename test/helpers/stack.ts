@@ -10,9 +10,9 @@ import { type Config, parseConfig } from '../../gateway/config.ts';
 import { type Gateway, type GatewayDeps, type GatewayMaterial, startGateway } from '../../gateway/gateway.ts';
 import { loadGatewayMaterial } from '../../gateway/material.ts';
 import type { DomainEvent } from '../../gateway/notifications.ts';
-import { stateTopic, TrustedKeysFileSchema } from '../../protocols/index.ts';
+import { stateTopic } from '../../protocols/index.ts';
 import { loadSeeds, type Seeds } from '../../seeds/index.ts';
-import { type Fleet, type StartFleetDeps, startFleet } from '../../simulator/index.ts';
+import { type Fleet, readFleetPki, type StartFleetDeps, startFleet } from '../../simulator/index.ts';
 import type { Logger as CarLogger, ClientFactory } from '../../simulator/transport.ts';
 
 export interface Reply {
@@ -135,11 +135,7 @@ export async function startStack(
   const fleet = await startFleet({
     brokerUrl: gateway.brokerUrl,
     vehicles: seeds.vehicles,
-    pki: {
-      ca: read(pki.caCert),
-      certFor: (vin) => ({ cert: read(pki.vehicleCert(vin)), key: read(pki.vehicleKey(vin)) }),
-    },
-    trustedKeys: TrustedKeysFileSchema.parse(JSON.parse(read(pki.trustedKeys))),
+    ...readFleetPki(pki.dir),
     dataDir: join(dir, 'sim'),
     reportIntervalMs: 60_000,
     ...(options.createClient ? { createClient: options.createClient } : {}),
