@@ -4,12 +4,12 @@ import {
   type AuditEntry,
   AuditError,
   type AuditInput,
-  buildEntry,
-  canonicalJson,
-  entryLeafHash,
+  buildEncodedEntry,
+  leafHash as leafHashOf,
 } from '../../protocols/audit/index.ts';
 import type { Db } from './records.ts';
 import type { Database } from './schema.ts';
+import { transactionMemo } from './transaction-memo.ts';
 
 export interface AppendedEntry {
   index: number;
@@ -25,23 +25,41 @@ export async function withinTransaction<T>(
   return db.transaction().execute(fn);
 }
 
+interface Tail {
+  index: number;
+  leafHash: Buffer;
+}
+
+const TAIL = 'audit.tail';
+
+async function readTail(trx: Transaction<Database>): Promise<Tail | null> {
+  const memo = transactionMemo(trx);
+  const known = memo.get(TAIL) as Tail | undefined;
+  if (known) return known;
+  const row = await trx
+    .selectFrom('audit_entries')
+    .select(['idx', 'leaf_hash'])
+    .orderBy('idx', 'desc')
+    .limit(1)
+    .executeTakeFirst();
+  return row ? { index: Number(row.idx), leafHash: Buffer.from(row.leaf_hash, 'base64') } : null;
+}
+
 /**
- * Appends one entry. The index is the last index + 1, read in the same transaction, and idx is the
- * primary key: on SQLite the single writer orders appends; on a store with concurrent writers the
- * second of two transactions that read the same tail fails on the key and rolls back with its
- * decision, so the log can never fork or hold a gap (protocols/AUDIT.md §4).
+ * Appends one entry. The index is the last index + 1, read in the same transaction (once: the transaction
+ * then remembers the tail it appended, transaction-memo.ts), and idx is the primary key: on SQLite the single
+ * writer orders appends; on a store with concurrent writers the second of two transactions that read the same
+ * tail fails on the key and rolls back with its decision, so the log can never fork or hold a gap
+ * (protocols/AUDIT.md §4).
  */
 export async function appendAudit(db: Db, input: AuditInput): Promise<AppendedEntry> {
   return withinTransaction(db, async (trx) => {
-    const tail = await trx
-      .selectFrom('audit_entries')
-      .select(['idx', 'leaf_hash'])
-      .orderBy('idx', 'desc')
-      .limit(1)
-      .executeTakeFirst();
-    const index = tail ? Number(tail.idx) + 1 : 0;
-    const entry = buildEntry(input, index, tail ? Buffer.from(tail.leaf_hash, 'base64') : null);
-    const leafHash = entryLeafHash(entry);
+    const tail = await readTail(trx);
+    const index = tail ? tail.index + 1 : 0;
+    const { entry, text } = buildEncodedEntry(input, index, tail?.leafHash ?? null);
+    const leafHash = leafHashOf(Buffer.from(text, 'utf8'));
+    const memo = transactionMemo(trx);
+    memo.delete(TAIL);
     await trx
       .insertInto('audit_entries')
       .values({
@@ -50,9 +68,10 @@ export async function appendAudit(db: Db, input: AuditInput): Promise<AppendedEn
         delivery_id: entry.deliveryId,
         kind: entry.kind,
         at: entry.at,
-        entry: canonicalJson(entry),
+        entry: text,
       })
       .execute();
+    memo.set(TAIL, { index, leafHash });
     return { index, leafHash };
   });
 }

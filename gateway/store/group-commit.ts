@@ -3,6 +3,7 @@
 // durable.
 import { type Kysely, sql, type Transaction } from 'kysely';
 import type { Database } from './schema.ts';
+import { forgetTransactionMemo } from './transaction-memo.ts';
 
 /**
  * A unit of writes that must be atomic and durable before its caller hears back. It uses only `trx`: never
@@ -69,6 +70,7 @@ export function createGroupCommit(db: Kysely<Database>, options: GroupCommitOpti
           } catch (error) {
             // ROLLBACK TO keeps the savepoint on the stack; RELEASE then removes it.
             await sql`rollback to savepoint unit`.execute(trx);
+            forgetTransactionMemo(trx);
             await sql`release savepoint unit`.execute(trx);
             outcomes.push(() => reject(error));
           }

@@ -57,11 +57,17 @@ export const entryLeafHash = (entry: AuditEntry): Buffer => leafHash(encodeEntry
 /** A compact JWS anywhere in an entry: tokens are logged as their SHA-256 only (PROTOCOL.md §6). */
 const COMPACT_JWS = /eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}/;
 
+/** An entry and its canonical text: the text is what is hashed and stored, computed once. */
+export interface EncodedEntry {
+  entry: AuditEntry;
+  text: string;
+}
+
 /**
  * Builds entry `index` from a writer's input: drops what JSON drops (undefined members), checks the
  * schema and refuses an entry that carries a token. Throws ENTRY_REFUSED; nothing is written then.
  */
-export function buildEntry(input: AuditInput, index: number, prev: Buffer | null): AuditEntry {
+export function buildEncodedEntry(input: AuditInput, index: number, prev: Buffer | null): EncodedEntry {
   let plain: unknown;
   try {
     plain = JSON.parse(
@@ -81,5 +87,9 @@ export function buildEntry(input: AuditInput, index: number, prev: Buffer | null
   const text = canonicalJson(parsed.data);
   if (COMPACT_JWS.test(text))
     throw new AuditError('ENTRY_REFUSED', 'an entry may hold a token hash, never a token');
-  return parsed.data;
+  return { entry: parsed.data, text };
 }
+
+/** buildEncodedEntry without the text. */
+export const buildEntry = (input: AuditInput, index: number, prev: Buffer | null): AuditEntry =>
+  buildEncodedEntry(input, index, prev).entry;
