@@ -23,6 +23,7 @@ import {
   readAuditEntries,
   type StoredCheckpoint,
 } from './store/audit.ts';
+import type { Write } from './store/group-commit.ts';
 import type { Database } from './store/schema.ts';
 
 /** The dedicated checkpoint key; its C2SP key name is the log's origin. */
@@ -33,6 +34,11 @@ export interface AuditSigner {
 
 export interface AuditLogDeps {
   db: Kysely<Database>;
+  /**
+   * Entries that stand alone (a key's use) are written through here when given (store.write), so they share
+   * a commit with the decisions being written at the same time; each still commits or fails on its own.
+   */
+  write?: Write;
   /** Null when no checkpoint key is configured: entries are still written, checkpoints are refused. */
   signer: AuditSigner | null;
   now: () => number;
@@ -57,6 +63,8 @@ const b64 = (h: Buffer): string => h.toString('base64');
 
 export function createAuditLog(deps: AuditLogDeps) {
   const { db, signer, now } = deps;
+  const appendAlone = (input: AuditInput): Promise<AppendedEntry> =>
+    deps.write ? deps.write((trx) => appendAudit(trx, input)) : appendAudit(db, input);
 
   function requireSigner(): AuditSigner {
     if (!signer) throw new ApiError('AUDIT_UNAVAILABLE');
@@ -146,7 +154,7 @@ export function createAuditLog(deps: AuditLogDeps) {
 
   /** One entry per mutating request: which key, on which route (the "API key use by scope"). */
   function recordKeyUse(use: KeyUse): Promise<AppendedEntry> {
-    return appendAudit(db, {
+    return appendAlone({
       at: now(),
       kind: 'api_key_used',
       outcome: 'info',
@@ -166,7 +174,7 @@ export function createAuditLog(deps: AuditLogDeps) {
 
   return {
     origin: signer?.origin ?? null,
-    append: (input: AuditInput) => appendAudit(db, input),
+    append: appendAlone,
     checkpoint,
     entries,
     inclusion,

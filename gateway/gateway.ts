@@ -119,6 +119,31 @@ export interface Gateway {
 /** After the drain bound, commands still waiting are ended as timeouts; this bounds their last store writes. */
 const SETTLE_AFTER_DRAIN_MS = 5_000;
 
+/** Most VINs remembered by providerMemo; beyond it the memo starts again. */
+const PROVIDER_MEMO_SIZE = 100_000;
+
+/**
+ * Remembers each VIN's provider: every message to or from a car is encoded in its provider's dialect, and a
+ * VIN's provider never changes (linking checks the make against the VIN's WMI, and the make against the one
+ * provider the catalog has for it). Only found providers are remembered: a VIN linked later is found then.
+ */
+export function providerMemo(
+  lookup: (vin: string) => Promise<string | null>,
+  size = PROVIDER_MEMO_SIZE,
+): (vin: string) => Promise<string | null> {
+  const known = new Map<string, string>();
+  return async (vin) => {
+    const hit = known.get(vin);
+    if (hit !== undefined) return hit;
+    const provider = await lookup(vin);
+    if (provider !== null) {
+      if (known.size >= size) known.clear();
+      known.set(vin, provider);
+    }
+    return provider;
+  };
+}
+
 /** Sessions on the embedded broker whose client id is a VIN (the broker ties it to the certificate). */
 function vehicleSessions(broker: Broker): number {
   // aedes keeps its sessions in `clients` but does not declare it in its types.
@@ -255,7 +280,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       clientId: `gateway-${config.GATEWAY_REPLICA}`,
       tls: { ca: material.ca, cert: material.gatewayCert, key: material.gatewayKey },
       logger: linkLogger,
-      providerOf: (vin) => providerOf(store.db, vin),
+      providerOf: providerMemo((vin) => providerOf(store.db, vin)),
       onState: async (vin, message) => {
         try {
           await vehicles.observe(vin, message);
@@ -331,6 +356,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     const metricsApp = config.METRICS_PORT === undefined ? null : await buildMetricsApp(metrics);
     const audit = createAuditLog({
       db: store.db,
+      write: store.write,
       signer: material.auditCheckpointKey
         ? { origin: config.AUDIT_ORIGIN, privateKey: createPrivateKey(material.auditCheckpointKey) }
         : null,
