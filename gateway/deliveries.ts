@@ -458,7 +458,12 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
    * An ack counts only when it is bound to this command and signed by the car's certificate (TOKEN.md §9); the
    * verified ack is kept as evidence with the settlement.
    */
-  async function send(d: DeliveryRecord, command: Command): Promise<Sent> {
+  async function send(
+    d: DeliveryRecord,
+    command: Command,
+    /** What an executed command changes, written in the same unit as its settlement (one commit, not two). */
+    onExecuted?: (trx: Db, executed: Extract<Sent, { kind: 'executed' }>) => Promise<void>,
+  ): Promise<Sent> {
     const ids = { deliveryId: d.id, commandId: command.commandId, action: command.action, vin: d.vin };
     const settled = (outcome: CommandOutcome, reason: string | null, roundTripMs: number | null): void =>
       deps.observer?.commandSettled({ action: command.action, outcome, reason, roundTripMs });
@@ -545,11 +550,13 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
       });
       return { kind: 'refused', ack };
     }
+    const executed = { kind: 'executed' as const, ack, roundTripMs: t - started };
     await write(async (trx) => {
       await settleCommand(trx, command.commandId, { status: 'executed', reason: null, ackedAt: t });
       await insertVehicleAck(trx, check.evidence);
+      await onExecuted?.(trx, executed);
     });
-    return { kind: 'executed', ack, roundTripMs: t - started };
+    return executed;
   }
 
   /**
@@ -674,17 +681,16 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
       await prepared.record(trx);
       return prepared.command;
     });
-    const sent = await send(d, command);
-    if (sent.kind === 'executed' && sent.ack.locked) {
-      await write((trx) =>
-        confirmLocked(trx, d, LOCKED_KIND[cause], cause, {
-          commandId: command.commandId,
-          locked: true,
-          carTime: sent.ack.at,
-          roundTripMs: sent.roundTripMs,
-        }),
-      );
-    } else if (!lockedBy(sent)) {
+    const sent = await send(d, command, async (trx, executed) => {
+      if (!executed.ack.locked) return;
+      await confirmLocked(trx, d, LOCKED_KIND[cause], cause, {
+        commandId: command.commandId,
+        locked: true,
+        carTime: executed.ack.at,
+        roundTripMs: executed.roundTripMs,
+      });
+    });
+    if (!lockedBy(sent)) {
       // A lock settled by the reconciler was recorded by it (vehicle_locked, settledBy).
       await lockUnconfirmed(d, cause, unconfirmedCode(sent), { commandId: command.commandId }, retryAt);
     }
@@ -885,22 +891,25 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
       await prepared.record(trx);
       return prepared.command;
     });
-    const sent = await send(d, command);
-    if (sent.kind === 'executed') {
-      await write((trx) =>
-        outcomes.opened(
-          trx,
-          d,
-          {
-            commandId: command.commandId,
-            locked: sent.ack.locked,
-            carTime: sent.ack.at,
-            roundTripMs: sent.roundTripMs,
-          },
-          sent.ack.at,
-        ),
+    // Read in the unit that records the opening: whether the owner blocked, or cancelled, while the car opened.
+    let after: { blocked: boolean; cancelled: boolean } | null = null;
+    const sent = await send(d, command, async (trx, executed) => {
+      await outcomes.opened(
+        trx,
+        d,
+        {
+          commandId: command.commandId,
+          locked: executed.ack.locked,
+          carTime: executed.ack.at,
+          roundTripMs: executed.roundTripMs,
+        },
+        executed.ack.at,
       );
-    } else if (sent.kind !== 'reconciled' || sent.status !== 'executed') {
+      const fresh = await findDelivery(trx, d.id);
+      const owner = await findVehicle(trx, d.vin);
+      after = { blocked: !!fresh?.blocked || !!owner?.blocked, cancelled: fresh?.status === 'cancelled' };
+    });
+    if (sent.kind !== 'executed' && (sent.kind !== 'reconciled' || sent.status !== 'executed')) {
       // A command the reconciler settled was recorded by it (the unlock given back when the car did not open).
       if (sent.kind === 'refused') {
         // The car did not open: the reserved unlock is given back. Relative, because the reconciler may have
@@ -924,12 +933,18 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
       }
       throw commandError(sent);
     }
-    // The owner may have blocked, or cancelled, while the car was opening: it is locked again at once.
-    const after = await load(d.id);
-    const owner = await findVehicle(db, d.vin);
-    if (after.blocked || owner?.blocked) await relockHeld(d.id, 'block');
-    else if (after.status === 'cancelled') await relockHeld(d.id, 'cancel');
+    // The owner may have blocked, or cancelled, while the car was opening: it is locked again at once. An unlock
+    // the reconciler settled is read afresh.
+    const seen: { blocked: boolean; cancelled: boolean } = after ?? (await blockedOrCancelled(d));
+    if (seen.blocked) await relockHeld(d.id, 'block');
+    else if (seen.cancelled) await relockHeld(d.id, 'cancel');
     return { status: 'unlocked' };
+  }
+
+  async function blockedOrCancelled(d: DeliveryRecord): Promise<{ blocked: boolean; cancelled: boolean }> {
+    const fresh = await load(d.id);
+    const owner = await findVehicle(db, d.vin);
+    return { blocked: fresh.blocked || !!owner?.blocked, cancelled: fresh.status === 'cancelled' };
   }
 
   async function lock(id: string, input: { driverId: string }): Promise<{ status: 'locked' }> {
