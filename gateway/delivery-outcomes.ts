@@ -1,7 +1,7 @@
 // Owns what a car's confirmed action does to its delivery: opened, confirmed locked, relocked by itself; each with
 // its timeline entry and domain event, in the caller's transaction. Shared by requests and the reconciler.
 import { type DomainEvent, type Notify, noopNotify } from './notifications.ts';
-import { appendEvent, type Db, type DeliveryRecord, findVehicle, updateDelivery } from './store/records.ts';
+import { appendEvent, type Db, type DeliveryRecord, updateDelivery } from './store/records.ts';
 
 /** Who locked the car again after an unlock; each has its own timeline entry. */
 export type RelockCause = 'driver' | 'watchdog' | 'block' | 'cancel' | 'unlink';
@@ -27,8 +27,24 @@ export function createDeliveryOutcomes(deps: DeliveryOutcomesDeps) {
     data: Record<string, unknown>,
     at = now(),
   ): Promise<void> {
-    const vehicle = await findVehicle(trx, d.vin);
-    await notify(trx, { type, deliveryId: d.id, vin: d.vin, ownerId: vehicle?.ownerId ?? '', at, data });
+    // One read for who hears of it: the vehicle's owner and the delivery's carrier.
+    const parties = await trx
+      .selectFrom('vehicles')
+      .select((eb) => [
+        'owner_id',
+        eb.selectFrom('deliveries').select('carrier_id').where('id', '=', d.id).as('carrier_id'),
+      ])
+      .where('vin', '=', d.vin)
+      .executeTakeFirst();
+    await notify(trx, {
+      type,
+      deliveryId: d.id,
+      vin: d.vin,
+      ownerId: parties?.owner_id ?? '',
+      ...(parties ? { carrierId: parties.carrier_id ?? null } : {}),
+      at,
+      data,
+    });
   }
 
   /**

@@ -14,6 +14,8 @@ export interface DomainEvent {
   deliveryId: string | null;
   vin: string;
   ownerId: string;
+  /** The delivery's carrier, when the emitter read it already (null: none); undefined: not read. */
+  carrierId?: string | null;
   at: number;
   data: Record<string, unknown>;
 }

@@ -57,7 +57,9 @@ export function registerAccessCheck(app: FastifyInstance, db: Kysely<Database>):
     const params = (req.params ?? {}) as Record<string, unknown>;
     if (resource === 'delivery' && typeof params.id === 'string') {
       const d = await findDelivery(db, params.id);
-      const owner = d ? ((await findVehicle(db, d.vin))?.ownerId ?? null) : null;
+      // Only an owner's key is checked against the vehicle's owner (canSeeDelivery).
+      const ownerBound = caller.carrierId === null && caller.ownerId !== null;
+      const owner = d && ownerBound ? ((await findVehicle(db, d.vin))?.ownerId ?? null) : null;
       if (!d || !canSeeDelivery(caller, d, owner)) throw hidden(`delivery ${params.id}`);
     }
     if (resource === 'vehicle' && typeof params.vin === 'string') {

@@ -99,7 +99,29 @@ export interface TimelineEntry {
 
 const nullableNumber = (v: number | null): number | null => (v === null ? null : Number(v));
 
-const toVehicle = (r: VehiclesTable): VehicleRecord => ({
+/** Every column a VehicleRecord is read from: not the pinned certificate, which only ack checks read. */
+const VEHICLE_COLUMNS = [
+  'vin',
+  'make',
+  'model',
+  'year',
+  'provider',
+  'owner_id',
+  'consent',
+  'linked_at',
+  'online',
+  'locked',
+  'lat',
+  'lon',
+  'ignition',
+  'doors_open',
+  'last_seen',
+  'last_seq',
+  'blocked',
+  'unlinked_at',
+] as const;
+
+const toVehicle = (r: Omit<VehiclesTable, 'cert_pem'>): VehicleRecord => ({
   vin: r.vin,
   make: r.make,
   model: r.model,
@@ -278,7 +300,11 @@ export async function updateVehicle(
 }
 
 export async function findVehicle(db: Db, vin: string): Promise<VehicleRecord | null> {
-  const row = await db.selectFrom('vehicles').selectAll().where('vin', '=', vin).executeTakeFirst();
+  const row = await db
+    .selectFrom('vehicles')
+    .select(VEHICLE_COLUMNS)
+    .where('vin', '=', vin)
+    .executeTakeFirst();
   return row ? toVehicle(row) : null;
 }
 
@@ -289,7 +315,12 @@ export async function providerOf(db: Db, vin: string): Promise<string | null> {
 }
 
 export async function listVehicles(db: Db): Promise<VehicleRecord[]> {
-  const rows = await db.selectFrom('vehicles').selectAll().orderBy('linked_at').orderBy('vin').execute();
+  const rows = await db
+    .selectFrom('vehicles')
+    .select(VEHICLE_COLUMNS)
+    .orderBy('linked_at')
+    .orderBy('vin')
+    .execute();
   return rows.map(toVehicle);
 }
 

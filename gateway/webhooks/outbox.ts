@@ -15,8 +15,8 @@ export interface OutboxNotifyDeps {
  */
 export function createOutboxNotify(deps: OutboxNotifyDeps): Notify {
   return async (db, event) => {
-    let carrierId: string | null = null;
-    if (event.deliveryId !== null) {
+    let carrierId: string | null = event.carrierId ?? null;
+    if (event.carrierId === undefined && event.deliveryId !== null) {
       const row = await db
         .selectFrom('deliveries')
         .select('carrier_id')
