@@ -1,0 +1,159 @@
+// Owns `npm run bench:sql`: what one unlock+lock cycle asks of the store, statement by statement. A whole system
+// runs in this process (the test stack: gateway, embedded broker, simulated fleet); deliveries are set up first,
+// then only the unlock and lock requests (and what they set off: acks, state reports) are counted.
+import { parseArgs } from 'node:util';
+import BetterSqlite3 from 'better-sqlite3';
+import { COMPLETED } from '../helpers/delivery.ts';
+import { type Stack, startStack } from '../helpers/stack.ts';
+
+const USAGE = `Usage: npm run bench:sql -- [--cycles N]
+
+Runs N unlock+lock cycles one after another (default 50), each on a fresh delivery, and prints per cycle: every
+SQL statement the store ran (count and time inside SQLite), the transactions committed and the WAL flushes.`;
+
+interface Tally {
+  count: number;
+  micros: number;
+}
+
+type Statement = { run: Fn; all: Fn; get: Fn; iterate: Fn };
+type Fn = (...args: unknown[]) => unknown;
+
+/** Counts and times every statement of every better-sqlite3 database opened after this call, by SQL text. */
+function countStatements(): { tallies: Map<string, Tally>; on: { value: boolean } } {
+  const tallies = new Map<string, Tally>();
+  const on = { value: false };
+  const proto = BetterSqlite3.prototype as unknown as { prepare: (sql: string) => Statement };
+  const prepare = proto.prepare;
+  proto.prepare = function (this: unknown, sql: string): Statement {
+    const statement = prepare.call(this, sql);
+    const text = sql.replace(/\s+/g, ' ').trim();
+    for (const method of ['run', 'all', 'get', 'iterate'] as const) {
+      const original = statement[method];
+      statement[method] = (...args: unknown[]) => {
+        if (!on.value) return original.apply(statement, args);
+        const started = process.hrtime.bigint();
+        try {
+          return original.apply(statement, args);
+        } finally {
+          const t = tallies.get(text) ?? { count: 0, micros: 0 };
+          t.count++;
+          t.micros += Number(process.hrtime.bigint() - started) / 1000;
+          tallies.set(text, t);
+        }
+      };
+    }
+    return statement;
+  };
+  return { tallies, on };
+}
+
+async function prepareDelivery(stack: Stack, vin: string, locationId: string): Promise<string> {
+  const now = Date.now();
+  const created = await stack.request('POST', '/v1/deliveries', {
+    vin,
+    locationId,
+    driverId: 'driver-7',
+    packageIds: ['pkg-1'],
+    window: { start: new Date(now - 60_000).toISOString(), end: new Date(now + 3_600_000).toISOString() },
+  });
+  if (created.status !== 201) throw new Error(`schedule: ${created.status} ${JSON.stringify(created.body)}`);
+  const parked = await stack.request('POST', `/v1/deliveries/${created.body.id}/parking`);
+  if (parked.status !== 200) throw new Error(`parking: ${parked.status} ${JSON.stringify(parked.body)}`);
+  return created.body.id as string;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: { cycles: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+  });
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  const cycles = Number(values.cycles ?? 50);
+  if (!Number.isInteger(cycles) || cycles < 1 || cycles > 100) {
+    process.stderr.write(
+      '--cycles must be a whole number from 1 to 100 (one car takes at most 100 unlocks)\n',
+    );
+    process.exit(2);
+  }
+  const { tallies, on } = countStatements();
+  // One car takes every cycle: the per-car budget must allow it, as in the bench.
+  const stack = await startStack({
+    RATE_LIMIT_PER_KEY_PER_MIN: '100000',
+    VEHICLE_COMMAND_BURST: '100',
+    VEHICLE_COMMANDS_PER_MIN: '600',
+  });
+  try {
+    const car = stack.seeds.vehicles.find((v) => v.year >= 2015 && v.provider === 'onstar');
+    const location = stack.seeds.locations.find((l) => l.ownerId === car?.ownerId);
+    if (!car || !location) throw new Error('the seeds have no OnStar car with a location');
+    const { vin } = car;
+    await stack.request('POST', '/v1/vehicles', {
+      vin,
+      make: car.make,
+      model: car.model,
+      year: car.year,
+      provider: car.provider,
+      ownerId: car.ownerId,
+    });
+    const loc = await stack.request('POST', '/v1/locations', {
+      ownerId: location.ownerId,
+      label: location.label,
+      kind: location.kind,
+      lat: location.lat,
+      lon: location.lon,
+      radiusM: 200,
+      access: 'public',
+    });
+    const settle = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 200));
+    let flushes = 0;
+    for (let i = 0; i < cycles; i++) {
+      const id = await prepareDelivery(stack, vin, loc.body.id);
+      await settle();
+      const before = stack.gateway.store.stats().flushes;
+      on.value = true;
+      const unlock = await stack.request('POST', `/v1/deliveries/${id}/unlock`, {
+        driverId: 'driver-7',
+        position: { lat: location.lat + 0.0003, lon: location.lon },
+        packageId: 'pkg-1',
+      });
+      const lock = await stack.request('POST', `/v1/deliveries/${id}/lock`, { driverId: 'driver-7' });
+      // The car's state reports after each command are part of the cycle's cost.
+      await settle();
+      on.value = false;
+      flushes += stack.gateway.store.stats().flushes - before;
+      if (unlock.status !== COMPLETED.unlock || lock.status !== COMPLETED.lock) {
+        throw new Error(`cycle ${i}: unlock ${unlock.status}, lock ${lock.status}`);
+      }
+    }
+    const rows = [...tallies].sort((a, b) => b[1].micros - a[1].micros);
+    const total = rows.reduce(
+      (sum, [, t]) => ({ count: sum.count + t.count, micros: sum.micros + t.micros }),
+      {
+        count: 0,
+        micros: 0,
+      },
+    );
+    const commits = tallies.get('commit')?.count ?? 0;
+    const lines = [
+      `Store work per unlock+lock cycle (${cycles} cycles, one at a time, in-process stack):`,
+      '',
+      `- statements: ${(total.count / cycles).toFixed(1)}, ${(total.micros / cycles).toFixed(0)} µs inside SQLite`,
+      `- transactions committed: ${(commits / cycles).toFixed(1)}; WAL flushes (fdatasync): ${(flushes / cycles).toFixed(1)}`,
+      '',
+      '| per cycle | µs per cycle | µs each | statement |',
+      '| ---: | ---: | ---: | --- |',
+      ...rows.map(
+        ([sql, t]) =>
+          `| ${(t.count / cycles).toFixed(1)} | ${(t.micros / cycles).toFixed(0)} | ${(t.micros / t.count).toFixed(1)} | \`${sql.length > 110 ? `${sql.slice(0, 107)}...` : sql}\` |`,
+      ),
+    ];
+    process.stdout.write(`${lines.join('\n')}\n`);
+  } finally {
+    await stack.close();
+  }
+}
+
+await main();
