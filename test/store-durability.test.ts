@@ -129,6 +129,14 @@ describe('the durable driver, on a real SQLite file', () => {
     await expect(db.insertInto('t').values({ id: 2, v: 'b' }).execute()).rejects.toThrow('EIO');
   });
 
+  it('counts INSERT … RETURNING in autocommit as a write (it returns rows, yet it commits)', async () => {
+    const insert = db.insertInto('t').values({ id: 1, v: 'a' }).returning('id').execute();
+    expect(await settledSoon(insert)).toBe(false);
+    expect(gate.started()).toBe(1);
+    gate.finish(0);
+    expect(await insert).toEqual([{ id: 1 }]);
+  });
+
   it('a read alone never waits for a flush', async () => {
     expect(await db.selectFrom('t').selectAll().execute()).toEqual([]);
     expect(gate.started()).toBe(0);

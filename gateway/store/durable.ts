@@ -109,27 +109,32 @@ interface WatchableDatabase {
 }
 
 /**
- * Wraps the database so that a write statement that leaves no transaction open (COMMIT, ROLLBACK, or a write
- * in autocommit) marks the connection as holding a commit that still needs a flush. Reads never do.
+ * Wraps the database so that a statement that may write and leaves no transaction open (COMMIT, ROLLBACK, or a
+ * write in autocommit, INSERT … RETURNING included) marks the connection as holding a commit that still needs a
+ * flush. Reads never do: statements that return rows and are read-only (better-sqlite3's `readonly`, SQLite's
+ * sqlite3_stmt_readonly, which also holds for BEGIN and COMMIT: those return no rows).
  */
 export function watchCommits(database: WatchableDatabase): {
   database: WatchableDatabase;
   watch: CommitWatch;
 } {
   let committed = false;
-  const wrap = (statement: SqliteStatement): SqliteStatement => {
-    if (statement.reader) return statement;
+  const after = <T>(run: () => T): T => {
+    try {
+      return run();
+    } finally {
+      if (!database.inTransaction) committed = true;
+    }
+  };
+  const wrap = (statement: SqliteStatement & { readonly?: boolean }): SqliteStatement => {
+    // A query that returns rows and cannot write is a read. COMMIT counts as read-only in SQLite, yet returns none.
+    if (statement.reader && statement.readonly === true) return statement;
     return {
-      reader: false,
-      all: (parameters) => statement.all(parameters),
+      reader: statement.reader,
+      all: (parameters) => after(() => statement.all(parameters)),
+      // Kysely streams only SELECTs; a stream that wrote would be marked when it ends a transaction.
       iterate: (parameters) => statement.iterate(parameters),
-      run: (parameters) => {
-        try {
-          return statement.run(parameters);
-        } finally {
-          if (!database.inTransaction) committed = true;
-        }
-      },
+      run: (parameters) => after(() => statement.run(parameters)),
     };
   };
   return {
