@@ -34,6 +34,15 @@ const observation = (event: LogEvent): QueryObservation => ({
   failed: event.level === 'error',
 });
 
+/**
+ * Pages the write-ahead log may hold before a commit copies them into the database file (SQLite's default is
+ * 1,000). A checkpoint copies each page once however often it was rewritten since the last one, and the hot pages
+ * (the tails of the audit log, the timeline and their indexes) are rewritten by nearly every commit; ten times
+ * the default cut the gateway's CPU per unlock+lock cycle by about a tenth in the bench. The log grows to about
+ * 40 MB before each checkpoint and is reused from its start afterwards.
+ */
+export const WAL_CHECKPOINT_PAGES = 10_000;
+
 export interface StoreStats {
   /** fdatasyncs of the write-ahead log: each made the commits before it durable, shared among them. */
   flushes: number;
@@ -72,6 +81,7 @@ export async function openStore(
   sqlite.pragma('synchronous = NORMAL');
   sqlite.pragma('foreign_keys = ON');
   sqlite.pragma('busy_timeout = 5000');
+  sqlite.pragma(`wal_autocheckpoint = ${WAL_CHECKPOINT_PAGES}`);
   const watched = watchCommits(sqlite);
   const wal = lazyWalFileSync(`${config.file}-wal`);
   const db = new Kysely<Database>({
