@@ -1,5 +1,6 @@
 // Owns API keys as grants: the scopes, the caller kinds they make up, the owner/carrier binding, and key storage.
 import { createHash, randomBytes } from 'node:crypto';
+import { prepared } from './store/prepared.ts';
 import type { Db } from './store/records.ts';
 
 /**
@@ -138,13 +139,16 @@ export async function insertGrantedKey(
 }
 
 /** The caller behind a key hash, or null when unknown or revoked. */
-export async function findCallerByHash(db: Db, hash: string): Promise<Caller | null> {
-  const row = await db
+const selectCaller = prepared((db, hash: string) =>
+  db
     .selectFrom('api_keys')
     .select(['id', 'scopes', 'owner_id', 'carrier_id'])
     .where('hash', '=', hash)
-    .where('revoked_at', 'is', null)
-    .executeTakeFirst();
+    .where('revoked_at', 'is', null),
+);
+
+export async function findCallerByHash(db: Db, hash: string): Promise<Caller | null> {
+  const row = (await selectCaller(db, hash)).rows[0];
   if (!row) return null;
   return { keyId: row.id, scopes: toScopes(row.scopes), ownerId: row.owner_id, carrierId: row.carrier_id };
 }

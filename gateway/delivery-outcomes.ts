@@ -1,6 +1,7 @@
 // Owns what a car's confirmed action does to its delivery: opened, confirmed locked, relocked by itself; each with
 // its timeline entry and domain event, in the caller's transaction. Shared by requests and the reconciler.
 import { type DomainEvent, type Notify, noopNotify } from './notifications.ts';
+import { prepared } from './store/prepared.ts';
 import { appendEvent, type Db, type DeliveryRecord, updateDelivery } from './store/records.ts';
 
 /** Who locked the car again after an unlock; each has its own timeline entry. */
@@ -16,6 +17,17 @@ export interface DeliveryOutcomesDeps {
   notify?: Notify;
 }
 
+/** Who hears of a delivery's event: the vehicle's owner and the delivery's carrier, in one read. */
+const selectParties = prepared((db, deliveryId: string, vin: string) =>
+  db
+    .selectFrom('vehicles')
+    .select((eb) => [
+      'owner_id',
+      eb.selectFrom('deliveries').select('carrier_id').where('id', '=', deliveryId).as('carrier_id'),
+    ])
+    .where('vin', '=', vin),
+);
+
 export function createDeliveryOutcomes(deps: DeliveryOutcomesDeps) {
   const { now } = deps;
   const notify = deps.notify ?? noopNotify;
@@ -28,14 +40,7 @@ export function createDeliveryOutcomes(deps: DeliveryOutcomesDeps) {
     at = now(),
   ): Promise<void> {
     // One read for who hears of it: the vehicle's owner and the delivery's carrier.
-    const parties = await trx
-      .selectFrom('vehicles')
-      .select((eb) => [
-        'owner_id',
-        eb.selectFrom('deliveries').select('carrier_id').where('id', '=', d.id).as('carrier_id'),
-      ])
-      .where('vin', '=', d.vin)
-      .executeTakeFirst();
+    const parties = (await selectParties(trx, d.id, d.vin)).rows[0];
     await notify(trx, {
       type,
       deliveryId: d.id,

@@ -8,6 +8,7 @@ import { createDeliveryOutcomes } from './delivery-outcomes.ts';
 import type { KeyedMutex } from './keyed-mutex.ts';
 import type { Notify } from './notifications.ts';
 import type { Write } from './store/group-commit.ts';
+import { prepared } from './store/prepared.ts';
 import {
   appendEvent,
   type CommandRecord,
@@ -47,6 +48,16 @@ export type CommandStatus = CommandRecord['status'];
 /** Statuses in which an unlock command holds one of its delivery's unlocks. */
 const HOLDS_UNLOCK: ReadonlySet<string> = new Set(['sent', 'timeout', 'executed']);
 const OUTSTANDING = ['sent', 'timeout'] as const;
+
+/** A car's commands still waiting for an outcome, oldest first. */
+const selectOutstanding = prepared((db, vin: string) =>
+  db
+    .selectFrom('commands')
+    .selectAll()
+    .where('vin', '=', vin)
+    .where('status', 'in', [...OUTSTANDING])
+    .orderBy('issued_at'),
+);
 /** Longest wait before a car that keeps not answering is asked again by the sweep. */
 const MAX_SILENT_BACKOFF_MS = 5 * 60_000;
 
@@ -183,13 +194,7 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
 
   /** Outstanding commands of a car, except those a request is still waiting for (it settles its own). */
   async function outstandingOf(trx: Db, vin: string, holding?: string): Promise<CommandsTable[]> {
-    const rows = await trx
-      .selectFrom('commands')
-      .selectAll()
-      .where('vin', '=', vin)
-      .where('status', 'in', [...OUTSTANDING])
-      .orderBy('issued_at')
-      .execute();
+    const { rows } = await selectOutstanding(trx, vin);
     return rows.filter((c) => !othersHold(c.delivery_id, holding));
   }
 

@@ -7,6 +7,7 @@ import {
   buildEncodedEntry,
   leafHash as leafHashOf,
 } from '../../protocols/audit/index.ts';
+import { prepared } from './prepared.ts';
 import type { Db } from './records.ts';
 import type { Database } from './schema.ts';
 import { transactionMemo } from './transaction-memo.ts';
@@ -32,16 +33,22 @@ interface Tail {
 
 const TAIL = 'audit.tail';
 
+const selectTail = prepared((db) =>
+  db.selectFrom('audit_entries').select(['idx', 'leaf_hash']).orderBy('idx', 'desc').limit(1),
+);
+
+const insertEntry = prepared(
+  (db, idx: number, leafHash: string, deliveryId: string | null, kind: string, at: number, entry: string) =>
+    db
+      .insertInto('audit_entries')
+      .values({ idx, leaf_hash: leafHash, delivery_id: deliveryId, kind, at, entry }),
+);
+
 async function readTail(trx: Transaction<Database>): Promise<Tail | null> {
   const memo = transactionMemo(trx);
   const known = memo.get(TAIL) as Tail | undefined;
   if (known) return known;
-  const row = await trx
-    .selectFrom('audit_entries')
-    .select(['idx', 'leaf_hash'])
-    .orderBy('idx', 'desc')
-    .limit(1)
-    .executeTakeFirst();
+  const row = (await selectTail(trx)).rows[0];
   return row ? { index: Number(row.idx), leafHash: Buffer.from(row.leaf_hash, 'base64') } : null;
 }
 
@@ -60,17 +67,7 @@ export async function appendAudit(db: Db, input: AuditInput): Promise<AppendedEn
     const leafHash = leafHashOf(Buffer.from(text, 'utf8'));
     const memo = transactionMemo(trx);
     memo.delete(TAIL);
-    await trx
-      .insertInto('audit_entries')
-      .values({
-        idx: index,
-        leaf_hash: leafHash.toString('base64'),
-        delivery_id: entry.deliveryId,
-        kind: entry.kind,
-        at: entry.at,
-        entry: text,
-      })
-      .execute();
+    await insertEntry(trx, index, leafHash.toString('base64'), entry.deliveryId, entry.kind, entry.at, text);
     memo.set(TAIL, { index, leafHash });
     return { index, leafHash };
   });

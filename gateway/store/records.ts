@@ -1,6 +1,7 @@
 // Owns reading and writing the store's rows as domain records; every function takes a db or a transaction.
 import { type Kysely, sql, type Transaction } from 'kysely';
 import { appendAudit, withinTransaction } from './audit.ts';
+import { prepared } from './prepared.ts';
 import type { Database, DeliveriesTable, LocationsTable, VehiclesTable } from './schema.ts';
 
 export type Db = Kysely<Database> | Transaction<Database>;
@@ -224,9 +225,12 @@ export async function insertVehicle(
 }
 
 /** The certificate pinned for a vehicle when it was linked, PEM; null when not linked or linked before 0002. */
+const selectVehicleCertificate = prepared((db, vin: string) =>
+  db.selectFrom('vehicles').select('cert_pem').where('vin', '=', vin),
+);
+
 export async function findVehicleCertificate(db: Db, vin: string): Promise<string | null> {
-  const row = await db.selectFrom('vehicles').select('cert_pem').where('vin', '=', vin).executeTakeFirst();
-  return row?.cert_pem ?? null;
+  return (await selectVehicleCertificate(db, vin)).rows[0]?.cert_pem ?? null;
 }
 
 /** Pins a re-issued certificate (rotation) in place of the one kept so far. */
@@ -299,12 +303,12 @@ export async function updateVehicle(
     .execute();
 }
 
+const selectVehicle = prepared((db, vin: string) =>
+  db.selectFrom('vehicles').select(VEHICLE_COLUMNS).where('vin', '=', vin),
+);
+
 export async function findVehicle(db: Db, vin: string): Promise<VehicleRecord | null> {
-  const row = await db
-    .selectFrom('vehicles')
-    .select(VEHICLE_COLUMNS)
-    .where('vin', '=', vin)
-    .executeTakeFirst();
+  const row = (await selectVehicle(db, vin)).rows[0];
   return row ? toVehicle(row) : null;
 }
 
@@ -334,8 +338,60 @@ export interface ObservedState {
   seq?: number;
 }
 
+const updateVehicleReport = prepared(
+  (
+    db,
+    vin: string,
+    online: number,
+    seenAt: number,
+    locked: number,
+    lat: number,
+    lon: number,
+    ignition: string,
+    doorsOpen: number,
+    seq: number,
+  ) =>
+    db
+      .updateTable('vehicles')
+      .set({
+        online,
+        last_seen: seenAt,
+        locked,
+        lat,
+        lon,
+        ignition,
+        doors_open: doorsOpen,
+        last_seq: seq,
+      })
+      .where('vin', '=', vin),
+);
+
 /** Records what a car reported (MQTT keeps one client's QoS 1 messages in order, so the last one wins). */
 export async function recordVehicleState(db: Db, vin: string, s: ObservedState): Promise<void> {
+  const { locked, position, ignition, doorsOpen, seq } = s;
+  if (
+    locked !== undefined &&
+    position &&
+    ignition !== undefined &&
+    doorsOpen !== undefined &&
+    seq !== undefined
+  ) {
+    // A whole state report, the common case: every column at once.
+    const b = (v: boolean): number => (v ? 1 : 0);
+    await updateVehicleReport(
+      db,
+      vin,
+      b(s.online),
+      s.seenAt,
+      b(locked),
+      position.lat,
+      position.lon,
+      ignition,
+      b(doorsOpen),
+      seq,
+    );
+    return;
+  }
   await db
     .updateTable('vehicles')
     .set({
@@ -403,8 +459,12 @@ export async function insertDelivery(db: Db, d: DeliveryRecord): Promise<void> {
     .execute();
 }
 
+const selectDelivery = prepared((db, id: string) =>
+  db.selectFrom('deliveries').selectAll().where('id', '=', id),
+);
+
 export async function findDelivery(db: Db, id: string): Promise<DeliveryRecord | null> {
-  const row = await db.selectFrom('deliveries').selectAll().where('id', '=', id).executeTakeFirst();
+  const row = (await selectDelivery(db, id)).rows[0];
   return row ? toDelivery(row) : null;
 }
 
@@ -459,15 +519,17 @@ export async function deliveriesOf(
 }
 
 /** Deliveries of a VIN whose car was unlocked and is not yet confirmed locked again. */
-export async function openDeliveriesOf(db: Db, vin: string): Promise<DeliveryRecord[]> {
-  const rows = await db
+const selectOpenDeliveries = prepared((db, vin: string) =>
+  db
     .selectFrom('deliveries')
     .selectAll()
     .where('vin', '=', vin)
     .where('unlocked_at', 'is not', null)
-    .where('relocked_at', 'is', null)
-    .execute();
-  return rows.map(toDelivery);
+    .where('relocked_at', 'is', null),
+);
+
+export async function openDeliveriesOf(db: Db, vin: string): Promise<DeliveryRecord[]> {
+  return (await selectOpenDeliveries(db, vin)).rows.map(toDelivery);
 }
 
 /**
@@ -496,22 +558,36 @@ export async function overdueRelocks(db: Db, now: number, relockAfterMs: number)
  * (a request and the reconciler racing for the store) would otherwise show time running backwards along `seq`.
  * The clamp runs in the INSERT itself, so it is atomic, and the audit entry records the time the timeline got.
  */
+const insertEvent = prepared(
+  (db, deliveryId: string, at: number, kind: string, outcome: string, code: string | null, detail: string) =>
+    db
+      .insertInto('delivery_events')
+      .values({
+        delivery_id: deliveryId,
+        // SQLite's two-argument max() is its GREATEST.
+        at: sql<number>`max(${at}, coalesce((select max(at) from delivery_events where delivery_id = ${deliveryId}), 0))`,
+        kind,
+        outcome,
+        code,
+        detail,
+      })
+      .returning('at'),
+);
+
 export async function appendEvent(db: Db, deliveryId: string, e: Omit<TimelineEntry, 'seq'>): Promise<void> {
   // protocols/AUDIT.md §4: the audit entry commits with the decision or not at all.
   if (!db.isTransaction) return withinTransaction(db, (trx) => appendEvent(trx, deliveryId, e));
-  const written = await db
-    .insertInto('delivery_events')
-    .values({
-      delivery_id: deliveryId,
-      // SQLite's two-argument max() is its GREATEST.
-      at: sql<number>`max(${e.at}, coalesce((select max(at) from delivery_events where delivery_id = ${deliveryId}), 0))`,
-      kind: e.kind,
-      outcome: e.outcome,
-      code: e.code,
-      detail: JSON.stringify(e.detail),
-    })
-    .returning('at')
-    .executeTakeFirstOrThrow();
+  const { rows } = await insertEvent(
+    db,
+    deliveryId,
+    e.at,
+    e.kind,
+    e.outcome,
+    e.code,
+    JSON.stringify(e.detail),
+  );
+  const written = rows[0];
+  if (!written) throw new Error('delivery event not written');
   await appendAudit(db, { ...e, at: Number(written.at), deliveryId });
 }
 
@@ -547,35 +623,64 @@ export interface CommandRecord {
   ackedAt: number | null;
 }
 
+const insertCommandRow = prepared(
+  (
+    db,
+    id: string,
+    deliveryId: string,
+    vin: string,
+    action: string,
+    jti: string,
+    tokenHash: string,
+    status: string,
+    reason: string | null,
+    issuedAt: number,
+    expiresAt: number,
+    ackedAt: number | null,
+  ) =>
+    db.insertInto('commands').values({
+      id,
+      delivery_id: deliveryId,
+      vin,
+      action,
+      jti,
+      token_hash: tokenHash,
+      status,
+      reason,
+      issued_at: issuedAt,
+      expires_at: expiresAt,
+      acked_at: ackedAt,
+    }),
+);
+
 export async function insertCommand(db: Db, c: CommandRecord): Promise<void> {
-  await db
-    .insertInto('commands')
-    .values({
-      id: c.id,
-      delivery_id: c.deliveryId,
-      vin: c.vin,
-      action: c.action,
-      jti: c.jti,
-      token_hash: c.tokenHash,
-      status: c.status,
-      reason: c.reason,
-      issued_at: c.issuedAt,
-      expires_at: c.expiresAt,
-      acked_at: c.ackedAt,
-    })
-    .execute();
+  await insertCommandRow(
+    db,
+    c.id,
+    c.deliveryId,
+    c.vin,
+    c.action,
+    c.jti,
+    c.tokenHash,
+    c.status,
+    c.reason,
+    c.issuedAt,
+    c.expiresAt,
+    c.ackedAt,
+  );
 }
+
+const updateCommandSettlement = prepared(
+  (db, id: string, status: string, reason: string | null, ackedAt: number | null) =>
+    db.updateTable('commands').set({ status, reason, acked_at: ackedAt }).where('id', '=', id),
+);
 
 export async function settleCommand(
   db: Db,
   id: string,
   s: { status: CommandRecord['status']; reason: string | null; ackedAt: number | null },
 ): Promise<void> {
-  await db
-    .updateTable('commands')
-    .set({ status: s.status, reason: s.reason, acked_at: s.ackedAt })
-    .where('id', '=', id)
-    .execute();
+  await updateCommandSettlement(db, id, s.status, s.reason, s.ackedAt);
 }
 
 /** A verified ack as kept: what the car signed, the signature, and which certificate it verified against. */
@@ -595,26 +700,58 @@ export interface VehicleAckRecord {
   receivedAt: number;
 }
 
+const insertVehicleAckRow = prepared(
+  (
+    db,
+    commandId: string,
+    vin: string,
+    deliveryId: string | null,
+    action: string,
+    outcome: string,
+    reason: string | null,
+    locked: number,
+    carAt: number | null,
+    payload: string,
+    sig: string,
+    certSha256: string,
+    receivedAt: number,
+  ) =>
+    db
+      .insertInto('vehicle_acks')
+      .values({
+        command_id: commandId,
+        vin,
+        delivery_id: deliveryId,
+        action,
+        outcome,
+        reason,
+        locked,
+        car_at: carAt,
+        payload,
+        sig,
+        cert_sha256: certSha256,
+        received_at: receivedAt,
+      })
+      // One ack per command: a second copy (a QoS 1 duplicate) adds nothing.
+      .onConflict((oc) => oc.column('command_id').doNothing()),
+);
+
 export async function insertVehicleAck(db: Db, a: VehicleAckRecord): Promise<void> {
-  await db
-    .insertInto('vehicle_acks')
-    .values({
-      command_id: a.commandId,
-      vin: a.vin,
-      delivery_id: a.deliveryId,
-      action: a.action,
-      outcome: a.outcome,
-      reason: a.reason,
-      locked: a.locked ? 1 : 0,
-      car_at: a.carAt,
-      payload: a.payload,
-      sig: a.sig,
-      cert_sha256: a.certSha256,
-      received_at: a.receivedAt,
-    })
-    // One ack per command: a second copy (a QoS 1 duplicate) adds nothing.
-    .onConflict((oc) => oc.column('command_id').doNothing())
-    .execute();
+  await insertVehicleAckRow(
+    db,
+    a.commandId,
+    a.vin,
+    a.deliveryId,
+    a.action,
+    a.outcome,
+    a.reason,
+    a.locked ? 1 : 0,
+    a.carAt,
+    a.payload,
+    a.sig,
+    a.certSha256,
+    a.receivedAt,
+  );
 }
 
 export async function findVehicleAck(db: Db, commandId: string): Promise<VehicleAckRecord | null> {
