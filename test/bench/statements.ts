@@ -3,8 +3,15 @@
 // then only the unlock and lock requests (and what they set off: acks, state reports) are counted.
 import { parseArgs } from 'node:util';
 import BetterSqlite3 from 'better-sqlite3';
-import { COMPLETED } from '../helpers/delivery.ts';
-import { type Stack, startStack } from '../helpers/stack.ts';
+import {
+  COMPLETED,
+  linkSeeded,
+  lockBy,
+  registerSeededLocation,
+  scheduleParked,
+  unlockAt,
+} from '../helpers/delivery.ts';
+import { startStack } from '../helpers/stack.ts';
 
 const USAGE = `Usage: npm run bench:sql -- [--cycles N]
 
@@ -48,21 +55,6 @@ function countStatements(): { tallies: Map<string, Tally>; on: { value: boolean 
   return { tallies, on };
 }
 
-async function prepareDelivery(stack: Stack, vin: string, locationId: string): Promise<string> {
-  const now = Date.now();
-  const created = await stack.request('POST', '/v1/deliveries', {
-    vin,
-    locationId,
-    driverId: 'driver-7',
-    packageIds: ['pkg-1'],
-    window: { start: new Date(now - 60_000).toISOString(), end: new Date(now + 3_600_000).toISOString() },
-  });
-  if (created.status !== 201) throw new Error(`schedule: ${created.status} ${JSON.stringify(created.body)}`);
-  const parked = await stack.request('POST', `/v1/deliveries/${created.body.id}/parking`);
-  if (parked.status !== 200) throw new Error(`parking: ${parked.status} ${JSON.stringify(parked.body)}`);
-  return created.body.id as string;
-}
-
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: { cycles: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
@@ -87,39 +79,19 @@ async function main(): Promise<void> {
   });
   try {
     const car = stack.seeds.vehicles.find((v) => v.year >= 2015 && v.provider === 'onstar');
-    const location = stack.seeds.locations.find((l) => l.ownerId === car?.ownerId);
-    if (!car || !location) throw new Error('the seeds have no OnStar car with a location');
+    if (!car) throw new Error('the seeds have no compatible OnStar car');
     const { vin } = car;
-    await stack.request('POST', '/v1/vehicles', {
-      vin,
-      make: car.make,
-      model: car.model,
-      year: car.year,
-      provider: car.provider,
-      ownerId: car.ownerId,
-    });
-    const loc = await stack.request('POST', '/v1/locations', {
-      ownerId: location.ownerId,
-      label: location.label,
-      kind: location.kind,
-      lat: location.lat,
-      lon: location.lon,
-      radiusM: 200,
-      access: 'public',
-    });
+    await linkSeeded(stack, vin);
+    const { id: locationId, location } = await registerSeededLocation(stack, car.ownerId);
     const settle = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 200));
     let flushes = 0;
     for (let i = 0; i < cycles; i++) {
-      const id = await prepareDelivery(stack, vin, loc.body.id);
+      const id = await scheduleParked(stack, vin, locationId);
       await settle();
       const before = stack.gateway.store.stats().flushes;
       on.value = true;
-      const unlock = await stack.request('POST', `/v1/deliveries/${id}/unlock`, {
-        driverId: 'driver-7',
-        position: { lat: location.lat + 0.0003, lon: location.lon },
-        packageId: 'pkg-1',
-      });
-      const lock = await stack.request('POST', `/v1/deliveries/${id}/lock`, { driverId: 'driver-7' });
+      const unlock = await unlockAt(stack, id, location);
+      const lock = await lockBy(stack, id);
       // The car's state reports after each command are part of the cycle's cost.
       await settle();
       on.value = false;

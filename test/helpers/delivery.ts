@@ -1,5 +1,6 @@
-// Test harness: one whole delivery through the HTTP API (link, location, schedule, unlock, lock), as a proof of service.
-import type { SeedVehicle } from '../../seeds/index.ts';
+// Test harness: one whole delivery through the HTTP API (link, location, schedule, unlock, lock), as a proof of service,
+// and its set-up steps on their own.
+import type { SeedLocation, SeedVehicle } from '../../seeds/index.ts';
 import type { Stack } from './stack.ts';
 
 export interface DeliveryRun {
@@ -9,11 +10,14 @@ export interface DeliveryRun {
   lockedAfter: boolean;
 }
 
-/** Links the car on first use, then runs a delivery to it and reports each step's HTTP status. */
-export async function runDelivery(stack: Stack, vin: string): Promise<DeliveryRun> {
-  const vehicle = stack.seeds.vehicles.find((v) => v.vin === vin) as SeedVehicle;
-  const location = stack.seeds.locations.find((l) => l.ownerId === vehicle.ownerId);
-  if (!location) throw new Error(`no seeded location for ${vehicle.ownerId}`);
+/** The driver every helper delivery is assigned to, and the one package it carries. */
+export const DRIVER_ID = 'driver-7';
+export const PACKAGE_ID = 'pkg-1';
+
+/** Links the seeded car unless it is linked already. */
+export async function linkSeeded(stack: Stack, vin: string): Promise<SeedVehicle> {
+  const vehicle = stack.seeds.vehicles.find((v) => v.vin === vin);
+  if (!vehicle) throw new Error(`no seeded vehicle ${vin}`);
   const linked = await stack.request('GET', `/v1/vehicles/${vin}`);
   if (linked.status === 404) {
     const created = await stack.request('POST', '/v1/vehicles', {
@@ -27,6 +31,16 @@ export async function runDelivery(stack: Stack, vin: string): Promise<DeliveryRu
     if (created.status !== 201)
       throw new Error(`link ${vin}: ${created.status} ${JSON.stringify(created.body)}`);
   }
+  return vehicle;
+}
+
+/** Registers the owner's seeded location (public, 200 m) and returns its id with the seed. */
+export async function registerSeededLocation(
+  stack: Stack,
+  ownerId: string,
+): Promise<{ id: string; location: SeedLocation }> {
+  const location = stack.seeds.locations.find((l) => l.ownerId === ownerId);
+  if (!location) throw new Error(`no seeded location for ${ownerId}`);
   const loc = await stack.request('POST', '/v1/locations', {
     ownerId: location.ownerId,
     label: location.label,
@@ -36,23 +50,43 @@ export async function runDelivery(stack: Stack, vin: string): Promise<DeliveryRu
     radiusM: 200,
     access: 'public',
   });
+  return { id: loc.body.id as string, location };
+}
+
+/** Schedules a delivery open from a minute ago for an hour, and has the car confirm it is parked there. */
+export async function scheduleParked(stack: Stack, vin: string, locationId: string): Promise<string> {
   const now = Date.now();
   const delivery = await stack.request('POST', '/v1/deliveries', {
     vin,
-    locationId: loc.body.id,
-    driverId: 'driver-7',
-    packageIds: ['pkg-1'],
+    locationId,
+    driverId: DRIVER_ID,
+    packageIds: [PACKAGE_ID],
     window: { start: new Date(now - 60_000).toISOString(), end: new Date(now + 3_600_000).toISOString() },
   });
   const id = delivery.body.id as string;
   // The car confirms it is parked at the location before anything opens (PROTOCOL.md §3.5).
   await stack.request('POST', `/v1/deliveries/${id}/parking`);
-  const unlock = await stack.request('POST', `/v1/deliveries/${id}/unlock`, {
-    driverId: 'driver-7',
+  return id;
+}
+
+/** The courier's unlock, a few metres from the location. */
+export const unlockAt = (stack: Stack, id: string, location: SeedLocation) =>
+  stack.request('POST', `/v1/deliveries/${id}/unlock`, {
+    driverId: DRIVER_ID,
     position: { lat: location.lat + 0.0003, lon: location.lon },
-    packageId: 'pkg-1',
+    packageId: PACKAGE_ID,
   });
-  const lock = await stack.request('POST', `/v1/deliveries/${id}/lock`, { driverId: 'driver-7' });
+
+export const lockBy = (stack: Stack, id: string) =>
+  stack.request('POST', `/v1/deliveries/${id}/lock`, { driverId: DRIVER_ID });
+
+/** Links the car on first use, then runs a delivery to it and reports each step's HTTP status. */
+export async function runDelivery(stack: Stack, vin: string): Promise<DeliveryRun> {
+  const vehicle = await linkSeeded(stack, vin);
+  const { id: locationId, location } = await registerSeededLocation(stack, vehicle.ownerId);
+  const id = await scheduleParked(stack, vin, locationId);
+  const unlock = await unlockAt(stack, id, location);
+  const lock = await lockBy(stack, id);
   const view = await stack.request('GET', `/v1/deliveries/${id}`);
   return {
     unlock: unlock.status,
