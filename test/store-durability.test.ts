@@ -8,9 +8,9 @@ import { Kysely } from 'kysely';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { appendAudit, auditLeafHashes, readAuditEntries } from '../gateway/store/audit.ts';
 import { createWalSync, DurableSqliteDialect, watchCommits } from '../gateway/store/durable.ts';
-import { openStore, type Store } from '../gateway/store/store.ts';
 import { transactionMemo } from '../gateway/store/transaction-memo.ts';
 import { entryLeafHash } from '../protocols/audit/index.ts';
+import { useTempStore } from './helpers/temp-store.ts';
 
 /** A flush the test completes by hand, counting how many were started. */
 function gatedFlush() {
@@ -144,18 +144,10 @@ describe('the durable driver, on a real SQLite file', () => {
 });
 
 describe('the store (real file, real fdatasync)', () => {
-  let dir: string;
-  let store: Store;
-  beforeEach(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'durable-store-'));
-    store = await openStore({ kind: 'sqlite', file: join(dir, 'g.sqlite') });
-  });
-  afterEach(async () => {
-    await store.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const temp = useTempStore('durable-store-');
 
   it('flushes the log for writes, in units and in autocommit, and not for reads', async () => {
+    const store = temp.store();
     const before = store.stats().flushes;
     await store.db.selectFrom('api_keys').selectAll().execute();
     expect(store.stats().flushes).toBe(before);
@@ -171,6 +163,7 @@ describe('the store (real file, real fdatasync)', () => {
   });
 
   it('appends in one transaction chain on the tail the transaction remembers, and a rolled-back unit is forgotten', async () => {
+    const store = temp.store();
     const input = (kind: string) => ({
       at: 1,
       kind,

@@ -1,9 +1,4 @@
-// Prepared queries (gateway/store/prepared.ts): each hot query's SQL is compiled once and re-bound; here every one
-// of them must give exactly the SQL and parameters its builder gives for the same values, and run on a real store.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 // The modules that declare prepared queries, imported for their registrations.
 import '../gateway/api-keys.ts';
 import '../gateway/delivery-outcomes.ts';
@@ -11,18 +6,9 @@ import '../gateway/reconcile.ts';
 import '../gateway/store/audit.ts';
 import '../gateway/store/records.ts';
 import { PREPARED_QUERIES } from '../gateway/store/prepared.ts';
-import { openStore, type Store } from '../gateway/store/store.ts';
+import { useTempStore } from './helpers/temp-store.ts';
 
-let dir: string;
-let store: Store;
-beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'prepared-'));
-  store = await openStore({ kind: 'sqlite', file: join(dir, 'g.sqlite') });
-});
-afterAll(async () => {
-  await store.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+const temp = useTempStore('prepared-', 'all');
 
 /** Distinct values per position (two sets), so a parameter bound to the wrong argument shows. */
 const valuesFor = (arity: number, set: number): unknown[] =>
@@ -34,6 +20,7 @@ describe('prepared queries', () => {
   });
 
   it('give the SQL and parameters of their builder, for two different sets of values', () => {
+    const store = temp.store();
     for (const q of PREPARED_QUERIES) {
       for (const set of [1, 2]) {
         const args = valuesFor(q.build.length - 1, set);
@@ -46,6 +33,7 @@ describe('prepared queries', () => {
   });
 
   it('run inside a transaction and outside one (the store accepts every one of them)', async () => {
+    const store = temp.store();
     // Reads and writes of unknown rows change nothing; inserts are rolled back.
     for (const q of PREPARED_QUERIES) {
       const args = valuesFor(q.build.length - 1, 3);

@@ -1,24 +1,15 @@
-// The store's write path: group commit (units share a transaction and one COMMIT, yet commit or fail on their
-// own, the audit append with them, and nobody hears back before the COMMIT) and the prepared-statement cache.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { beforeEach, describe, expect, it, vi } from 'vitest';
 import { appendAudit, auditTreeSize, readAuditEntries } from '../gateway/store/audit.ts';
 import { createGroupCommit } from '../gateway/store/group-commit.ts';
 import { insertApiKey } from '../gateway/store/records.ts';
 import { withStatementCache } from '../gateway/store/statement-cache.ts';
 import { openStore, type Store } from '../gateway/store/store.ts';
+import { useTempStore } from './helpers/temp-store.ts';
 
-let dir: string;
+const temp = useTempStore('store-writes-');
 let store: Store;
-beforeEach(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'store-writes-'));
-  store = await openStore({ kind: 'sqlite', file: join(dir, 'g.sqlite') });
-});
-afterEach(async () => {
-  await store.close();
-  rmSync(dir, { recursive: true, force: true });
+beforeEach(() => {
+  store = temp.store();
 });
 
 const key = (id: string) => ({ id, hash: `hash-${id}`, label: id, createdAt: 1 });
@@ -171,7 +162,7 @@ describe('group commit', () => {
   it('is what store.write uses, and what it committed is there after a reopen', async () => {
     await Promise.all(['x', 'y'].map((id) => store.write((trx) => insertApiKey(trx, key(id)))));
     expect(await ids()).toEqual(['x', 'y']);
-    const reopened = await openStore({ kind: 'sqlite', file: join(dir, 'g.sqlite') });
+    const reopened = await openStore({ kind: 'sqlite', file: temp.file() });
     try {
       expect(
         (await reopened.db.selectFrom('api_keys').select('id').orderBy('id').execute()).map((r) => r.id),
