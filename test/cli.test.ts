@@ -78,6 +78,7 @@ describe.concurrent('--help', { timeout: 60_000 }, () => {
   it.each([
     ['certs/main.ts', /^Usage: npm run certs --/],
     ['simulator/main.ts', /^Usage: npm run simulator --/],
+    ['test/bench/statements.ts', /^Usage: npm run bench:sql --/],
   ])('%s --help', async (script, usage) => {
     const r = await finished(script, ['--help']);
     expect(r.code).toBe(0);
@@ -92,6 +93,12 @@ describe.concurrent('bad arguments: a non-zero exit and one line saying why', { 
     ['certs/main.ts', ['bogus'], /^certs: unknown command bogus/],
     ['certs/main.ts', ['fleet', '--count', '0'], /^certs: --count must be an integer in 1\.\./],
     ['simulator/main.ts', [], /^simulator: --broker is required/],
+    ['test/bench/statements.ts', ['--bogus'], /^bench:sql: Unknown option '--bogus'/],
+    [
+      'test/bench/statements.ts',
+      ['--cycles', '0'],
+      /^bench:sql: --cycles must be a whole number from 1 to 100/,
+    ],
     [
       'simulator/main.ts',
       ['--broker', 'mqtt://127.0.0.1:1883'],

@@ -56,9 +56,15 @@ function countStatements(): { tallies: Map<string, Tally>; on: { value: boolean 
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: { cycles: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
-  });
+  let values: { cycles?: string; help?: boolean };
+  try {
+    ({ values } = parseArgs({
+      options: { cycles: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    }));
+  } catch (err) {
+    process.stderr.write(`bench:sql: ${(err as Error).message.split('\n')[0]}; see --help\n`);
+    process.exit(2);
+  }
   if (values.help) {
     process.stdout.write(`${USAGE}\n`);
     return;
@@ -66,7 +72,7 @@ async function main(): Promise<void> {
   const cycles = Number(values.cycles ?? 50);
   if (!Number.isInteger(cycles) || cycles < 1 || cycles > 100) {
     process.stderr.write(
-      '--cycles must be a whole number from 1 to 100 (one car takes at most 100 unlocks)\n',
+      'bench:sql: --cycles must be a whole number from 1 to 100 (one car takes at most 100 unlocks)\n',
     );
     process.exit(2);
   }
