@@ -86,9 +86,31 @@ beforeAll(async () => {
   }
 });
 
+/**
+ * Waits until every car reported to the gateway started at `since`: reconnected and subscribed (a car reports its
+ * state once its subscriptions are back), so the next test's requests reach it.
+ */
+async function carsBack(since: number): Promise<void> {
+  for (const v of vehicles) {
+    await expect
+      .poll(
+        async () => {
+          const lastSeen = (await call('GET', `/v1/vehicles/${v.vin}`)).body.lastSeen as string | null;
+          return lastSeen !== null && Date.parse(lastSeen) >= since;
+        },
+        { timeout: 15_000, interval: 100 },
+      )
+      .toBe(true);
+  }
+}
+
 afterEach(async () => {
-  // Every test leaves a gateway running for the next one.
-  if (!child || child.proc.exitCode !== null || child.proc.signalCode !== null) await start();
+  // Every test leaves a gateway running for the next one, with the cars connected to it.
+  if (!child || child.proc.exitCode !== null || child.proc.signalCode !== null) {
+    const since = Date.now();
+    await start();
+    await carsBack(since);
+  }
 });
 
 afterAll(async () => {
