@@ -50,7 +50,12 @@ export type CarRefusalCode =
   /** The command names an action outside unlock and lock, the only two the owner consented to. */
   | 'ACTION_NOT_ALLOWED'
   /** The 12 V battery is too low to actuate the locks (simulator/faults.ts); checked before the token. */
-  | 'LOW_BATTERY';
+  | 'LOW_BATTERY'
+  /**
+   * A state query named this command before it arrived, and the car answered that it had not reached it: the
+   * gateway settled it as not executed, so the car never acts on it (PROTOCOL.md §3.5).
+   */
+  | 'COMMAND_DISOWNED';
 
 /** How many recent commands the car remembers to answer an MQTT redelivery with the same ack. */
 export const DEFAULT_DEDUPE_CAPACITY = 256;

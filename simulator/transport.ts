@@ -269,8 +269,16 @@ export async function connectCar(deps: ConnectCarDeps): Promise<CarConnection> {
     if (message?.type === 'state_query') {
       // Answered in turn with the commands before it, so the answer reflects them (PROTOCOL.md §3.5); with
       // command ids, it also says what became of each of them the car has handled.
-      const commands = message.commandIds && deps.outcomes?.lookup(message.commandIds);
+      // A command it names that has not reached the car is disowned: the car refuses it should it still come.
+      const commands = message.commandIds && deps.outcomes?.answer(message.commandIds);
       reportState(message.nonce, commands);
+      return;
+    }
+    if (message?.type === 'command' && deps.outcomes?.disowned(message.commandId)) {
+      // Overtaken by a query that said it never came (a network or broker that reordered): never acted on.
+      const { ack } = await car.refuseCommand(message, 'COMMAND_DISOWNED');
+      if (ack) publish(ackTopic(vin), dialect.encodeAck(ack), 'ack');
+      log.warn({ vin, commandId: message.commandId }, 'command refused: a state query disowned it');
       return;
     }
     // The car's logic reads canonical bytes.

@@ -260,6 +260,29 @@ describe('message faults', () => {
     await r.conn.close();
   });
 
+  it('a command a state query overtook is refused (COMMAND_DISOWNED): the answer said it never came, so it never runs', async () => {
+    const r = await rig({ commands: { reorder: 1 } });
+    // The unlock is held back by the network; the gateway, without an ack, asks the car about it.
+    r.client.deliver(await command({ id: 'late', action: 'unlock' }));
+    r.client.deliver(
+      toCar({ v: 1, type: 'state_query', nonce: 'BBBBBBBBBBBBBBBBBBBBBB', commandIds: ['cmd_late'] }),
+    );
+    await until(() => r.client.onTopic('acks').length === 1, 'the late unlock answered');
+    const answer = r.client.messages('state').find((m) => m.nonce === 'BBBBBBBBBBBBBBBBBBBBBB');
+    // The answer lists nothing: the command had not reached the car (PROTOCOL.md §3.5)…
+    expect(answer?.commands).toEqual([]);
+    // …and when it arrives after all, the car keeps that answer true: refused, still locked, nothing executed.
+    expect(r.client.messages('acks')[0]).toMatchObject({
+      commandId: 'cmd_late',
+      outcome: 'refused',
+      reason: 'COMMAND_DISOWNED',
+      locked: true,
+    });
+    expect(r.car.snapshot().locked).toBe(true);
+    expect(r.executed).toEqual([]);
+    await r.conn.close();
+  });
+
   it('latency holds the PUBACK until the command is handled', async () => {
     const r = await rig({ commands: { latencyMs: 3_000 } });
     r.client.deliver(await command({ id: 'slow' }));

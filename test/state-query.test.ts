@@ -109,6 +109,23 @@ describe('the car memories behind a reboot', () => {
     expect(rebooted.lookup(['cmd_1', 'cmd_2', 'cmd_3']).map((o) => o.commandId)).toEqual(['cmd_2', 'cmd_3']);
   });
 
+  it('answering a query disowns the commands it could not report, across a reboot; known ones keep their outcome', () => {
+    const file = join(dir, 'o.json');
+    const memory = createOutcomeMemory({ file });
+    memory.record(ack('cmd_1'));
+    expect(memory.answer(['cmd_1', 'cmd_2'])).toEqual([{ commandId: 'cmd_1', outcome: 'executed' }]);
+    expect(memory.disowned('cmd_1')).toBe(false);
+    expect(memory.disowned('cmd_2')).toBe(true);
+    expect(memory.disowned('cmd_3')).toBe(false);
+    // A later ack for the disowned id (the car's refusal) does not replace it.
+    memory.record(ack('cmd_2', 'executed'));
+    const rebooted = createOutcomeMemory({ file });
+    expect(rebooted.disowned('cmd_2')).toBe(true);
+    expect(rebooted.lookup(['cmd_2'])).toEqual([
+      { commandId: 'cmd_2', outcome: 'refused', reason: 'COMMAND_DISOWNED' },
+    ]);
+  });
+
   it('car state: an unlocked car is still unlocked after a reboot, with its deadline; seq never goes back', () => {
     const file = join(dir, 's.json');
     const store = createFileCarStore(file);
