@@ -176,6 +176,11 @@ type Sent =
 
 const tokenHash = (token: string): string => createHash('sha256').update(token).digest('base64url');
 
+interface BlockedOrCancelled {
+  blocked: boolean;
+  cancelled: boolean;
+}
+
 /** The car may still be open for this delivery: it acked an unlock and was not confirmed locked since. */
 export const carMayBeOpen = (d: DeliveryRecord): boolean => d.unlockedAt !== null && d.relockedAt === null;
 
@@ -892,7 +897,7 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
       return prepared.command;
     });
     // Read in the unit that records the opening: whether the owner blocked, or cancelled, while the car opened.
-    let after: { blocked: boolean; cancelled: boolean } | null = null;
+    let after: BlockedOrCancelled | null = null;
     const sent = await send(d, command, async (trx, executed) => {
       await outcomes.opened(
         trx,
@@ -905,9 +910,7 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
         },
         executed.ack.at,
       );
-      const fresh = await findDelivery(trx, d.id);
-      const owner = await findVehicle(trx, d.vin);
-      after = { blocked: !!fresh?.blocked || !!owner?.blocked, cancelled: fresh?.status === 'cancelled' };
+      after = await blockedOrCancelled(trx, d);
     });
     if (sent.kind !== 'executed' && (sent.kind !== 'reconciled' || sent.status !== 'executed')) {
       // A command the reconciler settled was recorded by it (the unlock given back when the car did not open).
@@ -935,16 +938,17 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
     }
     // The owner may have blocked, or cancelled, while the car was opening: it is locked again at once. An unlock
     // the reconciler settled is read afresh.
-    const seen: { blocked: boolean; cancelled: boolean } = after ?? (await blockedOrCancelled(d));
+    const seen: BlockedOrCancelled = after ?? (await blockedOrCancelled(db, d));
     if (seen.blocked) await relockHeld(d.id, 'block');
     else if (seen.cancelled) await relockHeld(d.id, 'cancel');
     return { status: 'unlocked' };
   }
 
-  async function blockedOrCancelled(d: DeliveryRecord): Promise<{ blocked: boolean; cancelled: boolean }> {
-    const fresh = await load(d.id);
-    const owner = await findVehicle(db, d.vin);
-    return { blocked: fresh.blocked || !!owner?.blocked, cancelled: fresh.status === 'cancelled' };
+  /** Whether the owner blocked the delivery or the vehicle, or cancelled the delivery, as `from` sees it now. */
+  async function blockedOrCancelled(from: Db, d: DeliveryRecord): Promise<BlockedOrCancelled> {
+    const fresh = await findDelivery(from, d.id);
+    const owner = await findVehicle(from, d.vin);
+    return { blocked: !!fresh?.blocked || !!owner?.blocked, cancelled: fresh?.status === 'cancelled' };
   }
 
   async function lock(id: string, input: { driverId: string }): Promise<{ status: 'locked' }> {
