@@ -224,11 +224,11 @@ export async function insertVehicle(
     .execute();
 }
 
-/** The certificate pinned for a vehicle when it was linked, PEM; null when not linked or linked before 0002. */
 const selectVehicleCertificate = prepared((db, vin: string) =>
   db.selectFrom('vehicles').select('cert_pem').where('vin', '=', vin),
 );
 
+/** The certificate pinned for a vehicle when it was linked, PEM; null when not linked or linked before 0002. */
 export async function findVehicleCertificate(db: Db, vin: string): Promise<string | null> {
   return (await selectVehicleCertificate(db, vin)).rows[0]?.cert_pem ?? null;
 }
@@ -328,15 +328,26 @@ export async function listVehicles(db: Db): Promise<VehicleRecord[]> {
   return rows.map(toVehicle);
 }
 
-export interface ObservedState {
+/** A car was seen, or announced offline (its presence), with nothing else known. */
+export interface SeenState {
   online: boolean;
-  locked?: boolean;
-  position?: { lat: number; lon: number };
-  ignition?: string;
-  doorsOpen?: boolean;
   seenAt: number;
-  seq?: number;
 }
+
+/** A whole state report. */
+export interface ReportedState extends SeenState {
+  locked: boolean;
+  position: { lat: number; lon: number };
+  ignition: string;
+  doorsOpen: boolean;
+  seq: number;
+}
+
+export type ObservedState = SeenState | ReportedState;
+
+const updateVehicleSeen = prepared((db, vin: string, online: number, seenAt: number) =>
+  db.updateTable('vehicles').set({ online, last_seen: seenAt }).where('vin', '=', vin),
+);
 
 const updateVehicleReport = prepared(
   (
@@ -366,45 +377,27 @@ const updateVehicleReport = prepared(
       .where('vin', '=', vin),
 );
 
+const bit = (v: boolean): number => (v ? 1 : 0);
+
 /** Records what a car reported (MQTT keeps one client's QoS 1 messages in order, so the last one wins). */
 export async function recordVehicleState(db: Db, vin: string, s: ObservedState): Promise<void> {
-  const { locked, position, ignition, doorsOpen, seq } = s;
-  if (
-    locked !== undefined &&
-    position &&
-    ignition !== undefined &&
-    doorsOpen !== undefined &&
-    seq !== undefined
-  ) {
-    // A whole state report, the common case: every column at once.
-    const b = (v: boolean): number => (v ? 1 : 0);
-    await updateVehicleReport(
-      db,
-      vin,
-      b(s.online),
-      s.seenAt,
-      b(locked),
-      position.lat,
-      position.lon,
-      ignition,
-      b(doorsOpen),
-      seq,
-    );
+  if (!('locked' in s)) {
+    await updateVehicleSeen(db, vin, bit(s.online), s.seenAt);
     return;
   }
-  await db
-    .updateTable('vehicles')
-    .set({
-      online: s.online ? 1 : 0,
-      last_seen: s.seenAt,
-      ...(s.locked === undefined ? {} : { locked: s.locked ? 1 : 0 }),
-      ...(s.position ? { lat: s.position.lat, lon: s.position.lon } : {}),
-      ...(s.ignition === undefined ? {} : { ignition: s.ignition }),
-      ...(s.doorsOpen === undefined ? {} : { doors_open: s.doorsOpen ? 1 : 0 }),
-      ...(s.seq === undefined ? {} : { last_seq: s.seq }),
-    })
-    .where('vin', '=', vin)
-    .execute();
+  const { position } = s;
+  await updateVehicleReport(
+    db,
+    vin,
+    bit(s.online),
+    s.seenAt,
+    bit(s.locked),
+    position.lat,
+    position.lon,
+    s.ignition,
+    bit(s.doorsOpen),
+    s.seq,
+  );
 }
 
 export async function insertLocation(db: Db, l: LocationRecord): Promise<void> {
