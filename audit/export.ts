@@ -3,7 +3,7 @@ import { createPrivateKey } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { devPkiPaths } from '../certs/dev-pki.ts';
-import { createAuditLog } from '../gateway/audit-log.ts';
+import { createAuditLog } from '../gateway/audit/log.ts';
 import { openStore } from '../gateway/store/store.ts';
 import type { AuditBundle } from '../protocols/audit/index.ts';
 import { AuditCliError } from './errors.ts';

@@ -1,6 +1,6 @@
 // Owns the audit process: the composition root wiring the real files, configuration and clock into the CLI.
 import { readFileSync, writeFileSync } from 'node:fs';
-import { ConfigError, parseConfig } from '../gateway/config.ts';
+import { ConfigError, parseConfig } from '../gateway/platform/config.ts';
 import { runAuditCli } from './cli.ts';
 import { exportFromStore } from './export.ts';
 

@@ -2,10 +2,16 @@
 // It is the one program that wires gateway/ and simulator/ together; neither imports the other.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { bootGateway, StartupError, untilSignal } from '../gateway/bootstrap.ts';
-import { ConfigError, loadConfig } from '../gateway/config.ts';
-import { createLogger, flushLogger } from '../gateway/logger.ts';
-import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, parseProgramArgs, programHelp } from '../gateway/program.ts';
+import { bootGateway, StartupError, untilSignal } from '../gateway/platform/bootstrap.ts';
+import { ConfigError, loadConfig } from '../gateway/platform/config.ts';
+import { createLogger, flushLogger } from '../gateway/platform/logger.ts';
+import {
+  EXIT_FAILED,
+  EXIT_OK,
+  EXIT_USAGE,
+  parseProgramArgs,
+  programHelp,
+} from '../gateway/platform/program.ts';
 import { loadSeeds, type SeedLocation } from '../seeds/index.ts';
 import { type Fleet, readFleetPki, startFleet } from '../simulator/index.ts';
 import { playDemoDelivery } from './script.ts';

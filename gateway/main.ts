@@ -1,9 +1,9 @@
 // Owns the gateway program (no simulator): the composition root, the only reader of process.env here.
 import { loadSeeds } from '../seeds/index.ts';
-import { bootGateway, StartupError, untilSignal } from './bootstrap.ts';
-import { ConfigError, loadConfig } from './config.ts';
-import { createLogger, flushLogger } from './logger.ts';
-import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, parseProgramArgs, programHelp } from './program.ts';
+import { bootGateway, StartupError, untilSignal } from './platform/bootstrap.ts';
+import { ConfigError, loadConfig } from './platform/config.ts';
+import { createLogger, flushLogger } from './platform/logger.ts';
+import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, parseProgramArgs, programHelp } from './platform/program.ts';
 
 const USAGE = `Usage: npm run gateway [-- --help]
 

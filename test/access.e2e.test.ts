@@ -1,6 +1,6 @@
 // Scoped API keys and object-level authorization (OWASP API1, BOLA) across two owners and two carriers.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GrantError, parseGrant } from '../gateway/api-keys.ts';
+import { GrantError, parseGrant } from '../gateway/access/api-keys.ts';
 import { commandTopic } from '../protocols/index.ts';
 import type { SeedVehicle } from '../seeds/index.ts';
 import {
@@ -115,7 +115,7 @@ describe('scopes', () => {
 
   it('keeps keys from before scopes existed (no scopes) out of every route', async () => {
     const key = 'ck_legacylegacylegacylegacy01';
-    const { hashApiKey } = await import('../gateway/api-keys.ts');
+    const { hashApiKey } = await import('../gateway/access/api-keys.ts');
     const { insertApiKey } = await import('../gateway/store/records.ts');
     await insertApiKey(stack.gateway.store.db, {
       id: 'key_legacy',

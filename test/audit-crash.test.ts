@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createAuditLog } from '../gateway/audit-log.ts';
+import { createAuditLog } from '../gateway/audit/log.ts';
 import { openStore } from '../gateway/store/store.ts';
 import { type AuditEntry, verifierKeyFor, verifyBundle } from '../protocols/audit/index.ts';
 

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AuditCliIo, runAuditCli } from '../audit/cli.ts';
 import { exportFromStore } from '../audit/export.ts';
-import { parseConfig } from '../gateway/config.ts';
+import { parseConfig } from '../gateway/platform/config.ts';
 import { appendEvent } from '../gateway/store/records.ts';
 import {
   type AuditEntry,

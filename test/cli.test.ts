@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CONFIG_HELP, CONFIG_NAMES } from '../gateway/config.ts';
+import { CONFIG_HELP, CONFIG_NAMES } from '../gateway/platform/config.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const children = new Set<ChildProcess>();

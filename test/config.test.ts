@@ -10,7 +10,7 @@ import {
   helpParts,
   loadConfig,
   parseConfig,
-} from '../gateway/config.ts';
+} from '../gateway/platform/config.ts';
 
 /** The problems of a configuration that must not load. */
 function problems(env: Record<string, string>, files: Record<string, string> = {}): string[] {

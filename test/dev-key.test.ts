@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { findCallerByHash, hashApiKey } from '../gateway/api-keys.ts';
-import { bootGateway } from '../gateway/bootstrap.ts';
-import { parseConfig } from '../gateway/config.ts';
+import { findCallerByHash, hashApiKey } from '../gateway/access/api-keys.ts';
+import { bootGateway } from '../gateway/platform/bootstrap.ts';
+import { parseConfig } from '../gateway/platform/config.ts';
 import { insertApiKey } from '../gateway/store/records.ts';
 import { loadSeeds } from '../seeds/index.ts';
 

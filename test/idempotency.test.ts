@@ -10,7 +10,7 @@ import {
   DEFAULT_IDEMPOTENCY_POLICY,
   fingerprintOf,
   purgeIdempotencyKeys,
-} from '../gateway/idempotency.ts';
+} from '../gateway/http/idempotency-records.ts';
 import { openStore, type Store } from '../gateway/store/store.ts';
 import { commandTopic } from '../protocols/index.ts';
 import type { SeedVehicle } from '../seeds/index.ts';

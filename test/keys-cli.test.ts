@@ -4,8 +4,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { findCallerByHash, hashApiKey } from '../gateway/api-keys.ts';
-import { runKeysCli } from '../gateway/keys-cli.ts';
+import { findCallerByHash, hashApiKey } from '../gateway/access/api-keys.ts';
+import { runKeysCli } from '../gateway/access/keys-cli.ts';
 import { openStore } from '../gateway/store/store.ts';
 
 let dir: string;
@@ -149,7 +149,7 @@ describe('the program', () => {
   it('runs under npm run keys on the store in DATA_DIR, with exit codes', () => {
     const env = { ...process.env, DATA_DIR: join(dir, 'program') };
     const run = (...args: string[]) =>
-      spawnSync(process.execPath, ['--import', 'tsx', 'gateway/keys-main.ts', ...args], {
+      spawnSync(process.execPath, ['--import', 'tsx', 'gateway/access/keys-main.ts', ...args], {
         env,
         encoding: 'utf8',
       });

@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger } from '../gateway/logger.ts';
+import { createLogger } from '../gateway/platform/logger.ts';
 import { type Command, commandTopic } from '../protocols/index.ts';
 import { providerAdapter } from '../protocols/providers/index.ts';
 import type { SeedLocation, SeedVehicle } from '../seeds/index.ts';

@@ -5,10 +5,10 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createCa, devPkiPaths, ensureDevPki, writeIdentity } from '../certs/index.ts';
-import { ADMIN_GRANT, insertGrantedKey } from '../gateway/api-keys.ts';
-import { bootGateway, DEV_API_KEY_LABEL, StartupError } from '../gateway/bootstrap.ts';
-import { parseConfig } from '../gateway/config.ts';
-import { hashApiKey } from '../gateway/http/auth.ts';
+import { ADMIN_GRANT, insertGrantedKey } from '../gateway/access/api-keys.ts';
+import { hashApiKey } from '../gateway/access/auth.ts';
+import { bootGateway, DEV_API_KEY_LABEL, StartupError } from '../gateway/platform/bootstrap.ts';
+import { parseConfig } from '../gateway/platform/config.ts';
 import { openStore } from '../gateway/store/store.ts';
 import { loadSeeds } from '../seeds/index.ts';
 

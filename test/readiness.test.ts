@@ -6,10 +6,10 @@ import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ensureDevPki } from '../certs/index.ts';
 import { type Broker, createBroker } from '../gateway/broker/broker.ts';
-import { parseConfig } from '../gateway/config.ts';
 import { type Gateway, type GatewayMaterial, startGateway } from '../gateway/gateway.ts';
-import { loadGatewayMaterial } from '../gateway/material.ts';
-import { createReadiness } from '../gateway/readiness.ts';
+import { parseConfig } from '../gateway/platform/config.ts';
+import { loadGatewayMaterial } from '../gateway/platform/material.ts';
+import { createReadiness } from '../gateway/platform/readiness.ts';
 import { loadSeeds } from '../seeds/index.ts';
 
 const silent = pino({ level: 'silent' });

@@ -7,8 +7,8 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ensureDevPki } from '../certs/index.ts';
-import { createKeyedMutex, type KeyedMutex } from '../gateway/keyed-mutex.ts';
-import { createReconciler, type Reconciler } from '../gateway/reconcile.ts';
+import { createKeyedMutex, type KeyedMutex } from '../gateway/deliveries/keyed-mutex.ts';
+import { createReconciler, type Reconciler } from '../gateway/deliveries/reconcile.ts';
 import {
   type CommandRecord,
   findVehicleAck,
@@ -21,8 +21,8 @@ import {
   timelineOf,
 } from '../gateway/store/records.ts';
 import { openStore, type Store } from '../gateway/store/store.ts';
-import { createVehicleLimiter } from '../gateway/vehicle-limiter.ts';
-import type { ReportWait } from '../gateway/vehicle-link.ts';
+import { createVehicleLimiter } from '../gateway/vehicles/limiter.ts';
+import type { ReportWait } from '../gateway/vehicles/link.ts';
 import { type Ack, type StateReport, signAck, type UnsignedAck } from '../protocols/index.ts';
 
 const NOW = Date.parse('2025-06-02T09:00:00Z');

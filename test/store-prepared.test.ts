@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 // The modules that declare prepared queries, imported for their registrations.
-import '../gateway/api-keys.ts';
-import '../gateway/delivery-outcomes.ts';
-import '../gateway/reconcile.ts';
+import '../gateway/access/api-keys.ts';
+import '../gateway/deliveries/outcomes.ts';
+import '../gateway/deliveries/reconcile.ts';
 import '../gateway/store/audit.ts';
 import '../gateway/store/records.ts';
 import { PREPARED_QUERIES } from '../gateway/store/prepared.ts';

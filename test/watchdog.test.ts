@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { RelockOutcome } from '../gateway/deliveries.ts';
+import type { RelockOutcome } from '../gateway/deliveries/deliveries.ts';
+import { createRelockWatchdog, type Every } from '../gateway/deliveries/watchdog.ts';
 import {
   type DeliveryRecord,
   insertDelivery,
@@ -15,7 +16,6 @@ import {
   updateVehicle,
 } from '../gateway/store/records.ts';
 import { openStore, type Store } from '../gateway/store/store.ts';
-import { createRelockWatchdog, type Every } from '../gateway/watchdog.ts';
 
 const T0 = Date.parse('2026-06-01T12:00:00Z');
 const RELOCK_AFTER_MS = 90_000;

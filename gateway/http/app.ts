@@ -5,19 +5,20 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } 
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
-import type { AuditLog } from '../audit-log.ts';
-import type { ControlService } from '../control.ts';
-import type { DeliveryService, DeliveryView as DeliveryViewModel } from '../deliveries.ts';
+import { registerAuth } from '../access/auth.ts';
+import { callerOf, canSeeOwner, carrierForNewDelivery, registerAccessCheck } from '../access/ownership.ts';
+import { registerScopeCheck } from '../access/scopes.ts';
+import type { AuditLog } from '../audit/log.ts';
+import type { ControlService } from '../deliveries/control.ts';
+import type { DeliveryService, DeliveryView as DeliveryViewModel } from '../deliveries/deliveries.ts';
 import { ApiError } from '../errors.ts';
-import { DEFAULT_IDEMPOTENCY_POLICY, type IdempotencyPolicy } from '../idempotency.ts';
 import type { LocationRecord, VehicleRecord } from '../store/records.ts';
 import type { Database } from '../store/schema.ts';
-import type { VehicleService } from '../vehicles.ts';
+import type { VehicleService } from '../vehicles/vehicles.ts';
 import { createSecretBox, type SecretBox } from '../webhooks/secret-box.ts';
-import { callerOf, canSeeOwner, carrierForNewDelivery, registerAccessCheck } from './access.ts';
 import { registerAuditApi } from './audit.ts';
-import { registerAuth } from './auth.ts';
 import { registerIdempotency } from './idempotency.ts';
+import { DEFAULT_IDEMPOTENCY_POLICY, type IdempotencyPolicy } from './idempotency-records.ts';
 import { OPENAPI_PATH, registerOpenApi } from './openapi.ts';
 import { type OperationsDeps, registerOperations } from './operations.ts';
 import { registerProblemHandlers } from './problem.ts';
@@ -42,7 +43,6 @@ import {
   VehicleView,
   VinParams,
 } from './schemas.ts';
-import { registerScopeCheck } from './scopes.ts';
 
 export interface AppDeps {
   db: Kysely<Database>;

@@ -2,7 +2,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import type { AuditLog } from '../audit-log.ts';
+import type { AuditLog } from '../audit/log.ts';
 
 const Size = z.coerce.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
 /** Standard or URL-safe base64 of 32 bytes; a '+' may arrive as a space after query decoding. */
@@ -57,7 +57,7 @@ export function registerAuditApi(app: FastifyInstance, audit: AuditLog): void {
   const r = app.withTypeProvider<ZodTypeProvider>();
 
   // C2SP checkpoints travel as text/plain notes; this signs one first if the log grew since the last.
-  // Reviewers read the audit trail with a timelines:read key (gateway/http/scopes.ts).
+  // Reviewers read the audit trail with a timelines:read key (gateway/access/scopes.ts).
   const reviewer = { scopes: ['timelines:read'] } as const;
   r.get('/v1/audit/checkpoint', { config: reviewer }, async (_req, reply) => {
     const cp = await audit.checkpoint();

@@ -2,6 +2,8 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Kysely } from 'kysely';
 import { ApiError } from '../errors.ts';
+import type { Database } from '../store/schema.ts';
+import type { SecretBox } from '../webhooks/secret-box.ts';
 import {
   claimIdempotencyKey,
   completeIdempotencyKey,
@@ -9,9 +11,7 @@ import {
   type IdempotencyPolicy,
   purgeIdempotencyKeys,
   releaseIdempotencyKey,
-} from '../idempotency.ts';
-import type { Database } from '../store/schema.ts';
-import type { SecretBox } from '../webhooks/secret-box.ts';
+} from './idempotency-records.ts';
 
 export const IDEMPOTENCY_HEADER = 'idempotency-key';
 export const REPLAYED_HEADER = 'idempotent-replayed';

@@ -4,8 +4,8 @@ import fastifySwaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance } from 'fastify';
 import { jsonSchemaTransform } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { isPublicRoute } from '../access/auth.ts';
 import { ERRORS } from '../errors.ts';
-import { isPublicRoute } from './auth.ts';
 import { IDEMPOTENCY_HEADER } from './idempotency.ts';
 import { Problem } from './schemas.ts';
 

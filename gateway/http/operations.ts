@@ -1,8 +1,8 @@
 // Owns the operator's side of the HTTP API: /readyz, /metrics, HTTP metrics, and refusing requests while draining.
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { ApiError } from '../errors.ts';
-import type { GatewayMetrics } from '../metrics.ts';
-import type { ReadinessReport } from '../readiness.ts';
+import type { GatewayMetrics } from '../platform/metrics.ts';
+import type { ReadinessReport } from '../platform/readiness.ts';
 import { registerProblemHandlers } from './problem.ts';
 
 export interface OperationsDeps {

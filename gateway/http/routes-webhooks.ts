@@ -2,7 +2,8 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Kysely } from 'kysely';
-import type { Caller } from '../api-keys.ts';
+import type { Caller } from '../access/api-keys.ts';
+import { callerOf } from '../access/ownership.ts';
 import { ApiError } from '../errors.ts';
 import type { Database } from '../store/schema.ts';
 import type { SecretBox } from '../webhooks/secret-box.ts';
@@ -14,7 +15,6 @@ import {
   listWebhooks,
   type WebhookRecord,
 } from '../webhooks/store.ts';
-import { callerOf } from './access.ts';
 import { CreatedWebhookView, CreateWebhookBody, WebhookList, WebhookParams } from './webhook-schemas.ts';
 
 export interface WebhookRouteDeps {

@@ -250,7 +250,7 @@ const apiPlatform: Migration = {
 };
 
 /**
- * Reconciliation looks up a car's outstanding commands on every state report (gateway/reconcile.ts): without
+ * Reconciliation looks up a car's outstanding commands on every state report (gateway/deliveries/reconcile.ts): without
  * this index each lookup scanned the whole commands table, so a busy gateway slowed down as its history grew.
  */
 const commandsByVin: Migration = {

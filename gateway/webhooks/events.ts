@@ -1,5 +1,5 @@
 // Owns the list of event types a webhook can subscribe to, kept in step with DomainEvent['type'].
-import type { DomainEvent } from '../notifications.ts';
+import type { DomainEvent } from '../deliveries/notifications.ts';
 
 export const EVENT_TYPES = [
   'delivery.scheduled',

@@ -1,5 +1,5 @@
 // Owns turning a domain event into outbox rows, in the caller's transaction, one per matching subscription.
-import type { Notify } from '../notifications.ts';
+import type { Notify } from '../deliveries/notifications.ts';
 import type { WebhookPayload } from './events.ts';
 import { insertOutbox, subscribersOf } from './store.ts';
 

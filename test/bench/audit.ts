@@ -4,7 +4,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createAuditLog } from '../../gateway/audit-log.ts';
+import { createAuditLog } from '../../gateway/audit/log.ts';
 import { openStore } from '../../gateway/store/store.ts';
 import { verifierKeyFor, verifyBundle } from '../../protocols/audit/index.ts';
 

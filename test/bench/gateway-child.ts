@@ -1,10 +1,10 @@
 // Owns the bench's gateway process: one gateway (embedded broker or an external one) in its own process, so
 // its memory and CPU figures are its own; the parent drives it over IPC (see ipc.ts).
 import { devPkiPaths } from '../../certs/dev-pki.ts';
-import { parseConfig } from '../../gateway/config.ts';
 import { type Gateway, startGateway } from '../../gateway/gateway.ts';
-import { createLogger } from '../../gateway/logger.ts';
-import { loadGatewayMaterial } from '../../gateway/material.ts';
+import { parseConfig } from '../../gateway/platform/config.ts';
+import { createLogger } from '../../gateway/platform/logger.ts';
+import { loadGatewayMaterial } from '../../gateway/platform/material.ts';
 import { loadSeeds } from '../../seeds/index.ts';
 import { BENCH_LOCATION, BENCH_OWNER, BENCH_VEHICLE } from './fleet-data.ts';
 import { idleMemory, serve } from './ipc.ts';

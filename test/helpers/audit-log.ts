@@ -3,7 +3,7 @@ import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type AuditLog, createAuditLog } from '../../gateway/audit-log.ts';
+import { type AuditLog, createAuditLog } from '../../gateway/audit/log.ts';
 import type { Db } from '../../gateway/store/records.ts';
 import { openStore, type Store } from '../../gateway/store/store.ts';
 import {

@@ -3,9 +3,9 @@
 // reuse a key made by an earlier run. Prints one JSON line when ready: {"ready":true,"http":…,"mqtt":…,"apiKey":…}.
 import pino from 'pino';
 import { loadDevPki } from '../../certs/index.ts';
-import { parseConfig } from '../../gateway/config.ts';
 import { startGateway } from '../../gateway/gateway.ts';
-import { loadGatewayMaterial } from '../../gateway/material.ts';
+import { parseConfig } from '../../gateway/platform/config.ts';
+import { loadGatewayMaterial } from '../../gateway/platform/material.ts';
 import { loadSeeds } from '../../seeds/index.ts';
 
 const config = parseConfig({ ...process.env, NODE_ENV: 'test', LOG_LEVEL: 'silent' });

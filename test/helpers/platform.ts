@@ -1,6 +1,6 @@
 // Test harness: callers with scoped keys, and the steps of a delivery through the HTTP API as those callers.
 import { expect } from 'vitest';
-import { parseGrant } from '../../gateway/api-keys.ts';
+import { parseGrant } from '../../gateway/access/api-keys.ts';
 import type { SeedVehicle } from '../../seeds/index.ts';
 import type { Stack } from './stack.ts';
 

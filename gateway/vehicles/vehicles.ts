@@ -8,10 +8,10 @@ import {
   vinAgreesWithWmi,
   vinAgreesWithYear,
   vinProblem,
-} from '../protocols/index.ts';
-import { ApiError } from './errors.ts';
-import { appendAudit } from './store/audit.ts';
-import type { Write } from './store/group-commit.ts';
+} from '../../protocols/index.ts';
+import { ApiError } from '../errors.ts';
+import { appendAudit } from '../store/audit.ts';
+import type { Write } from '../store/group-commit.ts';
 import {
   findVehicle,
   insertLocation,
@@ -23,9 +23,9 @@ import {
   recordVehicleState,
   relinkVehicle,
   type VehicleRecord,
-} from './store/records.ts';
-import type { Database } from './store/schema.ts';
-import type { PinnedCertificate } from './vehicle-certs.ts';
+} from '../store/records.ts';
+import type { Database } from '../store/schema.ts';
+import type { PinnedCertificate } from './certificates.ts';
 
 /** The only actions an owner grants at linking (the service's promise: unlock and re-lock, nothing else). */
 export const CONSENTED_ACTIONS = ['unlock', 'lock'] as const;

@@ -11,16 +11,9 @@ import {
   PROTOCOL_VERSION,
   type StateMessage,
   type TokenAction,
-} from '../protocols/index.ts';
-import { type AckRefusal, checkSignedAck } from './acks.ts';
-import { createDeliveryOutcomes, type RelockCause } from './delivery-outcomes.ts';
-import { ApiError, type ApiErrorOptions, type ErrorCode } from './errors.ts';
-import { distanceM } from './geo.ts';
-import { createKeyedMutex, type KeyedMutex } from './keyed-mutex.ts';
-import type { Notify } from './notifications.ts';
-import type { Reconciler } from './reconcile.ts';
-import type { SigningKeyRing } from './signing-keys.ts';
-import type { Write } from './store/group-commit.ts';
+} from '../../protocols/index.ts';
+import { ApiError, type ApiErrorOptions, type ErrorCode } from '../errors.ts';
+import type { Write } from '../store/group-commit.ts';
 import {
   appendEvent,
   type Db,
@@ -39,10 +32,17 @@ import {
   timelineOf,
   updateDelivery,
   type VehicleRecord,
-} from './store/records.ts';
-import type { Database } from './store/schema.ts';
-import type { VehicleLimiter } from './vehicle-limiter.ts';
-import type { VehicleLink } from './vehicle-link.ts';
+} from '../store/records.ts';
+import type { Database } from '../store/schema.ts';
+import { type AckRefusal, checkSignedAck } from '../vehicles/acks.ts';
+import type { VehicleLimiter } from '../vehicles/limiter.ts';
+import type { VehicleLink } from '../vehicles/link.ts';
+import type { SigningKeyRing } from '../vehicles/signing-keys.ts';
+import { distanceM } from './geo.ts';
+import { createKeyedMutex, type KeyedMutex } from './keyed-mutex.ts';
+import type { Notify } from './notifications.ts';
+import { createDeliveryOutcomes, type RelockCause } from './outcomes.ts';
+import type { Reconciler } from './reconcile.ts';
 
 export interface DeliveryPolicy {
   /** Longest delivery window. */
@@ -99,7 +99,7 @@ export interface DeliveryServiceDeps {
   now: () => number;
   newId: () => string;
   logger: Logger;
-  /** Called in the transaction of each decision an owner or carrier hears about (gateway/notifications.ts). */
+  /** Called in the transaction of each decision an owner or carrier hears about (gateway/deliveries/notifications.ts). */
   notify?: Notify;
   observer?: DeliveryObserver;
   /** The VIN's currently issued certificate, for acks signed after a rotation (acks.ts). */
@@ -133,7 +133,7 @@ export interface DeliveryView extends DeliveryRecord {
   timeline: TimelineEntry[];
 }
 
-export type { RelockCause } from './delivery-outcomes.ts';
+export type { RelockCause } from './outcomes.ts';
 /** `skipped`: the car may be open but gets no command (vehicle unlinked, or lock not consented). */
 export type RelockOutcome = 'locked' | 'unconfirmed' | 'not_open' | 'skipped';
 

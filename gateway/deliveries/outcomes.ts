@@ -1,8 +1,9 @@
 // Owns what a car's confirmed action does to its delivery: opened, confirmed locked, relocked by itself; each with
 // its timeline entry and domain event, in the caller's transaction. Shared by requests and the reconciler.
+
+import { prepared } from '../store/prepared.ts';
+import { appendEvent, type Db, type DeliveryRecord, updateDelivery } from '../store/records.ts';
 import { type DomainEvent, type Notify, noopNotify } from './notifications.ts';
-import { prepared } from './store/prepared.ts';
-import { appendEvent, type Db, type DeliveryRecord, updateDelivery } from './store/records.ts';
 
 /** Who locked the car again after an unlock; each has its own timeline entry. */
 export type RelockCause = 'driver' | 'watchdog' | 'block' | 'cancel' | 'unlink';
@@ -13,7 +14,7 @@ type DeliveryRef = Pick<DeliveryRecord, 'id' | 'vin'>;
 
 export interface DeliveryOutcomesDeps {
   now: () => number;
-  /** Called in the transaction of each decision an owner or carrier hears about (gateway/notifications.ts). */
+  /** Called in the transaction of each decision an owner or carrier hears about (gateway/deliveries/notifications.ts). */
   notify?: Notify;
 }
 

@@ -1,12 +1,12 @@
 // Owns rotating the keys cars trust: signing key announcements with the active key and sending them (TOKEN.md §8).
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
-import { type KeysCommand, mintKeyAnnouncement, PROTOCOL_VERSION } from '../protocols/index.ts';
+import { type KeysCommand, mintKeyAnnouncement, PROTOCOL_VERSION } from '../../protocols/index.ts';
+import { insertVehicleAck } from '../store/records.ts';
+import type { Database } from '../store/schema.ts';
 import { type AckRefusal, checkSignedAck } from './acks.ts';
+import type { VehicleLink } from './link.ts';
 import type { SigningKeyRing } from './signing-keys.ts';
-import { insertVehicleAck } from './store/records.ts';
-import type { Database } from './store/schema.ts';
-import type { VehicleLink } from './vehicle-link.ts';
 
 export interface KeyRotationDeps {
   db: Kysely<Database>;

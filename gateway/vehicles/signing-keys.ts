@@ -1,7 +1,7 @@
 // Owns the gateway's token-signing keys: a ring of Ed25519 keys with one active kid (TOKEN.md §8.3).
 import { createPublicKey, type KeyObject } from 'node:crypto';
-import { kidFor, type TrustedJwk, trustedJwkFor } from '../protocols/index.ts';
-import { KeyRingError } from './errors.ts';
+import { kidFor, type TrustedJwk, trustedJwkFor } from '../../protocols/index.ts';
+import { KeyRingError } from '../errors.ts';
 
 export interface SigningKey {
   kid: string;

@@ -1,9 +1,9 @@
 // Owns API-key authentication: bearer keys are compared by SHA-256 hash, never stored or logged in clear.
 import type { FastifyInstance } from 'fastify';
 import type { Kysely } from 'kysely';
-import { type Caller, findCallerByHash, hashApiKey } from '../api-keys.ts';
 import { ApiError } from '../errors.ts';
 import type { Database } from '../store/schema.ts';
+import { type Caller, findCallerByHash, hashApiKey } from './api-keys.ts';
 
 export { hashApiKey };
 

@@ -1,5 +1,5 @@
 // Owns the gateway's drain state: which commands are in flight, refusing new ones, and waiting for the rest.
-import { ApiError } from './errors.ts';
+import { ApiError } from '../errors.ts';
 
 export interface Lifecycle {
   /** True once shutdown began: new requests and new commands are refused. */

@@ -1,9 +1,9 @@
 // Owns the `npm run keys` program: the composition root of the key CLI, the only reader of process.env here.
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
-import { ConfigError, parseConfig } from './config.ts';
+import { ConfigError, parseConfig } from '../platform/config.ts';
+import { openStore } from '../store/store.ts';
 import { runKeysCli } from './keys-cli.ts';
-import { openStore } from './store/store.ts';
 
 try {
   const config = parseConfig(process.env);

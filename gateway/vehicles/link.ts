@@ -19,8 +19,8 @@ import {
   type StateReport,
   type ToCar,
   type TopicKind,
-} from '../protocols/index.ts';
-import { LinkError } from './errors.ts';
+} from '../../protocols/index.ts';
+import { LinkError } from '../errors.ts';
 
 export interface VehicleLinkDeps {
   url: string;

@@ -9,11 +9,11 @@ import {
   ensureDevPki,
   inspectCertificate,
   loadDevPki,
-} from '../certs/index.ts';
-import type { Catalog } from '../protocols/index.ts';
-import { findCallerByHash, hashApiKey } from './api-keys.ts';
+} from '../../certs/index.ts';
+import type { Catalog } from '../../protocols/index.ts';
+import { findCallerByHash, hashApiKey } from '../access/api-keys.ts';
+import { type Gateway, startGateway } from '../gateway.ts';
 import type { Config } from './config.ts';
-import { type Gateway, startGateway } from './gateway.ts';
 import { loadGatewayMaterial } from './material.ts';
 
 export interface BootDeps {

@@ -1,10 +1,10 @@
 // Owns object-level authorization (OWASP API1, BOLA): a key bound to an owner or carrier sees only its records.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Kysely } from 'kysely';
-import type { Caller } from '../api-keys.ts';
 import { ApiError } from '../errors.ts';
 import { findDelivery, findVehicle } from '../store/records.ts';
 import type { Database } from '../store/schema.ts';
+import type { Caller } from './api-keys.ts';
 
 /** Unbound keys (admin, an unbound reviewer) see everything; bound keys see only what names their id. */
 export function canSeeDelivery(

@@ -1,7 +1,7 @@
 // Owns the scope check: each route names the scopes that may call it; a route that names none is admin-only.
 import type { FastifyInstance } from 'fastify';
-import { hasScope, type Scope } from '../api-keys.ts';
 import { ApiError } from '../errors.ts';
+import { hasScope, type Scope } from './api-keys.ts';
 
 /**
  * Runs after authentication (hooks run in the order they were added). Deny by default: a key without one of

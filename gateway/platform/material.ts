@@ -1,7 +1,7 @@
 // Owns reading the gateway's key material (TLS identities, CA, CRL, token-signing key, car certificates) from a PKI folder.
 import { existsSync, readFileSync } from 'node:fs';
-import type { DevPkiPaths } from '../certs/index.ts';
-import type { GatewayMaterial } from './gateway.ts';
+import type { DevPkiPaths } from '../../certs/index.ts';
+import type { GatewayMaterial } from '../gateway.ts';
 
 const read = (path: string): string => readFileSync(path, 'utf8');
 

@@ -1,6 +1,6 @@
 // Owns which certificate a car's acks are verified against: the CA-issued one for its VIN, pinned at link time.
 import { X509Certificate } from 'node:crypto';
-import { vinFromCertificate } from '../certs/index.ts';
+import { vinFromCertificate } from '../../certs/index.ts';
 
 export type CertificateProblem =
   | 'CERT_MISSING'

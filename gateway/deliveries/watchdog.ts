@@ -2,9 +2,9 @@
 // that it survives a gateway restart.
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
+import { overdueRelocks } from '../store/records.ts';
+import type { Database } from '../store/schema.ts';
 import type { DeliveryService, RelockOutcome } from './deliveries.ts';
-import { overdueRelocks } from './store/records.ts';
-import type { Database } from './store/schema.ts';
 
 /** Runs fn every ms until the returned function is called; injected so tests drive sweeps themselves. */
 export type Every = (ms: number, fn: () => void) => () => void;

@@ -1,7 +1,7 @@
 // Owns the gateway's Prometheus metrics: one prom-client Registry per gateway (never the global one).
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import type { CommandSettlement, DeliveryObserver } from './deliveries.ts';
-import type { QueryObservation } from './store/store.ts';
+import type { CommandSettlement, DeliveryObserver } from '../deliveries/deliveries.ts';
+import type { QueryObservation } from '../store/store.ts';
 
 export interface GatewayMetrics extends DeliveryObserver {
   registry: Registry;

@@ -9,8 +9,8 @@ import {
   formatVerifierKey,
   MerkleTree,
   signCheckpoint,
-} from '../protocols/audit/index.ts';
-import { ApiError } from './errors.ts';
+} from '../../protocols/audit/index.ts';
+import { ApiError } from '../errors.ts';
 import {
   type AppendedEntry,
   appendAudit,
@@ -22,9 +22,9 @@ import {
   listCheckpoints,
   readAuditEntries,
   type StoredCheckpoint,
-} from './store/audit.ts';
-import type { Write } from './store/group-commit.ts';
-import type { Database } from './store/schema.ts';
+} from '../store/audit.ts';
+import type { Write } from '../store/group-commit.ts';
+import type { Database } from '../store/schema.ts';
 
 /** The dedicated checkpoint key; its C2SP key name is the log's origin. */
 export interface AuditSigner {
@@ -46,7 +46,7 @@ export interface AuditLogDeps {
 
 export interface KeyUse {
   keyId: string;
-  /** The key's scopes and binding, as its grant says (gateway/api-keys.ts). */
+  /** The key's scopes and binding, as its grant says (gateway/access/api-keys.ts). */
   scopes: readonly string[];
   ownerId: string | null;
   carrierId: string | null;

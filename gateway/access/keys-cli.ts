@@ -1,5 +1,6 @@
 // Owns `npm run keys`: create, list and revoke API keys in the store; thin, exit 2 with one line on bad usage.
 import { parseArgs } from 'node:util';
+import type { Store } from '../store/store.ts';
 import {
   CALLER_KINDS,
   createApiKey,
@@ -9,7 +10,6 @@ import {
   revokeApiKey,
   SCOPES,
 } from './api-keys.ts';
-import type { Store } from './store/store.ts';
 
 export const KEYS_HELP = `Usage: npm run keys -- <command>
 

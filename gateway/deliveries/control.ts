@@ -2,8 +2,7 @@
 // a vehicle. Each withdraws access at the gateway first, then locks a car that may be open.
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
-import { carMayBeOpen, type DeliveryService, type RelockOutcome } from './deliveries.ts';
-import { ApiError } from './errors.ts';
+import { ApiError } from '../errors.ts';
 import {
   appendEvent,
   type DeliveryRecord,
@@ -13,8 +12,9 @@ import {
   updateDelivery,
   updateVehicle,
   type VehicleRecord,
-} from './store/records.ts';
-import type { Database } from './store/schema.ts';
+} from '../store/records.ts';
+import type { Database } from '../store/schema.ts';
+import { carMayBeOpen, type DeliveryService, type RelockOutcome } from './deliveries.ts';
 
 /**
  * Called once a delivery's access is revoked for good (cancelled, or its vehicle unlinked), after the car was

@@ -2,13 +2,14 @@
 // commands left outstanding by a timeout or a crash, and deliveries whose car locked itself (PROTOCOL.md §6.3).
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
-import { type Ack, MAX_QUERIED_COMMANDS, type StateMessage, type StateReport } from '../protocols/index.ts';
-import { checkSignedAck } from './acks.ts';
-import { createDeliveryOutcomes } from './delivery-outcomes.ts';
-import type { KeyedMutex } from './keyed-mutex.ts';
-import type { Notify } from './notifications.ts';
-import type { Write } from './store/group-commit.ts';
-import { prepared } from './store/prepared.ts';
+import {
+  type Ack,
+  MAX_QUERIED_COMMANDS,
+  type StateMessage,
+  type StateReport,
+} from '../../protocols/index.ts';
+import type { Write } from '../store/group-commit.ts';
+import { prepared } from '../store/prepared.ts';
 import {
   appendEvent,
   type CommandRecord,
@@ -16,9 +17,13 @@ import {
   findVehicleAck,
   insertVehicleAck,
   type VehicleAckRecord,
-} from './store/records.ts';
-import type { CommandsTable, Database } from './store/schema.ts';
-import type { VehicleLink } from './vehicle-link.ts';
+} from '../store/records.ts';
+import type { CommandsTable, Database } from '../store/schema.ts';
+import { checkSignedAck } from '../vehicles/acks.ts';
+import type { VehicleLink } from '../vehicles/link.ts';
+import type { KeyedMutex } from './keyed-mutex.ts';
+import type { Notify } from './notifications.ts';
+import { createDeliveryOutcomes } from './outcomes.ts';
 
 export interface ReconcilerDeps {
   /** For reads. */
@@ -37,7 +42,7 @@ export interface ReconcilerDeps {
   intervalMs: number;
   /** The VIN's currently issued certificate, for late acks signed after a rotation (acks.ts). */
   currentCertificate?: (vin: string, at: number) => string | null;
-  /** Domain events of the decisions the reconciler takes (gateway/notifications.ts). */
+  /** Domain events of the decisions the reconciler takes (gateway/deliveries/notifications.ts). */
   notify?: Notify;
 }
 
