@@ -116,7 +116,7 @@ describe('scopes', () => {
   it('keeps keys from before scopes existed (no scopes) out of every route', async () => {
     const key = 'ck_legacylegacylegacylegacy01';
     const { hashApiKey } = await import('../gateway/access/api-keys.ts');
-    const { insertApiKey } = await import('../gateway/store/records.ts');
+    const { insertApiKey } = await import('../gateway/store/api-keys.ts');
     await insertApiKey(stack.gateway.store.db, {
       id: 'key_legacy',
       hash: hashApiKey(key),

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AuditCliIo, runAuditCli } from '../audit/cli.ts';
 import { exportFromStore } from '../audit/export.ts';
 import { parseConfig } from '../gateway/platform/config.ts';
-import { appendEvent } from '../gateway/store/records.ts';
+import { appendEvent } from '../gateway/store/timeline.ts';
 import {
   type AuditEntry,
   AuditError,

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { findCallerByHash, hashApiKey } from '../gateway/access/api-keys.ts';
 import { bootGateway } from '../gateway/platform/bootstrap.ts';
 import { parseConfig } from '../gateway/platform/config.ts';
-import { insertApiKey } from '../gateway/store/records.ts';
+import { insertApiKey } from '../gateway/store/api-keys.ts';
 import { loadSeeds } from '../seeds/index.ts';
 
 let dir: string;

@@ -4,7 +4,7 @@ import { connect as netConnect } from 'node:net';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../gateway/http/app.ts';
-import { overdueRelocks } from '../gateway/store/records.ts';
+import { overdueRelocks } from '../gateway/store/deliveries.ts';
 import { commandTopic, providerAdapter, readsAsProviderIndependent } from '../protocols/index.ts';
 import type { SeedVehicle } from '../seeds/index.ts';
 import { type CarFaults, createFleetFaults, type FleetFaults } from '../simulator/index.ts';

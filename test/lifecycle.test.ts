@@ -1,8 +1,8 @@
 // Shutdown: new requests get 503, in-flight commands finish (or end as timeouts past the bound), then the store closes.
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { timelineOf } from '../gateway/store/records.ts';
 import { openStore } from '../gateway/store/store.ts';
+import { timelineOf } from '../gateway/store/timeline.ts';
 import type { SeedLocation, SeedVehicle } from '../seeds/index.ts';
 import { type CarControl, carControl } from './helpers/cars.ts';
 import { type Stack, startStack } from './helpers/stack.ts';

@@ -9,18 +9,12 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } 
 import { ensureDevPki } from '../certs/index.ts';
 import { createKeyedMutex, type KeyedMutex } from '../gateway/deliveries/keyed-mutex.ts';
 import { createReconciler, type Reconciler } from '../gateway/deliveries/reconcile.ts';
-import {
-  type CommandRecord,
-  findVehicleAck,
-  insertCommand,
-  insertDelivery,
-  insertLocation,
-  insertVehicle,
-  overdueRelocks,
-  recordVehicleState,
-  timelineOf,
-} from '../gateway/store/records.ts';
+import { type CommandRecord, findVehicleAck, insertCommand } from '../gateway/store/commands.ts';
+import { insertDelivery, overdueRelocks } from '../gateway/store/deliveries.ts';
+import { insertLocation } from '../gateway/store/locations.ts';
 import { openStore, type Store } from '../gateway/store/store.ts';
+import { timelineOf } from '../gateway/store/timeline.ts';
+import { insertVehicle, recordVehicleState } from '../gateway/store/vehicles.ts';
 import { createVehicleLimiter } from '../gateway/vehicles/limiter.ts';
 import type { ReportWait } from '../gateway/vehicles/link.ts';
 import { type Ack, type StateReport, signAck, type UnsignedAck } from '../protocols/index.ts';

@@ -1,7 +1,7 @@
 // Revoking a scheduled or in-progress delivery: cancelled at the gateway, refused and relocked at the car (TOKEN.md §10).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiError } from '../gateway/errors.ts';
-import { findVehicleAck } from '../gateway/store/records.ts';
+import { findVehicleAck } from '../gateway/store/commands.ts';
 import { type Command, encodeMessage } from '../protocols/index.ts';
 import { type Loopback, scheduleDelivery, startLoopback, unlockInput } from './helpers/loopback.ts';
 

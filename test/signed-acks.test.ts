@@ -3,7 +3,7 @@ import { generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiError } from '../gateway/errors.ts';
-import { findVehicleAck } from '../gateway/store/records.ts';
+import { findVehicleAck } from '../gateway/store/commands.ts';
 import { type Ack, AckSchema, signAck, verifyAckSignature } from '../protocols/index.ts';
 import {
   CAR_VIN,

@@ -4,7 +4,10 @@ import '../gateway/access/api-keys.ts';
 import '../gateway/deliveries/outcomes.ts';
 import '../gateway/deliveries/reconcile.ts';
 import '../gateway/store/audit.ts';
-import '../gateway/store/records.ts';
+import '../gateway/store/commands.ts';
+import '../gateway/store/deliveries.ts';
+import '../gateway/store/timeline.ts';
+import '../gateway/store/vehicles.ts';
 import { PREPARED_QUERIES } from '../gateway/store/prepared.ts';
 import { useTempStore } from './helpers/temp-store.ts';
 

@@ -1,7 +1,7 @@
 import { beforeEach, describe, expect, it, vi } from 'vitest';
+import { insertApiKey } from '../gateway/store/api-keys.ts';
 import { appendAudit, auditTreeSize, readAuditEntries } from '../gateway/store/audit.ts';
 import { createGroupCommit } from '../gateway/store/group-commit.ts';
-import { insertApiKey } from '../gateway/store/records.ts';
 import { withStatementCache } from '../gateway/store/statement-cache.ts';
 import { openStore, type Store } from '../gateway/store/store.ts';
 import { useTempStore } from './helpers/temp-store.ts';

@@ -7,15 +7,10 @@ import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { RelockOutcome } from '../gateway/deliveries/deliveries.ts';
 import { createRelockWatchdog, type Every } from '../gateway/deliveries/watchdog.ts';
-import {
-  type DeliveryRecord,
-  insertDelivery,
-  insertLocation,
-  insertVehicle,
-  updateDelivery,
-  updateVehicle,
-} from '../gateway/store/records.ts';
+import { type DeliveryRecord, insertDelivery, updateDelivery } from '../gateway/store/deliveries.ts';
+import { insertLocation } from '../gateway/store/locations.ts';
 import { openStore, type Store } from '../gateway/store/store.ts';
+import { insertVehicle, updateVehicle } from '../gateway/store/vehicles.ts';
 
 const T0 = Date.parse('2026-06-01T12:00:00Z');
 const RELOCK_AFTER_MS = 90_000;

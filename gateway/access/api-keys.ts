@@ -1,7 +1,7 @@
 // Owns API keys as grants: the scopes, the caller kinds they make up, the owner/carrier binding, and key storage.
 import { createHash, randomBytes } from 'node:crypto';
+import type { Db } from '../store/db.ts';
 import { prepared } from '../store/prepared.ts';
-import type { Db } from '../store/records.ts';
 
 /**
  * One scope per capability. `admin` is every scope without a binding: the development key and operators.

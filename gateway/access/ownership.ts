@@ -2,8 +2,9 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Kysely } from 'kysely';
 import { ApiError } from '../errors.ts';
-import { findDelivery, findVehicle } from '../store/records.ts';
+import { findDelivery } from '../store/deliveries.ts';
 import type { Database } from '../store/schema.ts';
+import { findVehicle } from '../store/vehicles.ts';
 import type { Caller } from './api-keys.ts';
 
 /** Unbound keys (admin, an unbound reviewer) see everything; bound keys see only what names their id. */

@@ -3,17 +3,10 @@
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { ApiError } from '../errors.ts';
-import {
-  appendEvent,
-  type DeliveryRecord,
-  deliveriesOf,
-  findVehicle,
-  openDeliveriesOf,
-  updateDelivery,
-  updateVehicle,
-  type VehicleRecord,
-} from '../store/records.ts';
+import { type DeliveryRecord, deliveriesOf, openDeliveriesOf, updateDelivery } from '../store/deliveries.ts';
 import type { Database } from '../store/schema.ts';
+import { appendEvent } from '../store/timeline.ts';
+import { findVehicle, updateVehicle, type VehicleRecord } from '../store/vehicles.ts';
 import { carMayBeOpen, type DeliveryService, type RelockOutcome } from './deliveries.ts';
 
 /**

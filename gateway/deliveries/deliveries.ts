@@ -13,27 +13,22 @@ import {
   type TokenAction,
 } from '../../protocols/index.ts';
 import { ApiError, type ApiErrorOptions, type ErrorCode } from '../errors.ts';
-import type { Write } from '../store/group-commit.ts';
+import { insertCommand, insertVehicleAck, settleCommand } from '../store/commands.ts';
+import type { Db } from '../store/db.ts';
 import {
-  appendEvent,
-  type Db,
   type DeliveryPatch,
   type DeliveryRecord,
   deliveriesOf,
   findDelivery,
-  findLocation,
-  findVehicle,
-  insertCommand,
   insertDelivery,
-  insertVehicleAck,
   openDeliveriesOf,
-  settleCommand,
-  type TimelineEntry,
-  timelineOf,
   updateDelivery,
-  type VehicleRecord,
-} from '../store/records.ts';
+} from '../store/deliveries.ts';
+import type { Write } from '../store/group-commit.ts';
+import { findLocation } from '../store/locations.ts';
 import type { Database } from '../store/schema.ts';
+import { appendEvent, type TimelineEntry, timelineOf } from '../store/timeline.ts';
+import { findVehicle, type VehicleRecord } from '../store/vehicles.ts';
 import { type AckRefusal, checkSignedAck } from '../vehicles/acks.ts';
 import type { VehicleLimiter } from '../vehicles/limiter.ts';
 import type { VehicleLink } from '../vehicles/link.ts';

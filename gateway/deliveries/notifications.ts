@@ -1,5 +1,5 @@
 // Owns the domain events the services emit at each step, and the Notify interface that delivers them.
-import type { Db } from '../store/records.ts';
+import type { Db } from '../store/db.ts';
 
 export interface DomainEvent {
   type:

@@ -1,8 +1,10 @@
 // Owns what a car's confirmed action does to its delivery: opened, confirmed locked, relocked by itself; each with
 // its timeline entry and domain event, in the caller's transaction. Shared by requests and the reconciler.
 
+import type { Db } from '../store/db.ts';
+import { type DeliveryRecord, updateDelivery } from '../store/deliveries.ts';
 import { prepared } from '../store/prepared.ts';
-import { appendEvent, type Db, type DeliveryRecord, updateDelivery } from '../store/records.ts';
+import { appendEvent } from '../store/timeline.ts';
 import { type DomainEvent, type Notify, noopNotify } from './notifications.ts';
 
 /** Who locked the car again after an unlock; each has its own timeline entry. */

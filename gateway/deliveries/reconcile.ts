@@ -8,17 +8,17 @@ import {
   type StateMessage,
   type StateReport,
 } from '../../protocols/index.ts';
-import type { Write } from '../store/group-commit.ts';
-import { prepared } from '../store/prepared.ts';
 import {
-  appendEvent,
   type CommandRecord,
-  type Db,
   findVehicleAck,
   insertVehicleAck,
   type VehicleAckRecord,
-} from '../store/records.ts';
+} from '../store/commands.ts';
+import type { Db } from '../store/db.ts';
+import type { Write } from '../store/group-commit.ts';
+import { prepared } from '../store/prepared.ts';
 import type { CommandsTable, Database } from '../store/schema.ts';
+import { appendEvent } from '../store/timeline.ts';
 import { checkSignedAck } from '../vehicles/acks.ts';
 import type { VehicleLink } from '../vehicles/link.ts';
 import type { KeyedMutex } from './keyed-mutex.ts';

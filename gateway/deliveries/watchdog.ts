@@ -2,7 +2,7 @@
 // that it survives a gateway restart.
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
-import { overdueRelocks } from '../store/records.ts';
+import { overdueRelocks } from '../store/deliveries.ts';
 import type { Database } from '../store/schema.ts';
 import type { DeliveryService, RelockOutcome } from './deliveries.ts';
 

@@ -1,6 +1,6 @@
 // Owns idempotency records (IETF httpapi Idempotency-Key draft): claim a key, store its response, replay it.
 import { createHash } from 'node:crypto';
-import type { Db } from '../store/records.ts';
+import type { Db } from '../store/db.ts';
 
 export interface IdempotencyPolicy {
   /** How long a key and its stored response are kept; a key is free again after it (documented: 24 h). */

@@ -7,23 +7,14 @@ import {
   buildEncodedEntry,
   leafHash as leafHashOf,
 } from '../../protocols/audit/index.ts';
+import { type Db, withinTransaction } from './db.ts';
 import { prepared } from './prepared.ts';
-import type { Db } from './records.ts';
 import type { Database } from './schema.ts';
 import { transactionMemo } from './transaction-memo.ts';
 
 export interface AppendedEntry {
   index: number;
   leafHash: Buffer;
-}
-
-/** Runs fn in the caller's transaction, or in a new one: an audit entry never lands apart from its decision. */
-export async function withinTransaction<T>(
-  db: Db,
-  fn: (trx: Transaction<Database>) => Promise<T>,
-): Promise<T> {
-  if (db.isTransaction) return fn(db as Transaction<Database>);
-  return db.transaction().execute(fn);
 }
 
 interface Tail {

@@ -1,12 +1,9 @@
 // Owns turning a car's ack into evidence: bound to the command it answers, signed by the car's pinned certificate.
 import { createHash, X509Certificate } from 'node:crypto';
 import { type Ack, type AckSignatureCode, canonicalAck, verifyAckSignature } from '../../protocols/index.ts';
-import {
-  type Db,
-  findVehicleCertificate,
-  repinVehicleCertificate,
-  type VehicleAckRecord,
-} from '../store/records.ts';
+import type { VehicleAckRecord } from '../store/commands.ts';
+import type { Db } from '../store/db.ts';
+import { findVehicleCertificate, repinVehicleCertificate } from '../store/vehicles.ts';
 import { validAt } from './certificates.ts';
 
 /** Pinned certificates change only at link or rotation: parse each PEM once (it was 7 % of a busy gateway). */

@@ -2,7 +2,7 @@
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { type KeysCommand, mintKeyAnnouncement, PROTOCOL_VERSION } from '../../protocols/index.ts';
-import { insertVehicleAck } from '../store/records.ts';
+import { insertVehicleAck } from '../store/commands.ts';
 import type { Database } from '../store/schema.ts';
 import { type AckRefusal, checkSignedAck } from './acks.ts';
 import type { VehicleLink } from './link.ts';

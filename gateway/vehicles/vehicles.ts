@@ -12,19 +12,18 @@ import {
 import { ApiError } from '../errors.ts';
 import { appendAudit } from '../store/audit.ts';
 import type { Write } from '../store/group-commit.ts';
+import { insertLocation, type LocationRecord } from '../store/locations.ts';
+import type { Database } from '../store/schema.ts';
 import {
   findVehicle,
-  insertLocation,
   insertVehicle,
-  type LocationRecord,
   listVehicles,
   listVehiclesWithoutCertificate,
   pinVehicleCertificateIfMissing,
   recordVehicleState,
   relinkVehicle,
   type VehicleRecord,
-} from '../store/records.ts';
-import type { Database } from '../store/schema.ts';
+} from '../store/vehicles.ts';
 import type { PinnedCertificate } from './certificates.ts';
 
 /** The only actions an owner grants at linking (the service's promise: unlock and re-lock, nothing else). */

@@ -1,5 +1,5 @@
 // Owns the rows of webhook subscriptions and of their outbox; every function takes a db or a transaction.
-import type { Db } from '../store/records.ts';
+import type { Db } from '../store/db.ts';
 import type { EventType } from './events.ts';
 
 export interface WebhookRecord {

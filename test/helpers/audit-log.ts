@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type AuditLog, createAuditLog } from '../../gateway/audit/log.ts';
-import type { Db } from '../../gateway/store/records.ts';
+import type { Db } from '../../gateway/store/db.ts';
 import { openStore, type Store } from '../../gateway/store/store.ts';
 import {
   type AuditEntry,

@@ -1,13 +1,10 @@
 // Test child: appends decisions to a real SQLite store as fast as it can, printing each commit, until it is killed.
 
-import {
-  appendEvent,
-  findDelivery,
-  insertDelivery,
-  insertLocation,
-  insertVehicle,
-} from '../../gateway/store/records.ts';
+import { findDelivery, insertDelivery } from '../../gateway/store/deliveries.ts';
+import { insertLocation } from '../../gateway/store/locations.ts';
 import { openStore } from '../../gateway/store/store.ts';
+import { appendEvent } from '../../gateway/store/timeline.ts';
+import { insertVehicle } from '../../gateway/store/vehicles.ts';
 
 const [file, round] = process.argv.slice(2) as [string, string];
 // Never outlive the test: when the parent's end of the pipe closes, stop.
