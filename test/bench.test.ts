@@ -60,7 +60,7 @@ describe('bench CPU profile parsing', () => {
   it('sums self time per function and place, skipping idle, largest first', () => {
     const top = topFunctions(profile, 5);
     expect(top.map((f) => f.name)).toEqual([
-      'hot (gateway/deliveries/deliveries.ts:10)',
+      'hot (gateway/deliveries.ts:10)',
       'parse (node_modules/zod/v4/core.js:1)',
     ]);
     expect(top[0]?.selfMs).toBeCloseTo(0.05);

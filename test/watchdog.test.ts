@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { RelockOutcome } from '../gateway/deliveries/deliveries.ts';
+import type { RelockOutcome } from '../gateway/deliveries/relock.ts';
 import { createRelockWatchdog, type Every } from '../gateway/deliveries/watchdog.ts';
 import { type DeliveryRecord, insertDelivery, updateDelivery } from '../gateway/store/deliveries.ts';
 import { insertLocation } from '../gateway/store/locations.ts';

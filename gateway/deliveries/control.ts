@@ -7,7 +7,9 @@ import { type DeliveryRecord, deliveriesOf, openDeliveriesOf, updateDelivery } f
 import type { Database } from '../store/schema.ts';
 import { appendEvent } from '../store/timeline.ts';
 import { findVehicle, updateVehicle, type VehicleRecord } from '../store/vehicles.ts';
-import { carMayBeOpen, type DeliveryService, type RelockOutcome } from './deliveries.ts';
+import { carMayBeOpen } from './context.ts';
+import type { RelockOutcome } from './relock.ts';
+import type { DeliveryService } from './service.ts';
 
 /**
  * Called once a delivery's access is revoked for good (cancelled, or its vehicle unlinked), after the car was

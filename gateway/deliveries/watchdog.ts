@@ -4,7 +4,8 @@ import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { overdueRelocks } from '../store/deliveries.ts';
 import type { Database } from '../store/schema.ts';
-import type { DeliveryService, RelockOutcome } from './deliveries.ts';
+import type { RelockOutcome } from './relock.ts';
+import type { DeliveryService } from './service.ts';
 
 /** Runs fn every ms until the returned function is called; injected so tests drive sweeps themselves. */
 export type Every = (ms: number, fn: () => void) => () => void;

@@ -10,7 +10,8 @@ import { callerOf, canSeeOwner, carrierForNewDelivery, registerAccessCheck } fro
 import { registerScopeCheck } from '../access/scopes.ts';
 import type { AuditLog } from '../audit/log.ts';
 import type { ControlService } from '../deliveries/control.ts';
-import type { DeliveryService, DeliveryView as DeliveryViewModel } from '../deliveries/deliveries.ts';
+import type { DeliveryView as DeliveryViewModel } from '../deliveries/scheduling.ts';
+import type { DeliveryService } from '../deliveries/service.ts';
 import { ApiError } from '../errors.ts';
 import type { LocationRecord } from '../store/locations.ts';
 import type { Database } from '../store/schema.ts';

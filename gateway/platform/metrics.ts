@@ -1,6 +1,6 @@
 // Owns the gateway's Prometheus metrics: one prom-client Registry per gateway (never the global one).
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import type { CommandSettlement, DeliveryObserver } from '../deliveries/deliveries.ts';
+import type { CommandSettlement, DeliveryObserver } from '../deliveries/context.ts';
 import type { QueryObservation } from '../store/store.ts';
 
 export interface GatewayMetrics extends DeliveryObserver {

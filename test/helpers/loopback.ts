@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { type DevPkiPaths, ensureDevPki } from '../../certs/index.ts';
-import { createDeliveryService, type DeliveryService } from '../../gateway/deliveries/deliveries.ts';
+import { createDeliveryService, type DeliveryService } from '../../gateway/deliveries/service.ts';
 import { openStore, type Store } from '../../gateway/store/store.ts';
 import { pinVehicleCertificate } from '../../gateway/vehicles/certificates.ts';
 import { createKeyRotation, type KeyRotation } from '../../gateway/vehicles/key-rotation.ts';
