@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import '../gateway/access/api-keys.ts';
 import '../gateway/deliveries/outcomes.ts';
 import '../gateway/deliveries/reconcile.ts';
+import '../gateway/deliveries/settlement.ts';
 import '../gateway/store/audit.ts';
 import '../gateway/store/commands.ts';
 import '../gateway/store/deliveries.ts';

@@ -1,5 +1,6 @@
 // Owns settling what the gateway does not know from what the car says: late acks, answers to state queries,
-// commands left outstanding by a timeout or a crash, and deliveries whose car locked itself (PROTOCOL.md §6.3).
+// commands left outstanding by a timeout or a crash, and deliveries whose car locked itself (PROTOCOL.md §6.3):
+// when to ask the car, and whom to leave alone; what the evidence settles is settlement.ts.
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import {
@@ -8,15 +9,9 @@ import {
   type StateMessage,
   type StateReport,
 } from '../../protocols/index.ts';
-import {
-  type CommandRecord,
-  findVehicleAck,
-  insertVehicleAck,
-  type VehicleAckRecord,
-} from '../store/commands.ts';
+import { findVehicleAck } from '../store/commands.ts';
 import type { Db } from '../store/db.ts';
 import type { Write } from '../store/group-commit.ts';
-import { prepared } from '../store/prepared.ts';
 import type { CommandsTable, Database } from '../store/schema.ts';
 import { appendEvent } from '../store/timeline.ts';
 import { checkSignedAck } from '../vehicles/acks.ts';
@@ -24,6 +19,7 @@ import type { VehicleLink } from '../vehicles/link.ts';
 import type { KeyedMutex } from './keyed-mutex.ts';
 import type { Notify } from './notifications.ts';
 import { createDeliveryOutcomes } from './outcomes.ts';
+import { type CommandStatus, createSettlement, OUTSTANDING, selectOutstanding } from './settlement.ts';
 
 export interface ReconcilerDeps {
   /** For reads. */
@@ -46,23 +42,6 @@ export interface ReconcilerDeps {
   notify?: Notify;
 }
 
-/** How the gateway learnt a command's outcome after its ack wait (timeline `settledBy`). */
-export type SettledBy = 'late_ack' | 'replayed_ack' | 'state_query';
-export type CommandStatus = CommandRecord['status'];
-
-/** Statuses in which an unlock command holds one of its delivery's unlocks. */
-const HOLDS_UNLOCK: ReadonlySet<string> = new Set(['sent', 'timeout', 'executed']);
-const OUTSTANDING = ['sent', 'timeout'] as const;
-
-/** A car's commands still waiting for an outcome, oldest first. */
-const selectOutstanding = prepared((db, vin: string) =>
-  db
-    .selectFrom('commands')
-    .selectAll()
-    .where('vin', '=', vin)
-    .where('status', 'in', [...OUTSTANDING])
-    .orderBy('issued_at'),
-);
 /** Longest wait before a car that keeps not answering is asked again by the sweep. */
 const MAX_SILENT_BACKOFF_MS = 5 * 60_000;
 
@@ -101,6 +80,7 @@ export interface Reconciler {
 export function createReconciler(deps: ReconcilerDeps): Reconciler {
   const { db, write, guard, now, logger } = deps;
   const outcomes = createDeliveryOutcomes({ now, ...(deps.notify ? { notify: deps.notify } : {}) });
+  const { applyLateAck, applyReport } = createSettlement({ now, outcomes });
   const running = new Map<string, Promise<void>>();
   const again = new Set<string>();
   const pending = new Set<Promise<unknown>>();
@@ -114,85 +94,6 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
     return work;
   };
 
-  /** Moves one command out of an outstanding status, keeps the unlock count right, and writes the timeline. */
-  async function settle(
-    trx: Db,
-    c: CommandsTable,
-    to: 'executed' | 'refused' | 'not_executed',
-    facts: { by: SettledBy; locked: boolean; carTime: number | null; reason?: string | null },
-  ): Promise<boolean> {
-    const t = now();
-    const moved = await trx
-      .updateTable('commands')
-      .set({ status: to, reason: facts.reason ?? null, acked_at: facts.by === 'state_query' ? null : t })
-      .where('id', '=', c.id)
-      .where('status', '=', c.status)
-      .executeTakeFirst();
-    if (Number(moved.numUpdatedRows) !== 1) return false;
-    if (c.action === 'unlock' && HOLDS_UNLOCK.has(c.status) !== HOLDS_UNLOCK.has(to)) {
-      // An unlock that did not open the car gives its unlock back; a late ack of one that did takes it again.
-      const delta = HOLDS_UNLOCK.has(to) ? 1 : -1;
-      await trx
-        .updateTable('deliveries')
-        .set((eb) => ({ unlocks_used: eb('unlocks_used', '+', delta), updated_at: t }))
-        .where('id', '=', c.delivery_id)
-        .where('unlocks_used', '>=', delta < 0 ? 1 : 0)
-        .execute();
-    }
-    const detail = {
-      commandId: c.id,
-      action: c.action,
-      locked: facts.locked,
-      carTime: facts.carTime,
-      settledBy: facts.by,
-      previously: c.status,
-    };
-    if (to === 'refused') {
-      await appendEvent(trx, c.delivery_id, {
-        at: t,
-        kind: 'vehicle_refused',
-        outcome: 'denied',
-        code: facts.reason ?? 'UNSPECIFIED',
-        detail,
-      });
-      return true;
-    }
-    if (to === 'not_executed') {
-      await appendEvent(trx, c.delivery_id, {
-        at: t,
-        kind: 'command_not_executed',
-        outcome: 'info',
-        code: null,
-        detail,
-      });
-      return true;
-    }
-    const d = { id: c.delivery_id, vin: c.vin };
-    if (c.action === 'unlock') {
-      // Only an ack a request waited for dates the opening for the completion rule; this one came afterwards.
-      await outcomes.opened(trx, d, detail, null);
-    } else if (c.action === 'revoke') {
-      await appendEvent(trx, c.delivery_id, {
-        at: t,
-        kind: 'vehicle_revoked',
-        outcome: 'granted',
-        code: null,
-        detail,
-      });
-    } else if (facts.locked) {
-      await outcomes.confirmLocked(trx, d, 'vehicle_locked', 'reconciled', detail);
-    } else {
-      await appendEvent(trx, c.delivery_id, {
-        at: t,
-        kind: 'vehicle_locked',
-        outcome: 'granted',
-        code: null,
-        detail,
-      });
-    }
-    return true;
-  }
-
   /** Whether a delivery is someone else's right now (a request waiting for its ack); `holding` is the caller's. */
   const othersHold = (deliveryId: string, holding: string | undefined): boolean =>
     deliveryId !== holding && guard.held(deliveryId);
@@ -201,74 +102,6 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
   async function outstandingOf(trx: Db, vin: string, holding?: string): Promise<CommandsTable[]> {
     const { rows } = await selectOutstanding(trx, vin);
     return rows.filter((c) => !othersHold(c.delivery_id, holding));
-  }
-
-  /**
-   * Applies a fresh answer to a query about `asked` (the outstanding commands when it was sent). A command
-   * the car lists is settled by the outcome it reports; one it does not list never reached it (it is answered
-   * after every command published before the query, §3.5). A car that lists nothing at all (no `commands`
-   * member) leaves the lock state as the only evidence: a command whose effect shows is taken as executed,
-   * one whose effect does not as not executed. Then an unlocked delivery whose car is locked, with nothing
-   * outstanding, becomes relocked.
-   */
-  async function applyAnswer(vin: string, report: StateReport, asked: readonly string[], holding?: string) {
-    const reported = report.commands ? new Map(report.commands.map((c) => [c.commandId, c])) : null;
-    await write(async (trx) => {
-      const open = new Set<string>();
-      const facts = { by: 'state_query' as const, locked: report.locked, carTime: report.at };
-      const all = await trx
-        .selectFrom('commands')
-        .selectAll()
-        .where('vin', '=', vin)
-        .where('status', 'in', [...OUTSTANDING])
-        .orderBy('issued_at')
-        .execute();
-      for (const c of all) {
-        if (othersHold(c.delivery_id, holding) || !asked.includes(c.id)) {
-          open.add(c.delivery_id);
-          continue;
-        }
-        const known = reported?.get(c.id);
-        if (known) {
-          const ran = known.outcome === 'executed' || known.reason === 'TOKEN_REPLAYED';
-          await settle(trx, c, ran ? 'executed' : 'refused', {
-            ...facts,
-            reason: ran ? 'REPORTED_BY_CAR' : (known.reason ?? null),
-          });
-        } else if (reported) {
-          await settle(trx, c, 'not_executed', { ...facts, reason: 'NOT_RECEIVED' });
-        } else if (c.action === 'revoke') {
-          // A revocation changes nothing the report shows: without the car's outcome it stays outstanding.
-          open.add(c.delivery_id);
-        } else {
-          const tookEffect = c.action === 'unlock' ? !report.locked : report.locked;
-          await settle(trx, c, tookEffect ? 'executed' : 'not_executed', {
-            ...facts,
-            reason: tookEffect
-              ? 'INFERRED_FROM_STATE'
-              : report.locked
-                ? 'LOCKED_AT_QUERY'
-                : 'UNLOCKED_AT_QUERY',
-          });
-        }
-      }
-      if (!report.locked) return;
-      const unlocked = await trx
-        .selectFrom('deliveries')
-        .select(['id', 'vin'])
-        .where('vin', '=', vin)
-        .where('status', '=', 'unlocked')
-        .execute();
-      for (const d of unlocked) {
-        if (open.has(d.id) || othersHold(d.id, holding)) continue;
-        await outcomes.relockedByCar(trx, d, {
-          by: 'car',
-          locked: true,
-          carTime: report.at,
-          seq: report.seq,
-        });
-      }
-    });
   }
 
   async function knownOffline(vin: string): Promise<boolean> {
@@ -302,28 +135,8 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
     const ids = asked.slice(-MAX_QUERIED_COMMANDS).map((c) => c.id);
     const answer = await link.query(vin, deps.queryTimeoutMs, ids);
     if (answer.kind !== 'state' || closed) return null;
-    await applyAnswer(vin, answer.report, ids, holding);
+    await write((trx) => applyReport(trx, vin, answer.report, ids, (id) => othersHold(id, holding)));
     return answer.report;
-  }
-
-  /** Settles a command from its verified late ack, and keeps the ack as evidence with the settlement. */
-  async function applyLateAck(
-    trx: Db,
-    c: CommandsTable,
-    ack: Ack,
-    evidence: VehicleAckRecord,
-  ): Promise<void> {
-    const facts = { locked: ack.locked, carTime: ack.at };
-    let moved: boolean;
-    if (ack.outcome === 'executed') {
-      moved = await settle(trx, c, 'executed', { ...facts, by: 'late_ack' });
-    } else if (ack.reason === 'TOKEN_REPLAYED') {
-      // Our own command, refused as replayed: the car used this jti before, so it executed it then (§5.1).
-      moved = await settle(trx, c, 'executed', { ...facts, by: 'replayed_ack', reason: 'TOKEN_REPLAYED' });
-    } else {
-      moved = await settle(trx, c, 'refused', { ...facts, by: 'late_ack', reason: ack.reason ?? null });
-    }
-    if (moved) await insertVehicleAck(trx, evidence);
   }
 
   /** One reconciliation per VIN at a time; a request for another while one runs makes it run once more. */
