@@ -4,10 +4,9 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { type Catalog, TOKEN_ISSUER } from '../protocols/index.ts';
-import { VIN_PATTERN } from '../protocols/vin.ts';
 import { ADMIN_GRANT, createApiKey, type Grant } from './access/api-keys.ts';
-import { type AuditLog, createAuditLog } from './audit/log.ts';
-import { type Broker, createBroker } from './broker/broker.ts';
+import { type AuditLog, createAuditLog, scheduleCheckpoints } from './audit/log.ts';
+import { type Broker, createBroker, vehicleSessions } from './broker/broker.ts';
 import { type CrlWatch, watchCrl } from './broker/crl-watch.ts';
 import { type ControlService, createControlService, type OnDeliveryRevoked } from './deliveries/control.ts';
 import { createKeyedMutex } from './deliveries/keyed-mutex.ts';
@@ -19,15 +18,17 @@ import { buildApp } from './http/app.ts';
 import type { IdempotencyPolicy } from './http/idempotency-records.ts';
 import { buildMetricsApp } from './http/operations.ts';
 import type { Config } from './platform/config.ts';
-import { createLifecycle, type Lifecycle } from './platform/lifecycle.ts';
+import { createLifecycle, drainOnce, type Lifecycle } from './platform/lifecycle.ts';
+import type { GatewayMaterial } from './platform/material.ts';
 import { createMetrics, type GatewayMetrics } from './platform/metrics.ts';
 import { createReadiness, type ReadinessReport } from './platform/readiness.ts';
 import { openStore, type Store } from './store/store.ts';
 import { countOnlineVehicles, providerOf } from './store/vehicles.ts';
-import { pinVehicleCertificate } from './vehicles/certificates.ts';
+import { enrolledCertificates } from './vehicles/certificates.ts';
 import { createKeyRotation, type KeyRotation } from './vehicles/key-rotation.ts';
 import { createVehicleLimiter } from './vehicles/limiter.ts';
 import { connectVehicleLink, type VehicleLink } from './vehicles/link.ts';
+import { providerMemo } from './vehicles/provider-memo.ts';
 import { createSigningKeyRing, type SigningKeyRing } from './vehicles/signing-keys.ts';
 import { createVehicleService, type VehicleService } from './vehicles/vehicles.ts';
 import {
@@ -38,24 +39,6 @@ import {
 } from './webhooks/dispatcher.ts';
 import { createOutboxNotify } from './webhooks/outbox.ts';
 import { createSecretBox, deriveSecretKey } from './webhooks/secret-box.ts';
-
-export interface GatewayMaterial {
-  ca: string;
-  brokerCert: string;
-  brokerKey: string;
-  gatewayCert: string;
-  gatewayKey: string;
-  /** PKCS#8 PEM of the Ed25519 token-signing key, the active key of the ring. */
-  tokenSigningKey: string;
-  /** PEM of the CA's current CRL; the embedded broker does not start without one. */
-  crl: string;
-  /** Where the CRL lives: the embedded broker re-reads it when it changes (npm run certs -- revoke). */
-  crlFile?: string;
-  /** PKCS#8 PEM of the Ed25519 audit checkpoint key; without it the log is kept but not checkpointed. */
-  auditCheckpointKey?: string;
-  /** The certificate the CA issued to a VIN, PEM, or null; read when a vehicle is linked, to pin it. */
-  vehicleCertificate?: (vin: string) => string | null;
-}
 
 export interface GatewayDeps {
   config: Config;
@@ -116,41 +99,6 @@ export interface Gateway {
   close(options?: { drainMs?: number }): Promise<void>;
 }
 
-/** After the drain bound, commands still waiting are ended as timeouts; this bounds their last store writes. */
-const SETTLE_AFTER_DRAIN_MS = 5_000;
-
-/** Most VINs remembered by providerMemo; beyond it the memo starts again. */
-const PROVIDER_MEMO_SIZE = 100_000;
-
-/**
- * Remembers each VIN's provider: every message to or from a car is encoded in its provider's dialect, and a
- * VIN's provider never changes (linking checks the make against the VIN's WMI, and the make against the one
- * provider the catalog has for it). Only found providers are remembered: a VIN linked later is found then.
- */
-export function providerMemo(
-  lookup: (vin: string) => Promise<string | null>,
-  size = PROVIDER_MEMO_SIZE,
-): (vin: string) => Promise<string | null> {
-  const known = new Map<string, string>();
-  return async (vin) => {
-    const hit = known.get(vin);
-    if (hit !== undefined) return hit;
-    const provider = await lookup(vin);
-    if (provider !== null) {
-      if (known.size >= size) known.clear();
-      known.set(vin, provider);
-    }
-    return provider;
-  };
-}
-
-/** Sessions on the embedded broker whose client id is a VIN (the broker ties it to the certificate). */
-function vehicleSessions(broker: Broker): number {
-  // aedes keeps its sessions in `clients` but does not declare it in its types.
-  const clients = (broker.aedes as unknown as { clients: Record<string, { id: string }> }).clients;
-  return Object.values(clients).filter((c) => VIN_PATTERN.test(c.id)).length;
-}
-
 const defaultId = (): string => randomUUID().replaceAll('-', '');
 
 export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
@@ -183,18 +131,10 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     const brokerUrl =
       config.MQTT_URL ??
       `mqtts://${config.MQTT_HOST === '0.0.0.0' ? '127.0.0.1' : config.MQTT_HOST}:${broker?.port}`;
-    // The certificate the CA issued a VIN, checked against the CA, the VIN and the time (TOKEN.md §9.3).
-    const enrolledCertificate = (vin: string, at: number) =>
-      pinVehicleCertificate({
-        pem: material.vehicleCertificate?.(vin) ?? null,
-        caPem: material.ca,
-        vin,
-        now: at,
-      });
-    const currentCertificate = (vin: string, at: number): string | null => {
-      const enrolled = enrolledCertificate(vin, at);
-      return enrolled.ok ? enrolled.certificate.toString() : null;
-    };
+    const { enrolledCertificate, currentCertificate } = enrolledCertificates(
+      material.ca,
+      material.vehicleCertificate,
+    );
     const vehicles = createVehicleService({
       db: store.db,
       write: store.write,
@@ -362,15 +302,10 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
         : null,
       now,
     });
-    const auditLogger = logger.child({ component: 'audit' });
-    if (!audit.origin)
-      auditLogger.warn({ event: 'audit.no_key' }, 'no checkpoint key: the audit log is not signed');
-    const checkpointNow = (): Promise<unknown> =>
-      audit.origin
-        ? audit.checkpoint().catch((err: unknown) => auditLogger.error({ err }, 'checkpoint failed'))
-        : Promise.resolve();
-    const checkpointTimer = setInterval(checkpointNow, config.AUDIT_CHECKPOINT_S * 1000);
-    checkpointTimer.unref();
+    const checkpoints = scheduleCheckpoints(audit, {
+      intervalMs: config.AUDIT_CHECKPOINT_S * 1000,
+      logger: logger.child({ component: 'audit' }),
+    });
     const app = await buildApp({
       db: store.db,
       vehicles,
@@ -400,30 +335,14 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       closeLink ??= connectedLink.close();
       return closeLink;
     };
-    let draining: Promise<void> | null = null;
     let closing: Promise<void> | null = null;
-    const drainCommands = async (drainMs: number): Promise<void> => {
-      lifecycle.beginDrain();
-      logger.info({ event: 'shutdown.drain', inFlight: lifecycle.inFlight(), drainMs }, 'draining');
-      if (!(await lifecycle.idle(drainMs))) {
-        logger.warn(
-          { event: 'shutdown.drain_timeout', inFlight: lifecycle.inFlight(), drainMs },
-          'commands still waiting for acks are ended as timeouts',
-        );
-        await endLink();
-        await lifecycle.idle(SETTLE_AFTER_DRAIN_MS);
-      }
-    };
-    const drain = (options: { drainMs?: number } = {}): Promise<void> => {
-      draining ??= drainCommands(options.drainMs ?? config.SHUTDOWN_DRAIN_MS);
-      return draining;
-    };
+    const drain = drainOnce(lifecycle, { logger, defaultMs: config.SHUTDOWN_DRAIN_MS, endLink });
     const shutdown = async (options: { drainMs?: number }): Promise<void> => {
       await drain(options);
       await startedWatchdog.stop();
       await webhooks.stop();
       crlWatch?.close();
-      clearInterval(checkpointTimer);
+      checkpoints.stop();
       await app.close();
       await metricsApp?.close();
       // The reconciler stops taking work at once; closing the link then ends its pending queries.
@@ -431,7 +350,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       await endLink();
       await reconciled;
       // The last decisions get a signed head before the store closes.
-      await checkpointNow();
+      await checkpoints.now();
       await broker?.close();
       await store.close();
       logger.info({ event: 'shutdown.done' }, 'stopped');

@@ -6,9 +6,9 @@ import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ensureDevPki } from '../certs/index.ts';
 import { type Broker, createBroker } from '../gateway/broker/broker.ts';
-import { type Gateway, type GatewayMaterial, startGateway } from '../gateway/gateway.ts';
+import { type Gateway, startGateway } from '../gateway/gateway.ts';
 import { parseConfig } from '../gateway/platform/config.ts';
-import { loadGatewayMaterial } from '../gateway/platform/material.ts';
+import { type GatewayMaterial, loadGatewayMaterial } from '../gateway/platform/material.ts';
 import { createReadiness } from '../gateway/platform/readiness.ts';
 import { loadSeeds } from '../seeds/index.ts';
 

@@ -1,6 +1,8 @@
 // Owns the audit log service: signed checkpoints (periodic and on demand), entry pages, proofs and export bundles.
+
 import type { KeyObject } from 'node:crypto';
 import type { Kysely } from 'kysely';
+import type { Logger } from 'pino';
 import {
   AUDIT_BUNDLE_FORMAT,
   type AuditBundle,
@@ -185,3 +187,22 @@ export function createAuditLog(deps: AuditLogDeps) {
 }
 
 export type AuditLog = ReturnType<typeof createAuditLog>;
+
+/**
+ * Signs a checkpoint every intervalMs while the log has a key (none without one: the log is then kept unsigned,
+ * and says so once). `now()` signs one at once (at shutdown: the last decisions get a signed head).
+ */
+export function scheduleCheckpoints(
+  audit: AuditLog,
+  options: { intervalMs: number; logger: Logger },
+): { now(): Promise<unknown>; stop(): void } {
+  const { logger } = options;
+  if (!audit.origin) logger.warn({ event: 'audit.no_key' }, 'no checkpoint key: the audit log is not signed');
+  const now = (): Promise<unknown> =>
+    audit.origin
+      ? audit.checkpoint().catch((err: unknown) => logger.error({ err }, 'checkpoint failed'))
+      : Promise.resolve();
+  const timer = setInterval(now, options.intervalMs);
+  timer.unref();
+  return { now, stop: () => clearInterval(timer) };
+}

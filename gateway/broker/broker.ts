@@ -1,10 +1,12 @@
 // Owns the embedded MQTT broker: aedes behind a TLS 1.3 mutual-TLS listener, with every aedes hook overridden.
+
 import type { AddressInfo } from 'node:net';
 import { createServer, type SecureContextOptions, type TLSSocket } from 'node:tls';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import type { Logger } from 'pino';
 import { type CrlContents, readCrl, serialKey } from '../../certs/index.ts';
 import { MAX_PACKET_BYTES } from '../../protocols/index.ts';
+import { VIN_PATTERN } from '../../protocols/vin.ts';
 import { GuardedConnection } from './connection.ts';
 import { BrokerError, type BrokerRefusalCode, ConnectRefused } from './errors.ts';
 import { identityOf } from './identity.ts';
@@ -388,4 +390,11 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+/** Sessions on the embedded broker whose client id is a VIN (the broker ties it to the certificate). */
+export function vehicleSessions(broker: Broker): number {
+  // aedes keeps its sessions in `clients` but does not declare it in its types.
+  const clients = (broker.aedes as unknown as { clients: Record<string, { id: string }> }).clients;
+  return Object.values(clients).filter((c) => VIN_PATTERN.test(c.id)).length;
 }

@@ -1,4 +1,5 @@
 // Owns the gateway's drain state: which commands are in flight, refusing new ones, and waiting for the rest.
+import type { Logger } from 'pino';
 import { ApiError } from '../errors.ts';
 
 export interface Lifecycle {
@@ -48,5 +49,36 @@ export function createLifecycle(): Lifecycle {
         clearTimeout(timer);
       }
     },
+  };
+}
+
+/** After the drain bound, commands still waiting are ended as timeouts; this bounds their last store writes. */
+const SETTLE_AFTER_DRAIN_MS = 5_000;
+
+/**
+ * The drain of a gateway, run once however often it is asked for: refuses new commands, waits for those in
+ * flight up to the bound, then ends the link so the ones still waiting end as timeouts with their timelines.
+ */
+export function drainOnce(
+  lifecycle: Lifecycle,
+  options: { logger: Logger; defaultMs: number; endLink: () => Promise<void> },
+): (drainOptions?: { drainMs?: number }) => Promise<void> {
+  const { logger } = options;
+  let draining: Promise<void> | null = null;
+  const drainCommands = async (drainMs: number): Promise<void> => {
+    lifecycle.beginDrain();
+    logger.info({ event: 'shutdown.drain', inFlight: lifecycle.inFlight(), drainMs }, 'draining');
+    if (!(await lifecycle.idle(drainMs))) {
+      logger.warn(
+        { event: 'shutdown.drain_timeout', inFlight: lifecycle.inFlight(), drainMs },
+        'commands still waiting for acks are ended as timeouts',
+      );
+      await options.endLink();
+      await lifecycle.idle(SETTLE_AFTER_DRAIN_MS);
+    }
+  };
+  return (drainOptions = {}) => {
+    draining ??= drainCommands(drainOptions.drainMs ?? options.defaultMs);
+    return draining;
   };
 }

@@ -1,7 +1,24 @@
 // Owns reading the gateway's key material (TLS identities, CA, CRL, token-signing key, car certificates) from a PKI folder.
 import { existsSync, readFileSync } from 'node:fs';
 import type { DevPkiPaths } from '../../certs/index.ts';
-import type { GatewayMaterial } from '../gateway.ts';
+
+export interface GatewayMaterial {
+  ca: string;
+  brokerCert: string;
+  brokerKey: string;
+  gatewayCert: string;
+  gatewayKey: string;
+  /** PKCS#8 PEM of the Ed25519 token-signing key, the active key of the ring. */
+  tokenSigningKey: string;
+  /** PEM of the CA's current CRL; the embedded broker does not start without one. */
+  crl: string;
+  /** Where the CRL lives: the embedded broker re-reads it when it changes (npm run certs -- revoke). */
+  crlFile?: string;
+  /** PKCS#8 PEM of the Ed25519 audit checkpoint key; without it the log is kept but not checkpointed. */
+  auditCheckpointKey?: string;
+  /** The certificate the CA issued to a VIN, PEM, or null; read when a vehicle is linked, to pin it. */
+  vehicleCertificate?: (vin: string) => string | null;
+}
 
 const read = (path: string): string => readFileSync(path, 'utf8');
 

@@ -45,3 +45,17 @@ export function pinVehicleCertificate(input: {
 
 export const validAt = (certificate: X509Certificate, at: number): boolean =>
   Date.parse(certificate.validFrom) <= at && at < Date.parse(certificate.validTo);
+
+/**
+ * The certificate the CA issued a VIN, checked against the CA, the VIN and the time (TOKEN.md §9.3), read
+ * through `issued` (the PKI folder); `currentCertificate` is its PEM, or null when it does not pass.
+ */
+export function enrolledCertificates(caPem: string, issued: ((vin: string) => string | null) | undefined) {
+  const enrolledCertificate = (vin: string, at: number): PinnedCertificate =>
+    pinVehicleCertificate({ pem: issued?.(vin) ?? null, caPem, vin, now: at });
+  const currentCertificate = (vin: string, at: number): string | null => {
+    const enrolled = enrolledCertificate(vin, at);
+    return enrolled.ok ? enrolled.certificate.toString() : null;
+  };
+  return { enrolledCertificate, currentCertificate };
+}
