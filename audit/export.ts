@@ -10,6 +10,8 @@ import { AuditCliError } from './errors.ts';
 
 export interface ExportOptions {
   dataDir: string;
+  /** The PostgreSQL store (DATABASE_URL), instead of the SQLite file in dataDir. */
+  databaseUrl?: string | undefined;
   certsDir: string;
   origin: string;
   now: () => number;
@@ -26,12 +28,15 @@ export const STORE_FILE = 'gateway.sqlite';
 export async function exportFromStore(options: ExportOptions): Promise<AuditBundle> {
   const file = join(options.dataDir, STORE_FILE);
   // Opening would create an empty store, and an empty bundle would verify: refuse instead.
-  if (!existsSync(file)) throw new AuditCliError('STORE_MISSING', `no store at ${file}; set --data-dir`);
+  if (!options.databaseUrl && !existsSync(file))
+    throw new AuditCliError('STORE_MISSING', `no store at ${file}; set --data-dir`);
   const keyFile = devPkiPaths(options.certsDir).auditCheckpointKey;
   if (!existsSync(keyFile))
     throw new AuditCliError('KEY_MISSING', `no checkpoint key at ${keyFile}; set --certs-dir`);
   const privateKey = createPrivateKey(readFileSync(keyFile, 'utf8'));
-  const store = await openStore({ kind: 'sqlite', file });
+  const store = await openStore(
+    options.databaseUrl ? { kind: 'postgres', url: options.databaseUrl } : { kind: 'sqlite', file },
+  );
   try {
     const audit = createAuditLog({
       db: store.db,

@@ -12,7 +12,13 @@ try {
     readFile: (path) => readFileSync(path, 'utf8'),
     writeFile: (path, text) => writeFileSync(path, text, { mode: 0o644 }),
     exportBundle: ({ dataDir, certsDir }) =>
-      exportFromStore({ dataDir, certsDir, origin: config.AUDIT_ORIGIN, now: Date.now }),
+      exportFromStore({
+        dataDir,
+        certsDir,
+        databaseUrl: config.DATABASE_URL,
+        origin: config.AUDIT_ORIGIN,
+        now: Date.now,
+      }),
     defaults: { dataDir: config.DATA_DIR, certsDir: config.CERTS_DIR },
   });
 } catch (err) {

@@ -1,6 +1,5 @@
 // Owns assembling one gateway replica: store, optional embedded broker, MQTT link, services and HTTP app.
 import { createPrivateKey, randomUUID } from 'node:crypto';
-import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { type Catalog, TOKEN_ISSUER } from '../protocols/index.ts';
@@ -22,7 +21,7 @@ import { createLifecycle, drainOnce, type Lifecycle } from './platform/lifecycle
 import type { GatewayMaterial } from './platform/material.ts';
 import { createMetrics, type GatewayMetrics } from './platform/metrics.ts';
 import { createReadiness, type ReadinessReport } from './platform/readiness.ts';
-import { openStore, type Store } from './store/store.ts';
+import { openStore, type Store, storeConfigOf } from './store/store.ts';
 import { countOnlineVehicles, providerOf } from './store/vehicles.ts';
 import { enrolledCertificates } from './vehicles/certificates.ts';
 import { createKeyRotation, type KeyRotation } from './vehicles/key-rotation.ts';
@@ -107,9 +106,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
   const newId = deps.newId ?? defaultId;
   const metrics = deps.metrics ?? createMetrics();
   const lifecycle = createLifecycle();
-  const store = await openStore({ kind: 'sqlite', file: join(config.DATA_DIR, 'gateway.sqlite') }, (q) =>
-    metrics.storeQuery(q),
-  );
+  const store = await openStore(storeConfigOf(config), (q) => metrics.storeQuery(q));
   let broker: Broker | null = null;
   let crlWatch: CrlWatch | null = null;
   let link: VehicleLink | undefined;

@@ -4,13 +4,17 @@ import { appendAudit, auditTreeSize, readAuditEntries } from '../gateway/store/a
 import { createGroupCommit } from '../gateway/store/group-commit.ts';
 import { withStatementCache } from '../gateway/store/statement-cache.ts';
 import { openStore, type Store } from '../gateway/store/store.ts';
-import { useTempStore } from './helpers/temp-store.ts';
+import { DIALECTS, type Dialect, useTempStore } from './helpers/temp-store.ts';
 
-const temp = useTempStore('store-writes-');
 let store: Store;
-beforeEach(() => {
-  store = temp.store();
-});
+/** Opens a fresh store of this dialect before each test of the enclosing describe. */
+function useStore(dialect: Dialect) {
+  const temp = useTempStore('store-writes-', 'each', dialect);
+  beforeEach(() => {
+    store = temp.store();
+  });
+  return temp;
+}
 
 const key = (id: string) => ({ id, hash: `hash-${id}`, label: id, createdAt: 1 });
 const ids = async (): Promise<string[]> =>
@@ -57,7 +61,9 @@ function manual(options: { maxBatch?: number } = {}) {
   return { write, drain, commits, runs };
 }
 
-describe('group commit', () => {
+describe.each(DIALECTS)('group commit on %s', (dialect) => {
+  const temp = useStore(dialect);
+
   it('runs the units queued together in one transaction, in order, each seeing the ones before', async () => {
     const { write, drain, commits } = manual();
     const seen: number[] = [];
@@ -162,7 +168,7 @@ describe('group commit', () => {
   it('is what store.write uses, and what it committed is there after a reopen', async () => {
     await Promise.all(['x', 'y'].map((id) => store.write((trx) => insertApiKey(trx, key(id)))));
     expect(await ids()).toEqual(['x', 'y']);
-    const reopened = await openStore({ kind: 'sqlite', file: temp.file() });
+    const reopened = await openStore(temp.config());
     try {
       expect(
         (await reopened.db.selectFrom('api_keys').select('id').orderBy('id').execute()).map((r) => r.id),
@@ -174,6 +180,8 @@ describe('group commit', () => {
 });
 
 describe('statement cache', () => {
+  useStore('sqlite');
+
   it('prepares each SQL text once and drops the oldest beyond its capacity', () => {
     const prepared: string[] = [];
     const database = {

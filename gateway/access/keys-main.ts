@@ -1,15 +1,14 @@
 // Owns the `npm run keys` program: the composition root of the key CLI, the only reader of process.env here.
 import { randomUUID } from 'node:crypto';
-import { join } from 'node:path';
 import { ConfigError, parseConfig } from '../platform/config.ts';
-import { openStore } from '../store/store.ts';
+import { openStore, storeConfigOf } from '../store/store.ts';
 import { runKeysCli } from './keys-cli.ts';
 
 try {
   const config = parseConfig(process.env);
   process.exitCode = await runKeysCli({
     argv: process.argv.slice(2),
-    openStore: () => openStore({ kind: 'sqlite', file: join(config.DATA_DIR, 'gateway.sqlite') }),
+    openStore: () => openStore(storeConfigOf(config)),
     out: (line) => console.log(line),
     err: (line) => console.error(line),
     now: Date.now,

@@ -30,6 +30,9 @@ export const ConfigSchema = z
     MQTT_PORT: port.default(8883),
     MQTT_URL: z.url({ protocol: /^mqtts$/, error: 'must be an mqtts://host:port URL' }).optional(),
     DATA_DIR: text.default('./data'),
+    DATABASE_URL: z
+      .url({ protocol: /^postgres(ql)?$/, error: 'must be a postgres://user@host:port/database URL' })
+      .optional(),
     CERTS_DIR: text.default('./certs/dev'),
     LOG_LEVEL: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     LOG_PRETTY: onOff.default('off'),
@@ -99,7 +102,9 @@ export const CONFIG_HELP: Record<ConfigName, string> = {
   MQTT_PORT: 'embedded broker TLS port, 0 picks a free one (default 8883)',
   MQTT_URL:
     'external broker, mqtts://host:port, e.g. Mosquitto set up by npm run certs -- mosquitto; when set the embedded broker is off (default unset)',
-  DATA_DIR: 'SQLite store and simulator state (default ./data)',
+  DATA_DIR: 'SQLite store (when DATABASE_URL is unset) and simulator state (default ./data)',
+  DATABASE_URL:
+    'PostgreSQL store, postgres://user@host:port/database (a search_path may be set with ?options=-c%20search_path%3Dname); unset: SQLite in DATA_DIR (default unset)',
   CERTS_DIR: 'PKI folder; in development it is created when missing (default ./certs/dev)',
   LOG_LEVEL: 'fatal | error | warn | info | debug | trace | silent; npm start uses warn (default info)',
   LOG_PRETTY: 'on | off: human-readable logs through pino-pretty, not in production (default off)',
@@ -231,9 +236,15 @@ export function loadConfig(sources: ConfigSources): Config {
     const name = String(issue.path[0]);
     const from = source[name] === 'file' ? `from ${configFile}` : `from the ${source[name] ?? 'environment'}`;
     const help = CONFIG_HELP[name as ConfigName] ?? '';
-    problems.push(`${name}=${JSON.stringify(input[name])} (${from}): ${issue.message}. ${name}: ${help}`);
+    problems.push(`${name}=${shown(name, input[name])} (${from}): ${issue.message}. ${name}: ${help}`);
   }
   throw new ConfigError(problems);
+}
+
+/** A value as an error may show it: a database URL's password never is. */
+function shown(name: string, value: Raw | undefined): string {
+  if (name !== 'DATABASE_URL' || typeof value !== 'string') return JSON.stringify(value);
+  return JSON.stringify(value.replace(/^([^:/]+:\/\/[^:@/]*:)[^@/]*@/, '$1***@'));
 }
 
 /** The environment alone (no defaults of a program); CONFIG_FILE is honoured when set. */

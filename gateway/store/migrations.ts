@@ -1,5 +1,8 @@
 // Owns the schema migrations, written once with Kysely's builder so both dialects get the same tables.
-import type { Kysely, Migration, MigrationProvider } from 'kysely';
+import { type Kysely, type Migration, type MigrationProvider, PostgresAdapter } from 'kysely';
+
+/** Whether migrations run on PostgreSQL: the one place a column is declared differently (an identity). */
+const onPostgres = (db: Kysely<unknown>): boolean => db.getExecutor().adapter instanceof PostgresAdapter;
 
 const initial: Migration = {
   async up(db: Kysely<unknown>) {
@@ -50,7 +53,9 @@ const initial: Migration = {
     await db.schema.createIndex('deliveries_vin').on('deliveries').column('vin').execute();
     await db.schema
       .createTable('delivery_events')
-      .addColumn('seq', 'integer', (c) => c.primaryKey().autoIncrement())
+      .addColumn('seq', 'integer', (c) =>
+        onPostgres(db) ? c.primaryKey().generatedByDefaultAsIdentity() : c.primaryKey().autoIncrement(),
+      )
       .addColumn('delivery_id', 'varchar(64)', (c) => c.notNull().references('deliveries.id'))
       .addColumn('at', 'bigint', (c) => c.notNull())
       .addColumn('kind', 'varchar(48)', (c) => c.notNull())

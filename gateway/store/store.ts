@@ -1,15 +1,31 @@
 // Owns opening the store: the dialect chosen by configuration, durability settings, and migrations.
 import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { Kysely, type LogEvent, Migrator, sql } from 'kysely';
+import { Kysely, type LogEvent, Migrator, PostgresDialect, sql } from 'kysely';
+import pg from 'pg';
 import { DurableSqliteDialect, lazyWalFileSync, watchCommits } from './durable.ts';
 import { createGroupCommit, type Write } from './group-commit.ts';
 import { migrationProvider } from './migrations.ts';
 import type { Database } from './schema.ts';
 import { withStatementCache } from './statement-cache.ts';
 
-export type StoreConfig = { kind: 'sqlite'; file: string };
+export type StoreConfig =
+  | { kind: 'sqlite'; file: string }
+  /** `schema`: the PostgreSQL schema the tables live in (search_path); its own per test. Default: public. */
+  | { kind: 'postgres'; url: string; schema?: string };
+
+/** The store a configuration names: PostgreSQL when DATABASE_URL is set, else the SQLite file in DATA_DIR. */
+export function storeConfigOf(config: { DATA_DIR: string; DATABASE_URL?: string | undefined }): StoreConfig {
+  return config.DATABASE_URL
+    ? { kind: 'postgres', url: config.DATABASE_URL }
+    : { kind: 'sqlite', file: join(config.DATA_DIR, 'gateway.sqlite') };
+}
+
+/** The store could not be opened: one line that names the setting and the cause, never the password. */
+export class StoreOpenError extends Error {
+  override readonly name = 'StoreOpenError';
+}
 
 export type QueryKind = 'select' | 'insert' | 'update' | 'delete' | 'raw' | 'other';
 
@@ -57,6 +73,8 @@ export interface Store {
   write: Write;
   /** How the store reached the disk so far (metrics, the bench). */
   stats(): StoreStats;
+  /** The migrations this open applied, in order (none when the store was up to date). */
+  migrated: readonly string[];
   /** Proves the store is open and writable (for readiness). */
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -72,6 +90,13 @@ export interface Store {
  */
 export async function openStore(
   config: StoreConfig,
+  observe?: (query: QueryObservation) => void,
+): Promise<Store> {
+  return config.kind === 'postgres' ? openPostgres(config, observe) : openSqlite(config, observe);
+}
+
+async function openSqlite(
+  config: Extract<StoreConfig, { kind: 'sqlite' }>,
   observe?: (query: QueryObservation) => void,
 ): Promise<Store> {
   mkdirSync(dirname(config.file), { recursive: true });
@@ -92,16 +117,18 @@ export async function openStore(
     }),
     ...(observe ? { log: (event: LogEvent) => observe(observation(event)) } : {}),
   });
-  const { error, results } = await new Migrator({ db, provider: migrationProvider }).migrateToLatest();
-  const failed = results?.find((r) => r.status === 'Error');
-  if (error || failed) {
+  let migrated: string[];
+  try {
+    migrated = await migrate(db);
+  } catch (err) {
     await db.destroy();
     wal.close();
-    throw new Error(`store migration failed: ${failed?.migrationName ?? String(error)}`);
+    throw err;
   }
   return {
     db,
     write: createGroupCommit(db),
+    migrated,
     async ping() {
       // A write statement that touches no row still takes the write lock, so a read-only store fails here.
       await sql`update api_keys set label = label where 1 = 0`.execute(db);
@@ -110,6 +137,105 @@ export async function openStore(
     async close() {
       await db.destroy();
       wal.close();
+    },
+  };
+}
+
+/** Applies every migration not applied yet, in order (migrations.ts); throws naming the one that failed. */
+export async function migrate(db: Kysely<Database>, schema?: string): Promise<string[]> {
+  const { error, results } = await new Migrator({
+    db,
+    provider: migrationProvider,
+    // The migrations' own tables live in the store's schema: another schema of the same database (another
+    // store, or a test's) must not look like this one's history.
+    ...(schema ? { migrationTableSchema: schema } : {}),
+  }).migrateToLatest();
+  const failed = results?.find((r) => r.status === 'Error');
+  if (error || failed) {
+    const cause = error instanceof Error ? error.message : String(error ?? '');
+    throw new Error(`store migration failed: ${failed?.migrationName ?? ''} ${cause}`.trim());
+  }
+  return (results ?? []).map((r) => r.migrationName);
+}
+
+/** A URL as it may be shown: without its password. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '(unparseable URL)';
+  }
+}
+
+/** bigint columns (int8) hold times in ms and counts: JavaScript numbers, as SQLite gives them. */
+const PG_TYPES = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    oid === pg.types.builtins.INT8
+      ? Number
+      : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+};
+
+/**
+ * Opens the PostgreSQL store. One connection, as the SQLite store has: the gateway's units of work are
+ * serialised (group commit shares one transaction among queued units), which keeps the audit log's tail and
+ * every read-then-write as they are on SQLite. Commits are durable when they return (synchronous_commit on).
+ */
+async function openPostgres(
+  config: Extract<StoreConfig, { kind: 'postgres' }>,
+  observe?: (query: QueryObservation) => void,
+): Promise<Store> {
+  const where = `DATABASE_URL (${redactUrl(config.url)})`;
+  let url: URL;
+  try {
+    url = new URL(config.url);
+  } catch {
+    throw new StoreOpenError(`DATABASE_URL is not a URL: must be postgres://user@host:port/database`);
+  }
+  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
+    throw new StoreOpenError(`DATABASE_URL must be a postgres:// URL, not ${url.protocol}//`);
+  }
+  const pool = new pg.Pool({
+    connectionString: config.url,
+    max: 1,
+    connectionTimeoutMillis: 5_000,
+    types: PG_TYPES,
+    ...(config.schema ? { options: `-c search_path=${config.schema}` } : {}),
+  });
+  // An idle connection that breaks is replaced on next use; without a listener its error would end the process.
+  pool.on('error', () => {});
+  let schema: string;
+  try {
+    const { rows } = await pool.query<{ schema: string | null }>('select current_schema() as schema');
+    schema = rows[0]?.schema ?? 'public';
+  } catch (err) {
+    await pool.end().catch(() => {});
+    const cause = err instanceof Error ? err.message.split('\n')[0] : String(err);
+    throw new StoreOpenError(`${where} is unreachable: ${cause}`);
+  }
+  const db = new Kysely<Database>({
+    dialect: new PostgresDialect({ pool }),
+    ...(observe ? { log: (event: LogEvent) => observe(observation(event)) } : {}),
+  });
+  let migrated: string[];
+  try {
+    migrated = await migrate(db, schema);
+  } catch (err) {
+    await db.destroy();
+    throw err;
+  }
+  return {
+    db,
+    write: createGroupCommit(db),
+    migrated,
+    async ping() {
+      await sql`update api_keys set label = label where 1 = 0`.execute(db);
+    },
+    // Every commit is flushed by the server itself.
+    stats: () => ({ flushes: 0 }),
+    async close() {
+      await db.destroy();
     },
   };
 }

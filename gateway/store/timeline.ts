@@ -27,8 +27,8 @@ const insertEvent = prepared(
       .insertInto('delivery_events')
       .values({
         delivery_id: deliveryId,
-        // SQLite's two-argument max() is its GREATEST.
-        at: sql<number>`max(${at}, coalesce((select max(at) from delivery_events where delivery_id = ${deliveryId}), 0))`,
+        // GREATEST(at, the last entry's at), written so that SQLite and PostgreSQL both read it.
+        at: sql<number>`(select case when ${at} > coalesce(max(at), 0) then ${at} else coalesce(max(at), 0) end from delivery_events where delivery_id = ${deliveryId})`,
         kind,
         outcome,
         code,

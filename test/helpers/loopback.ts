@@ -1,4 +1,5 @@
-// Test harness: the gateway's services on a real SQLite file, wired to a pure simulated car by an in-process link.
+// Test harness: the gateway's services on a real store (a SQLite file, or a PostgreSQL schema), wired to a pure
+// simulated car by an in-process link.
 import { createPrivateKey, createPublicKey, type KeyObject, randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,6 +16,8 @@ import { createVehicleService, type VehicleService } from '../../gateway/vehicle
 import { type Ack, type CommandMessage, encodeMessage, trustedJwkFor } from '../../protocols/index.ts';
 import { loadSeeds } from '../../seeds/index.ts';
 import { type CarRig, carRig } from './car-rig.ts';
+import { freshPgSchema } from './pg-schema.ts';
+import type { Dialect } from './temp-store.ts';
 
 export const LOOP_NOW = Date.parse('2026-01-01T12:00:00Z');
 export const CAR_VIN = '1G1ZE5ST5KF100231';
@@ -47,7 +50,7 @@ export interface Loopback {
   close(): Promise<void>;
 }
 
-export async function startLoopback(): Promise<Loopback> {
+export async function startLoopback(options: { dialect?: Dialect } = {}): Promise<Loopback> {
   const dir = mkdtempSync(join(tmpdir(), 'curbside-loopback-'));
   let time = LOOP_NOW;
   const now = () => time;
@@ -57,7 +60,8 @@ export async function startLoopback(): Promise<Loopback> {
     now: () => new Date(LOOP_NOW),
   });
   const read = (path: string) => readFileSync(path, 'utf8');
-  const store = await openStore({ kind: 'sqlite', file: join(dir, 'gateway.sqlite') });
+  const pg = options.dialect === 'postgres' ? await freshPgSchema() : null;
+  const store = await openStore(pg?.config ?? { kind: 'sqlite', file: join(dir, 'gateway.sqlite') });
   const gatewayKey = createPrivateKey(read(pki.tokenSigningKey));
   const signingKeys = await createSigningKeyRing(gatewayKey);
   const rig = carRig({
@@ -156,6 +160,7 @@ export async function startLoopback(): Promise<Loopback> {
     },
     async close() {
       await store.close();
+      await pg?.drop();
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -14,6 +14,8 @@ import { stateTopic } from '../../protocols/index.ts';
 import { loadSeeds, type Seeds } from '../../seeds/index.ts';
 import { type Fleet, readFleetPki, type StartFleetDeps, startFleet } from '../../simulator/index.ts';
 import type { Logger as CarLogger, ClientFactory } from '../../simulator/transport.ts';
+import { freshPgSchema, pgUrlWithSchema } from './pg-schema.ts';
+import type { Dialect } from './temp-store.ts';
 
 export interface Reply {
   status: number;
@@ -72,6 +74,11 @@ export interface StackOptions {
   fleet?: Pick<StartFleetDeps, 'backoff' | 'faults' | 'failsafeRelockMs' | 'tickIntervalMs'>;
   /** Extra gateway dependencies a test may set (webhook timings, idempotency retention, the clock). */
   gateway?: Pick<GatewayDeps, 'webhooks' | 'idempotency' | 'now'>;
+  /**
+   * The store: a SQLite file in the stack's folder, or a fresh PostgreSQL schema (DATABASE_URL). Default: the
+   * STORE_DIALECT environment variable, else sqlite.
+   */
+  dialect?: Dialect;
 }
 
 export async function startStack(
@@ -82,6 +89,8 @@ export async function startStack(
   const seeds = loadSeeds();
   const pki = await ensureDevPki({ dir: join(dir, 'pki'), vins: seeds.vehicles.map((v) => v.vin) });
   const external = options.externalBroker ? await options.externalBroker(pki, join(dir, 'broker')) : null;
+  const dialect = options.dialect ?? (process.env.STORE_DIALECT === 'postgres' ? 'postgres' : 'sqlite');
+  const pgSchema = dialect === 'postgres' ? await freshPgSchema() : null;
   const config = parseConfig({
     NODE_ENV: 'test',
     HTTP_PORT: '0',
@@ -92,6 +101,7 @@ export async function startStack(
     // Tests sweep the relock watchdog themselves (stack.gateway.watchdog.sweep()).
     WATCHDOG_INTERVAL_S: '3600',
     ...(external ? { MQTT_URL: external.url } : {}),
+    ...(pgSchema ? { DATABASE_URL: pgUrlWithSchema(pgSchema.schema) } : {}),
     ...env,
   });
   const logs: Array<Record<string, unknown>> = [];
@@ -129,6 +139,7 @@ export async function startStack(
     gateway = await boot(config, material);
   } catch (err) {
     await external?.close();
+    await pgSchema?.drop();
     rmSync(dir, { recursive: true, force: true });
     throw err;
   }
@@ -206,6 +217,7 @@ export async function startStack(
       await fleet.stop();
       await gateway.close();
       await external?.close();
+      await pgSchema?.drop();
       rmSync(dir, { recursive: true, force: true });
     },
   };
