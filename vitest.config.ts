@@ -1,3 +1,4 @@
+import './runtime.ts';
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({

@@ -14,6 +14,9 @@ export const ALLOWED: Readonly<Record<string, readonly string[]>> = {
   '.ci': [],
 };
 
+/** Root files any program may import: the runtime guard (runtime.ts) imports nothing of ours. */
+export const SHARED_ROOT_FILES: readonly string[] = ['runtime.ts'];
+
 export type ImportGraph = ReadonlyMap<string, readonly string[]>;
 
 export interface Violation {
@@ -50,7 +53,7 @@ export function forbiddenImports(graph: ImportGraph): Violation[] {
     const from = folderOf(file);
     for (const target of targets) {
       const to = folderOf(target);
-      if (to === from) continue;
+      if (to === from || SHARED_ROOT_FILES.includes(target)) continue;
       const allowed = from === 'test' || (to !== 'test' && (ALLOWED[from]?.includes(to) ?? true));
       if (!allowed) out.push({ kind: 'forbidden', files: [file, target] });
     }

@@ -1,4 +1,5 @@
 // Owns the audit process: the composition root wiring the real files, configuration and clock into the CLI.
+import '../runtime.ts';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { ConfigError, parseConfig } from '../gateway/platform/config.ts';
 import { runAuditCli } from './cli.ts';

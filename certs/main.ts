@@ -1,4 +1,5 @@
 // Owns the certs process: wires the real clock, stdio, seeds and temp dirs into the command line.
+import '../runtime.ts';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

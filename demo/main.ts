@@ -1,5 +1,6 @@
 // Owns `npm start`: gateway, embedded broker and the simulated fleet in one process, plus the scripted demo delivery.
 // It is the one program that wires gateway/ and simulator/ together; neither imports the other.
+import '../runtime.ts';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { bootGateway, StartupError, untilSignal } from '../gateway/platform/bootstrap.ts';

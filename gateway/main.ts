@@ -1,4 +1,5 @@
 // Owns the gateway program (no simulator): the composition root, the only reader of process.env here.
+import '../runtime.ts';
 import { loadSeeds } from '../seeds/index.ts';
 import { bootGateway, StartupError, untilSignal } from './platform/bootstrap.ts';
 import { ConfigError, loadConfig } from './platform/config.ts';

@@ -1,3 +1,4 @@
+import '../runtime.ts';
 import { loadSeeds } from '../seeds/index.ts';
 import { parseCli, USAGE } from './cli.ts';
 import { startControlServer } from './control.ts';

@@ -1,4 +1,5 @@
 // Owns the `npm run keys` program: the composition root of the key CLI, the only reader of process.env here.
+import '../../runtime.ts';
 import { randomUUID } from 'node:crypto';
 import { ConfigError, parseConfig } from '../platform/config.ts';
 import { openStore, storeConfigOf } from '../store/store.ts';

@@ -1,5 +1,6 @@
 // Owns the `npm run migrate` program: applies the store's pending migrations (SQLite in DATA_DIR, or the
 // PostgreSQL of DATABASE_URL) and says which; the gateway also applies them at every start.
+import '../../runtime.ts';
 
 import { ConfigError, parseConfig } from '../platform/config.ts';
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, parseProgramArgs, programHelp } from '../platform/program.ts';

@@ -1,4 +1,5 @@
 // Owns the token program: wires stdio and the file system into the reviewer's command line.
+import '../../runtime.ts';
 import { readFileSync } from 'node:fs';
 import { text } from 'node:stream/consumers';
 import { runTokenCli } from './token.ts';

@@ -1,4 +1,5 @@
 // Owns `npm run vectors`: writes protocols/vectors/*.json from the public test keys, or with --check compares them.
+import '../../runtime.ts';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';

@@ -1,5 +1,6 @@
 // Owns `npm run bench`: the composition root that runs the phases of issue 7 in order, prints the Markdown
 // report on stdout (progress on stderr) and writes the results as JSON into the results folder.
+import '../../runtime.ts';
 import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, platform, release, tmpdir, totalmem } from 'node:os';

@@ -1,6 +1,7 @@
 // Owns `npm run bench:sql`: what one unlock+lock cycle asks of the store, statement by statement. A whole system
 // runs in this process (the test stack: gateway, embedded broker, simulated fleet); deliveries are set up first,
 // then only the unlock and lock requests (and what they set off: acks, state reports) are counted.
+import '../../runtime.ts';
 import { parseArgs } from 'node:util';
 import BetterSqlite3 from 'better-sqlite3';
 import {
