@@ -100,6 +100,11 @@ describe.concurrent('bad arguments: a non-zero exit and one line saying why', { 
       /^bench:sql: --cycles must be a whole number from 1 to 100/,
     ],
     [
+      'test/bench/statements.ts',
+      ['--dialect', 'mysql'],
+      /^bench:sql: --dialect must be sqlite, postgres or both/,
+    ],
+    [
       'simulator/main.ts',
       ['--broker', 'mqtt://127.0.0.1:1883'],
       /^simulator: --broker must be an mqtts:\/\/ URL/,
