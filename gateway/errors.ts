@@ -90,6 +90,13 @@ export const ERRORS = {
     retryable: true,
     resolution: 'RETRY_LATER',
   },
+  IDEMPOTENCY_RESPONSE_LOST: {
+    status: 409,
+    title:
+      "This Idempotency-Key's request took effect, but its response was lost (the gateway stopped first)",
+    retryable: false,
+    resolution: 'NONE',
+  },
   VEHICLE_NOT_COMPATIBLE: {
     status: 422,
     title: 'Vehicle is outside the compatibility catalog',

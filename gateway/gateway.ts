@@ -15,6 +15,7 @@ import { createDeliveryService, type DeliveryService } from './deliveries/servic
 import { createRelockWatchdog, type Every, type RelockWatchdog } from './deliveries/watchdog.ts';
 import { buildApp } from './http/app.ts';
 import type { IdempotencyPolicy } from './http/idempotency-records.ts';
+import { createIdempotencyScope } from './http/idempotency-scope.ts';
 import { buildMetricsApp } from './http/operations.ts';
 import type { Config } from './platform/config.ts';
 import { createLifecycle, drainOnce, type Lifecycle } from './platform/lifecycle.ts';
@@ -128,13 +129,16 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     const brokerUrl =
       config.MQTT_URL ??
       `mqtts://${config.MQTT_HOST === '0.0.0.0' ? '127.0.0.1' : config.MQTT_HOST}:${broker?.port}`;
+    // The services' writes mark the Idempotency-Key of the request they serve, in their own transaction.
+    const idempotencyScope = createIdempotencyScope();
+    const write = idempotencyScope.wrap(store.write);
     const { enrolledCertificate, currentCertificate } = enrolledCertificates(
       material.ca,
       material.vehicleCertificate,
     );
     const vehicles = createVehicleService({
       db: store.db,
-      write: store.write,
+      write,
       catalog: deps.catalog,
       now,
       newId,
@@ -174,7 +178,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       queryTimeoutMs: config.QUERY_TIMEOUT_MS,
       intervalMs: config.RECONCILE_INTERVAL_MS,
       currentCertificate,
-      write: store.write,
+      write,
       notify,
     });
     const startedReconciler = reconciler;
@@ -186,7 +190,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     const signingKeys = await createSigningKeyRing(signingKey);
     const service = createDeliveryService({
       db: store.db,
-      write: store.write,
+      write,
       link: () => link ?? null,
       signer: { keys: signingKeys, issuer: TOKEN_ISSUER },
       currentCertificate,
@@ -293,7 +297,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     const metricsApp = config.METRICS_PORT === undefined ? null : await buildMetricsApp(metrics);
     const audit = createAuditLog({
       db: store.db,
-      write: store.write,
+      write,
       signer: material.auditCheckpointKey
         ? { origin: config.AUDIT_ORIGIN, privateKey: createPrivateKey(material.auditCheckpointKey) }
         : null,
@@ -305,6 +309,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     });
     const app = await buildApp({
       db: store.db,
+      idempotencyScope,
       vehicles,
       deliveries,
       logger,

@@ -2,6 +2,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { PostgresAdapter, sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   canonicalJson,
@@ -148,7 +149,8 @@ describe('Idempotency-Key over HTTP', () => {
     const headers = { 'idempotency-key': 'unlock-attempt-1' };
     const body = unlockBody(offline);
     const slow = admin('POST', `/v1/deliveries/${d.body.id}/unlock`, body, headers);
-    // Wait until the first request holds the key (its record is in flight), however slow the machine.
+    // Wait until the first request holds the key, however slow the machine: its grant and command row are
+    // committed (the unit marked the key with them) and it waits for the car's ack.
     await expect
       .poll(
         async () =>
@@ -161,7 +163,7 @@ describe('Idempotency-Key over HTTP', () => {
           )?.status,
         { timeout: 5_000, interval: 10 },
       )
-      .toBe('in_flight');
+      .toBe('committed');
     const duplicate = await admin('POST', `/v1/deliveries/${d.body.id}/unlock`, body, headers);
     expect(duplicate.status).toBe(409);
     expect(duplicate.body).toMatchObject({
@@ -187,6 +189,64 @@ describe('Idempotency-Key over HTTP', () => {
     expect(retry.headers['idempotent-replayed']).toBeUndefined();
     expect(retry.body).toMatchObject({ code: 'VEHICLE_UNREACHABLE', mayHaveSucceeded: true });
     expect(stack.published.filter(withToken)).toHaveLength(1);
+  });
+});
+
+describe('Idempotency-Key across a crash', () => {
+  /** Makes storing a response fail, as a crash right after the effect committed would leave the key. */
+  async function refuseStoredResponses(on: boolean): Promise<void> {
+    const db = stack.gateway.store.db;
+    const postgres = db.getExecutor().adapter instanceof PostgresAdapter;
+    if (postgres && on) {
+      await sql`create or replace function refuse_done() returns trigger as $$ begin if new.status = 'done' then raise exception 'crash'; end if; return new; end $$ language plpgsql`.execute(
+        db,
+      );
+      await sql`create trigger crash_before_done before update on idempotency_keys for each row execute function refuse_done()`.execute(
+        db,
+      );
+    } else if (postgres) {
+      await sql`drop trigger crash_before_done on idempotency_keys`.execute(db);
+    } else if (on) {
+      await sql`create trigger crash_before_done before update on idempotency_keys when new.status = 'done' begin select raise(abort, 'crash'); end`.execute(
+        db,
+      );
+    } else {
+      await sql`drop trigger crash_before_done`.execute(db);
+    }
+  }
+
+  it("never runs the effect twice: the key is marked in the effect's own transaction", async () => {
+    const body = deliveryBody(v, loc);
+    const before = await countDeliveries();
+    await refuseStoredResponses(true);
+    try {
+      // The delivery is written; storing its response fails, as if the gateway had died right then.
+      const first = await admin('POST', '/v1/deliveries', body, { 'idempotency-key': 'order-crash' });
+      expect(first.status).toBe(500);
+    } finally {
+      await refuseStoredResponses(false);
+    }
+    expect(await countDeliveries()).toBe(before + 1);
+    const row = await stack.gateway.store.db
+      .selectFrom('idempotency_keys')
+      .select(['status', 'created_at'])
+      .where('idem_key', '=', 'order-crash')
+      .executeTakeFirstOrThrow();
+    expect(row.status).toBe('committed');
+    // Past the in-flight lease (the request is gone): the retry would run again were the key not marked.
+    await stack.gateway.store.db
+      .updateTable('idempotency_keys')
+      .set({ created_at: Number(row.created_at) - DEFAULT_IDEMPOTENCY_POLICY.inFlightMs - 1 })
+      .where('idem_key', '=', 'order-crash')
+      .execute();
+    const retry = await admin('POST', '/v1/deliveries', body, { 'idempotency-key': 'order-crash' });
+    expect(retry.status).toBe(409);
+    expect(retry.body).toMatchObject({
+      code: 'IDEMPOTENCY_RESPONSE_LOST',
+      retryable: false,
+      mayHaveSucceeded: true,
+    });
+    expect(await countDeliveries()).toBe(before + 1);
   });
 });
 

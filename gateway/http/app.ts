@@ -21,6 +21,7 @@ import { createSecretBox, type SecretBox } from '../webhooks/secret-box.ts';
 import { registerAuditApi } from './audit.ts';
 import { registerIdempotency } from './idempotency.ts';
 import { DEFAULT_IDEMPOTENCY_POLICY, type IdempotencyPolicy } from './idempotency-records.ts';
+import type { IdempotencyScope } from './idempotency-scope.ts';
 import { OPENAPI_PATH, registerOpenApi } from './openapi.ts';
 import { type OperationsDeps, registerOperations } from './operations.ts';
 import { registerProblemHandlers } from './problem.ts';
@@ -66,6 +67,8 @@ export interface AppDeps {
   /** Seals webhook secrets; the dispatcher must open them with the same key (an ephemeral one otherwise). */
   webhookSecrets?: SecretBox;
   idempotency?: Partial<IdempotencyPolicy>;
+  /** The scope the services' writes mark Idempotency-Keys through (gateway.ts); a fresh one by default. */
+  idempotencyScope?: IdempotencyScope;
   now?: () => number;
   newId?: () => string;
 }
@@ -172,6 +175,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     now,
     policy: { ...DEFAULT_IDEMPOTENCY_POLICY, ...deps.idempotency },
     box: secrets,
+    ...(deps.idempotencyScope ? { scope: deps.idempotencyScope } : {}),
   });
   await registerOpenApi(app, PUBLIC_ROUTES);
   if (deps.audit) registerAuditApi(app, deps.audit);

@@ -19,6 +19,8 @@ export const DEFAULT_IDEMPOTENCY_POLICY: IdempotencyPolicy = {
 
 export type Claim =
   | { kind: 'claimed' }
+  /** The request's effect committed (its key was marked with it) but its response was never stored: a crash. */
+  | { kind: 'response_lost' }
   | { kind: 'replay'; status: number; contentType: string; body: string; sealed: boolean }
   | { kind: 'reused' }
   | { kind: 'in_flight' };
@@ -103,6 +105,8 @@ export async function claimIdempotencyKey(
       };
     }
     if (Number(row.created_at) + policy.inFlightMs > now) return { kind: 'in_flight' };
+    // Past the lease, and the effect is in the store: running the request again would do it twice.
+    if (row.status === 'committed') return { kind: 'response_lost' };
     const taken = await db
       .updateTable('idempotency_keys')
       .set({ created_at: now, expires_at: now + policy.retentionMs })
@@ -132,17 +136,34 @@ export async function completeIdempotencyKey(
     })
     .where('api_key_id', '=', k.apiKeyId)
     .where('idem_key', '=', k.key)
+    .where('status', 'in', ['in_flight', 'committed'])
+    .execute();
+}
+
+/**
+ * Marks a held key: the request's effect is being committed, in this transaction (idempotency-scope.ts). A
+ * crash before the response is stored then leaves a `committed` key, which a retry is refused on.
+ */
+export async function markIdempotencyCommitted(db: Db, apiKeyId: string, key: string): Promise<void> {
+  await db
+    .updateTable('idempotency_keys')
+    .set({ status: 'committed' })
+    .where('api_key_id', '=', apiKeyId)
+    .where('idem_key', '=', key)
     .where('status', '=', 'in_flight')
     .execute();
 }
 
-/** Frees a key whose request ended in a retryable failure, so the client's retry with it runs again. */
+/**
+ * Frees a key whose request ended in a failure that says a retry is safe (the service made sure of it, e.g. by
+ * settling an earlier command first), so the client's retry with it runs again.
+ */
 export async function releaseIdempotencyKey(db: Db, apiKeyId: string, key: string): Promise<void> {
   await db
     .deleteFrom('idempotency_keys')
     .where('api_key_id', '=', apiKeyId)
     .where('idem_key', '=', key)
-    .where('status', '=', 'in_flight')
+    .where('status', 'in', ['in_flight', 'committed'])
     .execute();
 }
 

@@ -12,6 +12,7 @@ import {
   purgeIdempotencyKeys,
   releaseIdempotencyKey,
 } from './idempotency-records.ts';
+import { createIdempotencyScope, type HeldKey, type IdempotencyScope } from './idempotency-scope.ts';
 
 export const IDEMPOTENCY_HEADER = 'idempotency-key';
 export const REPLAYED_HEADER = 'idempotent-replayed';
@@ -24,12 +25,6 @@ export function parseIdempotencyKey(raw: string): string | null {
 }
 
 const PURGE_EVERY_MS = 60_000;
-
-interface Held {
-  apiKeyId: string;
-  key: string;
-  settled: boolean;
-}
 
 /** A problem reply that says a retry may succeed must not be replayed: the key is freed for that retry. */
 function isFinal(status: number, payload: string): boolean {
@@ -44,9 +39,19 @@ function isFinal(status: number, payload: string): boolean {
 
 export function registerIdempotency(
   app: FastifyInstance,
-  deps: { db: Kysely<Database>; now: () => number; policy: IdempotencyPolicy; box: SecretBox },
+  deps: {
+    db: Kysely<Database>;
+    now: () => number;
+    policy: IdempotencyPolicy;
+    box: SecretBox;
+    /** The scope the services' writes were wrapped in (gateway.ts); a fresh one when none is given. */
+    scope?: IdempotencyScope;
+  },
 ): void {
   const { db, now, policy, box } = deps;
+  const scope = deps.scope ?? createIdempotencyScope();
+  // Every request runs in a scope that can hold a key, so the writes of its effect can mark it.
+  app.addHook('onRequest', (_req, _reply, done) => scope.enter(done));
   // Bound to the API key and the Idempotency-Key, so a sealed response cannot be replayed to anyone else.
   const aad = (held: { apiKeyId: string; key: string }): string => `idempotency:${held.apiKeyId}:${held.key}`;
   let lastPurge = 0;
@@ -70,6 +75,8 @@ export function registerIdempotency(
     );
     if (claim.kind === 'reused') throw new ApiError('IDEMPOTENCY_KEY_REUSED');
     if (claim.kind === 'in_flight') throw new ApiError('IDEMPOTENCY_IN_FLIGHT', { mayHaveSucceeded: true });
+    if (claim.kind === 'response_lost')
+      throw new ApiError('IDEMPOTENCY_RESPONSE_LOST', { mayHaveSucceeded: true });
     if (claim.kind === 'replay') {
       req.idempotencyReplayed = true;
       return reply
@@ -78,7 +85,9 @@ export function registerIdempotency(
         .header(REPLAYED_HEADER, 'true')
         .send(claim.sealed ? box.open(aad({ apiKeyId, key }), claim.body) : claim.body);
     }
-    req.idempotency = { apiKeyId, key, settled: false };
+    const held: HeldKey = { apiKeyId, key, settled: false, marked: false };
+    req.idempotency = held;
+    scope.hold(held);
   });
 
   app.addHook('onSend', async (req, reply, payload) => {
@@ -114,7 +123,7 @@ export function registerIdempotency(
 
 declare module 'fastify' {
   interface FastifyRequest {
-    idempotency?: Held;
+    idempotency?: HeldKey;
     idempotencyReplayed?: boolean;
   }
   interface FastifyContextConfig {
