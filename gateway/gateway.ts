@@ -31,14 +31,15 @@ import { connectVehicleLink, type VehicleLink } from './vehicles/link.ts';
 import { providerMemo } from './vehicles/provider-memo.ts';
 import { createSigningKeyRing, type SigningKeyRing } from './vehicles/signing-keys.ts';
 import { createVehicleService, type VehicleService } from './vehicles/vehicles.ts';
+import { createWebhookDestinations } from './webhooks/destination.ts';
 import {
   createWebhookDispatcher,
   type DispatchPolicy,
   type WebhookDispatcher,
-  type WebhookSender,
 } from './webhooks/dispatcher.ts';
 import { createOutboxNotify } from './webhooks/outbox.ts';
 import { createSecretBox, deriveSecretKey } from './webhooks/secret-box.ts';
+import type { Resolve, WebhookSender } from './webhooks/sender.ts';
 
 export interface GatewayDeps {
   config: Config;
@@ -58,8 +59,16 @@ export interface GatewayDeps {
   onDeliveryRevoked?: OnDeliveryRevoked;
   /** The relock watchdog's clock and timer (default: `now` and setInterval), so tests need not wait. */
   watchdog?: { now?: () => number; every?: Every };
-  /** Webhook delivery: timings (tests shorten them) and the transport (fetch by default). */
-  webhooks?: { policy?: Partial<DispatchPolicy>; send?: WebhookSender; random?: () => number };
+  /**
+   * Webhook delivery: timings (tests shorten them), the resolver (getaddrinfo by default) and the transport
+   * (node:http(s) to checked addresses by default; the URL rules apply whatever the transport).
+   */
+  webhooks?: {
+    policy?: Partial<DispatchPolicy>;
+    send?: WebhookSender;
+    resolve?: Resolve;
+    random?: () => number;
+  };
   idempotency?: Partial<IdempotencyPolicy>;
 }
 
@@ -153,9 +162,15 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     }
     // Webhook secrets are sealed with a key derived from the token-signing key: secret on every replica already.
     const webhookSecrets = createSecretBox(deriveSecretKey(material.tokenSigningKey));
+    // Where webhooks may go: public addresses only, https in production; the operator's allowlist is the way around.
+    const webhookDestinations = createWebhookDestinations({
+      allowPrivate: config.WEBHOOK_ALLOW_PRIVATE ?? [],
+      requireHttps: config.NODE_ENV === 'production',
+    });
     const webhooks = createWebhookDispatcher({
       db: store.db,
       secrets: webhookSecrets,
+      destinations: webhookDestinations,
       logger: logger.child({ component: 'webhooks' }),
       now,
       ...deps.webhooks,
@@ -316,6 +331,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       audit,
       control,
       webhookSecrets,
+      webhookDestinations,
       now,
       newId,
       ...(deps.idempotency ? { idempotency: deps.idempotency } : {}),
