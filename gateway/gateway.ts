@@ -40,6 +40,7 @@ import {
 import { createOutboxNotify } from './webhooks/outbox.ts';
 import { createSecretBox, deriveSecretKey } from './webhooks/secret-box.ts';
 import type { Resolve, WebhookSender } from './webhooks/sender.ts';
+import { countPendingOutbox } from './webhooks/store.ts';
 
 export interface GatewayDeps {
   config: Config;
@@ -173,8 +174,10 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       destinations: webhookDestinations,
       logger: logger.child({ component: 'webhooks' }),
       now,
+      onAttemptFailed: () => metrics.webhookFailed(),
       ...deps.webhooks,
     });
+    metrics.countOutboxWith(() => countPendingOutbox(store.db));
     const outbox = createOutboxNotify({ newId, onEnqueued: () => webhooks.kick() });
     // Every domain event goes to the webhook outbox, in the decision's transaction; a caller's notify hears it too.
     const notify: Notify = async (trx, event) => {

@@ -1,6 +1,7 @@
 // Signed webhooks end to end: subscriptions per owner and per carrier, a real receiver on loopback, retries, the
-// refusal of internal addresses (SSRF).
+// refusal of internal addresses (SSRF), and the metrics the dispatcher moves.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { METRIC_NAMES } from '../gateway/platform/metrics.ts';
 import type { Resolve } from '../gateway/webhooks/sender.ts';
 import { outboxOf } from '../gateway/webhooks/store.ts';
 import { verifySignature } from '../gateway/webhooks/verify.ts';
@@ -15,6 +16,7 @@ import {
   unlockBody,
   vehicleOf,
 } from './helpers/platform.ts';
+import { parsePrometheus } from './helpers/prometheus.ts';
 import { type Receiver, type ReceiverOptions, startReceiver } from './helpers/receiver.ts';
 import { type Stack, startStack } from './helpers/stack.ts';
 
@@ -420,5 +422,40 @@ describe('webhook URLs that reach internal addresses (SSRF)', () => {
       error: expect.stringMatching(/^refused: /),
     });
     expect(JSON.stringify(stack.logs)).not.toContain(byName.secret);
+  });
+});
+
+describe('metrics of the outbox', () => {
+  it('count failed attempts and the deliveries waiting, as /metrics shows them', async () => {
+    const scrape = async () => {
+      const r = await stack.gateway.app.inject({ method: 'GET', url: '/metrics' });
+      expect(r.statusCode).toBe(200);
+      return parsePrometheus(r.body);
+    };
+    const hook = await receiver();
+    let release: (status: number) => void = () => undefined;
+    const held = new Promise<number>((r) => {
+      release = r;
+    });
+    // The first attempt fails; the second is held open, so its row waits while /metrics is read.
+    hook.respond = ({ n }) => (n === 0 ? 503 : held);
+    const customer = await callerWith(stack, ['customer'], { ownerId: 'owner-fay' });
+    const carrier = await callerWith(stack, ['carrier'], { carrierId: 'carrier-metrics' });
+    await subscribe(carrier, hook.url, ['delivery.scheduled']);
+    const v = vehicleOf(stack, 'owner-fay');
+    await link(customer, v);
+    const loc = await locationAt(customer, v);
+    const before = await scrape();
+    expect((await carrier('POST', '/v1/deliveries', deliveryBody(v, loc))).status).toBe(201);
+    await expect.poll(() => hook.arrived, { timeout: 5_000 }).toBe(2);
+    const waiting = await scrape();
+    const delta = (after: typeof before, name: string) => after.value(name) - before.value(name);
+    expect(delta(waiting, METRIC_NAMES.webhookFailures)).toBe(1);
+    expect(delta(waiting, METRIC_NAMES.webhookOutboxDepth)).toBe(1);
+    release(204);
+    await expect
+      .poll(async () => delta(await scrape(), METRIC_NAMES.webhookOutboxDepth), { timeout: 5_000 })
+      .toBe(0);
+    expect(delta(await scrape(), METRIC_NAMES.webhookFailures)).toBe(1);
   });
 });

@@ -66,6 +66,8 @@ export interface DispatcherDeps {
   /** The transport; by default node:http(s) connecting only to checked addresses (sender.ts). */
   send?: WebhookSender;
   policy?: Partial<DispatchPolicy>;
+  /** Hears of every failed attempt (the failure counter): refused, unanswered or answered other than 2xx. */
+  onAttemptFailed?: () => void;
 }
 
 export interface WebhookDispatcher {
@@ -167,6 +169,7 @@ export function createWebhookDispatcher(deps: DispatcherDeps): WebhookDispatcher
       logger.debug({ ...log, outcome: 'delivered' }, 'webhook delivered');
       return true;
     }
+    deps.onAttemptFailed?.();
     const dead = attempts >= policy.maxAttempts;
     const next = t + backoffMs(attempts, policy, random);
     await settleOutbox(db, row.id, {
