@@ -283,6 +283,12 @@ export const ERRORS = {
     retryable: true,
     resolution: 'RETRY_LATER',
   },
+  WEBHOOK_URL_FORBIDDEN: {
+    status: 422,
+    title: 'The webhook URL is not a public address, or is not https in production',
+    retryable: false,
+    resolution: 'FIX_REQUEST',
+  },
   AUDIT_RANGE_INVALID: {
     status: 400,
     title: 'Index or tree size outside the audit log',
@@ -350,5 +356,17 @@ export class LinkError extends Error {
     super(message);
     this.name = 'LinkError';
     this.code = code;
+  }
+}
+
+/**
+ * A webhook URL, or an address its name resolved to, that the gateway does not send to: the same code refuses a
+ * registration (422) and fails a delivery attempt (webhooks/destination.ts).
+ */
+export class WebhookUrlError extends Error {
+  readonly code = 'WEBHOOK_URL_FORBIDDEN' satisfies ErrorCode;
+  constructor(message: string) {
+    super(message);
+    this.name = 'WebhookUrlError';
   }
 }

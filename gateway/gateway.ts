@@ -31,14 +31,16 @@ import { connectVehicleLink, type VehicleLink } from './vehicles/link.ts';
 import { providerMemo } from './vehicles/provider-memo.ts';
 import { createSigningKeyRing, type SigningKeyRing } from './vehicles/signing-keys.ts';
 import { createVehicleService, type VehicleService } from './vehicles/vehicles.ts';
+import { createWebhookDestinations } from './webhooks/destination.ts';
 import {
   createWebhookDispatcher,
   type DispatchPolicy,
   type WebhookDispatcher,
-  type WebhookSender,
 } from './webhooks/dispatcher.ts';
 import { createOutboxNotify } from './webhooks/outbox.ts';
 import { createSecretBox, deriveSecretKey } from './webhooks/secret-box.ts';
+import type { Resolve, WebhookSender } from './webhooks/sender.ts';
+import { countPendingOutbox } from './webhooks/store.ts';
 
 export interface GatewayDeps {
   config: Config;
@@ -58,8 +60,16 @@ export interface GatewayDeps {
   onDeliveryRevoked?: OnDeliveryRevoked;
   /** The relock watchdog's clock and timer (default: `now` and setInterval), so tests need not wait. */
   watchdog?: { now?: () => number; every?: Every };
-  /** Webhook delivery: timings (tests shorten them) and the transport (fetch by default). */
-  webhooks?: { policy?: Partial<DispatchPolicy>; send?: WebhookSender; random?: () => number };
+  /**
+   * Webhook delivery: timings (tests shorten them), the resolver (getaddrinfo by default) and the transport
+   * (node:http(s) to checked addresses by default; the URL rules apply whatever the transport).
+   */
+  webhooks?: {
+    policy?: Partial<DispatchPolicy>;
+    send?: WebhookSender;
+    resolve?: Resolve;
+    random?: () => number;
+  };
   idempotency?: Partial<IdempotencyPolicy>;
 }
 
@@ -154,13 +164,21 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     }
     // Webhook secrets are sealed with a key derived from the token-signing key: secret on every replica already.
     const webhookSecrets = createSecretBox(deriveSecretKey(material.tokenSigningKey));
+    // Where webhooks may go: public addresses only, https in production; the operator's allowlist is the way around.
+    const webhookDestinations = createWebhookDestinations({
+      allowPrivate: config.WEBHOOK_ALLOW_PRIVATE ?? [],
+      requireHttps: config.NODE_ENV === 'production',
+    });
     const webhooks = createWebhookDispatcher({
       db: store.db,
       secrets: webhookSecrets,
+      destinations: webhookDestinations,
       logger: logger.child({ component: 'webhooks' }),
       now,
+      onAttemptFailed: () => metrics.webhookFailed(),
       ...deps.webhooks,
     });
+    metrics.countOutboxWith(() => countPendingOutbox(store.db));
     const outbox = createOutboxNotify({ newId, onEnqueued: () => webhooks.kick() });
     // Every domain event goes to the webhook outbox, in the decision's transaction; a caller's notify hears it too.
     const notify: Notify = async (trx, event) => {
@@ -318,6 +336,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       audit,
       control,
       webhookSecrets,
+      webhookDestinations,
       now,
       newId,
       ...(deps.idempotency ? { idempotency: deps.idempotency } : {}),

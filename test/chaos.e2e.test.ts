@@ -45,6 +45,8 @@ beforeAll(async () => {
       VEHICLE_COMMAND_BURST: '50',
       VEHICLE_COMMANDS_PER_MIN: '600',
       RATE_LIMIT_PER_KEY_PER_MIN: '100000',
+      // The webhook receiver listens on loopback: only the operator's allowlist lets a webhook reach it.
+      WEBHOOK_ALLOW_PRIVATE: '127.0.0.1/32',
     },
     {
       fleet: {

@@ -1,6 +1,7 @@
 // The error registry's promises (code, status, retryable, resolution) and the generated OpenAPI document.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiError, ERRORS, RESOLUTIONS } from '../gateway/errors.ts';
+import { EVENT_TYPES } from '../gateway/webhooks/events.ts';
 import { type Call, callWithKey, unlockBody, vehicleOf } from './helpers/platform.ts';
 import { type Stack, startStack } from './helpers/stack.ts';
 
@@ -167,6 +168,27 @@ describe('OpenAPI', () => {
     expect(doc.paths['/healthz'].get.security).toEqual([]);
     expect(doc.paths['/v1/deliveries'].post.security).toBeUndefined();
     expect(doc.paths['/v1/deliveries/{id}/unlock'].post.description).toContain('commands');
+  });
+
+  it('lists every webhook event type in events.ts, with its payload schema (OpenAPI 3.1 webhooks)', () => {
+    expect(doc.openapi).toMatch(/^3\.1\./);
+    expect(Object.keys(doc.webhooks ?? {}).sort()).toEqual([...EVENT_TYPES].sort());
+    for (const type of EVENT_TYPES) {
+      const op = doc.webhooks[type].post;
+      const schema = op.requestBody.content['application/json'].schema;
+      expect(schema.type, type).toBe('object');
+      expect(schema.required, type).toEqual(
+        expect.arrayContaining(['id', 'type', 'createdAt', 'deliveryId', 'vin', 'ownerId', 'data']),
+      );
+      expect(schema.properties.type.const, type).toBe(type);
+      expect(schema.properties.data.type, type).toBe('object');
+      expect(op.summary, type).toEqual(expect.any(String));
+      expect(
+        op.parameters.map((p: { in: string; name: string }) => `${p.in} ${p.name}`).sort(),
+        type,
+      ).toEqual(['header curbside-event-id', 'header curbside-event-type', 'header curbside-signature']);
+      expect(Object.keys(op.responses), type).toEqual(['2XX']);
+    }
   });
 
   it('serves the browsable page at /docs without a key', async () => {

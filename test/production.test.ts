@@ -124,4 +124,29 @@ describe('production starts', () => {
       await booted.stop();
     }
   });
+
+  it('and takes only https webhook URLs', async () => {
+    await productionPki();
+    const key = await storeKey('issued by the operator');
+    const booted = await boot();
+    try {
+      const subscribe = (url: string) =>
+        fetch(`${booted.baseUrl}/v1/webhooks`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ url, events: ['delivery.completed'], ownerId: 'owner-ada' }),
+        });
+      const http = await subscribe('http://hooks.example.com/curbside');
+      expect(http.status).toBe(422);
+      expect(await http.json()).toMatchObject({
+        code: 'WEBHOOK_URL_FORBIDDEN',
+        detail: expect.stringMatching(/https in production/),
+      });
+      const https = await subscribe('https://hooks.example.com/curbside');
+      expect(https.status).toBe(201);
+      await https.body?.cancel();
+    } finally {
+      await booted.stop();
+    }
+  });
 });

@@ -45,6 +45,8 @@ async function boot(now?: () => number): Promise<Gateway> {
       MQTT_PORT: '0',
       DATA_DIR: join(dir, 'data'),
       LOG_LEVEL: 'silent',
+      // The receiver listens on loopback: only the operator's allowlist lets a webhook reach it.
+      WEBHOOK_ALLOW_PRIVATE: '127.0.0.1/32',
     }),
     material: await loadGatewayMaterial(pki),
     catalog: seeds.catalog,

@@ -1,5 +1,8 @@
-// Signed webhooks end to end: subscriptions per owner and per carrier, a real receiver on loopback, retries.
+// Signed webhooks end to end: subscriptions per owner and per carrier, a real receiver on loopback, retries, the
+// refusal of internal addresses (SSRF), and the metrics the dispatcher moves.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { METRIC_NAMES } from '../gateway/platform/metrics.ts';
+import type { Resolve } from '../gateway/webhooks/sender.ts';
 import { outboxOf } from '../gateway/webhooks/store.ts';
 import { verifySignature } from '../gateway/webhooks/verify.ts';
 import type { SeedVehicle } from '../seeds/index.ts';
@@ -13,7 +16,8 @@ import {
   unlockBody,
   vehicleOf,
 } from './helpers/platform.ts';
-import { type Receiver, startReceiver } from './helpers/receiver.ts';
+import { parsePrometheus } from './helpers/prometheus.ts';
+import { type Receiver, type ReceiverOptions, startReceiver } from './helpers/receiver.ts';
 import { type Stack, startStack } from './helpers/stack.ts';
 
 let stack: Stack;
@@ -29,8 +33,20 @@ const fast = {
   leaseMs: 5_000,
 };
 
+/** The gateway's DNS in this file: a table, so that no test asks a real resolver about anything. */
+const dns = new Map<string, string[]>();
+const resolve: Resolve = async (name) => {
+  const found = dns.get(name);
+  if (!found) throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${name}`), { code: 'ENOTFOUND' });
+  return found.map((address) => ({ address, family: address.includes(':') ? 6 : 4 }));
+};
+
 beforeAll(async () => {
-  stack = await startStack({}, { gateway: { webhooks: { policy: fast } } });
+  // The receivers listen on 127.0.0.1: the operator's allowlist lets webhooks reach it, and nothing else private.
+  stack = await startStack(
+    { WEBHOOK_ALLOW_PRIVATE: '127.0.0.1/32' },
+    { gateway: { webhooks: { policy: fast, resolve } } },
+  );
   admin = callWithKey(stack, stack.apiKey);
 });
 
@@ -39,8 +55,8 @@ afterAll(async () => {
   await Promise.all(receivers.map((r) => r.close()));
 });
 
-async function receiver(): Promise<Receiver> {
-  const r = await startReceiver();
+async function receiver(options?: ReceiverOptions): Promise<Receiver> {
+  const r = await startReceiver(options);
   receivers.push(r);
   return r;
 }
@@ -289,5 +305,157 @@ describe('delivery from the outbox', () => {
     expect(row).toMatchObject({ attempts: fast.maxAttempts, lastError: 'HTTP 500' });
     await new Promise((r) => setTimeout(r, 200));
     expect(hook.received).toHaveLength(fast.maxAttempts);
+  });
+});
+
+describe('webhook URLs that reach internal addresses (SSRF)', () => {
+  const countRows = async (table: 'webhooks' | 'webhook_outbox') =>
+    Number(
+      (
+        await stack.gateway.store.db
+          .selectFrom(table)
+          .select((eb) => eb.fn.countAll<number>().as('n'))
+          .executeTakeFirstOrThrow()
+      ).n,
+    );
+
+  it('are refused at registration (422 WEBHOOK_URL_FORBIDDEN) for customer and carrier keys, and nothing is written', async () => {
+    // Loopback but not on this stack's allowlist (127.0.0.1/32), in every spelling: a receiver there must never hear
+    // anything.
+    const internal = await receiver({ host: '127.0.0.2' });
+    const customer = await callerWith(stack, ['customer'], { ownerId: 'owner-chen' });
+    const carrier = await callerWith(stack, ['carrier'], { carrierId: 'carrier-chen' });
+    const urls: Array<[string, RegExp]> = [
+      ['http://169.254.169.254/latest/meta-data', /link-local/],
+      ['http://[::ffff:169.254.169.254]/latest/meta-data', /link-local/],
+      ['http://[::ffff:a9fe:a9fe]/', /link-local/],
+      ['http://2130706434/', /127\.0\.0\.2 is loopback/],
+      ['http://0177.0.0.2/', /127\.0\.0\.2 is loopback/],
+      ['http://0x7f.0.0.2/', /127\.0\.0\.2 is loopback/],
+      ['http://127.2/', /127\.0\.0\.2 is loopback/],
+      ['http://0.0.0.0/', /this network/],
+      ['http://[::]/', /unspecified/],
+      ['http://[::1]/', /loopback/],
+      ['http://localhost/', /loopback/],
+      ['http://10.0.0.1/', /private/],
+      ['http://172.16.0.1/', /private/],
+      ['http://192.168.0.10/', /private/],
+      ['http://100.64.0.1/', /carrier-grade NAT/],
+      ['http://[fd00::1]/', /unique local/],
+      ['http://[fe80::1]/', /link-local/],
+      ['http://224.0.0.1/', /multicast/],
+      ['http://255.255.255.255/', /broadcast/],
+      [internal.url, /127\.0\.0\.2 is loopback/],
+    ];
+    const rowsBefore = await countRows('webhooks');
+    for (const call of [customer, carrier]) {
+      for (const [url, why] of urls) {
+        const r = await call('POST', '/v1/webhooks', { url, events: ['delivery.scheduled'] });
+        expect(r.status, url).toBe(422);
+        expect(r.body, url).toMatchObject({
+          code: 'WEBHOOK_URL_FORBIDDEN',
+          retryable: false,
+          resolution: 'FIX_REQUEST',
+          detail: expect.stringMatching(why),
+        });
+      }
+    }
+    expect(await countRows('webhooks')).toBe(rowsBefore);
+    expect((await customer('GET', '/v1/webhooks')).body.webhooks).toEqual([]);
+    expect((await carrier('GET', '/v1/webhooks')).body.webhooks).toEqual([]);
+    // An event of that owner and carrier then goes nowhere: no outbox row, no request.
+    const v = vehicleOf(stack, 'owner-chen');
+    await link(customer, v);
+    const loc = await locationAt(customer, v);
+    const outboxBefore = await countRows('webhook_outbox');
+    expect((await carrier('POST', '/v1/deliveries', deliveryBody(v, loc))).status).toBe(201);
+    expect(await countRows('webhook_outbox')).toBe(outboxBefore);
+    await new Promise((r) => setTimeout(r, 150));
+    expect(internal.arrived).toBe(0);
+  });
+
+  it('are refused at delivery time, after resolution, and each attempt fails with the reason, logged without the secret', async () => {
+    const internal = await receiver({ host: '127.0.0.2' });
+    const loopback = await receiver();
+    // A name that resolves to an address off the allowlist (DNS can change after registration).
+    dns.set('hooks.chen.example.test', ['127.0.0.2']);
+    const customer = await callerWith(stack, ['customer'], { ownerId: 'owner-chen' });
+    const byName = await subscribe(customer, `http://hooks.chen.example.test:${internal.port}/hooks`, [
+      'delivery.scheduled',
+    ]);
+    // Rows stored before these rules existed: an internal address, and localhost (loopback, and ::1 is not allowed).
+    // Registered with an allowed URL, then changed in the store underneath the API.
+    const stored = [`http://127.0.0.2:${internal.port}/hooks`, `http://localhost:${loopback.port}/hooks`];
+    const ids: string[] = [];
+    for (const url of stored) {
+      const { id } = await subscribe(customer, loopback.url, ['delivery.scheduled']);
+      await stack.gateway.store.db.updateTable('webhooks').set({ url }).where('id', '=', id).execute();
+      ids.push(id);
+    }
+    const v = vehicleOf(stack, 'owner-chen');
+    const loc = await locationAt(customer, v);
+    expect((await admin('POST', '/v1/deliveries', deliveryBody(v, loc))).status).toBe(201);
+    const rowsOf = () =>
+      stack.gateway.store.db
+        .selectFrom('webhook_outbox')
+        .select(['webhook_id', 'status', 'attempts', 'last_error'])
+        .where('webhook_id', 'in', [byName.id, ...ids])
+        .orderBy('webhook_id')
+        .execute();
+    // Every attempt fails (refused), until the last one: nothing was ever sent.
+    await expect
+      .poll(async () => (await rowsOf()).map((r) => [r.status, r.attempts]), { timeout: 5_000 })
+      .toEqual([byName.id, ...ids].map(() => ['dead', fast.maxAttempts]));
+    const rows = await rowsOf();
+    const errorOf = (id: string) => rows.find((r) => r.webhook_id === id)?.last_error;
+    expect(errorOf(byName.id)).toMatch(
+      /^refused: hooks\.chen\.example\.test resolved to 127\.0\.0\.2 is loopback/,
+    );
+    expect(errorOf(ids[0] as string)).toMatch(/^refused: 127\.0\.0\.2 is loopback/);
+    expect(errorOf(ids[1] as string)).toMatch(/^refused: localhost means ::1 is loopback/);
+    expect(internal.arrived).toBe(0);
+    expect(loopback.arrived).toBe(0);
+    const refusals = stack.logs.filter((l) => l.code === 'WEBHOOK_URL_FORBIDDEN');
+    expect(refusals.map((l) => l.webhookId)).toEqual(expect.arrayContaining([byName.id, ...ids]));
+    expect(refusals[0]).toMatchObject({
+      event: 'webhook.attempt',
+      error: expect.stringMatching(/^refused: /),
+    });
+    expect(JSON.stringify(stack.logs)).not.toContain(byName.secret);
+  });
+});
+
+describe('metrics of the outbox', () => {
+  it('count failed attempts and the deliveries waiting, as /metrics shows them', async () => {
+    const scrape = async () => {
+      const r = await stack.gateway.app.inject({ method: 'GET', url: '/metrics' });
+      expect(r.statusCode).toBe(200);
+      return parsePrometheus(r.body);
+    };
+    const hook = await receiver();
+    let release: (status: number) => void = () => undefined;
+    const held = new Promise<number>((r) => {
+      release = r;
+    });
+    // The first attempt fails; the second is held open, so its row waits while /metrics is read.
+    hook.respond = ({ n }) => (n === 0 ? 503 : held);
+    const customer = await callerWith(stack, ['customer'], { ownerId: 'owner-fay' });
+    const carrier = await callerWith(stack, ['carrier'], { carrierId: 'carrier-metrics' });
+    await subscribe(carrier, hook.url, ['delivery.scheduled']);
+    const v = vehicleOf(stack, 'owner-fay');
+    await link(customer, v);
+    const loc = await locationAt(customer, v);
+    const before = await scrape();
+    expect((await carrier('POST', '/v1/deliveries', deliveryBody(v, loc))).status).toBe(201);
+    await expect.poll(() => hook.arrived, { timeout: 5_000 }).toBe(2);
+    const waiting = await scrape();
+    const delta = (after: typeof before, name: string) => after.value(name) - before.value(name);
+    expect(delta(waiting, METRIC_NAMES.webhookFailures)).toBe(1);
+    expect(delta(waiting, METRIC_NAMES.webhookOutboxDepth)).toBe(1);
+    release(204);
+    await expect
+      .poll(async () => delta(await scrape(), METRIC_NAMES.webhookOutboxDepth), { timeout: 5_000 })
+      .toBe(0);
+    expect(delta(await scrape(), METRIC_NAMES.webhookFailures)).toBe(1);
   });
 });

@@ -17,6 +17,7 @@ import type { LocationRecord } from '../store/locations.ts';
 import type { Database } from '../store/schema.ts';
 import type { VehicleRecord } from '../store/vehicles.ts';
 import type { VehicleService } from '../vehicles/vehicles.ts';
+import { createWebhookDestinations, type WebhookDestinations } from '../webhooks/destination.ts';
 import { createSecretBox, type SecretBox } from '../webhooks/secret-box.ts';
 import { registerAuditApi } from './audit.ts';
 import { registerIdempotency } from './idempotency.ts';
@@ -66,6 +67,8 @@ export interface AppDeps {
   audit?: AuditLog;
   /** Seals webhook secrets; the dispatcher must open them with the same key (an ephemeral one otherwise). */
   webhookSecrets?: SecretBox;
+  /** Where webhooks may go (the gateway's settings); by default public https addresses only. */
+  webhookDestinations?: WebhookDestinations;
   idempotency?: Partial<IdempotencyPolicy>;
   /** The scope the services' writes mark Idempotency-Keys through (gateway.ts); a fresh one by default. */
   idempotencyScope?: IdempotencyScope;
@@ -325,6 +328,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   registerWebhookRoutes(app, {
     db: deps.db,
     secrets,
+    destinations: deps.webhookDestinations ?? createWebhookDestinations({ requireHttps: true }),
     now,
     newId: deps.newId ?? (() => randomUUID().replaceAll('-', '')),
   });

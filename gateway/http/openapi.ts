@@ -6,6 +6,8 @@ import { jsonSchemaTransform } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { isPublicRoute } from '../access/auth.ts';
 import { ERRORS } from '../errors.ts';
+import { EVENT_SUMMARIES, EVENT_TYPES, payloadSchemaOf } from '../webhooks/events.ts';
+import { EVENT_ID_HEADER, EVENT_TYPE_HEADER, SIGNATURE_HEADER } from '../webhooks/signature.ts';
 import { IDEMPOTENCY_HEADER } from './idempotency.ts';
 import { Problem } from './schemas.ts';
 
@@ -27,6 +29,57 @@ const idempotencyKeyHeader = {
     'IETF httpapi Idempotency-Key: the same key and body replay the first response for 24 h (per API key); ' +
     'another body → 422, while the first runs → 409',
 };
+
+/**
+ * OpenAPI 3.1 `webhooks`: one POST per event type in EVENT_TYPES, its body the payload schema the outbox writes,
+ * with the headers a receiver checks. Generated from the list, so a new event type appears by itself.
+ */
+export function webhookDocs(): Record<string, unknown> {
+  return Object.fromEntries(
+    EVENT_TYPES.map((type) => {
+      const { $schema: _, ...schema } = z.toJSONSchema(payloadSchemaOf(type), {
+        target: 'draft-2020-12',
+        io: 'output',
+      });
+      const header = (name: string, description: string, value?: string) => ({
+        in: 'header',
+        name,
+        required: true,
+        description,
+        schema: value === undefined ? { type: 'string' } : { type: 'string', const: value },
+      });
+      return [
+        type,
+        {
+          post: {
+            operationId: `webhook.${type}`,
+            summary: EVENT_SUMMARIES[type] ?? type,
+            description:
+              "POSTed to every live webhook of the car's owner, and of the delivery's carrier, that lists this event; " +
+              'at least once, retried with backoff until a 2xx. Verify the signature over the raw body ' +
+              '(gateway/webhooks/verify.ts), then de-duplicate on the event id.',
+            security: [],
+            parameters: [
+              header(
+                SIGNATURE_HEADER,
+                't=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>; refuse a t older than 5 minutes',
+              ),
+              header(EVENT_ID_HEADER, "The payload's id: the same on every retry"),
+              header(EVENT_TYPE_HEADER, "The payload's type", type),
+            ],
+            requestBody: { required: true, content: { 'application/json': { schema } } },
+            responses: {
+              '2XX': {
+                description:
+                  'Delivered. Any other answer, a redirect included (never followed), or none in 5 s fails the attempt',
+              },
+            },
+          },
+        },
+      ];
+    }),
+  );
+}
 
 type Transform = typeof jsonSchemaTransform;
 
@@ -89,6 +142,8 @@ export async function registerOpenApi(
         schemas: { Problem: problemJsonSchema as Record<string, unknown> },
       },
       security: [{ [BEARER_SCHEME]: [] }],
+      // Plain objects built above; @fastify/swagger copies them as they are (test/errors-openapi.test.ts checks them).
+      webhooks: webhookDocs() as never,
     },
     transform: transformFor(publicRoutes),
   });

@@ -4,8 +4,9 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Kysely } from 'kysely';
 import type { Caller } from '../access/api-keys.ts';
 import { callerOf } from '../access/ownership.ts';
-import { ApiError } from '../errors.ts';
+import { ApiError, WebhookUrlError } from '../errors.ts';
 import type { Database } from '../store/schema.ts';
+import type { WebhookDestinations } from '../webhooks/destination.ts';
 import type { SecretBox } from '../webhooks/secret-box.ts';
 import { newWebhookSecret } from '../webhooks/signature.ts';
 import {
@@ -20,6 +21,7 @@ import { CreatedWebhookView, CreateWebhookBody, WebhookList, WebhookParams } fro
 export interface WebhookRouteDeps {
   db: Kysely<Database>;
   secrets: SecretBox;
+  destinations: WebhookDestinations;
   now: () => number;
   newId: () => string;
 }
@@ -55,6 +57,20 @@ const mine = (caller: Caller, w: WebhookRecord): boolean =>
   (caller.ownerId !== null && w.ownerId === caller.ownerId) ||
   (caller.carrierId !== null && w.carrierId === caller.carrierId);
 
+/**
+ * Before anything is written: a URL that names an address that is not public, in any spelling, or a localhost
+ * name, or http in production, is refused. A name is judged again, by every address it resolves to, at each
+ * delivery attempt (dispatcher, sender): what it resolves to now says nothing about later.
+ */
+function refuseForbiddenUrl(destinations: WebhookDestinations, url: string): void {
+  try {
+    destinations.checkUrl(url);
+  } catch (err) {
+    if (err instanceof WebhookUrlError) throw new ApiError('WEBHOOK_URL_FORBIDDEN', { detail: err.message });
+    throw err;
+  }
+}
+
 export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRouteDeps): void {
   const r = app.withTypeProvider<ZodTypeProvider>();
   const config = { scopes: ['webhooks'] as const };
@@ -68,6 +84,7 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRouteDe
     async (req, reply) => {
       const caller = callerOf(req);
       const subscriber = subscriberOf(caller, req.body);
+      refuseForbiddenUrl(deps.destinations, req.body.url);
       const secret = newWebhookSecret();
       const record: WebhookRecord = {
         id: `wh_${deps.newId()}`,

@@ -11,7 +11,9 @@ const Id = z
 const WebhookUrl = z
   .url({ protocol: /^https?$/ })
   .max(2048)
-  .describe('Where events are POSTed; https in production');
+  .describe(
+    'Where events are POSTed: a public address (422 WEBHOOK_URL_FORBIDDEN otherwise), https in production',
+  );
 
 export const CreateWebhookBody = z.strictObject({
   url: WebhookUrl,

@@ -1,5 +1,6 @@
 // Owns the gateway's settings: one zod schema over the environment and an optional JSON file, read once at start.
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { z } from 'zod';
 
 /** Digits only: Number() would also take '0x10', '1e3' and ' 8 ', which no operator means. */
@@ -19,6 +20,39 @@ const oneOf = <const T extends readonly [string, ...string[]]>(values: T) =>
 const text = z.string({ error: 'must be a non-empty string' }).min(1, 'must be a non-empty string');
 const port = wholeNumber(0, 65_535);
 const onOff = oneOf(['on', 'off']);
+
+/** An address range: `family` as node:net's BlockList names it. */
+export interface Cidr {
+  address: string;
+  prefix: number;
+  family: 'ipv4' | 'ipv6';
+}
+
+/**
+ * A comma-separated list of CIDRs (`10.1.2.0/24,::1`); a bare address is a range of one. Addresses only in
+ * the plain notation node:net's isIP accepts: 0177.0.0.1 or 127.1 are refused, not guessed at.
+ */
+const cidrList = z
+  .string({ error: 'must be a comma-separated list of CIDRs such as 127.0.0.1/32,::1/128' })
+  .transform((text, ctx): Cidr[] => {
+    const out: Cidr[] = [];
+    for (const item of text.split(',').map((s) => s.trim())) {
+      const [address = '', prefixText, ...rest] = item.split('/');
+      const version = isIP(address);
+      const bits = version === 6 ? 128 : 32;
+      const prefix =
+        prefixText === undefined ? bits : /^(0|[1-9][0-9]{0,2})$/.test(prefixText) ? Number(prefixText) : NaN;
+      if (version === 0 || rest.length > 0 || !(prefix >= 0 && prefix <= bits)) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `must be a comma-separated list of CIDRs such as 127.0.0.1/32,::1/128; ${JSON.stringify(item)} is not one`,
+        });
+        return z.NEVER;
+      }
+      out.push({ address, prefix, family: version === 6 ? 'ipv6' : 'ipv4' });
+    }
+    return out;
+  });
 
 export const ConfigSchema = z
   .object({
@@ -66,6 +100,7 @@ export const ConfigSchema = z
     VEHICLE_COMMAND_BURST: wholeNumber(1, 100).default(5),
     VEHICLE_COMMANDS_PER_MIN: wholeNumber(1, 600).default(12),
     HTTP_REQUEST_TIMEOUT_MS: wholeNumber(1, 300_000).default(30_000),
+    WEBHOOK_ALLOW_PRIVATE: cidrList.optional(),
   })
   .superRefine((c, ctx) => {
     if (c.DEFAULT_WINDOW_H > c.MAX_WINDOW_H) {
@@ -94,7 +129,8 @@ export type ConfigName = keyof Config;
  * --help prints these and README's table is generated from them (test/config.test.ts checks both).
  */
 export const CONFIG_HELP: Record<ConfigName, string> = {
-  NODE_ENV: 'development | production | test; production refuses development keys (default development)',
+  NODE_ENV:
+    'development | production | test; production refuses development keys and http webhook URLs (default development)',
   CONFIG_FILE: 'JSON file of these settings by name; the environment wins over it (default unset)',
   HOST: 'HTTP listen address (default 127.0.0.1)',
   HTTP_PORT: 'HTTP port, 0 picks a free one (default 8080)',
@@ -138,6 +174,8 @@ export const CONFIG_HELP: Record<ConfigName, string> = {
   VEHICLE_COMMANDS_PER_MIN: 'sustained unlock commands per minute per vehicle, then 429, 1..600 (default 12)',
   HTTP_REQUEST_TIMEOUT_MS:
     'longest time to receive a whole HTTP request, then 408, 1..300000 (default 30000)',
+  WEBHOOK_ALLOW_PRIVATE:
+    'CIDRs webhooks may reach though not public (loopback, private…), e.g. 127.0.0.1/32,::1/128; the only way past that rule (default unset)',
 };
 
 export const CONFIG_NAMES = Object.keys(ConfigSchema.shape) as ConfigName[];

@@ -14,9 +14,9 @@ export interface GatewayMetrics extends DeliveryObserver {
   storeQuery(query: QueryObservation): void;
   /** For the relock watchdog: one car relocked because no lock came in time. */
   watchdogRelocked(): void;
-  /** For the webhook outbox: how many deliveries wait to be sent now. */
-  webhookOutboxDepth(depth: number): void;
-  /** For the webhook outbox: one attempt failed. */
+  /** Where curbside_webhook_outbox_depth is read from at scrape time (the store's pending outbox rows). */
+  countOutboxWith(source: () => number | Promise<number>): void;
+  /** For the webhook dispatcher: one attempt failed. */
   webhookFailed(): void;
 }
 
@@ -78,10 +78,14 @@ export function createMetrics(options: { processMetrics?: boolean } = {}): Gatew
     help: 'Relocks sent by the watchdog because no lock came in time',
     registers,
   });
-  const outboxDepth = new Gauge({
+  let outboxSource: () => number | Promise<number> = () => 0;
+  new Gauge({
     name: METRIC_NAMES.webhookOutboxDepth,
-    help: 'Webhook deliveries waiting to be sent',
+    help: 'Webhook deliveries waiting to be sent (pending outbox rows, shared by every replica of the store)',
     registers,
+    async collect() {
+      this.set(await outboxSource());
+    },
   });
   const webhookFailures = new Counter({
     name: METRIC_NAMES.webhookFailures,
@@ -122,6 +126,9 @@ export function createMetrics(options: { processMetrics?: boolean } = {}): Gatew
     countCarsWith(source) {
       carsSource = source;
     },
+    countOutboxWith(source) {
+      outboxSource = source;
+    },
     denied(code) {
       refusals.inc({ source: 'gateway', code });
     },
@@ -140,7 +147,6 @@ export function createMetrics(options: { processMetrics?: boolean } = {}): Gatew
       if (q.failed) storeErrors.inc({ operation: q.kind });
     },
     watchdogRelocked: () => watchdogRelocks.inc(),
-    webhookOutboxDepth: (depth) => outboxDepth.set(depth),
     webhookFailed: () => webhookFailures.inc(),
   };
 }

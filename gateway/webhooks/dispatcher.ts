@@ -1,8 +1,11 @@
 // Owns sending the outbox: lease a due row, sign it, POST it, and settle it or schedule a retry with backoff.
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
+import { WebhookUrlError } from '../errors.ts';
 import type { Database } from '../store/schema.ts';
+import type { WebhookDestinations } from './destination.ts';
 import type { SecretBox } from './secret-box.ts';
+import { createWebhookSender, type Resolve, type WebhookSender } from './sender.ts';
 import { EVENT_ID_HEADER, EVENT_TYPE_HEADER, SIGNATURE_HEADER, signatureHeader } from './signature.ts';
 import {
   dueOutbox,
@@ -41,30 +44,6 @@ export const DEFAULT_DISPATCH_POLICY: DispatchPolicy = {
   retentionMs: 7 * 24 * 3_600_000,
 };
 
-export interface WebhookRequest {
-  url: string;
-  headers: Record<string, string>;
-  body: string;
-  timeoutMs: number;
-  signal: AbortSignal;
-}
-
-/** The transport: only moves bytes; any 2xx is a delivery. */
-export type WebhookSender = (req: WebhookRequest) => Promise<{ status: number }>;
-
-export const fetchSender: WebhookSender = async (req) => {
-  const res = await fetch(req.url, {
-    method: 'POST',
-    headers: req.headers,
-    body: req.body,
-    // A redirect could point a signed event at another host: not followed, it counts as a failure.
-    redirect: 'manual',
-    signal: AbortSignal.any([req.signal, AbortSignal.timeout(req.timeoutMs)]),
-  });
-  await res.body?.cancel();
-  return { status: res.status };
-};
-
 /**
  * Exponential backoff with "equal jitter": half of min(max, base * 2^(attempt-1)) plus a random half, so
  * receivers coming back up are not hit by every sender at once, and no retry comes at once.
@@ -80,8 +59,15 @@ export interface DispatcherDeps {
   logger: Logger;
   now: () => number;
   random?: () => number;
+  /** Where events may go: checked before every attempt, and by the default transport on every resolved address. */
+  destinations: WebhookDestinations;
+  /** The default transport's resolver (getaddrinfo). */
+  resolve?: Resolve;
+  /** The transport; by default node:http(s) connecting only to checked addresses (sender.ts). */
   send?: WebhookSender;
   policy?: Partial<DispatchPolicy>;
+  /** Hears of every failed attempt (the failure counter): refused, unanswered or answered other than 2xx. */
+  onAttemptFailed?: () => void;
 }
 
 export interface WebhookDispatcher {
@@ -106,7 +92,12 @@ export function createWebhookDispatcher(deps: DispatcherDeps): WebhookDispatcher
   const { db, logger, now } = deps;
   const policy = { ...DEFAULT_DISPATCH_POLICY, ...deps.policy };
   const random = deps.random ?? Math.random;
-  const send = deps.send ?? fetchSender;
+  const send =
+    deps.send ??
+    createWebhookSender({
+      destinations: deps.destinations,
+      ...(deps.resolve ? { resolve: deps.resolve } : {}),
+    });
   const aborter = new AbortController();
   let timer: NodeJS.Timeout | null = null;
   let running: Promise<unknown> | null = null;
@@ -128,9 +119,13 @@ export function createWebhookDispatcher(deps: DispatcherDeps): WebhookDispatcher
       });
       return false;
     }
-    const secret = deps.secrets.open(row.webhookId, target.secretSealed);
     let error: string | null = null;
+    let refused = false;
     try {
+      // Whatever the transport, a URL of a forbidden form (a row from before the rules, a rule tightened) is not
+      // sent, and its secret is not even opened.
+      deps.destinations.checkUrl(target.url);
+      const secret = deps.secrets.open(row.webhookId, target.secretSealed);
       const res = await send({
         url: target.url,
         headers: {
@@ -144,7 +139,8 @@ export function createWebhookDispatcher(deps: DispatcherDeps): WebhookDispatcher
         timeoutMs: policy.timeoutMs,
         signal: aborter.signal,
       });
-      if (res.status < 200 || res.status >= 300) error = `HTTP ${res.status}`;
+      if (res.status >= 300 && res.status < 400) error = `HTTP ${res.status}: redirects are not followed`;
+      else if (res.status < 200 || res.status >= 300) error = `HTTP ${res.status}`;
     } catch (err) {
       if (aborter.signal.aborted) {
         // Stopping: not the receiver's fault; hand the row back untouched for the next start.
@@ -157,7 +153,8 @@ export function createWebhookDispatcher(deps: DispatcherDeps): WebhookDispatcher
         });
         return false;
       }
-      error = (err as Error).message.slice(0, 200);
+      refused = err instanceof WebhookUrlError;
+      error = `${refused ? 'refused: ' : ''}${(err as Error).message}`.slice(0, 200);
     }
     const t = now();
     const log = { event: 'webhook.attempt', eventId: row.eventId, webhookId: row.webhookId, attempts };
@@ -172,6 +169,7 @@ export function createWebhookDispatcher(deps: DispatcherDeps): WebhookDispatcher
       logger.debug({ ...log, outcome: 'delivered' }, 'webhook delivered');
       return true;
     }
+    deps.onAttemptFailed?.();
     const dead = attempts >= policy.maxAttempts;
     const next = t + backoffMs(attempts, policy, random);
     await settleOutbox(db, row.id, {
@@ -182,7 +180,14 @@ export function createWebhookDispatcher(deps: DispatcherDeps): WebhookDispatcher
       at: t,
     });
     logger.warn(
-      { ...log, outcome: dead ? 'dead' : 'retry', origin: originOf(target.url), error, nextAttemptAt: next },
+      {
+        ...log,
+        outcome: dead ? 'dead' : 'retry',
+        origin: originOf(target.url),
+        error,
+        ...(refused ? { code: 'WEBHOOK_URL_FORBIDDEN' } : {}),
+        nextAttemptAt: next,
+      },
       dead ? 'webhook given up' : 'webhook failed, will retry',
     );
     return false;

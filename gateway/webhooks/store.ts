@@ -243,6 +243,16 @@ export async function outboxOf(db: Db, eventId: string): Promise<OutboxRow[]> {
   return rows.map(toOutbox);
 }
 
+/** Rows still to be sent (pending: due, waiting for a retry, or being sent); the outbox depth gauge. */
+export async function countPendingOutbox(db: Db): Promise<number> {
+  const row = await db
+    .selectFrom('webhook_outbox')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('status', '=', 'pending')
+    .executeTakeFirst();
+  return Number(row?.n ?? 0);
+}
+
 /** Drops delivered and dead rows older than the cut-off; pending rows stay until they settle. */
 export async function purgeOutbox(db: Db, before: number): Promise<number> {
   const r = await db
