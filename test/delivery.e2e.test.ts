@@ -19,6 +19,7 @@ beforeAll(async () => {
     year: vehicle.year,
     provider: vehicle.provider,
     ownerId: vehicle.ownerId,
+    consent: ['unlock', 'lock'],
   });
   expect(linked.status).toBe(201);
 });
@@ -203,6 +204,7 @@ describe('API refusals', () => {
         year: v.year,
         provider: v.provider,
         ownerId: v.ownerId,
+        consent: ['unlock', 'lock'],
       });
       expect(r.status).toBe(422);
       expect(r.body.code).toBe('VEHICLE_NOT_COMPATIBLE');
@@ -212,8 +214,10 @@ describe('API refusals', () => {
       ...volvoWithOnstar,
       position: undefined,
       provider: 'onstar',
+      consent: ['unlock', 'lock'],
     });
     expect(wrongProvider.status).toBe(422);
+    expect(wrongProvider.body.code).toBe('VEHICLE_NOT_COMPATIBLE');
     const bad = await stack.request('POST', '/v1/vehicles', {
       vin: '1G1ZE5ST5KF10023O',
       make: 'Chevrolet',
@@ -221,6 +225,7 @@ describe('API refusals', () => {
       year: 2019,
       provider: 'onstar',
       ownerId: 'o',
+      consent: ['unlock', 'lock'],
     });
     expect(bad.status).toBe(400);
     expect(bad.body.code).toBe('VIN_MALFORMED');

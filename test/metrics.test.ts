@@ -30,6 +30,7 @@ beforeAll(async () => {
       year: v.year,
       provider: v.provider,
       ownerId: 'owner-metrics',
+      consent: ['unlock', 'lock'],
     });
     expect(r.status).toBe(201);
     vehicles.push(v);

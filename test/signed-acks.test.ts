@@ -144,6 +144,7 @@ describe('signed acks as evidence', () => {
           year: 2015,
           provider: 'volvo-on-call',
           ownerId: 'o',
+          consent: ['unlock', 'lock'],
         }),
       ),
     ).toBe('VEHICLE_NOT_ENROLLED');

@@ -18,8 +18,15 @@ export const LinkVehicleBody = z.strictObject({
   year: z.number().int().min(1980).max(2100),
   provider: z.string().min(1).max(32),
   ownerId: Id,
-  /** Optional; when given it must be exactly ["unlock", "lock"] (CONSENT_INVALID otherwise). */
-  consent: z.array(z.string().min(1).max(32)).max(8).optional(),
+  // Required, like VIN syntax checked by the service: missing, or anything but exactly unlock and lock, is
+  // 422 CONSENT_INVALID (one code for every consent problem) rather than a generic 400.
+  consent: z
+    .array(z.string().min(1).max(32))
+    .max(8)
+    .optional()
+    .describe(
+      'Required: exactly ["unlock", "lock"], in any order; missing or anything else is 422 CONSENT_INVALID',
+    ),
 });
 
 export const VehicleView = z.object({

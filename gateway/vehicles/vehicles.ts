@@ -36,7 +36,10 @@ export interface LinkInput {
   year: number;
   provider: string;
   ownerId: string;
-  /** What the owner consents to; when given it must be exactly unlock and lock. */
+  /**
+   * What the owner consents to: required, and exactly unlock and lock. Optional in the type only so that a request
+   * without it reaches link() and is refused with CONSENT_INVALID, never linked on an assumed consent.
+   */
   consent?: string[];
 }
 
@@ -73,7 +76,13 @@ export function createVehicleService(deps: VehicleServiceDeps) {
   const { db, write, now } = deps;
 
   async function link(input: LinkInput): Promise<VehicleRecord> {
-    if (input.consent !== undefined && !isExactConsent(input.consent)) {
+    // Deny by default: consent is the owner's statement, so a link that states none is refused, not assumed.
+    if (input.consent === undefined) {
+      throw new ApiError('CONSENT_INVALID', {
+        detail: `consent is required: exactly ${CONSENTED_ACTIONS.join(' and ')}; none was given`,
+      });
+    }
+    if (!isExactConsent(input.consent)) {
       throw new ApiError('CONSENT_INVALID', {
         detail: `consent is exactly ${CONSENTED_ACTIONS.join(' and ')}; asked for ${input.consent.join(', ') || 'nothing'}`,
       });
