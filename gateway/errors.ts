@@ -182,7 +182,8 @@ export const ERRORS = {
   },
   VIN_YEAR_MISMATCH: {
     status: 422,
-    title: 'VIN model-year character (position 10) does not agree with the stated year',
+    title:
+      'VIN model year (position 10, its 30-year cycle from position 7) does not agree with the stated year',
     retryable: false,
     resolution: 'FIX_REQUEST',
   },

@@ -115,6 +115,10 @@ describe('linking: VIN agreement and consent', () => {
     const r = await stack.request('POST', '/v1/vehicles', linkBody(seedVehicle(MALIBU), { year: 2018 }));
     expect(r.status).toBe(422);
     expect(r.body.code).toBe('VIN_YEAR_MISMATCH');
+    // 'K' is 1989 only with a digit at position 7; this Malibu has a letter there, so it is a 2019.
+    const cycle = await stack.request('POST', '/v1/vehicles', linkBody(seedVehicle(MALIBU), { year: 1989 }));
+    expect(cycle.status).toBe(422);
+    expect(cycle.body.code).toBe('VIN_YEAR_MISMATCH');
   });
 
   it('refuses a VIN whose WMI is not the stated make: 422 VIN_MAKE_MISMATCH', async () => {

@@ -4,6 +4,7 @@ import {
   type Catalog,
   entryForMake,
   findCompatible,
+  modelYearOf,
   type StateMessage,
   vinAgreesWithWmi,
   vinAgreesWithYear,
@@ -91,7 +92,7 @@ export function createVehicleService(deps: VehicleServiceDeps) {
     if (problem) throw new ApiError(problem);
     if (!vinAgreesWithYear(input.vin, input.year)) {
       throw new ApiError('VIN_YEAR_MISMATCH', {
-        detail: `VIN position 10 is '${input.vin[9]}', which is not model year ${input.year}`,
+        detail: `VIN positions 7 and 10 ('${input.vin[6]}', '${input.vin[9]}') state model year ${modelYearOf(input.vin) ?? 'none'}, not ${input.year}`,
       });
     }
     const entry = entryForMake(deps.catalog, input.make);
