@@ -268,6 +268,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       now: deps.watchdog?.now ?? now,
       logger: logger.child({ component: 'watchdog' }),
       ...(deps.watchdog?.every ? { every: deps.watchdog.every } : {}),
+      onRelocked: () => metrics.watchdogRelocked(),
     });
     const startedWatchdog = watchdog;
     const readiness = createReadiness({

@@ -23,6 +23,7 @@ let time: number;
 let relocks: string[];
 let outcome: RelockOutcome;
 let release: (() => void) | null;
+let relocked: number;
 
 /** A timer the test fires by hand. */
 function manualEvery(): { every: Every; fire(): void; intervals: number[]; cancelled: number } {
@@ -57,6 +58,9 @@ function watchdog(every?: Every) {
     now: () => time,
     logger: pino({ level: 'silent' }),
     ...(every ? { every } : {}),
+    onRelocked: () => {
+      relocked++;
+    },
   });
 }
 
@@ -94,6 +98,7 @@ beforeEach(async () => {
   relocks = [];
   outcome = 'locked';
   release = null;
+  relocked = 0;
   for (const vin of [VIN, OTHER_VIN]) {
     await insertVehicle(store.db, {
       vin,
@@ -148,6 +153,16 @@ describe('the relock watchdog', () => {
     expect(await w.sweep()).toEqual([]);
     time = T0 + 1_000;
     expect(await w.sweep()).toEqual([{ deliveryId: id, outcome: 'locked' }]);
+  });
+
+  it('reports each lock the car confirmed, not one it could not confirm (the metric)', async () => {
+    await delivery(VIN, { status: 'unlocked', unlockedAt: T0 - RELOCK_AFTER_MS });
+    outcome = 'unconfirmed';
+    await watchdog().sweep();
+    expect(relocked).toBe(0);
+    outcome = 'locked';
+    await watchdog().sweep();
+    expect(relocked).toBe(1);
   });
 
   it('sends nothing for an unlinked vehicle (unlinking locked it, or the car fail-safe will)', async () => {

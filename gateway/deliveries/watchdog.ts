@@ -26,6 +26,8 @@ export interface RelockWatchdogDeps {
   now: () => number;
   logger: Logger;
   every?: Every;
+  /** Hears each car the watchdog locked and the car confirmed (metrics); it must not throw. */
+  onRelocked?: () => void;
 }
 
 export interface SweepResult {
@@ -60,6 +62,7 @@ export function createRelockWatchdog(deps: RelockWatchdogDeps): RelockWatchdog {
             { event: 'watchdog.relock', deliveryId: d.id, vin: d.vin, outcome },
             'watchdog relock',
           );
+          if (outcome === 'locked') deps.onRelocked?.();
           return { deliveryId: d.id, outcome };
         } catch (err) {
           deps.logger.error(
