@@ -154,14 +154,21 @@ export function createUnlocking(
     const t = now();
     const prepared = await prepareCommand(d, 'unlock', d.windowEnd);
     const command = await write(async (trx) => {
-      // Reserve the unlock only if nobody else used it meanwhile (another replica, say).
+      // Reserve the unlock only if nobody else used it meanwhile (another replica, say), and only if the delivery
+      // did not expire meanwhile (its window ended while the checks ran: expiry.ts).
       const reserved = await trx
         .updateTable('deliveries')
         .set({ unlocks_used: d.unlocksUsed + 1, updated_at: t })
         .where('id', '=', d.id)
         .where('unlocks_used', '=', d.unlocksUsed)
+        .where('status', '<>', 'expired')
         .executeTakeFirst();
-      if (Number(reserved.numUpdatedRows) !== 1) throw new ApiError('UNLOCK_LIMIT_REACHED');
+      if (Number(reserved.numUpdatedRows) !== 1) {
+        const current = await findDelivery(trx, d.id);
+        throw current?.status === 'expired'
+          ? new ApiError('DELIVERY_NOT_ACTIVE', { detail: 'the delivery expired', mayHaveSucceeded: false })
+          : new ApiError('UNLOCK_LIMIT_REACHED');
+      }
       await appendEvent(trx, d.id, {
         at: t,
         kind: 'unlock_granted',

@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import { PositionSchema } from '../../protocols/index.ts';
 import { RESOLUTIONS } from '../errors.ts';
+import { DELIVERY_STATUSES } from '../store/deliveries.ts';
 
 const Id = z
   .string()
@@ -131,7 +132,7 @@ export const DeliveryView = z.object({
   driverId: z.string(),
   packageIds: z.array(z.string()),
   window: z.object({ start: z.string(), end: z.string() }),
-  status: z.string(),
+  status: z.enum(DELIVERY_STATUSES),
   unlocksUsed: z.number(),
   blocked: z.boolean(),
   parking: z
