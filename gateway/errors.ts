@@ -247,6 +247,12 @@ export const ERRORS = {
     retryable: true,
     resolution: 'RETRY_LATER',
   },
+  VEHICLE_CERTIFICATE_REVOKED: {
+    status: 409,
+    title: "The vehicle's certificate is revoked: no command is sent to it",
+    retryable: false,
+    resolution: 'CONTACT_SUPPORT',
+  },
   VEHICLE_ACK_INVALID: {
     status: 502,
     title: "The vehicle's acknowledgement did not verify against its certificate",
@@ -333,6 +339,18 @@ export class KeyRingError extends Error {
   constructor(code: KeyRingErrorCode, message: string) {
     super(message);
     this.name = 'KeyRingError';
+    this.code = code;
+  }
+}
+
+export type CrlErrorCode = 'CRL_INVALID' | 'CRL_STALE';
+
+/** A CRL the gateway's own revocation check does not take (vehicles/revocation.ts); never crosses the network. */
+export class CrlError extends Error {
+  readonly code: CrlErrorCode;
+  constructor(code: CrlErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'CrlError';
     this.code = code;
   }
 }

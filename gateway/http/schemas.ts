@@ -39,7 +39,10 @@ export const VehicleView = z.object({
   ownerId: z.string(),
   consent: z.array(z.string()),
   blocked: z.boolean(),
+  /** False for a revoked car, whatever it reported last. */
   online: z.boolean(),
+  /** Its certificate is on the CA's revocation list: the broker refuses it and the gateway sends it nothing. */
+  revoked: z.boolean(),
   locked: z.boolean().nullable(),
   ignition: z.enum(['on', 'off']).nullable(),
   position: PositionSchema.nullable(),

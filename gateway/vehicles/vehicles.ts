@@ -20,6 +20,7 @@ import {
   insertVehicle,
   listVehicles,
   listVehiclesWithoutCertificate,
+  markVehicleOffline,
   pinVehicleCertificateIfMissing,
   recordVehicleState,
   relinkVehicle,
@@ -71,12 +72,25 @@ export interface VehicleServiceDeps {
   maxRadiusM: number;
   /** The CA-issued certificate for a VIN, checked (vehicle-certs.ts): pinned at link time for its signed acks. */
   certificateFor: (vin: string, now: number) => PinnedCertificate;
+  /** Whether the VIN's certificate is on the CRL (revocation.ts); never revoked without it. */
+  certificateRevoked?: (vin: string) => Promise<boolean>;
+}
+
+/** A linked vehicle as the API shows it: a car whose certificate is revoked is offline, whatever it reported last. */
+export interface VehicleState extends VehicleRecord {
+  revoked: boolean;
 }
 
 export function createVehicleService(deps: VehicleServiceDeps) {
   const { db, write, now } = deps;
 
-  async function link(input: LinkInput): Promise<VehicleRecord> {
+  async function stateOf(v: VehicleRecord): Promise<VehicleState> {
+    const revoked = (await deps.certificateRevoked?.(v.vin)) ?? false;
+    // The broker refuses it, so no report, command or answer passes: offline even if its last report said online.
+    return { ...v, online: v.online && !revoked, revoked };
+  }
+
+  async function link(input: LinkInput): Promise<VehicleState> {
     // Deny by default: consent is the owner's statement, so a link that states none is refused, not assumed.
     if (input.consent === undefined) {
       throw new ApiError('CONSENT_INVALID', {
@@ -139,13 +153,21 @@ export function createVehicleService(deps: VehicleServiceDeps) {
         },
       });
     });
-    return (await findVehicle(db, input.vin)) as VehicleRecord;
+    return stateOf((await findVehicle(db, input.vin)) as VehicleRecord);
   }
 
-  async function get(vin: string): Promise<VehicleRecord> {
+  async function get(vin: string): Promise<VehicleState> {
     const v = await findVehicle(db, vin);
     if (!v || v.unlinkedAt !== null) throw new ApiError('NOT_FOUND', { detail: `no linked vehicle ${vin}` });
-    return v;
+    return stateOf(v);
+  }
+
+  /**
+   * The broker closed the car's live session because its certificate is revoked: the car is offline now. Its will
+   * is refused with that certificate, so without this the gateway would hear nothing until a report was due.
+   */
+  async function sessionRevoked(vin: string): Promise<void> {
+    await write((trx) => markVehicleOffline(trx, vin));
   }
 
   async function addLocation(input: LocationInput): Promise<LocationRecord> {
@@ -218,10 +240,10 @@ export function createVehicleService(deps: VehicleServiceDeps) {
     return { pinned, unpinned };
   }
 
-  const list = async (): Promise<VehicleRecord[]> =>
-    (await listVehicles(db)).filter((v) => v.unlinkedAt === null);
+  const list = async (): Promise<VehicleState[]> =>
+    Promise.all((await listVehicles(db)).filter((v) => v.unlinkedAt === null).map(stateOf));
 
-  return { link, get, list, addLocation, observe, pinMissingCertificates };
+  return { link, get, list, addLocation, observe, sessionRevoked, pinMissingCertificates };
 }
 
 export type VehicleService = ReturnType<typeof createVehicleService>;
