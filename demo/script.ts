@@ -56,6 +56,7 @@ export async function playDemoDelivery(deps: DemoDeps): Promise<string> {
         year: v.year,
         provider: v.provider,
         ownerId: v.ownerId,
+        consent: ['unlock', 'lock'],
       }),
       201,
     );

@@ -189,7 +189,8 @@ export const ERRORS = {
   },
   VIN_YEAR_MISMATCH: {
     status: 422,
-    title: 'VIN model-year character (position 10) does not agree with the stated year',
+    title:
+      'VIN model year (position 10, its 30-year cycle from position 7) does not agree with the stated year',
     retryable: false,
     resolution: 'FIX_REQUEST',
   },
@@ -252,6 +253,12 @@ export const ERRORS = {
     title: 'The car reports its ignition on',
     retryable: true,
     resolution: 'RETRY_LATER',
+  },
+  VEHICLE_CERTIFICATE_REVOKED: {
+    status: 409,
+    title: "The vehicle's certificate is revoked: no command is sent to it",
+    retryable: false,
+    resolution: 'CONTACT_SUPPORT',
   },
   VEHICLE_ACK_INVALID: {
     status: 502,
@@ -345,6 +352,18 @@ export class KeyRingError extends Error {
   constructor(code: KeyRingErrorCode, message: string) {
     super(message);
     this.name = 'KeyRingError';
+    this.code = code;
+  }
+}
+
+export type CrlErrorCode = 'CRL_INVALID' | 'CRL_STALE';
+
+/** A CRL the gateway's own revocation check does not take (vehicles/revocation.ts); never crosses the network. */
+export class CrlError extends Error {
+  readonly code: CrlErrorCode;
+  constructor(code: CrlErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'CrlError';
     this.code = code;
   }
 }

@@ -2,7 +2,7 @@
 import { createPrivateKey, randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { type Catalog, TOKEN_ISSUER } from '../protocols/index.ts';
+import { type Catalog, TOKEN_ISSUER, VIN_PATTERN } from '../protocols/index.ts';
 import { ADMIN_GRANT, createApiKey, type Grant } from './access/api-keys.ts';
 import { type AuditLog, createAuditLog, scheduleCheckpoints } from './audit/log.ts';
 import { type Broker, createBroker, vehicleSessions } from './broker/broker.ts';
@@ -23,12 +23,13 @@ import type { GatewayMaterial } from './platform/material.ts';
 import { createMetrics, type GatewayMetrics } from './platform/metrics.ts';
 import { createReadiness, type ReadinessReport } from './platform/readiness.ts';
 import { openStore, type Store, storeConfigOf } from './store/store.ts';
-import { countOnlineVehicles, providerOf } from './store/vehicles.ts';
+import { countOnlineVehicles, findVehicleCertificate, providerOf } from './store/vehicles.ts';
 import { enrolledCertificates } from './vehicles/certificates.ts';
 import { createKeyRotation, type KeyRotation } from './vehicles/key-rotation.ts';
 import { createVehicleLimiter } from './vehicles/limiter.ts';
 import { connectVehicleLink, type VehicleLink } from './vehicles/link.ts';
 import { providerMemo } from './vehicles/provider-memo.ts';
+import { createVehicleRevocation } from './vehicles/revocation.ts';
 import { createSigningKeyRing, type SigningKeyRing } from './vehicles/signing-keys.ts';
 import { createVehicleService, type VehicleService } from './vehicles/vehicles.ts';
 import { createWebhookDestinations } from './webhooks/destination.ts';
@@ -124,17 +125,22 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
   let watchdog: RelockWatchdog | undefined;
   let reconciler: Reconciler | undefined;
   try {
+    // The gateway's own reading of the CRL the broker enforces, so that a revoked car gets no command through an
+    // external broker too (which may keep its live session), and shows revoked and offline at once.
+    const revocation = createVehicleRevocation({
+      caPem: material.ca,
+      crl: material.crl,
+      ...(material.vehicleCertificate ? { issuedCertificate: material.vehicleCertificate } : {}),
+      pinnedCertificate: (vin) => findVehicleCertificate(store.db, vin),
+    });
+    const brokerLogger = logger.child({ component: 'broker' });
     if (!config.MQTT_URL) {
-      const brokerLogger = logger.child({ component: 'broker' });
       broker = await createBroker({
         tls: { ca: material.ca, cert: material.brokerCert, key: material.brokerKey, crl: material.crl },
         host: config.MQTT_HOST,
         port: config.MQTT_PORT,
         logger: brokerLogger,
       });
-      if (material.crlFile) {
-        crlWatch = watchCrl({ file: material.crlFile, broker, logger: brokerLogger, current: material.crl });
-      }
     }
     const brokerUrl =
       config.MQTT_URL ??
@@ -154,7 +160,32 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       newId,
       maxRadiusM: config.MAX_RADIUS_M,
       certificateFor: enrolledCertificate,
+      certificateRevoked: revocation.isRevoked,
     });
+    // The embedded broker closes a revoked car's live session and refuses its will (it carries the revoked
+    // certificate), so it tells the gateway itself: the car is offline from this moment.
+    broker?.onRefusal((refusal) => {
+      const vin = refusal.identity;
+      if (refusal.stage !== 'session' || refusal.code !== 'CERT_REVOKED' || !vin || !VIN_PATTERN.test(vin))
+        return;
+      vehicles
+        .sessionRevoked(vin)
+        .then(() => logger.info({ event: 'vehicle.session_revoked', vin }, 'revoked car is offline'))
+        .catch((err: unknown) => logger.error({ err, vin }, 'revoked car not recorded offline'));
+    });
+    if (material.crlFile) {
+      const embedded = broker;
+      // The gateway's check first, so that by the time the broker drops a session the car reads as revoked.
+      crlWatch = watchCrl({
+        file: material.crlFile,
+        targets: [
+          { name: 'vehicles', reloadCrl: (pem) => revocation.reloadCrl(pem) },
+          ...(embedded ? [{ name: 'broker', reloadCrl: (pem: string) => embedded.reloadCrl(pem) }] : []),
+        ],
+        logger: brokerLogger,
+        current: material.crl,
+      });
+    }
     const backfill = await vehicles.pinMissingCertificates();
     if (backfill.unpinned.length > 0) {
       logger.warn(
@@ -232,6 +263,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
         now,
       ),
       notify,
+      certificateRevoked: revocation.isRevoked,
     });
     const linkLogger = logger.child({ component: 'vehicle-link' });
     link = await connectVehicleLink({
@@ -287,6 +319,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       now: deps.watchdog?.now ?? now,
       logger: logger.child({ component: 'watchdog' }),
       ...(deps.watchdog?.every ? { every: deps.watchdog.every } : {}),
+      onRelocked: () => metrics.watchdogRelocked(),
     });
     const startedWatchdog = watchdog;
     const readiness = createReadiness({

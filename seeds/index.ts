@@ -5,18 +5,34 @@ import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { type Catalog, CatalogSchema, ProviderIdSchema } from '../protocols/catalog.ts';
 import { PositionSchema, Vin } from '../protocols/messages.ts';
+import { modelYearOf, vinProblem } from '../protocols/vin.ts';
 
 export const SEEDS_DIR = dirname(fileURLToPath(import.meta.url));
 
-export const SeedVehicleSchema = z.strictObject({
-  vin: Vin,
-  make: z.string(),
-  model: z.string(),
-  year: z.number().int(),
-  provider: ProviderIdSchema,
-  ownerId: z.string(),
-  position: PositionSchema,
-});
+export const SeedVehicleSchema = z
+  .strictObject({
+    vin: Vin,
+    make: z.string(),
+    model: z.string(),
+    year: z.number().int(),
+    provider: ProviderIdSchema,
+    ownerId: z.string(),
+    position: PositionSchema,
+  })
+  // A seed is what linking will be asked to accept: its VIN must pass the same checks (check digit, model year).
+  .superRefine((v, ctx) => {
+    if (vinProblem(v.vin) === 'VIN_CHECK_DIGIT') {
+      ctx.addIssue({ code: 'custom', path: ['vin'], message: `${v.vin}: wrong check digit (position 9)` });
+    }
+    const year = modelYearOf(v.vin);
+    if (year !== v.year) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['year'],
+        message: `${v.vin} states model year ${year} (positions 7 and 10), not ${v.year}`,
+      });
+    }
+  });
 export type SeedVehicle = z.infer<typeof SeedVehicleSchema>;
 
 export const SeedLocationSchema = z.strictObject({

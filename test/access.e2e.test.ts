@@ -207,6 +207,7 @@ describe('object-level authorization (BOLA)', () => {
       year: other.year,
       provider: other.provider,
       ownerId: 'owner-ada',
+      consent: ['unlock', 'lock'],
     });
     expect(linked.status).toBe(404);
     expect((await admin('GET', `/v1/vehicles/${other.vin}`)).status).toBe(404);

@@ -54,7 +54,17 @@ beforeAll(async () => {
   location = stack.seeds.locations.find((l) => l.ownerId === vehicle.ownerId) as SeedLocation;
   const { vin, make, model, year, provider, ownerId } = vehicle;
   expect(
-    (await stack.request('POST', '/v1/vehicles', { vin, make, model, year, provider, ownerId })).status,
+    (
+      await stack.request('POST', '/v1/vehicles', {
+        vin,
+        make,
+        model,
+        year,
+        provider,
+        ownerId,
+        consent: ['unlock', 'lock'],
+      })
+    ).status,
   ).toBe(201);
   const loc = await stack.request('POST', '/v1/locations', {
     ownerId,

@@ -31,6 +31,7 @@ const linkBody = (v: SeedVehicle, over: Record<string, unknown> = {}) => ({
   year: v.year,
   provider: v.provider,
   ownerId: v.ownerId,
+  consent: ['unlock', 'lock'],
   ...over,
 });
 
@@ -114,6 +115,10 @@ describe('linking: VIN agreement and consent', () => {
     const r = await stack.request('POST', '/v1/vehicles', linkBody(seedVehicle(MALIBU), { year: 2018 }));
     expect(r.status).toBe(422);
     expect(r.body.code).toBe('VIN_YEAR_MISMATCH');
+    // 'K' is 1989 only with a digit at position 7; this Malibu has a letter there, so it is a 2019.
+    const cycle = await stack.request('POST', '/v1/vehicles', linkBody(seedVehicle(MALIBU), { year: 1989 }));
+    expect(cycle.status).toBe(422);
+    expect(cycle.body.code).toBe('VIN_YEAR_MISMATCH');
   });
 
   it('refuses a VIN whose WMI is not the stated make: 422 VIN_MAKE_MISMATCH', async () => {
@@ -137,6 +142,32 @@ describe('linking: VIN agreement and consent', () => {
     );
     expect(r.status).toBe(400);
     expect(r.body.code).toBe('VIN_CHECK_DIGIT');
+  });
+
+  it('refuses a link that states no consent: 422 CONSENT_INVALID, and nothing is written', async () => {
+    const linkedBefore = await sql<{
+      n: number;
+    }>`select count(*) as n from audit_entries where kind = 'vehicle_linked'`.execute(stack.gateway.store.db);
+    const r = await stack.request(
+      'POST',
+      '/v1/vehicles',
+      linkBody(seedVehicle(MALIBU), { consent: undefined }),
+    );
+    expect(r.status).toBe(422);
+    expect(r.body).toMatchObject({ code: 'CONSENT_INVALID', retryable: false, resolution: 'FIX_REQUEST' });
+    // A consent that is not a list of actions never reaches the service.
+    for (const consent of [null, 'unlock,lock', { unlock: true, lock: true }, [['unlock'], ['lock']]]) {
+      const hostile = await stack.request('POST', '/v1/vehicles', linkBody(seedVehicle(MALIBU), { consent }));
+      expect(hostile.status).toBe(400);
+      expect(hostile.body.code).toBe('VALIDATION_FAILED');
+    }
+    expect((await stack.request('GET', `/v1/vehicles/${MALIBU}`)).status).toBe(404);
+    const row = await sql`select vin from vehicles where vin = ${MALIBU}`.execute(stack.gateway.store.db);
+    expect(row.rows).toEqual([]);
+    const linkedAfter = await sql<{
+      n: number;
+    }>`select count(*) as n from audit_entries where kind = 'vehicle_linked'`.execute(stack.gateway.store.db);
+    expect(linkedAfter.rows).toEqual(linkedBefore.rows);
   });
 
   it('refuses consent to anything but exactly unlock and lock: 422 CONSENT_INVALID', async () => {

@@ -56,6 +56,7 @@ describe.each(DIALECTS)('on %s', (dialect) => {
       year: vehicle.year,
       provider: vehicle.provider,
       ownerId: vehicle.ownerId,
+      consent: ['unlock', 'lock'],
     });
     expect(linked.status).toBe(201);
   });
@@ -211,6 +212,7 @@ describe.each(DIALECTS)('on %s', (dialect) => {
           year: v.year,
           provider: v.provider,
           ownerId: v.ownerId,
+          consent: ['unlock', 'lock'],
         });
         expect(r.status).toBe(422);
         expect(r.body.code).toBe('VEHICLE_NOT_COMPATIBLE');
@@ -220,8 +222,10 @@ describe.each(DIALECTS)('on %s', (dialect) => {
         ...volvoWithOnstar,
         position: undefined,
         provider: 'onstar',
+        consent: ['unlock', 'lock'],
       });
       expect(wrongProvider.status).toBe(422);
+      expect(wrongProvider.body.code).toBe('VEHICLE_NOT_COMPATIBLE');
       const bad = await stack.request('POST', '/v1/vehicles', {
         vin: '1G1ZE5ST5KF10023O',
         make: 'Chevrolet',
@@ -229,6 +233,7 @@ describe.each(DIALECTS)('on %s', (dialect) => {
         year: 2019,
         provider: 'onstar',
         ownerId: 'o',
+        consent: ['unlock', 'lock'],
       });
       expect(bad.status).toBe(400);
       expect(bad.body.code).toBe('VIN_MALFORMED');

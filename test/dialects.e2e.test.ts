@@ -24,7 +24,9 @@ beforeAll(async () => {
   for (const vin of [MALIBU, ACADIA]) {
     const v = stack.seeds.vehicles.find((x) => x.vin === vin) as SeedVehicle;
     const { position: _, ...body } = v;
-    expect((await stack.request('POST', '/v1/vehicles', body)).status).toBe(201);
+    expect(
+      (await stack.request('POST', '/v1/vehicles', { ...body, consent: ['unlock', 'lock'] })).status,
+    ).toBe(201);
   }
 });
 afterAll(async () => {

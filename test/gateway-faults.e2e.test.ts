@@ -39,6 +39,7 @@ beforeAll(async () => {
       year: v.year,
       provider: v.provider,
       ownerId: v.ownerId,
+      consent: ['unlock', 'lock'],
     });
     expect(r.status).toBe(201);
   }

@@ -1,10 +1,14 @@
-// The hostile-input suite (issue 3): each hostile command is refused with its code and leaves the car exactly as it was.
+// The hostile-input suite (issue 3): each hostile command is refused with its code and leaves the car exactly as it was;
+// a hostile link (no explicit consent to exactly unlock and lock) is refused and leaves the store as it was.
 import { createHmac, createPublicKey } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { ApiError } from '../gateway/errors.ts';
+import { auditTreeSize } from '../gateway/store/audit.ts';
+import { findVehicle } from '../gateway/store/vehicles.ts';
 import {
   type KeyRing,
   keyRingFrom,
@@ -34,6 +38,7 @@ import {
   VIN,
   wrap,
 } from './helpers/forge.ts';
+import { CAR_VIN, type Loopback, startLoopback } from './helpers/loopback.ts';
 
 let trusted: TrustedKeysFile;
 let kidA: string;
@@ -544,5 +549,73 @@ describe('a revoked delivery', () => {
       (await forgeCommand({ action: 'revoke', key: 'attacker', kid: kidA })).raw,
       'TOKEN_SIGNATURE_INVALID',
     );
+  });
+});
+
+describe('a link without explicit consent to exactly unlock and lock', () => {
+  let loop: Loopback;
+  beforeAll(async () => {
+    loop = await startLoopback();
+  });
+  afterAll(async () => {
+    await loop?.close();
+  });
+  const malibu = {
+    vin: CAR_VIN,
+    make: 'Chevrolet',
+    model: 'Malibu',
+    year: 2019,
+    provider: 'onstar',
+    ownerId: 'owner-ada',
+  };
+  const codeOf = async (consent: string[] | undefined): Promise<string> => {
+    try {
+      await loop.vehicles.link({ ...malibu, ...(consent === undefined ? {} : { consent }) });
+      return 'LINKED';
+    } catch (err) {
+      if (err instanceof ApiError) return err.code;
+      throw err;
+    }
+  };
+  const exact = (c: string[] | undefined): boolean =>
+    c !== undefined && c.length === 2 && c.includes('unlock') && c.includes('lock');
+
+  it('is refused with CONSENT_INVALID whatever it says instead, and nothing is written (property)', async () => {
+    const auditBefore = await auditTreeSize(loop.store.db);
+    const word = fc.oneof(
+      fc.constantFrom(
+        'unlock',
+        'lock',
+        'UNLOCK',
+        'Lock',
+        ' unlock',
+        'lock ',
+        'unlock\u0000',
+        'un\u200block',
+        'unl\u043eck', // a Cyrillic o
+        'remote_start',
+        'trunk',
+        '*',
+        '',
+      ),
+      fc.string({ maxLength: 12 }),
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.option(fc.array(word, { maxLength: 5 }), { nil: undefined }), async (consent) => {
+        fc.pre(!exact(consent));
+        expect(await codeOf(consent)).toBe('CONSENT_INVALID');
+      }),
+      {
+        numRuns: 300,
+        examples: [[undefined], [[]], [['unlock']], [['unlock', 'unlock']], [['lock', 'lock']]],
+      },
+    );
+    expect(await findVehicle(loop.store.db, CAR_VIN)).toBeNull();
+    expect(await auditTreeSize(loop.store.db)).toBe(auditBefore);
+  });
+
+  it('stated exactly (in either order) links the car with unlock and lock', async () => {
+    expect(await codeOf(['lock', 'unlock'])).toBe('LINKED');
+    expect((await findVehicle(loop.store.db, CAR_VIN))?.consent).toEqual(['unlock', 'lock']);
   });
 });

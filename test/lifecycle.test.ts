@@ -29,6 +29,7 @@ async function ready(): Promise<{ stack: Stack; vin: string; deliveryId: string;
     year: v.year,
     provider: v.provider,
     ownerId: v.ownerId,
+    consent: ['unlock', 'lock'],
   });
   expect(linked.status).toBe(201);
   const loc = await s.request('POST', '/v1/locations', {

@@ -31,6 +31,7 @@ beforeAll(async () => {
     year: vehicle.year,
     provider: vehicle.provider,
     ownerId: vehicle.ownerId,
+    consent: ['unlock', 'lock'],
   });
   expect(linked.status).toBe(201);
 });

@@ -30,6 +30,7 @@ beforeAll(async () => {
       year: v.year,
       provider: v.provider,
       ownerId: 'owner-metrics',
+      consent: ['unlock', 'lock'],
     });
     expect(r.status).toBe(201);
     vehicles.push(v);
@@ -181,11 +182,29 @@ describe('/metrics', () => {
     ).toBe(1);
   });
 
-  it('exposes the increment points the watchdog and the webhook outbox feed', async () => {
-    stack.gateway.metrics.watchdogRelocked();
+  it("counts the watchdog's relocks of cars left open, through the running service", async () => {
+    const before = await scrape();
+    expect(before.value(N.watchdogRelocks)).toBe(0);
+    const id = await delivery(vehicles[0]!.vin);
+    expect((await stack.request('POST', `/v1/deliveries/${id}/unlock`, unlockBody())).status).toBe(200);
+    // Nobody locks: RELOCK_AFTER_S later, on the watchdog's clock, its sweep locks the car.
+    stack.advanceWatchdog(90_000 + 1_000);
+    const swept = await stack.gateway.watchdog.sweep();
+    expect(swept).toContainEqual({ deliveryId: id, outcome: 'locked' });
+    expect(stack.fleet.car(vehicles[0]!.vin).car.snapshot().locked).toBe(true);
+    const view = await stack.request('GET', `/v1/deliveries/${id}`);
+    expect(view.body.timeline.map((e: { kind: string }) => e.kind)).toContain('relocked_by_watchdog');
+    // Every car the sweep locked is counted once (an earlier test left another car open, which it locks too).
+    const locked = swept.filter((r) => r.outcome === 'locked').length;
+    expect((await scrape()).value(N.watchdogRelocks) - before.value(N.watchdogRelocks)).toBe(locked);
+    // A sweep with nothing overdue counts nothing.
+    expect(await stack.gateway.watchdog.sweep()).toEqual([]);
+    expect((await scrape()).value(N.watchdogRelocks) - before.value(N.watchdogRelocks)).toBe(locked);
+  });
+
+  it('exposes the increment point the webhook dispatcher feeds', async () => {
     stack.gateway.metrics.webhookFailed();
     const m = await scrape();
-    expect(m.value(N.watchdogRelocks)).toBe(1);
     expect(m.value(N.webhookFailures)).toBe(1);
   });
 

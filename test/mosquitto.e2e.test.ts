@@ -1,7 +1,14 @@
 // The gateway and the simulated fleet, unchanged, against a real Mosquitto configured by `certs mosquitto` (MQTT_URL).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { revokeVehicle } from '../certs/index.ts';
-import { COMPLETED, runDelivery } from './helpers/delivery.ts';
+import {
+  COMPLETED,
+  linkSeeded,
+  registerSeededLocation,
+  runDelivery,
+  scheduleParked,
+  unlockAt,
+} from './helpers/delivery.ts';
 import { type Mosquitto, startMosquitto } from './helpers/mosquitto.ts';
 import { CONNACK_ACCEPTED, connectClient, connectPacket, rawSession } from './helpers/mqtt.ts';
 import { read, type Stack, startStack } from './helpers/stack.ts';
@@ -62,8 +69,15 @@ describe('running with an external Mosquitto', () => {
     expect(await runDelivery(stack, DELIVERED)).toEqual(COMPLETED);
   });
 
-  it('refuses a revoked car once Mosquitto re-reads the CRL on SIGHUP, but keeps its live session', async () => {
+  it('refuses a revoked car once Mosquitto re-reads the CRL on SIGHUP; the gateway, reading the CRL itself, sends it nothing', async () => {
+    const vehicle = await linkSeeded(stack, REVOKED);
+    const { id: locationId, location } = await registerSeededLocation(stack, vehicle.ownerId);
+    const id = await scheduleParked(stack, REVOKED, locationId);
     await revokeVehicle({ dir: stack.pki.dir, vin: REVOKED });
+    // No broker in the gateway's process to tell it: it reads the same crl.pem Mosquitto is given.
+    await expect
+      .poll(async () => (await stack.request('GET', `/v1/vehicles/${REVOKED}`)).body, { timeout: 5_000 })
+      .toMatchObject({ online: false, revoked: true });
     await mosquitto.reload();
     const again = await connectClient(
       mosquitto.url,
@@ -72,7 +86,13 @@ describe('running with an external Mosquitto', () => {
     );
     expect(again.outcome).toEqual({ kind: 'closed' });
     // Documented difference: Mosquitto checks the CRL at the handshake only, so the session that was
-    // already up still carries commands. The embedded broker closes it (broker-revocation.test.ts).
-    expect(await runDelivery(stack, REVOKED)).toEqual(COMPLETED);
+    // already up would still carry commands (the embedded broker closes it, broker-revocation.test.ts);
+    // the gateway refuses to send any.
+    const unlock = await unlockAt(stack, id, location);
+    expect(unlock.status).toBe(409);
+    expect(unlock.body).toMatchObject({ code: 'VEHICLE_CERTIFICATE_REVOKED', mayHaveSucceeded: false });
+    const timeline = (await stack.request('GET', `/v1/deliveries/${id}`)).body.timeline;
+    expect(timeline.map((e: { kind: string }) => e.kind)).not.toContain('command_sent');
+    expect(stack.fleet.car(REVOKED).car.snapshot().locked).toBe(true);
   });
 });

@@ -41,6 +41,7 @@ beforeAll(async () => {
     year: vehicle.year,
     provider: vehicle.provider,
     ownerId: vehicle.ownerId,
+    consent: ['unlock', 'lock'],
   });
   expect(linked.status).toBe(201);
   gatewayKey = createPrivateKey(read(stack.pki.tokenSigningKey));

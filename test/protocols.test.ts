@@ -8,7 +8,7 @@ import {
   computeCheckDigit,
   keyRingFrom,
   mintAccessToken,
-  modelYearsFor,
+  modelYearOf,
   parseStrictJson,
   parseTopic,
   type ReplayGuard,
@@ -84,11 +84,28 @@ describe('VIN', () => {
   it('computes the check digit of the classic example 1M8GDM9AXKP042788', () => {
     expect(computeCheckDigit('1M8GDM9AXKP042788')).toBe('X');
   });
-  it('agrees with the stated model year only through position 10', () => {
-    expect(vinAgreesWithYear(VIN, 2019)).toBe(true); // K
-    expect(vinAgreesWithYear(VIN, 1989)).toBe(true); // the same code, one 30-year cycle earlier
+  it('reads the model year from position 10, in the 30-year cycle position 7 names (49 CFR 565.15)', () => {
+    // A 2019 Chevrolet Malibu: a letter at position 7 ('S') puts 'K' in 2010-2039.
+    expect(modelYearOf(VIN)).toBe(2019);
+    // The check-digit worked example: a digit at position 7 ('9') puts the same 'K' in 1980-2009.
+    expect(modelYearOf('1M8GDM9AXKP042788')).toBe(1989);
+    // A 2003 Honda Accord and a 1993 Acura Legend: digits at position 7, so '3' is 2003 and 'P' 1993.
+    expect(modelYearOf('1HGCM82633A004352')).toBe(2003);
+    expect(modelYearOf('JH4KA7561PC008269')).toBe(1993);
+    // A 2015 Volvo S60 and a 2022 XC90: letters at position 7.
+    expect(modelYearOf(OTHER_VIN)).toBe(2015);
+    expect(modelYearOf('YV4A22PKXN1010762')).toBe(2022);
+    // Position 10 is never U, Z or 0.
+    expect(modelYearOf('1G1ZE5ST5UF100231')).toBeNull();
+    expect(modelYearOf('1G1ZE5ST50F100231')).toBeNull();
+  });
+  it('agrees with the stated model year only through positions 7 and 10', () => {
+    expect(vinAgreesWithYear(VIN, 2019)).toBe(true); // K, letter at 7
+    expect(vinAgreesWithYear(VIN, 1989)).toBe(false); // the same code one cycle earlier needs a digit at 7
     expect(vinAgreesWithYear(VIN, 2018)).toBe(false);
     expect(vinAgreesWithYear(VIN, 2020)).toBe(false);
+    expect(vinAgreesWithYear('1M8GDM9AXKP042788', 1989)).toBe(true);
+    expect(vinAgreesWithYear('1M8GDM9AXKP042788', 2019)).toBe(false);
   });
   it('agrees with a make only through its world manufacturer identifier', () => {
     expect(vinAgreesWithWmi(VIN, ['1G1', '1GN'])).toBe(true);
@@ -98,7 +115,16 @@ describe('VIN', () => {
   it('composes VINs whose model-year code round-trips', () => {
     const vin = composeVin('YV4', 'A22PK', 2022, '1010762');
     expect(vinProblem(vin)).toBeNull();
-    expect(modelYearsFor(vin)).toContain(2022);
+    expect(modelYearOf(vin)).toBe(2022);
+    const older = composeVin('1G1', 'JC514', 1989, 'B100231');
+    expect(vinProblem(older)).toBeNull();
+    expect(modelYearOf(older)).toBe(1989);
+  });
+  it('refuses to compose a VIN whose position 7 names the other 30-year cycle', () => {
+    expect(() => composeVin('1G1', 'JC514', 2019, 'B100231')).toThrow(RangeError); // a digit at 7: 1980-2009
+    expect(() => composeVin('1G1', 'ZE5ST', 1989, 'F100231')).toThrow(RangeError); // a letter at 7: 2010-2039
+    expect(() => composeVin('1G1', 'ZE5ST', 2040, 'F100231')).toThrow(RangeError);
+    expect(() => composeVin('1G1', 'JC514', 1979, 'B100231')).toThrow(RangeError);
   });
 });
 

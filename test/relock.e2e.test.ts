@@ -23,6 +23,7 @@ beforeAll(async () => {
       year: v.year,
       provider: v.provider,
       ownerId: v.ownerId,
+      consent: ['unlock', 'lock'],
     });
     expect(r.status).toBe(201);
   }
@@ -120,7 +121,11 @@ describe("the car's own fail-safe", () => {
 describe('a car that cannot be confirmed locked', () => {
   it('raises vehicle.lock_unconfirmed once, and the watchdog keeps retrying at RELOCK_AFTER_S', async () => {
     const tahoe = stack.seeds.vehicles.find((x) => x.vin === TAHOE) as SeedVehicle;
-    await stack.request('POST', '/v1/vehicles', { ...tahoe, position: undefined });
+    await stack.request('POST', '/v1/vehicles', {
+      ...tahoe,
+      position: undefined,
+      consent: ['unlock', 'lock'],
+    });
     const id = await openCar(TAHOE);
     // The car drops off the network while open.
     await stack.fleet.car(TAHOE).connection.close();

@@ -150,6 +150,7 @@ describe.each(DIALECTS)('on %s', (dialect) => {
             year: 2015,
             provider: 'volvo-on-call',
             ownerId: 'o',
+            consent: ['unlock', 'lock'],
           }),
         ),
       ).toBe('VEHICLE_NOT_ENROLLED');

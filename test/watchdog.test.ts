@@ -23,6 +23,9 @@ let time: number;
 let relocks: string[];
 let outcome: RelockOutcome;
 let release: (() => void) | null;
+let relocked: number;
+let expiries: Array<{ id: string; asOf: number }>;
+let expireAnswer: boolean;
 
 /** A timer the test fires by hand. */
 function manualEvery(): { every: Every; fire(): void; intervals: number[]; cancelled: number } {
@@ -52,11 +55,18 @@ function watchdog(every?: Every) {
         if (release) await new Promise<void>((r) => (release = r));
         return outcome;
       },
+      async expire(id, asOf) {
+        expiries.push({ id, asOf });
+        return expireAnswer;
+      },
     },
     relockAfterMs: RELOCK_AFTER_MS,
     now: () => time,
     logger: pino({ level: 'silent' }),
     ...(every ? { every } : {}),
+    onRelocked: () => {
+      relocked++;
+    },
   });
 }
 
@@ -94,6 +104,9 @@ beforeEach(async () => {
   relocks = [];
   outcome = 'locked';
   release = null;
+  relocked = 0;
+  expiries = [];
+  expireAnswer = true;
   for (const vin of [VIN, OTHER_VIN]) {
     await insertVehicle(store.db, {
       vin,
@@ -148,6 +161,61 @@ describe('the relock watchdog', () => {
     expect(await w.sweep()).toEqual([]);
     time = T0 + 1_000;
     expect(await w.sweep()).toEqual([{ deliveryId: id, outcome: 'locked' }]);
+  });
+
+  it('reports each lock the car confirmed, not one it could not confirm (the metric)', async () => {
+    await delivery(VIN, { status: 'unlocked', unlockedAt: T0 - RELOCK_AFTER_MS });
+    outcome = 'unconfirmed';
+    await watchdog().sweep();
+    expect(relocked).toBe(0);
+    outcome = 'locked';
+    await watchdog().sweep();
+    expect(relocked).toBe(1);
+  });
+
+  it('expires exactly the deliveries never opened whose window ended, as of its own clock', async () => {
+    const ended = await delivery(VIN, { status: 'scheduled' });
+    await updateDelivery(store.db, ended, { updatedAt: T0 });
+    await store.db.updateTable('deliveries').set({ window_end: T0 }).where('id', '=', ended).execute();
+    const open = await delivery(VIN, { status: 'scheduled' }); // window ends in an hour
+    const blocked = await delivery(OTHER_VIN, { status: 'scheduled', blocked: true });
+    await store.db
+      .updateTable('deliveries')
+      .set({ window_end: T0 - 1 })
+      .where('id', '=', blocked)
+      .execute();
+    // Past their window but opened, or with an unlock used or in flight: the relock's, or nobody's.
+    for (const patch of [
+      { status: 'unlocked' as const, unlockedAt: T0 - 1_000, relockedAt: T0 - 500 },
+      { status: 'relocked' as const, unlockedAt: T0 - 1_000, relockedAt: T0 - 500 },
+      { status: 'scheduled' as const, unlocksUsed: 1 },
+      { status: 'scheduled' as const, unlockedAt: T0 - 1_000, relockedAt: T0 - 500 },
+      { status: 'cancelled' as const },
+      { status: 'completed' as const },
+    ]) {
+      const id = await delivery(VIN, patch);
+      await store.db
+        .updateTable('deliveries')
+        .set({ window_end: T0 - 1 })
+        .where('id', '=', id)
+        .execute();
+    }
+    const w = watchdog();
+    expect(await w.sweep()).toEqual([
+      { deliveryId: blocked, outcome: 'expired' },
+      { deliveryId: ended, outcome: 'expired' },
+    ]);
+    expect(expiries).toEqual([
+      { id: blocked, asOf: T0 },
+      { id: ended, asOf: T0 },
+    ]);
+    expect(relocks).toEqual([]);
+    // An expiry a request or another replica overtook is not reported; the open window expires in its time.
+    expiries = [];
+    expireAnswer = false;
+    time = T0 + 3_600_000;
+    expect(await w.sweep()).toEqual([]);
+    expect(expiries.map((e) => e.id).sort()).toEqual([blocked, ended, open].sort());
   });
 
   it('sends nothing for an unlinked vehicle (unlinking locked it, or the car fail-safe will)', async () => {

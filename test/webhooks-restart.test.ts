@@ -81,6 +81,7 @@ it('delivers after a restart what was enqueued before the stop', async () => {
     year: v.year,
     provider: v.provider,
     ownerId: v.ownerId,
+    consent: ['unlock', 'lock'],
   });
   const loc = JSON.parse(
     (

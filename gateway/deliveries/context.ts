@@ -88,6 +88,11 @@ export interface DeliveryServiceDeps {
   reconciler?: Pick<Reconciler, 'afterTimeout' | 'settleOutstandingUnlock'>;
   /** Per-vehicle command budget; without it commands are not limited per VIN. */
   limiter?: VehicleLimiter;
+  /**
+   * Whether the VIN's certificate is on the CA's revocation list (vehicles/revocation.ts): such a car gets no command
+   * and no query. Without it no car counts as revoked.
+   */
+  certificateRevoked?: (vin: string) => Promise<boolean>;
 }
 
 /** The car may still be open for this delivery: it acked an unlock and was not confirmed locked since. */
@@ -143,6 +148,7 @@ export function createDeliveryContext(deps: DeliveryServiceDeps) {
   }
 
   const linked = (v: VehicleRecord | null): v is VehicleRecord => v !== null && v.unlinkedAt === null;
+  const certificateRevoked = deps.certificateRevoked ?? (async () => false);
 
   return {
     deps,
@@ -160,6 +166,7 @@ export function createDeliveryContext(deps: DeliveryServiceDeps) {
     load,
     exclusive,
     linked,
+    certificateRevoked,
   };
 }
 

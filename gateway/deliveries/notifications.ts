@@ -9,6 +9,7 @@ export interface DomainEvent {
     | 'vehicle.relocked'
     | 'delivery.completed'
     | 'delivery.failed'
+    | 'delivery.expired'
     | 'access.denied'
     | 'vehicle.lock_unconfirmed';
   deliveryId: string | null;

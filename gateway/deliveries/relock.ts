@@ -27,7 +27,20 @@ const LOCKED_KIND: Record<RelockCause, string> = {
 };
 
 export function createRelocking(ctx: DeliveryContext, commands: Commands) {
-  const { db, write, policy, now, logger, mutex, emit, confirmLocked, deny, load, exclusive } = ctx;
+  const {
+    db,
+    write,
+    policy,
+    now,
+    logger,
+    mutex,
+    emit,
+    confirmLocked,
+    deny,
+    load,
+    exclusive,
+    certificateRevoked,
+  } = ctx;
   const { prepareCommand, send, commandError } = commands;
 
   /** The car could not be confirmed locked: on the timeline, vehicle.lock_unconfirmed once, and a retry later. */
@@ -139,6 +152,16 @@ export function createRelocking(ctx: DeliveryContext, commands: Commands) {
       );
       return 'skipped';
     }
+    if (await certificateRevoked(d.vin)) {
+      // Nothing is sent to a revoked car: the car may be open, so the owner hears lock_unconfirmed, and the watchdog
+      // tries again later (a new certificate may be issued meanwhile). The car's own fail-safe still relocks it.
+      logger.warn(
+        { event: 'relock.refused', deliveryId: id, cause, code: 'VEHICLE_CERTIFICATE_REVOKED' },
+        'no lock sent: the vehicle certificate is revoked',
+      );
+      await lockUnconfirmed(d, cause, 'VEHICLE_CERTIFICATE_REVOKED', {}, options.retryAt);
+      return 'unconfirmed';
+    }
     const sent = await lockHeld(d, cause, {}, options.retryAt);
     return lockedBy(sent) ? 'locked' : 'unconfirmed';
   }
@@ -166,6 +189,7 @@ export function createRelocking(ctx: DeliveryContext, commands: Commands) {
       const vehicle = await findVehicle(db, d.vin);
       if (!vehicle?.consent.includes('lock'))
         return deny(d, kind, 'ACTION_NOT_CONSENTED', { action: 'lock' });
+      if (await certificateRevoked(d.vin)) return deny(d, kind, 'VEHICLE_CERTIFICATE_REVOKED', input);
       const sent = await lockHeld(d, 'driver', input);
       if (lockedBy(sent)) return { status: 'locked' };
       if (sent.kind === 'executed')

@@ -27,9 +27,10 @@ export function createRevoking(ctx: DeliveryContext, commands: Commands) {
    */
   async function revokeDelivery(id: string): Promise<RevokeResult> {
     const d = await load(id);
-    if (d.status === 'completed') {
+    // An expired delivery was never opened, and its unlock tokens ended with its window.
+    if (d.status === 'completed' || d.status === 'expired') {
       throw new ApiError('DELIVERY_NOT_ACTIVE', {
-        detail: 'a completed delivery has nothing left to revoke',
+        detail: `a ${d.status} delivery has nothing left to revoke`,
       });
     }
     const t = now();

@@ -24,7 +24,8 @@ export interface DeliveryView extends DeliveryRecord {
 }
 
 export function createScheduling(ctx: DeliveryContext) {
-  const { deps, db, write, policy, now, newId, emit, deny, load, exclusive, linked } = ctx;
+  const { deps, db, write, policy, now, newId, emit, deny, load, exclusive, linked, certificateRevoked } =
+    ctx;
 
   async function schedule(input: ScheduleInput): Promise<DeliveryRecord> {
     const t = now();
@@ -98,6 +99,16 @@ export function createScheduling(ctx: DeliveryContext) {
       if (now() >= d.windowEnd) return deny(d, kind, 'OUTSIDE_WINDOW', { at: now() }, info);
       const vehicle = await findVehicle(db, d.vin);
       if (!linked(vehicle)) return deny(d, kind, 'VEHICLE_NOT_LINKED', {}, info);
+      // A revoked car's answer could not be trusted, and the broker would not carry the query anyway.
+      if (await certificateRevoked(d.vin)) {
+        return deny(
+          d,
+          kind,
+          'VEHICLE_CERTIFICATE_REVOKED',
+          {},
+          { ...info, error: { mayHaveSucceeded: false } },
+        );
+      }
       const location = await findLocation(db, d.locationId);
       if (!location) throw new ApiError('NOT_FOUND', { detail: `no location ${d.locationId}` });
       const link = deps.link();

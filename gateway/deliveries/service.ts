@@ -1,7 +1,8 @@
-// Owns assembling the delivery service from its parts: scheduling, unlocking, commands, relocking, reports
-// and revocation, all over one shared context.
+// Owns assembling the delivery service from its parts: scheduling, unlocking, commands, relocking, reports,
+// revocation and expiry, all over one shared context.
 import { createCommands } from './commands.ts';
 import { createDeliveryContext, type DeliveryServiceDeps } from './context.ts';
+import { createExpiry } from './expiry.ts';
 import { createRelocking } from './relock.ts';
 import { createReportHandling } from './reports.ts';
 import { createRevoking } from './revoke.ts';
@@ -16,6 +17,7 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
   const { unlock } = createUnlocking(ctx, commands, relocking);
   const { observe } = createReportHandling(ctx);
   const { revokeDelivery } = createRevoking(ctx, commands);
+  const { expire } = createExpiry(ctx);
   return {
     schedule: scheduling.schedule,
     confirmParking: scheduling.confirmParking,
@@ -25,6 +27,7 @@ export function createDeliveryService(deps: DeliveryServiceDeps) {
     relock: relocking.relock,
     observe,
     revokeDelivery,
+    expire,
     view: scheduling.view,
     emit: ctx.emit,
     load: ctx.load,

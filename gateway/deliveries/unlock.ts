@@ -1,5 +1,5 @@
-// Owns opening the car: every check before an unlock (status, link, block, consent, driver, window, package,
-// location, parking, unlocks, the vehicle's budget), then reserving the unlock and sending it.
+// Owns opening the car: every check before an unlock (status, link, certificate, block, consent, driver, window,
+// package, location, parking, unlocks, the vehicle's budget), then reserving the unlock and sending it.
 import { ApiError, type ErrorCode } from '../errors.ts';
 import type { Db } from '../store/db.ts';
 import { type DeliveryRecord, findDelivery, updateDelivery } from '../store/deliveries.ts';
@@ -27,7 +27,7 @@ export function createUnlocking(
   commands: Commands,
   relocking: Pick<Relocking, 'relockHeld'>,
 ) {
-  const { deps, db, write, policy, now, outcomes, deny, load, exclusive, linked } = ctx;
+  const { deps, db, write, policy, now, outcomes, deny, load, exclusive, linked, certificateRevoked } = ctx;
   const { prepareCommand, send, commandError } = commands;
   const { relockHeld } = relocking;
 
@@ -61,6 +61,8 @@ export function createUnlocking(
       }
       const vehicle = await findVehicle(db, d.vin);
       if (!linked(vehicle)) return deny(d, kind, 'VEHICLE_NOT_LINKED', ctx);
+      // The broker refuses this car's certificate: nothing is sent to it, and nothing it says is trusted.
+      if (await certificateRevoked(d.vin)) return deny(d, kind, 'VEHICLE_CERTIFICATE_REVOKED', ctx);
       if (d.blocked || vehicle.blocked) {
         return deny(d, kind, 'ACCESS_BLOCKED', { ...ctx, by: d.blocked ? 'delivery' : 'vehicle' });
       }
@@ -154,14 +156,21 @@ export function createUnlocking(
     const t = now();
     const prepared = await prepareCommand(d, 'unlock', d.windowEnd);
     const command = await write(async (trx) => {
-      // Reserve the unlock only if nobody else used it meanwhile (another replica, say).
+      // Reserve the unlock only if nobody else used it meanwhile (another replica, say), and only if the delivery
+      // did not expire meanwhile (its window ended while the checks ran: expiry.ts).
       const reserved = await trx
         .updateTable('deliveries')
         .set({ unlocks_used: d.unlocksUsed + 1, updated_at: t })
         .where('id', '=', d.id)
         .where('unlocks_used', '=', d.unlocksUsed)
+        .where('status', '<>', 'expired')
         .executeTakeFirst();
-      if (Number(reserved.numUpdatedRows) !== 1) throw new ApiError('UNLOCK_LIMIT_REACHED');
+      if (Number(reserved.numUpdatedRows) !== 1) {
+        const current = await findDelivery(trx, d.id);
+        throw current?.status === 'expired'
+          ? new ApiError('DELIVERY_NOT_ACTIVE', { detail: 'the delivery expired', mayHaveSucceeded: false })
+          : new ApiError('UNLOCK_LIMIT_REACHED');
+      }
       await appendEvent(trx, d.id, {
         at: t,
         kind: 'unlock_granted',
@@ -173,6 +182,7 @@ export function createUnlocking(
           checks: [
             'status',
             'linked',
+            'certificate',
             'blocked',
             'consent',
             'driver',

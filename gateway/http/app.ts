@@ -15,8 +15,7 @@ import type { DeliveryService } from '../deliveries/service.ts';
 import { ApiError } from '../errors.ts';
 import type { LocationRecord } from '../store/locations.ts';
 import type { Database } from '../store/schema.ts';
-import type { VehicleRecord } from '../store/vehicles.ts';
-import type { VehicleService } from '../vehicles/vehicles.ts';
+import type { VehicleService, VehicleState } from '../vehicles/vehicles.ts';
 import { createWebhookDestinations, type WebhookDestinations } from '../webhooks/destination.ts';
 import { createSecretBox, type SecretBox } from '../webhooks/secret-box.ts';
 import { registerAuditApi } from './audit.ts';
@@ -80,7 +79,7 @@ const iso = (ms: number): string => new Date(ms).toISOString();
 
 const ignitionOf = (s: string | null): 'on' | 'off' | null => (s === 'on' || s === 'off' ? s : null);
 
-const vehicleView = (v: VehicleRecord) => ({
+const vehicleView = (v: VehicleState) => ({
   vin: v.vin,
   make: v.make,
   model: v.model,
@@ -90,6 +89,7 @@ const vehicleView = (v: VehicleRecord) => ({
   consent: v.consent,
   blocked: v.blocked,
   online: v.online,
+  revoked: v.revoked,
   locked: v.locked,
   ignition: ignitionOf(v.ignition),
   position: v.position,

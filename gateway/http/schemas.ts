@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import { PositionSchema } from '../../protocols/index.ts';
 import { RESOLUTIONS } from '../errors.ts';
+import { DELIVERY_STATUSES } from '../store/deliveries.ts';
 
 const Id = z
   .string()
@@ -18,8 +19,15 @@ export const LinkVehicleBody = z.strictObject({
   year: z.number().int().min(1980).max(2100),
   provider: z.string().min(1).max(32),
   ownerId: Id,
-  /** Optional; when given it must be exactly ["unlock", "lock"] (CONSENT_INVALID otherwise). */
-  consent: z.array(z.string().min(1).max(32)).max(8).optional(),
+  // Required, like VIN syntax checked by the service: missing, or anything but exactly unlock and lock, is
+  // 422 CONSENT_INVALID (one code for every consent problem) rather than a generic 400.
+  consent: z
+    .array(z.string().min(1).max(32))
+    .max(8)
+    .optional()
+    .describe(
+      'Required: exactly ["unlock", "lock"], in any order; missing or anything else is 422 CONSENT_INVALID',
+    ),
 });
 
 export const VehicleView = z.object({
@@ -31,7 +39,10 @@ export const VehicleView = z.object({
   ownerId: z.string(),
   consent: z.array(z.string()),
   blocked: z.boolean(),
+  /** False for a revoked car, whatever it reported last. */
   online: z.boolean(),
+  /** Its certificate is on the CA's revocation list: the broker refuses it and the gateway sends it nothing. */
+  revoked: z.boolean(),
   locked: z.boolean().nullable(),
   ignition: z.enum(['on', 'off']).nullable(),
   position: PositionSchema.nullable(),
@@ -124,7 +135,7 @@ export const DeliveryView = z.object({
   driverId: z.string(),
   packageIds: z.array(z.string()),
   window: z.object({ start: z.string(), end: z.string() }),
-  status: z.string(),
+  status: z.enum(DELIVERY_STATUSES),
   unlocksUsed: z.number(),
   blocked: z.boolean(),
   parking: z

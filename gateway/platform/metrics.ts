@@ -12,7 +12,7 @@ export interface GatewayMetrics extends DeliveryObserver {
   countCarsWith(source: () => number | Promise<number>): void;
   httpRequest(r: { method: string; route: string; status: number; seconds: number }): void;
   storeQuery(query: QueryObservation): void;
-  /** For the relock watchdog: one car relocked because no lock came in time. */
+  /** For the relock watchdog: one car it locked, confirmed by the car, because no lock came in time. */
   watchdogRelocked(): void;
   /** Where curbside_webhook_outbox_depth is read from at scrape time (the store's pending outbox rows). */
   countOutboxWith(source: () => number | Promise<number>): void;
@@ -75,7 +75,7 @@ export function createMetrics(options: { processMetrics?: boolean } = {}): Gatew
   });
   const watchdogRelocks = new Counter({
     name: METRIC_NAMES.watchdogRelocks,
-    help: 'Relocks sent by the watchdog because no lock came in time',
+    help: 'Cars the watchdog locked (confirmed by the car) because no lock came in time',
     registers,
   });
   let outboxSource: () => number | Promise<number> = () => 0;

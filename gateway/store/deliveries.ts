@@ -3,8 +3,20 @@ import { type Db, nullableNumber } from './db.ts';
 import { prepared } from './prepared.ts';
 import type { DeliveriesTable } from './schema.ts';
 
-/** relocked: the car locked itself (fail-safe) while the delivery was unlocked, without the driver's lock. */
-export type DeliveryStatus = 'scheduled' | 'unlocked' | 'relocked' | 'completed' | 'failed' | 'cancelled';
+/**
+ * relocked: the car locked itself (fail-safe) while the delivery was unlocked, without the driver's lock.
+ * expired: its window ended before it was ever opened (the watchdog's sweep).
+ */
+export const DELIVERY_STATUSES = [
+  'scheduled',
+  'unlocked',
+  'relocked',
+  'completed',
+  'failed',
+  'cancelled',
+  'expired',
+] as const;
+export type DeliveryStatus = (typeof DELIVERY_STATUSES)[number];
 
 export interface DeliveryRecord {
   id: string;
@@ -182,6 +194,27 @@ const selectOpenDeliveries = prepared((db, vin: string) =>
 
 export async function openDeliveriesOf(db: Db, vin: string): Promise<DeliveryRecord[]> {
   return (await selectOpenDeliveries(db, vin)).rows.map(toDelivery);
+}
+
+/**
+ * Deliveries never opened whose window ended at or before `now`: scheduled, no unlock used or in flight, no
+ * unlock that may have opened the car. Oldest window first, at most `limit`.
+ */
+export async function unopenedPastWindow(
+  db: Db,
+  now: number,
+  limit: number,
+): Promise<Array<Pick<DeliveryRecord, 'id' | 'vin'>>> {
+  return db
+    .selectFrom('deliveries')
+    .select(['id', 'vin'])
+    .where('status', '=', 'scheduled')
+    .where('window_end', '<=', now)
+    .where('unlocks_used', '=', 0)
+    .where('unlocked_at', 'is', null)
+    .orderBy('window_end')
+    .limit(limit)
+    .execute();
 }
 
 /**

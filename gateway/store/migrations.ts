@@ -264,6 +264,17 @@ const commandsByVin: Migration = {
   },
 };
 
+/** The watchdog's expiry sweep: scheduled deliveries whose window has ended, without scanning finished ones. */
+const deliveriesExpiry: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema
+      .createIndex('deliveries_status_window_end')
+      .on('deliveries')
+      .columns(['status', 'window_end'])
+      .execute();
+  },
+};
+
 /** Migrations in order (applied in this order; merged branches got the next free number). Never edit a released one. */
 export const migrationProvider: MigrationProvider = {
   async getMigrations() {
@@ -274,6 +285,7 @@ export const migrationProvider: MigrationProvider = {
       '0006_delivery_service': deliveryService,
       '0007_api_platform': apiPlatform,
       '0008_commands_by_vin': commandsByVin,
+      '0009_deliveries_expiry': deliveriesExpiry,
     };
   },
 };

@@ -282,6 +282,11 @@ export async function recordVehicleState(db: Db, vin: string, s: ObservedState):
   );
 }
 
+/** The car's session is gone without a report of its own (the broker closed it): offline, nothing else changes. */
+export async function markVehicleOffline(db: Db, vin: string): Promise<void> {
+  await db.updateTable('vehicles').set({ online: 0 }).where('vin', '=', vin).execute();
+}
+
 export async function countOnlineVehicles(db: Db): Promise<number> {
   const row = await db
     .selectFrom('vehicles')

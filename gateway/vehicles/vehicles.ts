@@ -4,6 +4,7 @@ import {
   type Catalog,
   entryForMake,
   findCompatible,
+  modelYearOf,
   type StateMessage,
   vinAgreesWithWmi,
   vinAgreesWithYear,
@@ -19,6 +20,7 @@ import {
   insertVehicle,
   listVehicles,
   listVehiclesWithoutCertificate,
+  markVehicleOffline,
   pinVehicleCertificateIfMissing,
   recordVehicleState,
   relinkVehicle,
@@ -36,7 +38,10 @@ export interface LinkInput {
   year: number;
   provider: string;
   ownerId: string;
-  /** What the owner consents to; when given it must be exactly unlock and lock. */
+  /**
+   * What the owner consents to: required, and exactly unlock and lock. Optional in the type only so that a request
+   * without it reaches link() and is refused with CONSENT_INVALID, never linked on an assumed consent.
+   */
   consent?: string[];
 }
 
@@ -67,13 +72,32 @@ export interface VehicleServiceDeps {
   maxRadiusM: number;
   /** The CA-issued certificate for a VIN, checked (vehicle-certs.ts): pinned at link time for its signed acks. */
   certificateFor: (vin: string, now: number) => PinnedCertificate;
+  /** Whether the VIN's certificate is on the CRL (revocation.ts); never revoked without it. */
+  certificateRevoked?: (vin: string) => Promise<boolean>;
+}
+
+/** A linked vehicle as the API shows it: a car whose certificate is revoked is offline, whatever it reported last. */
+export interface VehicleState extends VehicleRecord {
+  revoked: boolean;
 }
 
 export function createVehicleService(deps: VehicleServiceDeps) {
   const { db, write, now } = deps;
 
-  async function link(input: LinkInput): Promise<VehicleRecord> {
-    if (input.consent !== undefined && !isExactConsent(input.consent)) {
+  async function stateOf(v: VehicleRecord): Promise<VehicleState> {
+    const revoked = (await deps.certificateRevoked?.(v.vin)) ?? false;
+    // The broker refuses it, so no report, command or answer passes: offline even if its last report said online.
+    return { ...v, online: v.online && !revoked, revoked };
+  }
+
+  async function link(input: LinkInput): Promise<VehicleState> {
+    // Deny by default: consent is the owner's statement, so a link that states none is refused, not assumed.
+    if (input.consent === undefined) {
+      throw new ApiError('CONSENT_INVALID', {
+        detail: `consent is required: exactly ${CONSENTED_ACTIONS.join(' and ')}; none was given`,
+      });
+    }
+    if (!isExactConsent(input.consent)) {
       throw new ApiError('CONSENT_INVALID', {
         detail: `consent is exactly ${CONSENTED_ACTIONS.join(' and ')}; asked for ${input.consent.join(', ') || 'nothing'}`,
       });
@@ -82,7 +106,7 @@ export function createVehicleService(deps: VehicleServiceDeps) {
     if (problem) throw new ApiError(problem);
     if (!vinAgreesWithYear(input.vin, input.year)) {
       throw new ApiError('VIN_YEAR_MISMATCH', {
-        detail: `VIN position 10 is '${input.vin[9]}', which is not model year ${input.year}`,
+        detail: `VIN positions 7 and 10 ('${input.vin[6]}', '${input.vin[9]}') state model year ${modelYearOf(input.vin) ?? 'none'}, not ${input.year}`,
       });
     }
     const entry = entryForMake(deps.catalog, input.make);
@@ -129,13 +153,21 @@ export function createVehicleService(deps: VehicleServiceDeps) {
         },
       });
     });
-    return (await findVehicle(db, input.vin)) as VehicleRecord;
+    return stateOf((await findVehicle(db, input.vin)) as VehicleRecord);
   }
 
-  async function get(vin: string): Promise<VehicleRecord> {
+  async function get(vin: string): Promise<VehicleState> {
     const v = await findVehicle(db, vin);
     if (!v || v.unlinkedAt !== null) throw new ApiError('NOT_FOUND', { detail: `no linked vehicle ${vin}` });
-    return v;
+    return stateOf(v);
+  }
+
+  /**
+   * The broker closed the car's live session because its certificate is revoked: the car is offline now. Its will
+   * is refused with that certificate, so without this the gateway would hear nothing until a report was due.
+   */
+  async function sessionRevoked(vin: string): Promise<void> {
+    await write((trx) => markVehicleOffline(trx, vin));
   }
 
   async function addLocation(input: LocationInput): Promise<LocationRecord> {
@@ -208,10 +240,10 @@ export function createVehicleService(deps: VehicleServiceDeps) {
     return { pinned, unpinned };
   }
 
-  const list = async (): Promise<VehicleRecord[]> =>
-    (await listVehicles(db)).filter((v) => v.unlinkedAt === null);
+  const list = async (): Promise<VehicleState[]> =>
+    Promise.all((await listVehicles(db)).filter((v) => v.unlinkedAt === null).map(stateOf));
 
-  return { link, get, list, addLocation, observe, pinMissingCertificates };
+  return { link, get, list, addLocation, observe, sessionRevoked, pinMissingCertificates };
 }
 
 export type VehicleService = ReturnType<typeof createVehicleService>;

@@ -9,6 +9,7 @@ export const EVENT_TYPES = [
   'vehicle.relocked',
   'delivery.completed',
   'delivery.failed',
+  'delivery.expired',
   'access.denied',
   'vehicle.lock_unconfirmed',
 ] as const satisfies readonly DomainEvent['type'][];

@@ -82,7 +82,9 @@ serve({
   /** Links the cars through the vehicle service (catalog checks apply) and registers the delivery location. */
   async link(params: { vins: string[] }): Promise<{ locationId: string }> {
     const g = running();
-    await inChunks(params.vins, (vin) => g.vehicles.link({ vin, ...BENCH_VEHICLE, ownerId: BENCH_OWNER }));
+    await inChunks(params.vins, (vin) =>
+      g.vehicles.link({ vin, ...BENCH_VEHICLE, ownerId: BENCH_OWNER, consent: ['unlock', 'lock'] }),
+    );
     const location = await g.vehicles.addLocation({
       ownerId: BENCH_OWNER,
       label: 'Bench lot',

@@ -27,6 +27,7 @@ export async function linkSeeded(stack: Stack, vin: string): Promise<SeedVehicle
       year: vehicle.year,
       provider: vehicle.provider,
       ownerId: vehicle.ownerId,
+      consent: ['unlock', 'lock'],
     });
     if (created.status !== 201)
       throw new Error(`link ${vin}: ${created.status} ${JSON.stringify(created.body)}`);

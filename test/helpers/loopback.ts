@@ -176,6 +176,7 @@ export async function scheduleDelivery(loop: Loopback): Promise<string> {
       year: 2019,
       provider: 'onstar',
       ownerId: 'owner-ada',
+      consent: ['unlock', 'lock'],
     });
   }
   const location = await loop.vehicles.addLocation({

@@ -60,6 +60,7 @@ export async function link(call: Call, v: SeedVehicle): Promise<void> {
     year: v.year,
     provider: v.provider,
     ownerId: v.ownerId,
+    consent: ['unlock', 'lock'],
   });
   expect(r.status, JSON.stringify(r.body)).toBe(201);
 }
