@@ -1,8 +1,8 @@
 // A delivery whose window passes unused ends expired: found by the watchdog's sweep on its injected clock, with its
 // timeline entry and webhook event, once; a delivery that was opened is left to the relock.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { WebhookRequest } from '../gateway/webhooks/dispatcher.ts';
 import { EVENT_TYPES } from '../gateway/webhooks/events.ts';
+import type { WebhookRequest } from '../gateway/webhooks/sender.ts';
 import { commandTopic } from '../protocols/index.ts';
 import type { SeedVehicle } from '../seeds/index.ts';
 import { type Call, callWithKey, deliveryBody, link, locationAt, unlockBody } from './helpers/platform.ts';
