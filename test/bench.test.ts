@@ -5,8 +5,10 @@ import { findCompatible, vinProblem } from '../protocols/index.ts';
 import { loadSeeds } from '../seeds/index.ts';
 import {
   type CycleDriver,
+  type CycleRun,
   cyclesOf,
   type OpenLoopClock,
+  type OpenLoopRun,
   poissonGaps,
   runOpenLoop,
   uniformGaps,
@@ -24,7 +26,8 @@ import {
 } from './bench/mqtt-wire.ts';
 import { parseBenchArgs } from './bench/options.ts';
 import { type CpuProfile, topFunctions } from './bench/profile.ts';
-import { median, percentile, summarize } from './bench/stats.ts';
+import { type BenchResults, type CyclePhase, cycleTable, targetsTable } from './bench/report.ts';
+import { type LatencySummary, median, percentile, summarize } from './bench/stats.ts';
 
 describe('bench statistics', () => {
   it('takes nearest-rank percentiles', () => {
@@ -134,6 +137,42 @@ describe('bench flags', () => {
     }
     const off = parseBenchArgs(['--mosquitto', 'off', '--profile', 'off']);
     expect(off.kind === 'run' && off.options).toMatchObject({ mosquitto: null, profile: false });
+  });
+
+  it('runs phase 3 on both stores with an open loop unless told otherwise', () => {
+    const full = parseBenchArgs([]);
+    const quick = parseBenchArgs(['--quick']);
+    const one = parseBenchArgs([
+      '--store',
+      'postgres,sqlite',
+      '--arrivals',
+      'uniform',
+      '--open-loop-cycles',
+      '0',
+    ]);
+    expect(full.kind === 'run' && full.options).toMatchObject({
+      stores: ['sqlite', 'postgres'],
+      openLoopCycles: 4_000,
+      openLoopSeconds: 60,
+      arrivals: 'poisson',
+    });
+    expect(quick.kind === 'run' && quick.options).toMatchObject({ openLoopCycles: 400, openLoopSeconds: 20 });
+    // SQLite first whatever the order given, so the two variants always run in the same order.
+    expect(one.kind === 'run' && one.options).toMatchObject({
+      stores: ['sqlite', 'postgres'],
+      arrivals: 'uniform',
+      openLoopCycles: 0,
+    });
+    const pgOnly = parseBenchArgs(['--store', 'postgres']);
+    expect(pgOnly.kind === 'run' && pgOnly.options.stores).toEqual(['postgres']);
+    for (const argv of [
+      ['--store', 'mysql'],
+      ['--store', ''],
+      ['--arrivals', 'bursty'],
+      ['--open-loop-seconds', '0'],
+    ]) {
+      expect(() => parseBenchArgs(argv)).toThrow(expect.objectContaining({ code: 'BENCH_ARGS_INVALID' }));
+    }
   });
 });
 
@@ -377,5 +416,117 @@ describe('the floor’s MQTT framing', () => {
     const filter = Buffer.from('vehicles/V/commands');
     const subscribe = Buffer.concat([Buffer.from([0, 7, 0, filter.length]), filter, Buffer.from([1])]);
     expect([...subackFor(subscribe)]).toEqual([0x90, 3, 0, 7, 1]);
+  });
+});
+
+describe('bench report of phase 3 on both stores', () => {
+  const parsed = parseBenchArgs(['--quick']);
+  if (parsed.kind !== 'run') throw new Error('expected a run');
+  const options = { ...parsed.options, phases: [3] };
+  const ms = (p50: number, p99: number): LatencySummary => ({ count: 100, p50, p99, max: p99, mean: p50 });
+  const closed = (cyclesPerSecond: number): CycleRun => ({
+    couriers: 16,
+    cycles: 800,
+    completed: 800,
+    errors: 0,
+    errorSamples: [],
+    elapsedMs: 8_000,
+    cyclesPerSecond,
+    unlock: ms(150, 400),
+    lock: ms(140, 380),
+    cycle: ms(290, 700),
+  });
+  const open = (ratePerSecond: number, p99: number, dropped = 0): OpenLoopRun => ({
+    ratePerSecond,
+    offered: 400,
+    stoppedByTime: false,
+    dropped,
+    exhausted: 0,
+    cap: 16,
+    maxOutstanding: 5,
+    completed: 400 - dropped,
+    errors: 0,
+    errorSamples: [],
+    elapsedMs: 8_000,
+    completedPerSecond: ratePerSecond,
+    lateness: ms(0.1, 2),
+    unlock: ms(9, p99),
+    lock: ms(8, 20),
+    cycle: ms(17, 40),
+  });
+  const phase = (label: string, cyclesPerSecond: number, openLoop?: OpenLoopRun): CyclePhase => ({
+    label,
+    storm: { cars: 300, connected: 300, ms: 2_000 },
+    runs: [closed(cyclesPerSecond)],
+    cpu: [{ 'gateway + broker': 5_000 }],
+    ...(openLoop ? { openLoop } : {}),
+  });
+  const results = (more: Partial<BenchResults>): BenchResults => ({
+    startedAt: '2026-01-01T00:00:00.000Z',
+    command: 'npm run bench -- --quick',
+    machine: {
+      load: { start: 1, end: 1 },
+      cpus: 2,
+      cpuModel: 'x',
+      memoryGiB: 1,
+      node: 'v24',
+      platform: 'linux',
+    },
+    options,
+    notes: [],
+    ...more,
+  });
+  const rowOf = (table: string, start: string): string[] | undefined =>
+    table
+      .split('\n')
+      .map((line) => line.split(' | ').map((cell) => cell.replace(/^\| | \|$/g, '')))
+      .find((cells) => cells[0]?.startsWith(start));
+
+  it('gives the ratio of the two stores and both p99s, each named for its loop', () => {
+    const r = results({
+      embedded: phase('phase 3 embedded, SQLite', 100, open(50, 20)),
+      postgres: phase('phase 3 embedded, PostgreSQL', 60, open(30, 40, 3)),
+    });
+    const targets = targetsTable(r);
+    expect(rowOf(targets, 'cycles/s on PostgreSQL over SQLite')).toEqual([
+      'cycles/s on PostgreSQL over SQLite, same run',
+      '≥ 0.7×',
+      '0.60× (60 vs 100)',
+      '**missed**',
+    ]);
+    expect(rowOf(targets, 'closed-loop unlock p99 at saturation (C = 16 couriers), SQLite')?.[2]).toBe(
+      '400.0 ms',
+    );
+    expect(rowOf(targets, 'open-loop unlock p99 at 50.0 cycles/s')?.slice(1)).toEqual([
+      '≤ 25 ms',
+      '20.0 ms (p50 9.0 ms; dropped 0 of 400, errors 0)',
+      'met',
+    ]);
+    // Dropped arrivals are not in the latencies: the figure does not count as met with any.
+    expect(rowOf(targets, 'open-loop unlock p99 at 30.0 cycles/s')?.[3]).toBe('**missed**');
+    const table = cycleTable(r) ?? '';
+    expect(rowOf(table, 'phases 3-5')).toEqual([
+      'phases 3-5',
+      '3 embedded broker, SQLite',
+      '3 embedded broker, PostgreSQL',
+    ]);
+    expect(rowOf(table, 'open loop: unlock p50 / p99')?.slice(1)).toEqual([
+      '9.0 / 20.0 / 20.0',
+      '9.0 / 40.0 / 40.0',
+    ]);
+  });
+
+  it('says why PostgreSQL was not measured', () => {
+    const r = results({
+      embedded: phase('phase 3 embedded, SQLite', 100),
+      postgres: {
+        skipped: 'PostgreSQL at postgres://postgres@127.0.0.1:1/test is unreachable (ECONNREFUSED)',
+      },
+    });
+    expect(rowOf(targetsTable(r), 'cycles/s on PostgreSQL over SQLite')?.slice(2)).toEqual([
+      'not measured: PostgreSQL at postgres://postgres@127.0.0.1:1/test is unreachable (ECONNREFUSED)',
+      '—',
+    ]);
+    expect(rowOf(cycleTable(r) ?? '', 'phases 3-5')).toEqual(['phases 3-5', '3 embedded broker, SQLite']);
   });
 });
