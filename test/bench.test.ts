@@ -1,8 +1,18 @@
-// The benchmark's pure helpers: percentiles, profile parsing, flags, the floor's MQTT framing (no timing here).
+// The benchmark's pure helpers: percentiles, profile parsing, flags, the open loop's arrivals on a simulated clock,
+// the floor's MQTT framing (no timing here).
 import { describe, expect, it } from 'vitest';
 import { findCompatible, vinProblem } from '../protocols/index.ts';
 import { loadSeeds } from '../seeds/index.ts';
-import { cyclesOf } from './bench/cycles.ts';
+import {
+  type CycleDriver,
+  type CycleRun,
+  cyclesOf,
+  type OpenLoopClock,
+  type OpenLoopRun,
+  poissonGaps,
+  runOpenLoop,
+  uniformGaps,
+} from './bench/cycles.ts';
 import { benchVin, carFor } from './bench/fleet-data.ts';
 import {
   CONNECT,
@@ -16,7 +26,8 @@ import {
 } from './bench/mqtt-wire.ts';
 import { parseBenchArgs } from './bench/options.ts';
 import { type CpuProfile, topFunctions } from './bench/profile.ts';
-import { median, percentile, summarize } from './bench/stats.ts';
+import { type BenchResults, type CyclePhase, cycleTable, targetsTable } from './bench/report.ts';
+import { type LatencySummary, median, percentile, summarize } from './bench/stats.ts';
 
 describe('bench statistics', () => {
   it('takes nearest-rank percentiles', () => {
@@ -127,6 +138,212 @@ describe('bench flags', () => {
     const off = parseBenchArgs(['--mosquitto', 'off', '--profile', 'off']);
     expect(off.kind === 'run' && off.options).toMatchObject({ mosquitto: null, profile: false });
   });
+
+  it('runs phase 3 on both stores with an open loop unless told otherwise', () => {
+    const full = parseBenchArgs([]);
+    const quick = parseBenchArgs(['--quick']);
+    const one = parseBenchArgs([
+      '--store',
+      'postgres,sqlite',
+      '--arrivals',
+      'uniform',
+      '--open-loop-cycles',
+      '0',
+    ]);
+    expect(full.kind === 'run' && full.options).toMatchObject({
+      stores: ['sqlite', 'postgres'],
+      openLoopCycles: 4_000,
+      openLoopSeconds: 60,
+      arrivals: 'poisson',
+    });
+    expect(quick.kind === 'run' && quick.options).toMatchObject({ openLoopCycles: 400, openLoopSeconds: 20 });
+    // SQLite first whatever the order given, so the two variants always run in the same order.
+    expect(one.kind === 'run' && one.options).toMatchObject({
+      stores: ['sqlite', 'postgres'],
+      arrivals: 'uniform',
+      openLoopCycles: 0,
+    });
+    const pgOnly = parseBenchArgs(['--store', 'postgres']);
+    expect(pgOnly.kind === 'run' && pgOnly.options.stores).toEqual(['postgres']);
+    for (const argv of [
+      ['--store', 'mysql'],
+      ['--store', ''],
+      ['--arrivals', 'bursty'],
+      ['--open-loop-seconds', '0'],
+    ]) {
+      expect(() => parseBenchArgs(argv)).toThrow(expect.objectContaining({ code: 'BENCH_ARGS_INVALID' }));
+    }
+  });
+});
+
+/**
+ * A discrete-event clock: time only moves when every pending promise has settled, straight to the earliest
+ * timer. drive() runs a promise to its end on it; a wait that nothing would ever end fails the test.
+ */
+function simulatedClock(): OpenLoopClock & { drive<T>(work: Promise<T>): Promise<T> } {
+  let now = 0;
+  const timers: Array<{ at: number; seq: number; fire: () => void }> = [];
+  let seq = 0;
+  const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+  return {
+    now: () => now,
+    until: (t) =>
+      t <= now
+        ? Promise.resolve()
+        : new Promise<void>((fire) => {
+            timers.push({ at: t, seq: seq++, fire });
+          }),
+    async drive(work) {
+      let settled = false;
+      const result = work.finally(() => {
+        settled = true;
+      });
+      for (;;) {
+        await turn();
+        if (settled) return result;
+        timers.sort((a, b) => a.at - b.at || a.seq - b.seq);
+        const next = timers.shift();
+        if (!next) throw new Error('deadlock: nothing pending on the simulated clock');
+        now = next.at;
+        next.fire();
+      }
+    },
+  };
+}
+
+/** A driver whose unlock and lock each take a set time on the clock, recording when each cycle began. */
+function timedDriver(
+  clock: OpenLoopClock,
+  ms: { unlock: number; lock: number },
+  fail?: (slot: number, k: number) => boolean,
+) {
+  const starts: Array<{ at: number; slot: number; k: number }> = [];
+  const busy = new Set<number>();
+  let overlaps = 0;
+  const driver: CycleDriver = {
+    async unlock(slot, k) {
+      starts.push({ at: clock.now(), slot, k });
+      if (busy.has(slot)) overlaps++;
+      busy.add(slot);
+      await clock.until(clock.now() + ms.unlock);
+      if (fail?.(slot, k)) {
+        busy.delete(slot);
+        throw new Error(`unlock → 409 on slot ${slot}`);
+      }
+    },
+    async lock(slot) {
+      await clock.until(clock.now() + ms.lock);
+      busy.delete(slot);
+    },
+  };
+  return { driver, starts, overlaps: () => overlaps };
+}
+
+describe('bench open loop', () => {
+  const base = { maxMs: 60_000, cap: 4, perSlot: 100 };
+
+  it('issues arrivals at the rate asked and measures each cycle from its scheduled time', async () => {
+    const clock = simulatedClock();
+    const { driver, starts } = timedDriver(clock, { unlock: 2, lock: 3 });
+    const run = await clock.drive(
+      runOpenLoop({ ...base, ratePerSecond: 100, count: 10, gapMs: uniformGaps(100), clock, driver }),
+    );
+    expect(starts.map((s) => s.at)).toEqual([0, 10, 20, 30, 40, 50, 60, 70, 80, 90]);
+    expect(run).toMatchObject({ offered: 10, completed: 10, dropped: 0, errors: 0, maxOutstanding: 1 });
+    expect(run.unlock).toMatchObject({ p50: 2, p99: 2 });
+    expect(run.lock.p99).toBe(3);
+    expect(run.cycle.p99).toBe(5);
+    expect(run.elapsedMs).toBe(95);
+    expect(run.lateness.max).toBe(0);
+  });
+
+  it('keeps issuing while earlier cycles are outstanding, and drops arrivals beyond the cap', async () => {
+    const clock = simulatedClock();
+    const { driver, starts, overlaps } = timedDriver(clock, { unlock: 20, lock: 25 });
+    const run = await clock.drive(
+      runOpenLoop({ ...base, cap: 3, ratePerSecond: 100, count: 12, gapMs: uniformGaps(100), clock, driver }),
+    );
+    // One arrives every 10 ms and each cycle takes 45: the arrivals at 30, 40, 80 and 90 ms find three
+    // outstanding. The others start on time, before the cycles ahead of them have ended.
+    expect(starts.map((s) => s.at)).toEqual([0, 10, 20, 50, 60, 70, 100, 110]);
+    expect(run).toMatchObject({ offered: 12, completed: 8, dropped: 4, maxOutstanding: 3, errors: 0 });
+    expect(overlaps()).toBe(0);
+    // The slot idle longest takes the next arrival: they take turns.
+    expect(starts.map((s) => s.slot)).toEqual([0, 1, 2, 0, 1, 2, 0, 1]);
+  });
+
+  it('counts a late generator against the latency, not in its favour', async () => {
+    const clock = simulatedClock();
+    const late: OpenLoopClock = { now: clock.now, until: (t) => clock.until(t + 3) };
+    const { driver } = timedDriver(clock, { unlock: 2, lock: 1 });
+    const run = await clock.drive(
+      runOpenLoop({ ...base, ratePerSecond: 50, count: 5, gapMs: uniformGaps(50), clock: late, driver }),
+    );
+    expect(run.lateness).toMatchObject({ p50: 3, max: 3 });
+    expect(run.unlock.p99).toBe(5);
+  });
+
+  it('stops issuing at the time bound and waits for what is outstanding', async () => {
+    const clock = simulatedClock();
+    const { driver } = timedDriver(clock, { unlock: 200, lock: 200 });
+    const run = await clock.drive(
+      runOpenLoop({
+        ...base,
+        maxMs: 450,
+        ratePerSecond: 10,
+        count: 100,
+        gapMs: uniformGaps(10),
+        clock,
+        driver,
+      }),
+    );
+    expect(run).toMatchObject({ offered: 5, stoppedByTime: true, completed: 5, dropped: 0 });
+    expect(run.elapsedMs).toBe(800);
+  });
+
+  it('retires a slot after its prepared cycles and counts the arrivals left without one', async () => {
+    const clock = simulatedClock();
+    const { driver, starts } = timedDriver(clock, { unlock: 1, lock: 1 });
+    const run = await clock.drive(
+      runOpenLoop({
+        ...base,
+        cap: 2,
+        perSlot: 2,
+        ratePerSecond: 100,
+        count: 6,
+        gapMs: uniformGaps(100),
+        clock,
+        driver,
+      }),
+    );
+    expect(run).toMatchObject({ completed: 4, exhausted: 2, dropped: 0 });
+    expect(starts.map((s) => [s.slot, s.k])).toEqual([
+      [0, 0],
+      [1, 0],
+      [0, 1],
+      [1, 1],
+    ]);
+  });
+
+  it('counts a failed cycle as an error and frees its slot', async () => {
+    const clock = simulatedClock();
+    const { driver, starts } = timedDriver(clock, { unlock: 1, lock: 1 }, (slot, k) => slot === 0 && k === 0);
+    const run = await clock.drive(
+      runOpenLoop({ ...base, cap: 1, ratePerSecond: 100, count: 3, gapMs: uniformGaps(100), clock, driver }),
+    );
+    expect(run).toMatchObject({ completed: 2, errors: 1, dropped: 0 });
+    expect(run.errorSamples).toEqual(['unlock → 409 on slot 0']);
+    expect(starts.map((s) => s.k)).toEqual([0, 1, 2]);
+  });
+
+  it('spaces Poisson arrivals by exponential gaps drawn from the random source', () => {
+    const draws = [0, 0.5, 0.75];
+    const gap = poissonGaps(100, () => draws.shift() ?? 0);
+    expect(gap()).toBe(0);
+    expect(gap()).toBeCloseTo(10 * Math.LN2);
+    expect(gap()).toBeCloseTo(10 * Math.log(4));
+    expect(uniformGaps(40)()).toBe(25);
+  });
 });
 
 describe('bench fleet', () => {
@@ -199,5 +416,117 @@ describe('the floor’s MQTT framing', () => {
     const filter = Buffer.from('vehicles/V/commands');
     const subscribe = Buffer.concat([Buffer.from([0, 7, 0, filter.length]), filter, Buffer.from([1])]);
     expect([...subackFor(subscribe)]).toEqual([0x90, 3, 0, 7, 1]);
+  });
+});
+
+describe('bench report of phase 3 on both stores', () => {
+  const parsed = parseBenchArgs(['--quick']);
+  if (parsed.kind !== 'run') throw new Error('expected a run');
+  const options = { ...parsed.options, phases: [3] };
+  const ms = (p50: number, p99: number): LatencySummary => ({ count: 100, p50, p99, max: p99, mean: p50 });
+  const closed = (cyclesPerSecond: number): CycleRun => ({
+    couriers: 16,
+    cycles: 800,
+    completed: 800,
+    errors: 0,
+    errorSamples: [],
+    elapsedMs: 8_000,
+    cyclesPerSecond,
+    unlock: ms(150, 400),
+    lock: ms(140, 380),
+    cycle: ms(290, 700),
+  });
+  const open = (ratePerSecond: number, p99: number, dropped = 0): OpenLoopRun => ({
+    ratePerSecond,
+    offered: 400,
+    stoppedByTime: false,
+    dropped,
+    exhausted: 0,
+    cap: 16,
+    maxOutstanding: 5,
+    completed: 400 - dropped,
+    errors: 0,
+    errorSamples: [],
+    elapsedMs: 8_000,
+    completedPerSecond: ratePerSecond,
+    lateness: ms(0.1, 2),
+    unlock: ms(9, p99),
+    lock: ms(8, 20),
+    cycle: ms(17, 40),
+  });
+  const phase = (label: string, cyclesPerSecond: number, openLoop?: OpenLoopRun): CyclePhase => ({
+    label,
+    storm: { cars: 300, connected: 300, ms: 2_000 },
+    runs: [closed(cyclesPerSecond)],
+    cpu: [{ 'gateway + broker': 5_000 }],
+    ...(openLoop ? { openLoop } : {}),
+  });
+  const results = (more: Partial<BenchResults>): BenchResults => ({
+    startedAt: '2026-01-01T00:00:00.000Z',
+    command: 'npm run bench -- --quick',
+    machine: {
+      load: { start: 1, end: 1 },
+      cpus: 2,
+      cpuModel: 'x',
+      memoryGiB: 1,
+      node: 'v24',
+      platform: 'linux',
+    },
+    options,
+    notes: [],
+    ...more,
+  });
+  const rowOf = (table: string, start: string): string[] | undefined =>
+    table
+      .split('\n')
+      .map((line) => line.split(' | ').map((cell) => cell.replace(/^\| | \|$/g, '')))
+      .find((cells) => cells[0]?.startsWith(start));
+
+  it('gives the ratio of the two stores and both p99s, each named for its loop', () => {
+    const r = results({
+      embedded: phase('phase 3 embedded, SQLite', 100, open(50, 20)),
+      postgres: phase('phase 3 embedded, PostgreSQL', 60, open(30, 40, 3)),
+    });
+    const targets = targetsTable(r);
+    expect(rowOf(targets, 'cycles/s on PostgreSQL over SQLite')).toEqual([
+      'cycles/s on PostgreSQL over SQLite, same run',
+      '≥ 0.7×',
+      '0.60× (60 vs 100)',
+      '**missed**',
+    ]);
+    expect(rowOf(targets, 'closed-loop unlock p99 at saturation (C = 16 couriers), SQLite')?.[2]).toBe(
+      '400.0 ms',
+    );
+    expect(rowOf(targets, 'open-loop unlock p99 at 50.0 cycles/s')?.slice(1)).toEqual([
+      '≤ 25 ms',
+      '20.0 ms (p50 9.0 ms; dropped 0 of 400, errors 0)',
+      'met',
+    ]);
+    // Dropped arrivals are not in the latencies: the figure does not count as met with any.
+    expect(rowOf(targets, 'open-loop unlock p99 at 30.0 cycles/s')?.[3]).toBe('**missed**');
+    const table = cycleTable(r) ?? '';
+    expect(rowOf(table, 'phases 3-5')).toEqual([
+      'phases 3-5',
+      '3 embedded broker, SQLite',
+      '3 embedded broker, PostgreSQL',
+    ]);
+    expect(rowOf(table, 'open loop: unlock p50 / p99')?.slice(1)).toEqual([
+      '9.0 / 20.0 / 20.0',
+      '9.0 / 40.0 / 40.0',
+    ]);
+  });
+
+  it('says why PostgreSQL was not measured', () => {
+    const r = results({
+      embedded: phase('phase 3 embedded, SQLite', 100),
+      postgres: {
+        skipped: 'PostgreSQL at postgres://postgres@127.0.0.1:1/test is unreachable (ECONNREFUSED)',
+      },
+    });
+    expect(rowOf(targetsTable(r), 'cycles/s on PostgreSQL over SQLite')?.slice(2)).toEqual([
+      'not measured: PostgreSQL at postgres://postgres@127.0.0.1:1/test is unreachable (ECONNREFUSED)',
+      '—',
+    ]);
+    expect(rowOf(cycleTable(r) ?? '', 'phases 3-5')).toEqual(['phases 3-5', '3 embedded broker, SQLite']);
   });
 });

@@ -79,6 +79,7 @@ describe.concurrent('--help', { timeout: 60_000 }, () => {
     ['certs/main.ts', /^Usage: npm run certs --/],
     ['simulator/main.ts', /^Usage: npm run simulator --/],
     ['test/bench/statements.ts', /^Usage: npm run bench:sql --/],
+    ['test/bench/main.ts', /^Usage: npm run bench -- [\s\S]*--store LIST[\s\S]*--open-loop-cycles K/],
   ])('%s --help', async (script, usage) => {
     const r = await finished(script, ['--help']);
     expect(r.code).toBe(0);
@@ -104,6 +105,8 @@ describe.concurrent('bad arguments: a non-zero exit and one line saying why', { 
       ['--dialect', 'mysql'],
       /^bench:sql: --dialect must be sqlite, postgres or both/,
     ],
+    ['test/bench/main.ts', ['--store', 'mysql'], /^bench: --store: mysql is not one of sqlite, postgres/],
+    ['test/bench/main.ts', ['--arrivals', 'bursty'], /^bench: --arrivals must be one of poisson, uniform/],
     [
       'simulator/main.ts',
       ['--broker', 'mqtt://127.0.0.1:1883'],

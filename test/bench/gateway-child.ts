@@ -1,5 +1,5 @@
-// Owns the bench's gateway process: one gateway (embedded broker or an external one) in its own process, so
-// its memory and CPU figures are its own; the parent drives it over IPC (see ipc.ts).
+// Owns the bench's gateway process: one gateway (embedded broker or an external one; SQLite or PostgreSQL) in
+// its own process, so its memory and CPU figures are its own; the parent drives it over IPC (see ipc.ts).
 import { devPkiPaths } from '../../certs/dev-pki.ts';
 import { type Gateway, startGateway } from '../../gateway/gateway.ts';
 import { parseConfig } from '../../gateway/platform/config.ts';
@@ -15,6 +15,8 @@ export interface GatewayStartParams {
   dataDir: string;
   /** An external broker; the embedded one when absent. */
   mqttUrl?: string;
+  /** The PostgreSQL store; SQLite in dataDir when absent. */
+  databaseUrl?: string;
   logLevel: string;
 }
 
@@ -58,6 +60,7 @@ serve({
       MQTT_PORT: '0',
       MQTT_URL: params.mqttUrl,
       DATA_DIR: params.dataDir,
+      DATABASE_URL: params.databaseUrl,
       CERTS_DIR: params.pkiDir,
       LOG_LEVEL: params.logLevel,
       SIMULATOR: 'off',

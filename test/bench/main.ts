@@ -1,28 +1,44 @@
-// Owns `npm run bench`: the composition root that runs the phases of issue 7 in order, prints the Markdown
-// report on stdout (progress on stderr) and writes the results as JSON into the results folder.
+// Owns `npm run bench`: the composition root that runs the phases of issues 7 and 14 in order (phase 3 on each
+// store), prints the Markdown report on stdout (progress on stderr) and writes the results as JSON into the
+// results folder.
 import '../../runtime.ts';
 import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, platform, release, tmpdir, totalmem } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import pg from 'pg';
 import { type DevPkiPaths, devPkiPaths, ensureDevPki } from '../../certs/dev-pki.ts';
 import { issueFleet } from '../../certs/fleet.ts';
 import { issueVehicleIdentity } from '../../certs/identity.ts';
 import { createIssuer } from '../../certs/pki.ts';
+import { redactUrl } from '../../gateway/store/store.ts';
 import { kidFor } from '../../protocols/keys.ts';
-import { type CycleDriver, type CycleRun, cyclesOf, httpDriver, runCycles } from './cycles.ts';
+import { freshPgSchema, pgUrlWithSchema, TEST_DATABASE_URL } from '../helpers/pg-schema.ts';
+import {
+  type CycleDriver,
+  type CycleRun,
+  cyclesOf,
+  httpDriver,
+  type OpenLoopRun,
+  poissonGaps,
+  realClock,
+  runCycles,
+  runOpenLoop,
+  uniformGaps,
+} from './cycles.ts';
 import { benchVin, COURIER_POSITION, carFor, courierId } from './fleet-data.ts';
 import { startFloorServer } from './floor.ts';
 import type { GatewayStarted } from './gateway-child.ts';
 import { type Child, forkChild } from './ipc.ts';
 import { type Mosquitto, startMosquitto } from './mosquitto.ts';
-import { BenchArgsError, type BenchOptions, parseBenchArgs, USAGE } from './options.ts';
+import { BenchArgsError, type BenchOptions, parseBenchArgs, type Store, USAGE } from './options.ts';
 import { type CpuProfile, topFunctions } from './profile.ts';
 import { CPU_PROF_INTERVAL_US } from './profiler.ts';
 import { note, ProgressBar } from './progress.ts';
-import type { BenchResults, CpuPerCycle, CyclePhase, StormFigure } from './report.ts';
-import { renderReport } from './report.ts';
+import type { BenchResults, CpuPerCycle, CyclePhase, Skipped, StormFigure } from './report.ts';
+import { isPhase, renderReport } from './report.ts';
+import { median } from './stats.ts';
 import { runTokenPhase } from './tokens.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -32,6 +48,8 @@ const FLOOR_CARS_CHILD = join(HERE, 'floor-cars-child.ts');
 const DELIVERY_WINDOW_MS = 4 * 3_600_000;
 /** After the storm, the broker is left alone this long before its memory is read. */
 const SETTLE_MS = 2_000;
+/** How long PostgreSQL may take to create the bench's schema before phase 3 on it is skipped. */
+const PG_CONNECT_MS = 10_000;
 
 interface Context {
   options: BenchOptions;
@@ -112,14 +130,15 @@ async function provision(ctx: Context): Promise<void> {
 async function startGatewayChild(
   ctx: Context,
   name: string,
-  mqttUrl?: string,
+  external: { mqttUrl?: string | undefined; databaseUrl?: string | undefined },
 ): Promise<{ child: Child; started: GatewayStarted }> {
   const child = await forkChild(GATEWAY_CHILD, { logFile: join(ctx.runDir, `${name}.log`) });
   ctx.cleanups.push(() => child.close());
   const started = await child.call<GatewayStarted>('start', {
     pkiDir: ctx.pki.dir,
     dataDir: join(ctx.work, name),
-    ...(mqttUrl ? { mqttUrl } : {}),
+    ...(external.mqttUrl ? { mqttUrl: external.mqttUrl } : {}),
+    ...(external.databaseUrl ? { databaseUrl: external.databaseUrl } : {}),
     logLevel: ctx.options.logLevel,
   });
   return { child, started };
@@ -153,6 +172,70 @@ async function connectFleet(
       ms: result.ms,
       cpuPerCarUs: { 'simulated cars': result.cpuMicros / Math.max(1, result.connected) },
     },
+  };
+}
+
+// ---------------------------------------------------------------- PostgreSQL
+
+interface PgStore {
+  /** DATABASE_URL for the gateway: the fresh schema as search_path, and a name its connection can be found by. */
+  url: string;
+  /** The PostgreSQL server process serving the gateway's one connection, by its CPU time. */
+  backend: Meter;
+  drop(): Promise<void>;
+}
+
+/** A fresh schema for the PostgreSQL variant of phase 3 (dropped on the way out), or why there is none. */
+async function postgresStore(ctx: Context): Promise<PgStore | Skipped> {
+  const where = redactUrl(TEST_DATABASE_URL);
+  const creating = freshPgSchema();
+  let timer: NodeJS.Timeout | undefined;
+  let fresh: Awaited<typeof creating>;
+  try {
+    fresh = await Promise.race([
+      creating,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer in ${PG_CONNECT_MS / 1000} s`)), PG_CONNECT_MS);
+      }),
+    ]);
+  } catch (err) {
+    // A schema created after the bench gave up on it must not stay behind.
+    creating.then((late) => late.drop()).catch(() => undefined);
+    const e = err as Error & { code?: string };
+    return {
+      skipped: `PostgreSQL at ${where} is unreachable (${e.message.split('\n')[0] || e.code || e.name})`,
+    };
+  } finally {
+    clearTimeout(timer);
+  }
+  let dropped: Promise<void> | null = null;
+  const drop = (): Promise<void> => {
+    dropped ??= fresh.drop().finally(() => client.end().catch(() => undefined));
+    return dropped;
+  };
+  const client = new pg.Client({ connectionString: TEST_DATABASE_URL });
+  // A broken connection only loses the meter; without a listener its error would end the bench.
+  client.on('error', () => undefined);
+  ctx.cleanups.push(drop);
+  await client.connect();
+  const appName = `curbside-bench-${fresh.schema}`;
+  const url = new URL(pgUrlWithSchema(fresh.schema));
+  url.searchParams.set('application_name', appName);
+  return {
+    url: url.toString(),
+    backend: {
+      name: 'PostgreSQL backend',
+      // The gateway holds one connection, busy through every run, so its backend stays the same process
+      // within a run (pg's pool replaces a connection only after it idles). Its CPU time is in /proc.
+      read: async () => {
+        const { rows } = await client.query<{ pid: number }>(
+          'select pid from pg_stat_activity where application_name = $1',
+          [appName],
+        );
+        return rows.length === 1 ? procCpuMicros((rows[0] as { pid: number }).pid) : Number.NaN;
+      },
+    },
+    drop,
   };
 }
 
@@ -198,7 +281,9 @@ async function measuredRuns(input: {
   label: string;
   driverFor: (cycles: number, couriers: number) => Promise<CycleDriver & { close?: () => void }>;
   meters: Meter[];
-}): Promise<{ runs: CycleRun[]; cpu: CpuPerCycle[]; alone?: CycleRun }> {
+  /** Run after the closed-loop runs, given their median cycles/s. */
+  openLoop?: (closedLoopPerSecond: number) => Promise<OpenLoopRun | Skipped>;
+}): Promise<{ runs: CycleRun[]; cpu: CpuPerCycle[]; openLoop?: OpenLoopRun | Skipped; alone?: CycleRun }> {
   const { options } = input.ctx;
   const runs: CycleRun[] = [];
   const cpu: CpuPerCycle[] = [];
@@ -231,7 +316,11 @@ async function measuredRuns(input: {
     });
     cpu.push(perCycle);
   }
-  if (options.latencyCycles === 0) return { runs, cpu };
+  const openLoop = input.openLoop
+    ? await input.openLoop(median(runs.map((r) => r.cyclesPerSecond)))
+    : undefined;
+  const measured = { runs, cpu, ...(openLoop ? { openLoop } : {}) };
+  if (options.latencyCycles === 0) return measured;
   const driver = await input.driverFor(options.latencyCycles, 1);
   const bar = new ProgressBar(`${input.label}, one courier alone`, options.latencyCycles);
   const alone = await runCycles({
@@ -244,19 +333,31 @@ async function measuredRuns(input: {
   bar.finish(
     `unlock p50 ${alone.unlock.p50.toFixed(1)} ms, p99 ${alone.unlock.p99.toFixed(1)} ms, ${alone.errors} errors`,
   );
-  return { runs, cpu, alone };
+  return { ...measured, alone };
 }
 
 async function brokerPhase(
   ctx: Context,
-  input: { name: string; label: string; mqtt?: Mosquitto; profile: boolean },
+  input: {
+    name: string;
+    label: string;
+    mqtt?: Mosquitto;
+    /** The PostgreSQL store; SQLite when absent. */
+    database?: PgStore;
+    profile: boolean;
+    /** Whether this gateway's storm and memory are phase 2's figures. */
+    phase2: boolean;
+    openLoop: boolean;
+  },
 ): Promise<CyclePhase> {
   const { options } = ctx;
-  const { child: gateway, started } = await startGatewayChild(ctx, `${input.name}-gateway`, input.mqtt?.url);
+  const { child: gateway, started } = await startGatewayChild(ctx, `${input.name}-gateway`, {
+    mqttUrl: input.mqtt?.url,
+    databaseUrl: input.database?.url,
+  });
   const vins = Array.from({ length: options.cars }, (_, i) => benchVin(i));
   const { locationId } = await gateway.call<{ locationId: string }>('link', { vins });
-  const before =
-    input.name === 'embedded' ? await gateway.call<{ memory: NodeJS.MemoryUsage }>('memory') : null;
+  const before = input.phase2 ? await gateway.call<{ memory: NodeJS.MemoryUsage }>('memory') : null;
   const brokerCpu = input.mqtt
     ? async () => procCpuMicros((input.mqtt as Mosquitto).pid)
     : async () => cpuMicros(await gateway.call<NodeJS.CpuUsage>('cpu'));
@@ -308,14 +409,54 @@ async function brokerPhase(
     ...(input.mqtt
       ? [{ name: 'Mosquitto', read: async () => procCpuMicros((input.mqtt as Mosquitto).pid) }]
       : []),
+    ...(input.database ? [input.database.backend] : []),
     { name: 'simulated cars', read: async () => cpuMicros(await fleet.call<NodeJS.CpuUsage>('cpu')) },
     { name: 'couriers', read: async () => cpuMicros(process.cpuUsage()) },
   ];
-  const measured = await measuredRuns({ ctx, label: input.label, driverFor, meters });
+  const openLoop =
+    input.openLoop && options.openLoopCycles > 0
+      ? async (closedLoopPerSecond: number): Promise<OpenLoopRun | Skipped> => {
+          const rate = closedLoopPerSecond / 2;
+          if (!(rate > 0)) return { skipped: 'no closed-loop cycles/s to take half of' };
+          // The same C couriers, each with its own cars; arrivals take turns over them, so each takes about
+          // count/C cycles: half as many again are prepared, and a courier that used them all retires.
+          const cap = options.couriers;
+          const perSlot = Math.ceil((options.openLoopCycles / cap) * 1.5) + 2;
+          const driver = await driverFor(perSlot * cap, cap);
+          const bar = new ProgressBar(
+            `${input.label}: open loop, ${options.arrivals} arrivals at ${rate.toFixed(1)}/s`,
+            options.openLoopCycles,
+          );
+          const run = await runOpenLoop({
+            ratePerSecond: rate,
+            count: options.openLoopCycles,
+            maxMs: options.openLoopSeconds * 1000,
+            cap,
+            perSlot,
+            gapMs: options.arrivals === 'poisson' ? poissonGaps(rate, Math.random) : uniformGaps(rate),
+            clock: realClock,
+            driver,
+            onProgress: (d) => bar.update(d),
+          });
+          driver.close();
+          bar.finish(
+            `unlock p50 ${run.unlock.p50.toFixed(1)} ms, p99 ${run.unlock.p99.toFixed(1)} ms, ${run.dropped + run.exhausted} dropped, ${run.errors} errors`,
+          );
+          if (run.errors > 0) note(`  errors, e.g.: ${run.errorSamples.join(' | ')}`);
+          return run;
+        }
+      : undefined;
+  const measured = await measuredRuns({
+    ctx,
+    label: input.label,
+    driverFor,
+    meters,
+    ...(openLoop ? { openLoop } : {}),
+  });
   if (input.profile) {
     const cycles = Math.min(options.cycles, 5_000);
     const driver = await driverFor(cycles, options.couriers);
-    const file = join(ctx.runDir, `phase3-gateway.cpuprofile`);
+    const file = join(ctx.runDir, 'phase3-gateway.cpuprofile');
     await gateway.call('profileStart', { intervalUs: CPU_PROF_INTERVAL_US });
     const bar = new ProgressBar(`${input.label}: profiled pass`, cycles);
     const run = await runCycles({
@@ -328,11 +469,54 @@ async function brokerPhase(
     driver.close();
     bar.finish(`${Math.round(run.cyclesPerSecond)} cycles/s under the profiler`);
     const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
-    ctx.results.profile = { file: relative(process.cwd(), file), top: topFunctions(profile, 5) };
+    ctx.results.profile = {
+      file: relative(process.cwd(), file),
+      top: topFunctions(profile, 5),
+      phase: input.label,
+    };
   }
   await fleet.close();
   await gateway.close();
   return { label: input.label, storm, ...measured };
+}
+
+/**
+ * Phase 3 on each store of --store, one after the other in the same run, each with a gateway and a fleet of
+ * its own: the embedded broker lives in the gateway's process, so a gateway on another store brings another
+ * broker, and the cars have to connect to it (pointing it at the first gateway's broker instead would put two
+ * gateways on the cars' topics). Phase 2's figures come from the first; only --phases 2: SQLite alone.
+ */
+async function storePhases(ctx: Context): Promise<void> {
+  const { options, results } = ctx;
+  const phase3 = options.phases.has(3);
+  const stores: readonly Store[] = phase3 ? options.stores : options.phases.has(2) ? ['sqlite'] : [];
+  let first = true;
+  for (const store of stores) {
+    let database: PgStore | undefined;
+    if (store === 'postgres') {
+      const made = await postgresStore(ctx);
+      if ('skipped' in made) {
+        results.postgres = made;
+        results.notes.push(`Phase 3 on PostgreSQL skipped: ${made.skipped}.`);
+        note(`phase 3 on PostgreSQL skipped: ${made.skipped}`);
+        continue;
+      }
+      database = made;
+    }
+    const phase = await brokerPhase(ctx, {
+      name: store === 'sqlite' ? 'embedded' : 'embedded-postgres',
+      label: `phase 3 embedded, ${store === 'sqlite' ? 'SQLite' : 'PostgreSQL'}`,
+      ...(database ? { database } : {}),
+      profile: first && phase3 && options.profile,
+      phase2: first,
+      openLoop: phase3,
+    });
+    await database?.drop();
+    first = false;
+    if (!phase3) continue;
+    if (store === 'sqlite') results.embedded = phase;
+    else results.postgres = phase;
+  }
 }
 
 // ---------------------------------------------------------------- phase 5
@@ -422,14 +606,7 @@ async function run(options: BenchOptions, argv: string[]): Promise<number> {
   const { results } = ctx;
   try {
     await provision(ctx);
-    if (options.phases.has(2) || options.phases.has(3)) {
-      const phase = await brokerPhase(ctx, {
-        name: 'embedded',
-        label: 'phase 3 embedded',
-        profile: options.profile && options.phases.has(3),
-      });
-      if (options.phases.has(3)) results.embedded = phase;
-    }
+    await storePhases(ctx);
     if (options.phases.has(4)) {
       if (options.mosquitto === null) {
         results.mosquitto = { skipped: '--mosquitto off' };
@@ -454,6 +631,8 @@ async function run(options: BenchOptions, argv: string[]): Promise<number> {
             label: 'phase 4 Mosquitto',
             mqtt: mosquitto,
             profile: false,
+            phase2: false,
+            openLoop: false,
           });
           await mosquitto.stop();
         }
@@ -466,12 +645,14 @@ async function run(options: BenchOptions, argv: string[]): Promise<number> {
     rmSync(work, { recursive: true, force: true });
   }
   results.machine.load.end = loadavg()[0] as number;
-  const errors = (results.embedded?.runs ?? [])
-    .concat(
-      results.mosquitto && 'runs' in results.mosquitto ? results.mosquitto.runs : [],
-      results.floor?.runs ?? [],
-    )
-    .reduce((sum, r) => sum + r.errors, 0);
+  const phases = [results.embedded, results.postgres, results.mosquitto, results.floor].filter(isPhase);
+  const errors = phases.reduce(
+    (sum, p) =>
+      sum +
+      p.runs.reduce((n, r) => n + r.errors, 0) +
+      (p.openLoop && 'errors' in p.openLoop ? p.openLoop.errors : 0),
+    0,
+  );
   if (errors > 0)
     results.notes.push(`${errors} cycles failed: the zero-error requirement is not met (see the JSON).`);
   const report = renderReport(results);

@@ -3,8 +3,13 @@ import { parseArgs } from 'node:util';
 
 export const USAGE = `Usage: npm run bench -- [options]
 
-Phases: 1 identity provisioning, 2 connect storm (embedded broker), 3 unlock round trip,
-4 phase 3 through Mosquitto, 5 the floor (MQTT over TLS + Ed25519 only), 6 token mint/verify vs jose.
+Phases: 1 identity provisioning, 2 connect storm (embedded broker), 3 unlock round trip (closed loop at
+saturation, then an open loop at half that rate), on each store of --store, 4 phase 3 through Mosquitto,
+5 the floor (MQTT over TLS + Ed25519 only), 6 token mint/verify vs jose.
+
+Phase 3's open loop issues cycles at half the closed-loop cycles/s of the same store whatever the completions,
+at most C outstanding (the rest are dropped and counted). PostgreSQL: a fresh schema of TEST_DATABASE_URL
+(default postgres://postgres@127.0.0.1:5432/test), dropped afterwards; skipped with a note when unreachable.
 
 Options (defaults: the full run; --quick: small sizes, under two minutes):
   --quick                     small sizes for every phase
@@ -22,6 +27,10 @@ Options (defaults: the full run; --quick: small sizes, under two minutes):
   --report-interval-ms MS     each car's periodic state report                 30000  (simulator default)
   --log-level LEVEL           gateway log level (logs go to the run folder)    warn
   --mosquitto PATH|off        Mosquitto binary for phase 4                     /usr/sbin/mosquitto
+  --store LIST                stores phase 3 runs on, one after the other      sqlite,postgres
+  --open-loop-cycles K        arrivals of phase 3's open loop (0: none)        4000   (quick 400)
+  --open-loop-seconds S       no open-loop arrival after S seconds             60     (quick 20)
+  --arrivals poisson|uniform  how open-loop arrivals are spaced                poisson
   --profile on|off            one extra, unmeasured phase 3 pass under the CPU profiler   on
   --phases LIST               which phases to run, e.g. 1,2,3                  1,2,3,4,5,6
   --out DIR                   where results (JSON, profiles, logs) go          bench-results
@@ -45,9 +54,20 @@ export interface BenchOptions {
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   mosquitto: string | null;
   profile: boolean;
+  /** The stores phase 3 runs on, SQLite first. */
+  stores: readonly Store[];
+  /** Arrivals of phase 3's open loop (0: none), and the time after which no more are issued. */
+  openLoopCycles: number;
+  openLoopSeconds: number;
+  arrivals: Arrivals;
   phases: ReadonlySet<number>;
   out: string;
 }
+
+export const STORES = ['sqlite', 'postgres'] as const;
+export type Store = (typeof STORES)[number];
+export const ARRIVALS = ['poisson', 'uniform'] as const;
+export type Arrivals = (typeof ARRIVALS)[number];
 
 export type BenchCommand = { kind: 'help' } | { kind: 'run'; options: BenchOptions };
 
@@ -96,6 +116,16 @@ export function parseBenchArgs(argv: readonly string[]): BenchCommand {
     throw new BenchArgsError(`--log-level must be one of ${LOG_LEVELS.join(', ')}`);
   }
   const mosquitto = values.mosquitto ?? '/usr/sbin/mosquitto';
+  const stores = (values.store ?? STORES.join(',')).split(',').map((name) => {
+    if (!(STORES as readonly string[]).includes(name.trim())) {
+      throw new BenchArgsError(`--store: ${name} is not one of ${STORES.join(', ')}`);
+    }
+    return name.trim() as Store;
+  });
+  const arrivals = values.arrivals ?? 'poisson';
+  if (!(ARRIVALS as readonly string[]).includes(arrivals)) {
+    throw new BenchArgsError(`--arrivals must be one of ${ARRIVALS.join(', ')}`);
+  }
   const floorCars = count('floor-cars', values['floor-cars'], cars);
   if (couriers > floorCars) throw new BenchArgsError('--couriers must not exceed --floor-cars');
   return {
@@ -117,6 +147,10 @@ export function parseBenchArgs(argv: readonly string[]): BenchCommand {
       logLevel: logLevel as BenchOptions['logLevel'],
       mosquitto: mosquitto === 'off' ? null : mosquitto,
       profile: onOff('profile', values.profile, true),
+      stores: STORES.filter((s) => stores.includes(s)),
+      openLoopCycles: count('open-loop-cycles', values['open-loop-cycles'], quick ? 400 : 4_000, 0),
+      openLoopSeconds: count('open-loop-seconds', values['open-loop-seconds'], quick ? 20 : 60),
+      arrivals: arrivals as Arrivals,
       phases,
       out: values.out ?? 'bench-results',
     },
@@ -145,6 +179,10 @@ function parseSpec(argv: readonly string[]) {
       'log-level': { type: 'string' },
       mosquitto: { type: 'string' },
       profile: { type: 'string' },
+      store: { type: 'string' },
+      'open-loop-cycles': { type: 'string' },
+      'open-loop-seconds': { type: 'string' },
+      arrivals: { type: 'string' },
       phases: { type: 'string' },
       out: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },

@@ -1,5 +1,5 @@
 // Owns the bench's results shape and its Markdown rendering: the targets table, per-phase figures, the profile.
-import type { CycleRun } from './cycles.ts';
+import type { CycleRun, OpenLoopRun } from './cycles.ts';
 import type { BenchOptions } from './options.ts';
 import type { HotFunction } from './profile.ts';
 import { median, ratio } from './stats.ts';
@@ -42,11 +42,16 @@ export interface MemoryFigure {
 /** CPU time per completed cycle, µs, by process. */
 export type CpuPerCycle = Record<string, number>;
 
+export type Skipped = { skipped: string };
+
 export interface CyclePhase {
   label: string;
   storm: StormFigure;
+  /** Closed loop: C couriers, each starting its next cycle when its last one ends (saturation). */
   runs: CycleRun[];
   cpu: CpuPerCycle[];
+  /** Open loop, after the closed-loop runs: arrivals at half their median cycles/s. */
+  openLoop?: OpenLoopRun | Skipped;
   /** One courier alone, after the loaded runs: the round trip without queueing. */
   alone?: CycleRun;
 }
@@ -59,11 +64,15 @@ export interface BenchResults {
   identities?: { memory: RateFigure; disk: RateFigure };
   storm?: StormFigure;
   memory?: MemoryFigure;
-  embedded?: CyclePhase;
-  mosquitto?: CyclePhase | { skipped: string };
+  /** Phase 3 on SQLite (the store phases 4 and 5 are compared with). */
+  embedded?: CyclePhase | Skipped;
+  /** Phase 3 on PostgreSQL, in the same run. */
+  postgres?: CyclePhase | Skipped;
+  mosquitto?: CyclePhase | Skipped;
   floor?: CyclePhase;
   tokens?: TokenRun[];
-  profile?: { file: string; top: HotFunction[] };
+  /** `phase`: the phase 3 variant profiled. */
+  profile?: { file: string; top: HotFunction[]; phase?: string };
   notes: string[];
 }
 
@@ -105,7 +114,9 @@ export function cycleMedians(phase: CyclePhase): CycleMedians {
   };
 }
 
-const isPhase = (p: BenchResults['mosquitto']): p is CyclePhase => p !== undefined && 'runs' in p;
+export const isPhase = (p: CyclePhase | Skipped | undefined): p is CyclePhase =>
+  p !== undefined && 'runs' in p;
+const isOpenLoop = (o: CyclePhase['openLoop']): o is OpenLoopRun => o !== undefined && 'offered' in o;
 
 export function fmt(value: number | undefined, digits = 0): string {
   if (value === undefined || !Number.isFinite(value)) return '—';
@@ -121,7 +132,8 @@ const verdict = (ok: boolean | null): string => (ok === null ? '—' : ok ? 'met
 
 export function targetsTable(r: BenchResults): string {
   const o = r.options;
-  const embedded = r.embedded ? cycleMedians(r.embedded) : null;
+  const embedded = isPhase(r.embedded) ? cycleMedians(r.embedded) : null;
+  const postgres = isPhase(r.postgres) ? cycleMedians(r.postgres) : null;
   const mosquitto = isPhase(r.mosquitto) ? cycleMedians(r.mosquitto) : null;
   const floor = r.floor ? cycleMedians(r.floor) : null;
   const rows: string[][] = [];
@@ -147,18 +159,51 @@ export function targetsTable(r: BenchResults): string {
       verdict(r.memory.rssPerCarKiB <= 64),
     ]);
   }
-  if (embedded) {
+  for (const [store, m] of [
+    ['SQLite', embedded],
+    ['PostgreSQL', postgres],
+  ] as const) {
+    if (!m) continue;
     rows.push([
-      `unlock+lock cycles/s, C = ${o.couriers}, N = ${fmt(o.cars)}`,
+      `unlock+lock cycles/s, C = ${o.couriers}, N = ${fmt(o.cars)}, ${store}`,
       '≥ 1,000 (C = 64, N = 10,000)',
-      `${fmt(embedded.cyclesPerSecond)} (errors: ${embedded.errors})`,
-      verdict(embedded.cyclesPerSecond >= 1_000 && embedded.errors === 0),
+      `${fmt(m.cyclesPerSecond)} (errors: ${m.errors})`,
+      verdict(m.cyclesPerSecond >= 1_000 && m.errors === 0),
     ]);
     rows.push([
-      'p99 of one unlock round trip at that load',
+      `closed-loop unlock p99 at saturation (C = ${o.couriers} couriers), ${store}`,
       '≤ 25 ms',
-      `${fmt(embedded.unlockP99, 1)} ms`,
-      verdict(embedded.unlockP99 <= 25),
+      `${fmt(m.unlockP99, 1)} ms`,
+      verdict(m.unlockP99 <= 25),
+    ]);
+  }
+  for (const [store, p] of [
+    ['SQLite', r.embedded],
+    ['PostgreSQL', r.postgres],
+  ] as const) {
+    if (!isPhase(p) || p.openLoop === undefined) continue;
+    const open = p.openLoop;
+    rows.push(
+      isOpenLoop(open)
+        ? [
+            `open-loop unlock p99 at ${fmt(open.ratePerSecond, 1)} cycles/s (half the closed-loop maximum), ${store}`,
+            '≤ 25 ms',
+            `${fmt(open.unlock.p99, 1)} ms (p50 ${fmt(open.unlock.p50, 1)} ms; dropped ${fmt(open.dropped + open.exhausted)} of ${fmt(open.offered)}, errors ${open.errors})`,
+            verdict(open.unlock.p99 <= 25 && open.dropped === 0 && open.exhausted === 0 && open.errors === 0),
+          ]
+        : [`open-loop unlock p99, ${store}`, '≤ 25 ms', `not measured: ${open.skipped}`, '—'],
+    );
+  }
+  if (o.stores.includes('postgres') && o.stores.includes('sqlite') && (r.embedded || r.postgres)) {
+    const x = embedded && postgres ? ratio(postgres.cyclesPerSecond, embedded.cyclesPerSecond) : Number.NaN;
+    const why = [r.embedded, r.postgres].find((p) => p !== undefined && !isPhase(p)) as Skipped | undefined;
+    rows.push([
+      'cycles/s on PostgreSQL over SQLite, same run',
+      '≥ 0.7×',
+      why
+        ? `not measured: ${why.skipped}`
+        : `${fmt(x, 2)}× (${fmt(postgres?.cyclesPerSecond)} vs ${fmt(embedded?.cyclesPerSecond)})`,
+      why ? '—' : verdict(x >= 0.7),
     ]);
   }
   if (embedded && floor) {
@@ -195,35 +240,59 @@ export function targetsTable(r: BenchResults): string {
 }
 
 export function cycleTable(r: BenchResults): string | null {
-  const columns: Array<[string, CycleMedians]> = [];
-  if (r.embedded) columns.push(['3 embedded broker', cycleMedians(r.embedded)]);
-  if (isPhase(r.mosquitto)) columns.push(['4 Mosquitto', cycleMedians(r.mosquitto)]);
-  if (r.floor) columns.push(['5 floor', cycleMedians(r.floor)]);
-  if (columns.length === 0) return null;
+  const phases: Array<[string, CyclePhase]> = [];
+  if (isPhase(r.embedded)) phases.push(['3 embedded broker, SQLite', r.embedded]);
+  if (isPhase(r.postgres)) phases.push(['3 embedded broker, PostgreSQL', r.postgres]);
+  if (isPhase(r.mosquitto)) phases.push(['4 Mosquitto', r.mosquitto]);
+  if (r.floor) phases.push(['5 floor', r.floor]);
+  if (phases.length === 0) return null;
+  const columns = phases.map(([name, p]): [string, CycleMedians] => [name, cycleMedians(p)]);
   const floor = r.floor ? cycleMedians(r.floor) : null;
   const row = (name: string, pick: (m: CycleMedians) => string): string[] => [
     name,
     ...columns.map(([, m]) => pick(m)),
   ];
-  const phases = [r.embedded, r.mosquitto, r.floor].filter(isPhase);
+  const openRow = (name: string, pick: (o: OpenLoopRun) => string): string[] => [
+    name,
+    ...phases.map(([, p]) => (isOpenLoop(p.openLoop) ? pick(p.openLoop) : '—')),
+  ];
   const cpuNames = [...new Set(columns.flatMap(([, m]) => Object.keys(m.cpu)))];
   const rows = [
     row('cars connected', (_m) => ''),
-    row('cycles/s', (m) => fmt(m.cyclesPerSecond)),
+    row('closed loop (C couriers at saturation): cycles/s', (m) => fmt(m.cyclesPerSecond)),
     row(
-      'unlock p50 / p99 / max, ms',
+      'closed loop: unlock p50 / p99 / max, ms',
       (m) => `${fmt(m.unlockP50, 1)} / ${fmt(m.unlockP99, 1)} / ${fmt(m.unlockMax, 1)}`,
     ),
-    row('lock p50 / p99, ms', (m) => `${fmt(m.lockP50, 1)} / ${fmt(m.lockP99, 1)}`),
-    row('cycle p50 / p99, ms', (m) => `${fmt(m.cycleP50, 1)} / ${fmt(m.cycleP99, 1)}`),
+    row('closed loop: lock p50 / p99, ms', (m) => `${fmt(m.lockP50, 1)} / ${fmt(m.lockP99, 1)}`),
+    row('closed loop: cycle p50 / p99, ms', (m) => `${fmt(m.cycleP50, 1)} / ${fmt(m.cycleP99, 1)}`),
     row(
       'unlock p50 / p99 of one courier alone, ms',
       (m) => `${fmt(m.aloneUnlockP50, 1)} / ${fmt(m.aloneUnlockP99, 1)}`,
     ),
     row('errors (all repeats)', (m) => `${m.errors} of ${fmt(m.completed + m.errors)}`),
+    ...(phases.some(([, p]) => isOpenLoop(p.openLoop))
+      ? [
+          openRow(
+            'open loop: arrivals, cycles/s (half the closed-loop figure)',
+            (o) => `${fmt(o.ratePerSecond, 1)} (completed ${fmt(o.completedPerSecond, 1)})`,
+          ),
+          openRow(
+            'open loop: unlock p50 / p99 / max, ms (from the scheduled arrival)',
+            (o) => `${fmt(o.unlock.p50, 1)} / ${fmt(o.unlock.p99, 1)} / ${fmt(o.unlock.max, 1)}`,
+          ),
+          openRow('open loop: cycle p50 / p99, ms', (o) => `${fmt(o.cycle.p50, 1)} / ${fmt(o.cycle.p99, 1)}`),
+          openRow(
+            'open loop: arrivals issued / dropped (cap reached) / errors',
+            (o) =>
+              `${fmt(o.offered)}${o.stoppedByTime ? ' (time bound reached)' : ''} / ${fmt(o.dropped)}${o.exhausted > 0 ? ` (and ${fmt(o.exhausted)} with no delivery left)` : ''} (cap ${o.cap}, at most ${o.maxOutstanding} outstanding) / ${o.errors}`,
+          ),
+          openRow('open loop: generator lateness p99, ms', (o) => fmt(o.lateness.p99, 1)),
+        ]
+      : []),
     ...cpuNames.map((name) => row(`CPU per cycle, ${name}, µs`, (m) => fmt(m.cpu[name]))),
   ];
-  phases.forEach((p, i) => {
+  phases.forEach(([, p], i) => {
     const cpu = Object.entries(p.storm.cpuPerCarUs ?? {})
       .map(([name, us]) => `${name} ${fmt(us / 1000, 1)} ms`)
       .join(', ');
@@ -324,6 +393,8 @@ export function profileTable(r: BenchResults): string | null {
   );
 }
 
+const phases3 = (r: BenchResults): boolean => isPhase(r.embedded) || isPhase(r.postgres);
+
 export function renderReport(r: BenchResults): string {
   const m = r.machine;
   const parts = [
@@ -335,11 +406,16 @@ export function renderReport(r: BenchResults): string {
   const cycles = cycleTable(r);
   if (cycles) parts.push('', cycles);
   parts.push('', otherFigures(r));
+  if (phases3(r))
+    parts.push(
+      '',
+      'Closed loop: C couriers, each starting its next cycle when its last one ends, so the gateway runs at saturation and its p99 is mostly queueing. Open loop: cycles arrive at half the closed-loop cycles/s of the same store whatever the completions (arrivals that find C cycles outstanding are dropped and counted); its latencies run from each arrival’s scheduled time.',
+    );
   const profile = profileTable(r);
   if (profile)
     parts.push(
       '',
-      `CPU profile of the gateway process during phase 3 (top five by self time, ${r.profile?.file}):`,
+      `CPU profile of the gateway process during ${r.profile?.phase ?? 'phase 3'} (top five by self time, ${r.profile?.file}):`,
       '',
       profile,
     );
