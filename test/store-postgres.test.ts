@@ -156,7 +156,9 @@ describe('PostgreSQL store', () => {
     const env = { DATABASE_URL: pgUrlWithSchema(name) };
     const first = migrate(env);
     expect(first.status).toBe(0);
-    expect(first.stdout).toMatch(/^migrate: applied 0001_initial, (\d{4}_[a-z_]+, )*0009_deliveries_expiry to postgres:\/\//m);
+    expect(first.stdout).toMatch(
+      /^migrate: applied 0001_initial, (\d{4}_[a-z_]+, )*0009_deliveries_expiry to postgres:\/\//m,
+    );
     const second = migrate(env);
     expect(second.status).toBe(0);
     expect(second.stdout).toMatch(/is up to date$/m);
