@@ -101,6 +101,14 @@ export interface Gateway {
 
 const defaultId = (): string => randomUUID().replaceAll('-', '');
 
+/** http://host:port + path of an app once it listens, else null. */
+function listeningAt(app: FastifyInstance | null, path: string): string | null {
+  const address = app?.server.address();
+  if (!address || typeof address === 'string') return null;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return `http://${host}:${address.port}${path}`;
+}
+
 export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
   const { config, material, logger } = deps;
   const now = deps.now ?? Date.now;
@@ -322,6 +330,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       operations: {
         metrics,
         serveMetrics: metricsApp === null,
+        metricsUrl: () => listeningAt(metricsApp, '/metrics'),
         readiness,
         draining: lifecycle.draining,
       },
