@@ -27,7 +27,7 @@ import { countOnlineVehicles, providerOf } from './store/vehicles.ts';
 import { enrolledCertificates } from './vehicles/certificates.ts';
 import { createKeyRotation, type KeyRotation } from './vehicles/key-rotation.ts';
 import { createVehicleLimiter } from './vehicles/limiter.ts';
-import { connectVehicleLink, type VehicleLink } from './vehicles/link.ts';
+import { connectVehicleLink, type MqttVehicleLink } from './vehicles/link.ts';
 import { providerMemo } from './vehicles/provider-memo.ts';
 import { createSigningKeyRing, type SigningKeyRing } from './vehicles/signing-keys.ts';
 import { createVehicleService, type VehicleService } from './vehicles/vehicles.ts';
@@ -69,7 +69,7 @@ export interface Gateway {
   broker: Broker | null;
   /** The broker URL cars should use (embedded or external). */
   brokerUrl: string;
-  link: VehicleLink;
+  link: MqttVehicleLink;
   vehicles: VehicleService;
   deliveries: DeliveryService;
   metrics: GatewayMetrics;
@@ -120,7 +120,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
   );
   let broker: Broker | null = null;
   let crlWatch: CrlWatch | null = null;
-  let link: VehicleLink | undefined;
+  let link: MqttVehicleLink | undefined;
   let watchdog: RelockWatchdog | undefined;
   let reconciler: Reconciler | undefined;
   try {
@@ -226,6 +226,10 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     link = await connectVehicleLink({
       url: brokerUrl,
       clientId: `gateway-${config.GATEWAY_REPLICA}`,
+      // An external broker may come up after the gateway: start not ready and keep trying (/readyz says why).
+      // The embedded one is ours and already listening, so not reaching it fails the start.
+      firstAttemptMayFail: config.MQTT_URL !== undefined,
+      setting: config.MQTT_URL ? 'MQTT_URL' : 'embedded broker, MQTT_HOST and MQTT_PORT',
       tls: { ca: material.ca, cert: material.gatewayCert, key: material.gatewayKey },
       logger: linkLogger,
       providerOf: providerMemo((vin) => providerOf(store.db, vin)),
@@ -283,7 +287,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
         await store.ping();
         return null;
       },
-      mqtt: () => (connectedLink.connected() ? null : `no MQTT session with ${brokerUrl}`),
+      mqtt: () => connectedLink.problem(),
       signingKey: () =>
         signingKey.type === 'private' && signingKey.asymmetricKeyType === 'ed25519'
           ? null
