@@ -57,8 +57,8 @@ try {
       if (ctx.freshStore) return playDemo(ctx, print);
       // Replaying on this store would link again a car its owner unlinked, or unlock one the owner blocked.
       print(
-        `\nThe demo delivery plays only on a fresh store; ${resolve(config.DATA_DIR)} already holds linked ` +
-          'vehicles, which stay as their owners left them.\n' +
+        `\nThe demo delivery plays only on a fresh store: ${resolve(config.DATA_DIR)} has had vehicles linked, ` +
+          'and each stays as its owner left it (linked, blocked or unlinked).\n' +
           'Replay the demo with `npm run demo` (its own fresh store and ports: this store is not touched), ' +
           `or start over: stop, remove ${resolve(config.DATA_DIR)}, npm start.`,
       );
