@@ -2,11 +2,13 @@
 // the broker answers, the demo delivery when asked for, and the order of shutdown. Nothing here fails the start
 // after the gateway is up: a fleet or demo that fails is said on stdout and the gateway keeps serving.
 import { join } from 'node:path';
+import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { type Booted, bootGateway } from '../gateway/platform/bootstrap.ts';
 import type { Config } from '../gateway/platform/config.ts';
 import type { StopSignals } from '../gateway/platform/program.ts';
 import { openDeliveriesOf } from '../gateway/store/deliveries.ts';
+import type { Database } from '../gateway/store/schema.ts';
 import type { Seeds } from '../seeds/index.ts';
 import { type Fleet, readFleetPki, startFleet } from '../simulator/index.ts';
 import { DemoError, playDemoDelivery } from './script.ts';
@@ -140,6 +142,14 @@ export async function startDemoSystem(deps: DemoSystemDeps): Promise<DemoSystem>
   };
 }
 
+/** Why the demo must leave a car alone: another delivery may have it open (unlocked, not yet relocked). */
+export const openedByAnother =
+  (db: Kysely<Database>) =>
+  async (vin: string, ownDeliveryId: string): Promise<string | null> => {
+    const others = (await openDeliveriesOf(db, vin)).filter((d) => d.id !== ownDeliveryId);
+    return others.length === 0 ? null : `delivery ${others.map((d) => d.id).join(', ')} has it open`;
+  };
+
 /**
  * Plays the demo delivery into the fleet's first car, at its owner's location, leaving the car alone if another
  * delivery has it open (the demo's lock would end that delivery's opening). Throws DemoError.
@@ -151,17 +161,13 @@ export async function playDemo(ctx: DemoContext, print: (line: string) => void):
   if (!vehicle || !location)
     throw new DemoError('DEMO_STEP_FAILED', 'no simulated car with a seeded location');
   if (!booted.apiKey) throw new DemoError('DEMO_STEP_FAILED', 'no development API key (production mode)');
-  const db = booted.gateway.store.db;
   await playDemoDelivery({
     baseUrl: booted.baseUrl,
     apiKey: booted.apiKey,
     vehicle,
     location,
     print,
-    carInUse: async (vin, own) => {
-      const others = (await openDeliveriesOf(db, vin)).filter((d) => d.id !== own);
-      return others.length === 0 ? null : `delivery ${others.map((d) => d.id).join(', ')} has it open`;
-    },
+    carInUse: openedByAnother(booted.gateway.store.db),
   });
   print(`\nThe simulated car now reports locked=${fleet.car(vehicle.vin).car.snapshot().locked}.`);
 }
