@@ -1,9 +1,8 @@
 // Owns `npm start`: gateway, embedded broker and the simulated fleet in one process, plus the scripted demo delivery.
 // It is the one program that wires gateway/ and simulator/ together; neither imports the other.
 import '../runtime.ts';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { bootGateway, StartupError, untilSignal } from '../gateway/platform/bootstrap.ts';
+import { resolve } from 'node:path';
+import { StartupError } from '../gateway/platform/bootstrap.ts';
 import { ConfigError, loadConfig } from '../gateway/platform/config.ts';
 import { createLogger, flushLogger } from '../gateway/platform/logger.ts';
 import {
@@ -12,16 +11,18 @@ import {
   EXIT_USAGE,
   parseProgramArgs,
   programHelp,
+  watchStopSignals,
 } from '../gateway/platform/program.ts';
-import { loadSeeds, type SeedLocation } from '../seeds/index.ts';
-import { type Fleet, readFleetPki, startFleet } from '../simulator/index.ts';
-import { playDemoDelivery } from './script.ts';
+import { loadSeeds } from '../seeds/index.ts';
+import { playDemo, startDemoSystem } from './system.ts';
 
 const USAGE = `Usage: npm start [-- --help]
 
-Runs the gateway, the embedded MQTT broker and the simulated fleet, plays a demo delivery, and keeps
-serving until SIGINT or SIGTERM (which drain in-flight commands first). The demo prints on stdout; logs
-go to stderr, at warn unless LOG_LEVEL says otherwise.`;
+Runs the gateway, the embedded MQTT broker and the simulated fleet, and keeps serving until SIGINT or SIGTERM
+(which drain in-flight commands first, at any point once the HTTP port is open). On a fresh store (no vehicle
+ever linked) it first plays a demo delivery; later starts leave the store as its owners left it and say how
+to replay the demo (npm run demo). The demo prints on stdout; logs go to stderr, at warn unless LOG_LEVEL
+says otherwise.`;
 
 const args = parseProgramArgs(process.argv.slice(2));
 if (args.kind === 'help') {
@@ -33,63 +34,44 @@ if (args.kind === 'usage') {
   process.exit(EXIT_USAGE);
 }
 
-const _read = (path: string): string => readFileSync(path, 'utf8');
+// Before the HTTP port opens: a signal from then on drains, even while the fleet starts or the demo plays.
+const stop = watchStopSignals();
 
 try {
   // The demo prints a human timeline on stdout; logs go to stderr at warn unless LOG_LEVEL says otherwise.
   const config = loadConfig({ env: process.env, defaults: { LOG_LEVEL: 'warn' } });
-  const seeds = loadSeeds();
   const logger = createLogger({
     level: config.LOG_LEVEL,
     pretty: config.LOG_PRETTY === 'on',
     destination: 2,
   });
   const print = (line: string): void => console.log(line);
-  const booted = await bootGateway({
+  const system = await startDemoSystem({
     config,
-    catalog: seeds.catalog,
-    seededVins: seeds.vehicles.map((v) => v.vin),
+    seeds: loadSeeds(),
     logger,
     print,
+    stop,
+    showApiKey: true,
+    demo: async (ctx) => {
+      if (config.DEMO === 'off') return;
+      if (ctx.freshStore) return playDemo(ctx, print);
+      // Replaying on this store would link again a car its owner unlinked, or unlock one the owner blocked.
+      print(
+        `\nThe demo delivery plays only on a fresh store: ${resolve(config.DATA_DIR)} has had vehicles linked, ` +
+          'and each stays as its owner left it (linked, blocked or unlinked).\n' +
+          'Replay the demo with `npm run demo` (its own fresh store and ports: this store is not touched), ' +
+          `or start over: stop, remove ${resolve(config.DATA_DIR)}, npm start.`,
+      );
+    },
   });
-  const { pki } = booted;
-  print(
-    `Gateway HTTP API on ${booted.baseUrl}, MQTT broker on ${booted.gateway.brokerUrl} (TLS 1.3, mutual TLS).`,
-  );
-  print(
-    `API key: in ${join(config.CERTS_DIR, 'api-key')} (use: Authorization: Bearer $(cat ${join(config.CERTS_DIR, 'api-key')})).`,
-  );
-
-  let fleet: Fleet | null = null;
-  if (config.SIMULATOR === 'on') {
-    fleet = await startFleet({
-      brokerUrl: booted.gateway.brokerUrl,
-      vehicles: seeds.vehicles,
-      ...readFleetPki(pki.dir),
-      dataDir: join(config.DATA_DIR, 'simulator'),
-      failsafeRelockMs: config.FAILSAFE_RELOCK_S * 1000,
-    });
-    print(
-      `Simulated fleet: ${fleet.cars.size} cars connected; skipped as incompatible: ${fleet.skipped.map((s) => s.vin).join(', ') || 'none'}.`,
-    );
-  }
-
-  if (config.DEMO === 'on' && fleet && booted.apiKey) {
-    const vehicle = [...fleet.cars.values()][0]?.vehicle;
-    const location = seeds.locations.find((l) => l.ownerId === vehicle?.ownerId) as SeedLocation | undefined;
-    if (vehicle && location) {
-      await playDemoDelivery({ baseUrl: booted.baseUrl, apiKey: booted.apiKey, vehicle, location, print });
-      const car = fleet.car(vehicle.vin).car.snapshot();
-      print(`\nThe simulated car now reports locked=${car.locked}.`);
-    }
-  }
-  print('\nServing. Ctrl-C stops.');
-  await untilSignal();
-  // Drain first, while the cars are still there to ack what is in flight; then the cars sign off
-  // through the broker; then the broker and the store close.
-  await booted.gateway.drain();
-  await fleet?.stop();
-  await booted.stop();
+  void system.startUp.then(() => {
+    if (!stop.received()) print('\nServing. Ctrl-C stops.');
+  });
+  const signal = await stop.first;
+  print(`\nStopping (${signal}): draining in-flight commands, then the cars, the broker and the store.`);
+  logger.info({ event: 'shutdown', signal }, 'stopping');
+  await system.shutdown();
   await flushLogger(logger);
   process.exit(EXIT_OK);
 } catch (err) {

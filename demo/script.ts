@@ -8,6 +8,23 @@ export interface DemoDeps {
   location: SeedLocation;
   print: (line: string) => void;
   now?: () => number;
+  /**
+   * Asked before each command to the car: why the demo must leave the car alone (another delivery has it
+   * open, and the demo's lock would close it for that one), or null to go on.
+   */
+  carInUse?: (vin: string, ownDeliveryId: string) => Promise<string | null>;
+}
+
+export type DemoErrorCode = 'DEMO_STEP_FAILED' | 'DEMO_CAR_IN_USE';
+
+/** The demo stopped: a step did not answer as scripted, or the car was in use by another delivery. */
+export class DemoError extends Error {
+  readonly code: DemoErrorCode;
+  constructor(code: DemoErrorCode, message: string) {
+    super(message);
+    this.name = 'DemoError';
+    this.code = code;
+  }
 }
 
 interface Reply {
@@ -17,7 +34,8 @@ interface Reply {
 
 /**
  * Plays link → location → delivery → parking confirmation → unlock → lock against a running gateway; returns
- * the delivery id.
+ * the delivery id. It links the car itself, so it is meant for a store where the car was never linked: on any
+ * other it stops at the link (409) rather than link again a car its owner unlinked. Throws DemoError.
  */
 export async function playDemoDelivery(deps: DemoDeps): Promise<string> {
   const now = deps.now ?? Date.now;
@@ -39,30 +57,33 @@ export async function playDemoDelivery(deps: DemoDeps): Promise<string> {
   };
   const must = (label: string, r: Reply, ok: number): Reply => {
     step(label, r);
-    if (r.status !== ok) throw new Error(`demo step failed: ${label}: ${r.status} ${JSON.stringify(r.body)}`);
+    if (r.status !== ok) {
+      const code = typeof r.body.code === 'string' ? r.body.code : JSON.stringify(r.body);
+      throw new DemoError('DEMO_STEP_FAILED', `"${label}" answered ${r.status} ${code}`);
+    }
     return r;
+  };
+  const leaveAloneIfInUse = async (deliveryId: string): Promise<void> => {
+    const reason = await deps.carInUse?.(deps.vehicle.vin, deliveryId);
+    if (reason) throw new DemoError('DEMO_CAR_IN_USE', `the car is left alone: ${reason}`);
   };
 
   const { vehicle: v, location: l } = deps;
   deps.print(`\nDemo delivery into a ${v.year} ${v.make} ${v.model} (${v.vin}, ${v.provider})`);
-  const linked = await call('GET', `/v1/vehicles/${v.vin}`);
-  if (linked.status === 404) {
-    must(
-      'link vehicle (owner consents: unlock, lock)',
-      await call('POST', '/v1/vehicles', {
-        vin: v.vin,
-        make: v.make,
-        model: v.model,
-        year: v.year,
-        provider: v.provider,
-        ownerId: v.ownerId,
-        consent: ['unlock', 'lock'],
-      }),
-      201,
-    );
-  } else {
-    step('vehicle already linked', linked);
-  }
+  must(
+    'link vehicle (owner consents: unlock, lock)',
+    await call('POST', '/v1/vehicles', {
+      vin: v.vin,
+      make: v.make,
+      model: v.model,
+      year: v.year,
+      provider: v.provider,
+      ownerId: v.ownerId,
+      // Always explicit: the owner's consent is what every later unlock rests on.
+      consent: ['unlock', 'lock'],
+    }),
+    201,
+  );
   const loc = must(
     'register location',
     await call('POST', '/v1/locations', {
@@ -113,6 +134,7 @@ export async function playDemoDelivery(deps: DemoDeps): Promise<string> {
       packageId: 'pkg-1001',
     }),
   );
+  await leaveAloneIfInUse(id);
   must(
     'unlock: right driver, place and package',
     await call('POST', `/v1/deliveries/${id}/unlock`, good),
@@ -120,6 +142,7 @@ export async function playDemoDelivery(deps: DemoDeps): Promise<string> {
   );
   const seen = must('read the car state', await call('GET', `/v1/vehicles/${v.vin}`), 200);
   deps.print(`    car online=${String(seen.body.online)} locked=${String(seen.body.locked)}`);
+  await leaveAloneIfInUse(id);
   must(
     'lock after leaving the package',
     await call('POST', `/v1/deliveries/${id}/lock`, { driverId: 'driver-7' }),

@@ -27,7 +27,7 @@ import { countOnlineVehicles, findVehicleCertificate, providerOf } from './store
 import { enrolledCertificates } from './vehicles/certificates.ts';
 import { createKeyRotation, type KeyRotation } from './vehicles/key-rotation.ts';
 import { createVehicleLimiter } from './vehicles/limiter.ts';
-import { connectVehicleLink, type VehicleLink } from './vehicles/link.ts';
+import { connectVehicleLink, type MqttVehicleLink } from './vehicles/link.ts';
 import { providerMemo } from './vehicles/provider-memo.ts';
 import { createVehicleRevocation } from './vehicles/revocation.ts';
 import { createSigningKeyRing, type SigningKeyRing } from './vehicles/signing-keys.ts';
@@ -80,7 +80,7 @@ export interface Gateway {
   broker: Broker | null;
   /** The broker URL cars should use (embedded or external). */
   brokerUrl: string;
-  link: VehicleLink;
+  link: MqttVehicleLink;
   vehicles: VehicleService;
   deliveries: DeliveryService;
   metrics: GatewayMetrics;
@@ -112,6 +112,14 @@ export interface Gateway {
 
 const defaultId = (): string => randomUUID().replaceAll('-', '');
 
+/** http://host:port + path of an app once it listens, else null. */
+function listeningAt(app: FastifyInstance | null, path: string): string | null {
+  const address = app?.server.address();
+  if (!address || typeof address === 'string') return null;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return `http://${host}:${address.port}${path}`;
+}
+
 export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
   const { config, material, logger } = deps;
   const now = deps.now ?? Date.now;
@@ -121,7 +129,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
   const store = await openStore(storeConfigOf(config), (q) => metrics.storeQuery(q));
   let broker: Broker | null = null;
   let crlWatch: CrlWatch | null = null;
-  let link: VehicleLink | undefined;
+  let link: MqttVehicleLink | undefined;
   let watchdog: RelockWatchdog | undefined;
   let reconciler: Reconciler | undefined;
   try {
@@ -269,6 +277,10 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     link = await connectVehicleLink({
       url: brokerUrl,
       clientId: `gateway-${config.GATEWAY_REPLICA}`,
+      // An external broker may come up after the gateway: start not ready and keep trying (/readyz says why).
+      // The embedded one is ours and already listening, so not reaching it fails the start.
+      firstAttemptMayFail: config.MQTT_URL !== undefined,
+      setting: config.MQTT_URL ? 'MQTT_URL' : 'embedded broker, MQTT_HOST and MQTT_PORT',
       tls: { ca: material.ca, cert: material.gatewayCert, key: material.gatewayKey },
       logger: linkLogger,
       providerOf: providerMemo((vin) => providerOf(store.db, vin)),
@@ -327,7 +339,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
         await store.ping();
         return null;
       },
-      mqtt: () => (connectedLink.connected() ? null : `no MQTT session with ${brokerUrl}`),
+      mqtt: () => connectedLink.problem(),
       signingKey: () =>
         signingKey.type === 'private' && signingKey.asymmetricKeyType === 'ed25519'
           ? null
@@ -376,6 +388,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       operations: {
         metrics,
         serveMetrics: metricsApp === null,
+        metricsUrl: () => listeningAt(metricsApp, '/metrics'),
         readiness,
         draining: lifecycle.draining,
       },

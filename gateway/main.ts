@@ -1,10 +1,17 @@
 // Owns the gateway program (no simulator): the composition root, the only reader of process.env here.
 import '../runtime.ts';
 import { loadSeeds } from '../seeds/index.ts';
-import { bootGateway, StartupError, untilSignal } from './platform/bootstrap.ts';
+import { bootGateway, StartupError } from './platform/bootstrap.ts';
 import { ConfigError, loadConfig } from './platform/config.ts';
 import { createLogger, flushLogger } from './platform/logger.ts';
-import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, parseProgramArgs, programHelp } from './platform/program.ts';
+import {
+  EXIT_FAILED,
+  EXIT_OK,
+  EXIT_USAGE,
+  parseProgramArgs,
+  programHelp,
+  watchStopSignals,
+} from './platform/program.ts';
 
 const USAGE = `Usage: npm run gateway [-- --help]
 
@@ -20,6 +27,9 @@ if (args.kind === 'usage') {
   console.error(`gateway: ${args.reason}`);
   process.exit(EXIT_USAGE);
 }
+
+// Before the HTTP port opens: a signal from then on drains (see watchStopSignals).
+const stopSignals = watchStopSignals();
 
 try {
   const config = loadConfig({ env: process.env });
@@ -41,7 +51,7 @@ try {
     { event: 'started', http: booted.baseUrl, metrics: booted.metricsUrl, broker: booted.gateway.brokerUrl },
     'gateway started',
   );
-  const signal = await untilSignal();
+  const signal = await stopSignals.first;
   logger.info({ event: 'shutdown', signal }, 'stopping');
   await booted.stop();
   await flushLogger(logger);

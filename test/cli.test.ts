@@ -80,6 +80,7 @@ describe.concurrent('--help', { timeout: 60_000 }, () => {
     ['simulator/main.ts', /^Usage: npm run simulator --/],
     ['test/bench/statements.ts', /^Usage: npm run bench:sql --/],
     ['test/bench/main.ts', /^Usage: npm run bench -- [\s\S]*--store LIST[\s\S]*--open-loop-cycles K/],
+    ['demo/replay-main.ts', /^Usage: npm run demo /],
   ])('%s --help', async (script, usage) => {
     const r = await finished(script, ['--help']);
     expect(r.code).toBe(0);
@@ -90,6 +91,7 @@ describe.concurrent('--help', { timeout: 60_000 }, () => {
 describe.concurrent('bad arguments: a non-zero exit and one line saying why', { timeout: 60_000 }, () => {
   it.each([
     ['demo/main.ts', ['--port', '80'], /^npm start: Unknown option '--port'/],
+    ['demo/replay-main.ts', ['again'], /^npm run demo: Unexpected argument 'again'/],
     ['gateway/main.ts', ['serve'], /^gateway: Unexpected argument 'serve'/],
     ['certs/main.ts', ['bogus'], /^certs: unknown command bogus/],
     ['certs/main.ts', ['fleet', '--count', '0'], /^certs: --count must be an integer in 1\.\./],

@@ -136,7 +136,7 @@ describe('a bad value stops the start with its name and what is allowed', () => 
     [
       'a metrics address without a port',
       { METRICS_HOST: '0.0.0.0' },
-      /^METRICS_HOST="0.0.0.0": needs METRICS_PORT as well/,
+      /^METRICS_HOST="0.0.0.0" \(from the environment\): needs METRICS_PORT as well/,
     ],
   ];
   for (const [kind, env, message] of cases) {
@@ -146,6 +146,53 @@ describe('a bad value stops the start with its name and what is allowed', () => 
       expect(found[0]).toMatch(message);
     });
   }
+});
+
+describe('a rule across settings is reported like any bad value: name, value, source, what is allowed', () => {
+  // [what, environment, the setting reported, what the message must also name]
+  const rules: Array<[string, Record<string, string>, string, RegExp]> = [
+    [
+      'METRICS_HOST without METRICS_PORT',
+      { METRICS_HOST: '0.0.0.0' },
+      'METRICS_HOST',
+      /needs METRICS_PORT as well \(a whole number from 0 to 65535\), or leave METRICS_HOST unset/,
+    ],
+    [
+      'DEFAULT_WINDOW_H above MAX_WINDOW_H',
+      { MAX_WINDOW_H: '8', DEFAULT_WINDOW_H: '10' },
+      'DEFAULT_WINDOW_H',
+      /must be a whole number from 1 to MAX_WINDOW_H \(8\)/,
+    ],
+    [
+      'LOG_PRETTY=on with NODE_ENV=production',
+      { NODE_ENV: 'production', LOG_PRETTY: 'on' },
+      'LOG_PRETTY',
+      /must be off in production \(NODE_ENV=production\)/,
+    ],
+    [
+      'METRICS_PORT equal to HTTP_PORT',
+      { HTTP_PORT: '9000', METRICS_PORT: '9000' },
+      'METRICS_PORT',
+      /must differ from HTTP_PORT \(9000\)/,
+    ],
+  ];
+  for (const [kind, env, name, names] of rules) {
+    it(kind, () => {
+      const found = problems(env);
+      expect(found).toHaveLength(1);
+      const line = found[0] as string;
+      const value = JSON.stringify(env[name]);
+      expect(line.startsWith(`${name}=${value} (from the environment): `), line).toBe(true);
+      expect(line.endsWith(`. ${name}: ${CONFIG_HELP[name as keyof typeof CONFIG_HELP]}`), line).toBe(true);
+      expect(line).toMatch(names);
+    });
+  }
+
+  it('names the file a setting of the rule came from', () => {
+    expect(problems({ CONFIG_FILE: 'gw.json' }, { 'gw.json': '{"METRICS_HOST": "0.0.0.0"}' })[0]).toMatch(
+      /^METRICS_HOST="0.0.0.0" \(from gw.json\): needs METRICS_PORT as well/,
+    );
+  });
 });
 
 describe('CONFIG_FILE', () => {

@@ -263,4 +263,40 @@ describe('METRICS_PORT', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('asked on the HTTP port, /metrics answers 404 with a hint naming the metrics port, key or no key', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'curbside-metrics-'));
+    try {
+      const booted = await bootGateway({
+        config: parseConfig({
+          NODE_ENV: 'test',
+          HTTP_PORT: '0',
+          MQTT_PORT: '0',
+          METRICS_PORT: '0',
+          DATA_DIR: join(dir, 'data'),
+          CERTS_DIR: join(dir, 'pki'),
+        }),
+        catalog: loadSeeds().catalog,
+        seededVins: [],
+        logger: pino({ level: 'silent' }),
+        print: () => undefined,
+      });
+      try {
+        const headerSets: Array<Record<string, string>> = [{}, { authorization: `Bearer ${booted.apiKey}` }];
+        for (const headers of headerSets) {
+          const r = await fetch(`${booted.baseUrl}/metrics`, { headers });
+          expect(r.status).toBe(404);
+          expect(r.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+          const body = (await r.json()) as { code: string; detail: string };
+          expect(body.code).toBe('ROUTE_NOT_FOUND');
+          expect(body.detail).toContain('METRICS_PORT');
+          expect(body.detail).toContain(booted.metricsUrl);
+        }
+      } finally {
+        await booted.stop();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -9,6 +9,8 @@ export interface OperationsDeps {
   metrics: GatewayMetrics;
   /** False when /metrics has a listener of its own (METRICS_PORT). */
   serveMetrics: boolean;
+  /** With serveMetrics false: where /metrics is served (null until its listener is up), for the 404's hint. */
+  metricsUrl?: () => string | null;
   readiness: () => Promise<ReadinessReport>;
   draining: () => boolean;
 }
@@ -45,7 +47,17 @@ export function registerOperations(app: FastifyInstance, deps: OperationsDeps): 
       extra: { missing: report.missing, checks: report.checks },
     });
   });
-  if (deps.serveMetrics) app.get('/metrics', (_req, reply) => sendMetrics(deps.metrics, reply));
+  if (deps.serveMetrics) {
+    app.get('/metrics', (_req, reply) => sendMetrics(deps.metrics, reply));
+  } else {
+    // A public route (no API key), so that a scraper pointed at the wrong port is told where to go, not 401.
+    app.get('/metrics', { schema: { hide: true } }, async () => {
+      const where = deps.metricsUrl?.() ?? 'METRICS_HOST:METRICS_PORT';
+      throw new ApiError('ROUTE_NOT_FOUND', {
+        detail: `/metrics is served on the metrics port (METRICS_PORT), not on the HTTP API: ${where}`,
+      });
+    });
+  }
 }
 
 /** The separate metrics listener (METRICS_HOST:METRICS_PORT): /metrics and nothing else, no API key. */

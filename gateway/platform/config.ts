@@ -102,22 +102,28 @@ export const ConfigSchema = z
     HTTP_REQUEST_TIMEOUT_MS: wholeNumber(1, 300_000).default(30_000),
     WEBHOOK_ALLOW_PRIVATE: cidrList.optional(),
   })
+  // Rules across settings: each message names the other setting and its value, and says what is allowed.
   .superRefine((c, ctx) => {
     if (c.DEFAULT_WINDOW_H > c.MAX_WINDOW_H) {
-      ctx.addIssue({ code: 'custom', path: ['DEFAULT_WINDOW_H'], message: 'must not exceed MAX_WINDOW_H' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['DEFAULT_WINDOW_H'],
+        message: `must be a whole number from 1 to MAX_WINDOW_H (${c.MAX_WINDOW_H})`,
+      });
     }
     if (c.NODE_ENV === 'production' && c.LOG_PRETTY === 'on') {
       ctx.addIssue({
         code: 'custom',
         path: ['LOG_PRETTY'],
-        message: 'must be off in production: log collectors read one JSON object per line',
+        message:
+          'must be off in production (NODE_ENV=production): log collectors read one JSON object per line',
       });
     }
     if (c.METRICS_PORT !== undefined && c.METRICS_PORT !== 0 && c.METRICS_PORT === c.HTTP_PORT) {
       ctx.addIssue({
         code: 'custom',
         path: ['METRICS_PORT'],
-        message: 'must differ from HTTP_PORT; leave it unset to serve /metrics on the HTTP port',
+        message: `must differ from HTTP_PORT (${c.HTTP_PORT}); leave it unset to serve /metrics on the HTTP port`,
       });
     }
   });
@@ -264,19 +270,27 @@ export function loadConfig(sources: ConfigSources): Config {
       source[name] = found[1];
     }
   }
-  const problems: string[] = [];
+  const issues: Array<{ name: string; message: string }> = [];
+  // Only here is "set" distinguishable from the schema's default, so this rule cannot live in the schema.
   if (input.METRICS_HOST !== undefined && input.METRICS_PORT === undefined) {
-    problems.push(`METRICS_HOST=${JSON.stringify(input.METRICS_HOST)}: needs METRICS_PORT as well`);
+    issues.push({
+      name: 'METRICS_HOST',
+      message: 'needs METRICS_PORT as well (a whole number from 0 to 65535), or leave METRICS_HOST unset',
+    });
   }
   const parsed = ConfigSchema.safeParse(input);
-  if (parsed.success && problems.length === 0) return parsed.data;
-  for (const issue of parsed.error?.issues ?? []) {
-    const name = String(issue.path[0]);
-    const from = source[name] === 'file' ? `from ${configFile}` : `from the ${source[name] ?? 'environment'}`;
-    const help = CONFIG_HELP[name as ConfigName] ?? '';
-    problems.push(`${name}=${shown(name, input[name])} (${from}): ${issue.message}. ${name}: ${help}`);
-  }
-  throw new ConfigError(problems);
+  if (parsed.success && issues.length === 0) return parsed.data;
+  for (const issue of parsed.error?.issues ?? [])
+    issues.push({ name: String(issue.path[0]), message: issue.message });
+  // Every problem reads the same way: the setting, its value and where it came from, why, and its help line.
+  throw new ConfigError(
+    issues.map(({ name, message }) => {
+      const from =
+        source[name] === 'file' ? `from ${configFile}` : `from the ${source[name] ?? 'environment'}`;
+      const help = CONFIG_HELP[name as ConfigName] ?? '';
+      return `${name}=${shown(name, input[name])} (${from}): ${message}. ${name}: ${help}`;
+    }),
+  );
 }
 
 /** A value as an error may show it: a database URL's password never is. */

@@ -21,6 +21,7 @@ import {
   type TopicKind,
 } from '../../protocols/index.ts';
 import { LinkError } from '../errors.ts';
+import { type Backoff, DEFAULT_BACKOFF, reconnectDelay } from './reconnect.ts';
 
 export interface VehicleLinkDeps {
   url: string;
@@ -40,6 +41,17 @@ export interface VehicleLinkDeps {
   onRefused?: (refusal: LinkRefusal) => void;
   /** Nonces for state queries; 128 random bits by default. */
   newNonce?: () => string;
+  /** Where the URL came from (e.g. "MQTT_URL"), named wherever an operator reads about the session. */
+  setting?: string;
+  /**
+   * Either way the first attempt's outcome is awaited. False (default): a failed first attempt fails the
+   * connect (the embedded broker is this process's own: not answering is a fault). True: resolve anyway and
+   * keep trying with backoff, since an external broker may come up after the gateway.
+   */
+  firstAttemptMayFail?: boolean;
+  /** The wait between attempts (0.5 s doubling to 30 s by default) and its jitter's source, in [0, 1). */
+  backoff?: Backoff;
+  random?: () => number;
 }
 
 export interface LinkRefusal {
@@ -67,6 +79,14 @@ export interface VehicleLink {
   close(): Promise<void>;
 }
 
+/** The link to a real broker: also says why there is no session, and when one is up. */
+export interface MqttVehicleLink extends VehicleLink {
+  /** Null while a session is up (connected and subscribed); else why not, naming the URL and its setting. */
+  problem(): string | null;
+  /** Resolves once a session is up: at once if one is. */
+  untilConnected(): Promise<void>;
+}
+
 interface Waiter<T> {
   vin: string;
   resolve: (r: T) => void;
@@ -75,12 +95,15 @@ interface Waiter<T> {
 
 const defaultNonce = (): string => randomBytes(16).toString('base64url');
 
-export async function connectVehicleLink(deps: VehicleLinkDeps): Promise<VehicleLink> {
+export async function connectVehicleLink(deps: VehicleLinkDeps): Promise<MqttVehicleLink> {
   const { logger } = deps;
   const newNonce = deps.newNonce ?? defaultNonce;
+  const backoff = deps.backoff ?? DEFAULT_BACKOFF;
+  const random = deps.random ?? Math.random;
+  const where = deps.setting ? `${deps.url} (${deps.setting})` : deps.url;
   const acks = new Map<string, Waiter<AckWait>>();
   const reports = new Map<string, Waiter<ReportWait>>();
-  const client: MqttClient = await mqtt.connectAsync(deps.url, {
+  const client: MqttClient = mqtt.connect(deps.url, {
     clientId: deps.clientId,
     protocolVersion: 4,
     clean: true,
@@ -88,10 +111,17 @@ export async function connectVehicleLink(deps: VehicleLinkDeps): Promise<Vehicle
     cert: deps.tls.cert,
     key: deps.tls.key,
     rejectUnauthorized: true,
-    reconnectPeriod: 1000,
+    // mqtt.js waits a fixed period between attempts; the 'close' listener below sets it before each one.
+    reconnectPeriod: reconnectDelay(0, backoff, random),
     connectTimeout: 10_000,
     keepalive: 30,
   });
+  // A session is up once the broker granted the subscriptions: before that, acks would be missed.
+  let subscribed = false;
+  let closing = false;
+  let attempt = 0;
+  let lastError: string | null = null;
+  const sessionWaiters = new Set<() => void>();
 
   const refuse = (vin: string, kind: TopicKind, code: string, detail: string): void => {
     // A car reporting before it is linked (or after it was unlinked) is expected, not suspicious.
@@ -158,11 +188,67 @@ export async function connectVehicleLink(deps: VehicleLinkDeps): Promise<Vehicle
   });
   client.on('connect', () => {
     noDelay();
+    attempt = 0;
     // clean sessions: subscriptions must be renewed after every reconnect.
-    client.subscribe([...GATEWAY_SUBSCRIPTIONS], { qos: 1 });
+    client.subscribe([...GATEWAY_SUBSCRIPTIONS], { qos: 1 }, (err) => {
+      if (!client.connected || closing) return;
+      if (err) {
+        lastError = `subscription refused: ${err.message}`;
+        // Without its subscriptions the session is useless: drop it and try again with backoff.
+        client.stream.destroy();
+        return;
+      }
+      if (lastError !== null) logger.info({ event: 'mqtt.connected', url: deps.url }, 'MQTT session up');
+      subscribed = true;
+      lastError = null;
+      for (const wake of sessionWaiters) wake();
+      sessionWaiters.clear();
+    });
   });
-  client.on('error', (err) => logger.warn({ event: 'mqtt.error', reason: err.message }, 'MQTT error'));
-  await client.subscribeAsync([...GATEWAY_SUBSCRIPTIONS], { qos: 1 });
+  client.on('error', (err) => {
+    lastError = err.message;
+    // Failed attempts are logged once each, with the retry, when their connection closes (below).
+    if (subscribed) logger.warn({ event: 'mqtt.error', reason: err.message }, 'MQTT error');
+  });
+  // Runs before mqtt.js's own 'close' listener, which schedules the next attempt after options.reconnectPeriod.
+  client.prependListener('close', () => {
+    const hadSession = subscribed;
+    subscribed = false;
+    if (closing) return;
+    const retryInMs = reconnectDelay(attempt++, backoff, random);
+    client.options.reconnectPeriod = retryInMs;
+    lastError ??= 'connection closed';
+    logger.warn(
+      {
+        event: hadSession ? 'mqtt.disconnected' : 'mqtt.unreachable',
+        url: deps.url,
+        ...(deps.setting ? { setting: deps.setting } : {}),
+        reason: lastError,
+        retryInMs,
+      },
+      hadSession ? 'MQTT session lost; trying again' : 'MQTT broker not reachable; trying again',
+    );
+  });
+  const untilConnected = (): Promise<void> =>
+    subscribed ? Promise.resolve() : new Promise((resolve) => sessionWaiters.add(resolve));
+  await new Promise<void>((resolve, reject) => {
+    const settle = (err: Error | null): void => {
+      client.off('error', failed);
+      client.off('close', closed);
+      if (err === null || deps.firstAttemptMayFail) {
+        resolve();
+        return;
+      }
+      closing = true;
+      client.end(true);
+      reject(err);
+    };
+    const failed = (err: Error): void => settle(err);
+    const closed = (): void => settle(new Error(lastError ?? 'connection closed'));
+    client.once('error', failed);
+    client.once('close', closed);
+    untilConnected().then(() => settle(null));
+  });
 
   /** Registers a waiter before publishing, so an answer that arrives at once is not missed. */
   function publishAndWait<T>(
@@ -198,7 +284,12 @@ export async function connectVehicleLink(deps: VehicleLinkDeps): Promise<Vehicle
   }
 
   return {
-    connected: () => client.connected,
+    connected: () => subscribed && client.connected,
+    problem: () =>
+      subscribed && client.connected
+        ? null
+        : `no MQTT session with ${where}${lastError ? `: ${lastError}` : ''}`,
+    untilConnected,
     send(vin, command, timeoutMs) {
       return publishAndWait(acks, command.commandId, vin, command, timeoutMs, { kind: 'timeout' });
     },
@@ -219,6 +310,7 @@ export async function connectVehicleLink(deps: VehicleLinkDeps): Promise<Vehicle
       }
     },
     async close() {
+      closing = true;
       for (const waiters of [acks, reports] as Array<Map<string, Waiter<{ kind: 'timeout' }>>>) {
         for (const [id, w] of waiters) {
           clearTimeout(w.timer);
