@@ -2,11 +2,13 @@
 import { createPrivateKey, randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { type Catalog, TOKEN_ISSUER, VIN_PATTERN } from '../protocols/index.ts';
+import { type Catalog, TOKEN_ISSUER } from '../protocols/index.ts';
 import { ADMIN_GRANT, createApiKey, type Grant } from './access/api-keys.ts';
 import { type AuditLog, createAuditLog, scheduleCheckpoints } from './audit/log.ts';
 import { type Broker, createBroker, vehicleSessions } from './broker/broker.ts';
-import { type CrlWatch, watchCrl } from './broker/crl-watch.ts';
+import type { CrlWatch } from './broker/crl-watch.ts';
+import { routeCarMessages } from './deliveries/car-messages.ts';
+import { deliveryPolicyOf } from './deliveries/context.ts';
 import { type ControlService, createControlService, type OnDeliveryRevoked } from './deliveries/control.ts';
 import { createKeyedMutex } from './deliveries/keyed-mutex.ts';
 import type { Notify } from './deliveries/notifications.ts';
@@ -16,7 +18,7 @@ import { createRelockWatchdog, type Every, type RelockWatchdog } from './deliver
 import { buildApp } from './http/app.ts';
 import type { IdempotencyPolicy } from './http/idempotency-records.ts';
 import { createIdempotencyScope } from './http/idempotency-scope.ts';
-import { buildMetricsApp } from './http/operations.ts';
+import { buildMetricsApp, listeningAt } from './http/operations.ts';
 import type { Config } from './platform/config.ts';
 import { createLifecycle, drainOnce, type Lifecycle } from './platform/lifecycle.ts';
 import type { GatewayMaterial } from './platform/material.ts';
@@ -29,17 +31,12 @@ import { createKeyRotation, type KeyRotation } from './vehicles/key-rotation.ts'
 import { createVehicleLimiter } from './vehicles/limiter.ts';
 import { connectVehicleLink, type MqttVehicleLink } from './vehicles/link.ts';
 import { providerMemo } from './vehicles/provider-memo.ts';
-import { createVehicleRevocation } from './vehicles/revocation.ts';
+import { createVehicleRevocation, followRevocations } from './vehicles/revocation.ts';
 import { createSigningKeyRing, type SigningKeyRing } from './vehicles/signing-keys.ts';
 import { createVehicleService, type VehicleService } from './vehicles/vehicles.ts';
-import { createWebhookDestinations } from './webhooks/destination.ts';
-import {
-  createWebhookDispatcher,
-  type DispatchPolicy,
-  type WebhookDispatcher,
-} from './webhooks/dispatcher.ts';
+import { createWebhookDelivery } from './webhooks/delivery.ts';
+import type { DispatchPolicy, WebhookDispatcher } from './webhooks/dispatcher.ts';
 import { createOutboxNotify } from './webhooks/outbox.ts';
-import { createSecretBox, deriveSecretKey } from './webhooks/secret-box.ts';
 import type { Resolve, WebhookSender } from './webhooks/sender.ts';
 import { countPendingOutbox } from './webhooks/store.ts';
 
@@ -112,14 +109,6 @@ export interface Gateway {
 
 const defaultId = (): string => randomUUID().replaceAll('-', '');
 
-/** http://host:port + path of an app once it listens, else null. */
-function listeningAt(app: FastifyInstance | null, path: string): string | null {
-  const address = app?.server.address();
-  if (!address || typeof address === 'string') return null;
-  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  return `http://${host}:${address.port}${path}`;
-}
-
 export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
   const { config, material, logger } = deps;
   const now = deps.now ?? Date.now;
@@ -170,30 +159,14 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       certificateFor: enrolledCertificate,
       certificateRevoked: revocation.isRevoked,
     });
-    // The embedded broker closes a revoked car's live session and refuses its will (it carries the revoked
-    // certificate), so it tells the gateway itself: the car is offline from this moment.
-    broker?.onRefusal((refusal) => {
-      const vin = refusal.identity;
-      if (refusal.stage !== 'session' || refusal.code !== 'CERT_REVOKED' || !vin || !VIN_PATTERN.test(vin))
-        return;
-      vehicles
-        .sessionRevoked(vin)
-        .then(() => logger.info({ event: 'vehicle.session_revoked', vin }, 'revoked car is offline'))
-        .catch((err: unknown) => logger.error({ err, vin }, 'revoked car not recorded offline'));
+    crlWatch = followRevocations({
+      broker,
+      revocation,
+      sessionRevoked: (vin) => vehicles.sessionRevoked(vin),
+      crlFile: material.crlFile,
+      current: material.crl,
+      logger: brokerLogger,
     });
-    if (material.crlFile) {
-      const embedded = broker;
-      // The gateway's check first, so that by the time the broker drops a session the car reads as revoked.
-      crlWatch = watchCrl({
-        file: material.crlFile,
-        targets: [
-          { name: 'vehicles', reloadCrl: (pem) => revocation.reloadCrl(pem) },
-          ...(embedded ? [{ name: 'broker', reloadCrl: (pem: string) => embedded.reloadCrl(pem) }] : []),
-        ],
-        logger: brokerLogger,
-        current: material.crl,
-      });
-    }
     const backfill = await vehicles.pinMissingCertificates();
     if (backfill.unpinned.length > 0) {
       logger.warn(
@@ -201,21 +174,14 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
         'linked vehicles without a valid certificate: their acks will be refused',
       );
     }
-    // Webhook secrets are sealed with a key derived from the token-signing key: secret on every replica already.
-    const webhookSecrets = createSecretBox(deriveSecretKey(material.tokenSigningKey));
-    // Where webhooks may go: public addresses only, https in production; the operator's allowlist is the way around.
-    const webhookDestinations = createWebhookDestinations({
-      allowPrivate: config.WEBHOOK_ALLOW_PRIVATE ?? [],
-      requireHttps: config.NODE_ENV === 'production',
-    });
-    const webhooks = createWebhookDispatcher({
+    const { webhookSecrets, webhookDestinations, webhooks } = createWebhookDelivery({
+      config,
       db: store.db,
-      secrets: webhookSecrets,
-      destinations: webhookDestinations,
+      tokenSigningKey: material.tokenSigningKey,
       logger: logger.child({ component: 'webhooks' }),
       now,
       onAttemptFailed: () => metrics.webhookFailed(),
-      ...deps.webhooks,
+      ...(deps.webhooks ? { options: deps.webhooks } : {}),
     });
     metrics.countOutboxWith(() => countPendingOutbox(store.db));
     const outbox = createOutboxNotify({ newId, onEnqueued: () => webhooks.kick() });
@@ -251,15 +217,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       link: () => link ?? null,
       signer: { keys: signingKeys, issuer: TOKEN_ISSUER },
       currentCertificate,
-      policy: {
-        maxWindowMs: config.MAX_WINDOW_H * 3_600_000,
-        defaultWindowMs: config.DEFAULT_WINDOW_H * 3_600_000,
-        maxUnlocks: config.MAX_UNLOCKS,
-        tokenTtlS: config.TOKEN_TTL_S,
-        commandTimeoutMs: config.COMMAND_TIMEOUT_MS,
-        relockAfterMs: config.RELOCK_AFTER_S * 1000,
-        parkingToleranceM: config.PARKING_TOLERANCE_M,
-      },
+      policy: deliveryPolicyOf(config),
       now,
       newId,
       logger: logger.child({ component: 'deliveries' }),
@@ -284,26 +242,12 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       tls: { ca: material.ca, cert: material.gatewayCert, key: material.gatewayKey },
       logger: linkLogger,
       providerOf: providerMemo((vin) => providerOf(store.db, vin)),
-      onState: async (vin, message) => {
-        try {
-          await vehicles.observe(vin, message);
-          await service.observe(vin, message);
-        } catch (err) {
-          linkLogger.error({ err, vin }, 'state not recorded');
-        }
-        // After the records: a report that still disagrees with them starts a reconciliation (PROTOCOL.md §6.3).
-        startedReconciler.onState(vin, message);
-      },
-      onUnmatchedAck: (vin, ack) => {
-        // Late (after its timeout), or meant for another replica: the reconciler verifies and applies it.
-        linkLogger.debug(
-          { event: 'ack.unmatched', vin, deliveryId: ack.deliveryId, commandId: ack.commandId },
-          'ack nobody waits for',
-        );
-        startedReconciler
-          .onAck(vin, ack)
-          .catch((err: unknown) => linkLogger.error({ err, vin }, 'late ack not applied'));
-      },
+      ...routeCarMessages({
+        vehicles,
+        deliveries: service,
+        reconciler: startedReconciler,
+        logger: linkLogger,
+      }),
     });
     const connectedLink = link;
     // Commands run as in flight, so that shutdown waits for them and refuses new ones.

@@ -4,6 +4,7 @@ import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import type { TokenAction } from '../../protocols/index.ts';
 import { ApiError, type ApiErrorOptions, type ErrorCode } from '../errors.ts';
+import type { Config } from '../platform/config.ts';
 import {
   type DeliveryPatch,
   type DeliveryRecord,
@@ -171,3 +172,16 @@ export function createDeliveryContext(deps: DeliveryServiceDeps) {
 }
 
 export type DeliveryContext = ReturnType<typeof createDeliveryContext>;
+
+/** The delivery policy the settings give (units as the settings name them: hours, seconds). */
+export function deliveryPolicyOf(config: Config): DeliveryPolicy {
+  return {
+    maxWindowMs: config.MAX_WINDOW_H * 3_600_000,
+    defaultWindowMs: config.DEFAULT_WINDOW_H * 3_600_000,
+    maxUnlocks: config.MAX_UNLOCKS,
+    tokenTtlS: config.TOKEN_TTL_S,
+    commandTimeoutMs: config.COMMAND_TIMEOUT_MS,
+    relockAfterMs: config.RELOCK_AFTER_S * 1000,
+    parkingToleranceM: config.PARKING_TOLERANCE_M,
+  };
+}

@@ -68,3 +68,11 @@ export async function buildMetricsApp(metrics: GatewayMetrics): Promise<FastifyI
   await app.ready();
   return app;
 }
+
+/** http://host:port + path of an app once it listens, else null. */
+export function listeningAt(app: FastifyInstance | null, path: string): string | null {
+  const address = app?.server.address();
+  if (!address || typeof address === 'string') return null;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return `http://${host}:${address.port}${path}`;
+}

@@ -1,7 +1,11 @@
 // Owns whether a car's certificate is revoked, as the gateway itself knows it: the CA's CRL (the file the broker
 // enforces, applied again whenever it changes) against the serial of the certificate the CA issued the VIN now.
 import { X509Certificate } from 'node:crypto';
+import type { Logger } from 'pino';
 import { type CrlContents, readCrl, serialKey } from '../../certs/index.ts';
+import { VIN_PATTERN } from '../../protocols/index.ts';
+import type { Broker } from '../broker/broker.ts';
+import { type CrlWatch, watchCrl } from '../broker/crl-watch.ts';
 import { CrlError } from '../errors.ts';
 
 export interface VehicleRevocationDeps {
@@ -86,4 +90,40 @@ export function createVehicleRevocation(deps: VehicleRevocationDeps): VehicleRev
       return { crlNumber: next.crlNumber, revoked: next.revoked.size };
     },
   };
+}
+
+/**
+ * Keeps the gateway's view of revocations current. The embedded broker closes a revoked car's live session and
+ * refuses its will (it carries the revoked certificate), so it tells the gateway itself: the car is offline from
+ * that moment. A re-signed CRL on disk goes to the gateway's check first, then to the embedded broker, so that by
+ * the time the broker drops a session the car reads as revoked. Returns the CRL watch (null without a file).
+ */
+export function followRevocations(deps: {
+  broker: Broker | null;
+  revocation: Pick<VehicleRevocation, 'reloadCrl'>;
+  sessionRevoked: (vin: string) => Promise<void>;
+  crlFile: string | undefined;
+  current: string;
+  logger: Logger;
+}): CrlWatch | null {
+  const { broker, logger } = deps;
+  broker?.onRefusal((refusal) => {
+    const vin = refusal.identity;
+    if (refusal.stage !== 'session' || refusal.code !== 'CERT_REVOKED' || !vin || !VIN_PATTERN.test(vin))
+      return;
+    deps
+      .sessionRevoked(vin)
+      .then(() => logger.info({ event: 'vehicle.session_revoked', vin }, 'revoked car is offline'))
+      .catch((err: unknown) => logger.error({ err, vin }, 'revoked car not recorded offline'));
+  });
+  if (!deps.crlFile) return null;
+  return watchCrl({
+    file: deps.crlFile,
+    targets: [
+      { name: 'vehicles', reloadCrl: (pem) => deps.revocation.reloadCrl(pem) },
+      ...(broker ? [{ name: 'broker', reloadCrl: (pem: string) => broker.reloadCrl(pem) }] : []),
+    ],
+    logger,
+    current: deps.current,
+  });
 }
