@@ -44,8 +44,8 @@ export interface CliOptions {
   faultsFile?: string;
   seed?: number;
   controlPort?: number;
-  /** Deliberate flaws, only from explicit --flaw options; empty by default. */
-  flaws: Flaw[];
+  /** Deliberate flaws, only from explicit --flaw options; absent: none. */
+  flaws?: Flaw[];
 }
 
 export type CliCommand = { kind: 'help' } | { kind: 'run'; options: CliOptions };
@@ -84,12 +84,13 @@ export function parseCli(argv: string[]): CliCommand {
     dataDir: values.data,
     vins,
     includeIncompatible: values['include-incompatible'],
-    flaws: [],
   };
-  try {
-    options.flaws = [...parseFlaws(values.flaw ?? [])];
-  } catch (err) {
-    throw bad(`--flaw: ${(err as Error).message}`);
+  if (values.flaw !== undefined) {
+    try {
+      options.flaws = [...parseFlaws(values.flaw)];
+    } catch (err) {
+      throw bad(`--flaw: ${(err as Error).message}`);
+    }
   }
   const reportIntervalMs = positiveInt('report-interval-ms', values['report-interval-ms']);
   const failsafeRelockMs = positiveInt('relock-ms', values['relock-ms']);

@@ -100,11 +100,11 @@ async function main(argv: string[]): Promise<number> {
     servername: options.servername,
     logger: consoleLogger,
     faults,
-    flaws: options.flaws,
+    flaws: options.flaws ?? [],
   });
   for (const s of fleet.skipped) console.log(line('skipped', { vin: s.vin, reason: s.reason }));
   // Said loudly, on both streams: these cars break the protocol on purpose.
-  for (const flaw of options.flaws) {
+  for (const flaw of options.flaws ?? []) {
     const warning = line('FLAWED: every car deliberately breaks the protocol', {
       flaw,
       check: FLAW_CHECKS[flaw],
