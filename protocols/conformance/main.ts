@@ -9,7 +9,7 @@ import { ConformanceError } from './errors.ts';
 import { commandHook, interactiveHook, noHook, type StateHook, simulatorHook } from './hook.ts';
 import { junitXml } from './junit.ts';
 import { caseLine, listLines, summaryLines } from './report.ts';
-import { runConformance, selectedCases } from './run.ts';
+import { runConformance, selectedCases, vehicleKeyFrom } from './run.ts';
 import { kitKey } from './signer.ts';
 
 const EXIT_OK = 0;
@@ -99,6 +99,7 @@ async function main(argv: string[]): Promise<number> {
       key: read(options.files.key, '--key'),
     };
     vehicleCert = read(options.files.vehicleCert, '--vehicle-cert');
+    vehicleKeyFrom(vehicleCert, tls.ca, options.vin);
   } catch (err) {
     if (err instanceof ConformanceError) return usage(err.message);
     throw err;
