@@ -36,26 +36,13 @@ import {
   takeReportSeq,
   transition,
 } from './car-state.ts';
+import { type Flaws, flawedKeySeq, flawedVerification, NO_FLAWS } from './flaws.ts';
 import type { KeyStore } from './key-store.ts';
+import type { CarRefusalCode } from './refusal-codes.ts';
 import type { ReplayStore } from './replay-store.ts';
 import type { RevocationStore } from './revocation-store.ts';
 
-/** Car-side refusal reasons beyond the verifiers' codes (which the ack carries as they are). */
-export type CarRefusalCode =
-  | 'COMMAND_MALFORMED'
-  | 'REVOCATION_STORE_FULL'
-  | 'CAR_FAULT'
-  /** The command is in another provider's dialect, or in none (PROVIDERS.md §3 step 3). */
-  | 'DIALECT_MISMATCH'
-  /** The command names an action outside unlock and lock, the only two the owner consented to. */
-  | 'ACTION_NOT_ALLOWED'
-  /** The 12 V battery is too low to actuate the locks (simulator/faults.ts); checked before the token. */
-  | 'LOW_BATTERY'
-  /**
-   * A state query named this command before it arrived, and the car answered that it had not reached it: the
-   * gateway settled it as not executed, so the car never acts on it (PROTOCOL.md §3.5).
-   */
-  | 'COMMAND_DISOWNED';
+export type { CarRefusalCode } from './refusal-codes.ts';
 
 /** How many recent commands the car remembers to answer an MQTT redelivery with the same ack. */
 export const DEFAULT_DEDUPE_CAPACITY = 256;
@@ -88,6 +75,11 @@ export interface SimulatedCarDeps {
   faults?: { batteryLow(): boolean };
   /** Told of every command the car executed, with the token's jti and SHA-256 (an audit log for tests). */
   onExecuted?: (executed: ExecutedCommand) => void;
+  /**
+   * Deliberate flaws (simulator/flaws.ts), each disabling one check, for showing the conformance kit catches
+   * it. Empty unless a caller names them; never set by the gateway's demo or tests of the car itself.
+   */
+  flaws?: Flaws;
 }
 
 export interface ExecutedCommand {
@@ -206,7 +198,8 @@ function decodeCommand(raw: Buffer): CommandMessage | null {
 export function createSimulatedCar(deps: SimulatedCarDeps): SimulatedCar {
   let signingKey = deps.signingKey;
   const config = { failsafeRelockMs: deps.failsafeRelockMs ?? DEFAULT_FAILSAFE_RELOCK_MS };
-  const dedupeCapacity = deps.dedupeCapacity ?? DEFAULT_DEDUPE_CAPACITY;
+  const flaws = deps.flaws ?? NO_FLAWS;
+  const dedupeCapacity = flaws.has('no-dedupe') ? 0 : (deps.dedupeCapacity ?? DEFAULT_DEDUPE_CAPACITY);
   const issuer = deps.issuer ?? TOKEN_ISSUER;
   let state =
     deps.initial.state ?? initialCarState(PositionSchema.parse(deps.initial.position), deps.initial.seq ?? 0);
@@ -246,6 +239,8 @@ export function createSimulatedCar(deps: SimulatedCarDeps): SimulatedCar {
       locked: state.locked,
       at,
     };
+    // unsigned-acks sends the ack without the member the protocol requires (TOKEN.md §9): a deliberate flaw.
+    if (flaws.has('unsigned-acks')) return Object.freeze(unsigned as Ack);
     return Object.freeze(signAck(unsigned, signingKey));
   };
 
@@ -270,17 +265,22 @@ export function createSimulatedCar(deps: SimulatedCarDeps): SimulatedCar {
     }
     let verdict: Awaited<ReturnType<typeof verifyAccessToken>>;
     try {
-      verdict = await verifyAccessToken(command.token, {
-        keys: deps.keys.ring(),
-        issuer,
-        vin: deps.vin,
-        action: command.action,
-        commandId: command.commandId,
-        deliveryId: command.deliveryId,
-        now,
-        replay: deps.replay,
-        isRevoked: (deliveryId) => deps.revocations.isRevoked(deliveryId),
-      });
+      const verification = flawedVerification(
+        command.token,
+        {
+          keys: deps.keys.ring(),
+          issuer,
+          vin: deps.vin,
+          action: command.action,
+          commandId: command.commandId,
+          deliveryId: command.deliveryId,
+          now,
+          replay: deps.replay,
+          isRevoked: (deliveryId) => deps.revocations.isRevoked(deliveryId),
+        },
+        flaws,
+      );
+      verdict = await verifyAccessToken(verification.token, verification.ctx);
     } catch {
       return { ack: ack(command, 'refused', now, 'CAR_FAULT' satisfies CarRefusalCode), stateChanged: false };
     }
@@ -295,9 +295,10 @@ export function createSimulatedCar(deps: SimulatedCarDeps): SimulatedCar {
         return { ack: ack(command, 'refused', now, reason), stateChanged: false };
       }
       // A revoked delivery must not leave the car open until the fail-safe: an unlocked car locks at once.
-      const effects = state.locked
-        ? []
-        : dispatch({ type: 'remote_command', action: 'lock', now }, 'command');
+      const effects =
+        state.locked || flaws.has('revoke-leaves-open')
+          ? []
+          : dispatch({ type: 'remote_command', action: 'lock', now }, 'command');
       return {
         ack: ack(command, 'executed', now),
         stateChanged: effects.some((e) => e.type === 'report_state'),
@@ -325,7 +326,7 @@ export function createSimulatedCar(deps: SimulatedCarDeps): SimulatedCar {
       const verdict = await verifyKeyAnnouncement(command.announcement, {
         keys: deps.keys.ring(),
         issuer,
-        seq: deps.keys.seq(),
+        seq: flawedKeySeq(deps.keys.seq(), flaws),
         now,
       });
       if (verdict.ok) deps.keys.replace(verdict.announcement.seq, verdict.announcement.keys);
@@ -385,7 +386,11 @@ export function createSimulatedCar(deps: SimulatedCarDeps): SimulatedCar {
     setIgnition: (to) => control({ type: 'ignition', to }),
     moveTo: (position) => control({ type: 'move', position: PositionSchema.parse(position) }),
     setOnline: (online) => control({ type: 'connectivity', online }),
-    tick: (now) => dispatch({ type: 'tick', now: now === undefined ? readClock() : now }, 'tick'),
+    // no-failsafe: the car never relocks by itself (PROTOCOL.md §5), a deliberate flaw.
+    tick: (now) =>
+      flaws.has('no-failsafe')
+        ? []
+        : dispatch({ type: 'tick', now: now === undefined ? readClock() : now }, 'tick'),
     snapshot: () => state,
     stateReport(nonce) {
       const taken = takeReportSeq(state);

@@ -2,6 +2,11 @@
 import { parseArgs } from 'node:util';
 import { VIN_PATTERN } from '../protocols/vin.ts';
 import { SimulatorError } from './errors.ts';
+import { FLAW_CHECKS, type Flaw, parseFlaws } from './flaws.ts';
+
+const FLAW_LINES = Object.entries(FLAW_CHECKS)
+  .map(([name, check]) => `  ${name.padEnd(25)}  ${check}`)
+  .join('\n');
 
 export const USAGE = `Usage: npm run simulator -- --broker mqtts://HOST:PORT [options]
 
@@ -19,7 +24,12 @@ Options:
   --faults FILE              fault scenario (JSON): seed, fault plan, timed steps; see README
   --seed N                   seed of every random fault, overrides the file's             default 1
   --control-port P           live control API on http://127.0.0.1:P (0: a free port)
-  -h, --help                 show this text`;
+  --flaw NAME                break the cars on purpose: disable one check (repeatable), to show that
+                             the conformance kit (npm run conformance) catches it; never in normal runs
+  -h, --help                 show this text
+
+Flaws (--flaw), each disabling exactly one check:
+${FLAW_LINES}`;
 
 export interface CliOptions {
   brokerUrl: string;
@@ -34,6 +44,8 @@ export interface CliOptions {
   faultsFile?: string;
   seed?: number;
   controlPort?: number;
+  /** Deliberate flaws, only from explicit --flaw options; absent: none. */
+  flaws?: Flaw[];
 }
 
 export type CliCommand = { kind: 'help' } | { kind: 'run'; options: CliOptions };
@@ -73,6 +85,13 @@ export function parseCli(argv: string[]): CliCommand {
     vins,
     includeIncompatible: values['include-incompatible'],
   };
+  if (values.flaw !== undefined) {
+    try {
+      options.flaws = [...parseFlaws(values.flaw)];
+    } catch (err) {
+      throw bad(`--flaw: ${(err as Error).message}`);
+    }
+  }
   const reportIntervalMs = positiveInt('report-interval-ms', values['report-interval-ms']);
   const failsafeRelockMs = positiveInt('relock-ms', values['relock-ms']);
   if (reportIntervalMs !== undefined) options.reportIntervalMs = reportIntervalMs;
@@ -110,6 +129,7 @@ function parseSpec(argv: string[]) {
       faults: { type: 'string' },
       seed: { type: 'string' },
       'control-port': { type: 'string' },
+      flaw: { type: 'string', multiple: true },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });

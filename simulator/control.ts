@@ -48,6 +48,7 @@ export function carView(entry: FleetCar) {
       position: s.position,
     },
     faults: entry.faults?.status() ?? null,
+    flaws: entry.flaws,
     executedCommands: entry.executed.length,
   };
 }

@@ -9,9 +9,10 @@ import { createSimulatedCar, type ExecutedCommand, type SimulatedCar } from './c
 import { createFileCarStore } from './car-store.ts';
 import { SimulatorError } from './errors.ts';
 import type { CarFaults, FleetFaults } from './faults.ts';
+import { type Flaw, flawedOutcomeMemory } from './flaws.ts';
 import { createFileKeyStore, type KeyStore } from './key-store.ts';
 import { createOutcomeMemory } from './outcome-memory.ts';
-import { createFileReplayStore, type ReplayStore } from './replay-store.ts';
+import { createFileReplayStore, createMemoryReplayStore, type ReplayStore } from './replay-store.ts';
 import { createFileRevocationStore, type RevocationStore } from './revocation-store.ts';
 import {
   type Backoff,
@@ -71,6 +72,11 @@ export interface StartFleetDeps {
   createClient?: ClientFactory;
   /** Fault injection; each car gets its own injector from it, and its clock through it. */
   faults?: FleetFaults;
+  /**
+   * Deliberate flaws every car of the fleet has (simulator/flaws.ts), for running the conformance kit against
+   * a car it must fail. None unless named: `npm run simulator -- --flaw NAME` is the only other way in.
+   */
+  flaws?: readonly Flaw[];
 }
 
 /** One simulated car. After a reboot `car`, `connection` and its stores are new objects in the same record. */
@@ -84,6 +90,8 @@ export interface FleetCar {
   faults: CarFaults | null;
   /** Every command this car executed (across reboots), in order: the audit log tests check tokens against. */
   executed: ExecutedCommand[];
+  /** The deliberate flaws it runs with; empty for a correct car. */
+  flaws: readonly Flaw[];
 }
 
 export interface SkippedVehicle {
@@ -140,6 +148,7 @@ export async function startFleet(deps: StartFleetDeps): Promise<Fleet> {
   const catalog = deps.catalog ?? loadSeeds().catalog;
   const clock = deps.now ?? Date.now;
   const log = deps.logger ?? silentLogger;
+  const flaws = new Set(deps.flaws ?? []);
 
   const selected: SeedVehicle[] = [];
   const skipped: SkippedVehicle[] = [];
@@ -162,13 +171,17 @@ export async function startFleet(deps: StartFleetDeps): Promise<Fleet> {
     const carClock = faults ? () => faults.carTime() : clock;
     const onError = (what: string) => (err: unknown) =>
       log.error({ vin: vehicle.vin, err: String(err) }, `${what} not written`);
+    const capacity = deps.replayCapacity ?? DEFAULT_REPLAY_CAPACITY;
     const replay =
       deps.replayStoreFor?.(vehicle.vin) ??
-      createFileReplayStore({
-        file: replayFileFor(deps.dataDir, vehicle.vin),
-        capacity: deps.replayCapacity ?? DEFAULT_REPLAY_CAPACITY,
-        onError: onError('replay store'),
-      });
+      // forget-replay-on-reboot: a flawed unit that keeps its used jti in RAM only (TOKEN.md §7).
+      (flaws.has('forget-replay-on-reboot')
+        ? createMemoryReplayStore({ capacity })
+        : createFileReplayStore({
+            file: replayFileFor(deps.dataDir, vehicle.vin),
+            capacity,
+            onError: onError('replay store'),
+          }));
     const revocations = createFileRevocationStore({
       file: revocationFileFor(deps.dataDir, vehicle.vin),
       capacity: DEFAULT_REVOCATION_CAPACITY,
@@ -202,6 +215,7 @@ export async function startFleet(deps: StartFleetDeps): Promise<Fleet> {
       issuer: deps.issuer,
       ...(faults ? { faults } : {}),
       onExecuted: (e) => executed.push(e),
+      flaws,
     });
     car.onChange((change) => store.save(change.state));
     store.save(car.snapshot());
@@ -219,10 +233,13 @@ export async function startFleet(deps: StartFleetDeps): Promise<Fleet> {
       random: deps.random,
       createClient: deps.createClient,
       ...(faults ? { faults } : {}),
-      outcomes: createOutcomeMemory({
-        file: outcomesFileFor(deps.dataDir, vehicle.vin),
-        onError: onError('command outcomes'),
-      }),
+      outcomes: flawedOutcomeMemory(
+        createOutcomeMemory({
+          file: outcomesFileFor(deps.dataDir, vehicle.vin),
+          onError: onError('command outcomes'),
+        }),
+        flaws,
+      ),
     });
     return { car, connection, replay, revocations, keys };
   };
@@ -236,7 +253,7 @@ export async function startFleet(deps: StartFleetDeps): Promise<Fleet> {
       const executed: ExecutedCommand[] = [];
       const booted = await boot(vehicle, faults, executed);
       deps.onConnected?.(++connected, selected.length);
-      return { vehicle, faults, executed, ...booted };
+      return { vehicle, faults, executed, flaws: [...flaws], ...booted };
     },
   );
 

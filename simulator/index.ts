@@ -7,6 +7,7 @@ export * from './cli.ts';
 export * from './control.ts';
 export * from './errors.ts';
 export * from './faults.ts';
+export * from './flaws.ts';
 export * from './fleet.ts';
 export * from './fleet-pki.ts';
 export * from './key-store.ts';

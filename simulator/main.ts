@@ -4,6 +4,7 @@ import { parseCli, USAGE } from './cli.ts';
 import { startControlServer } from './control.ts';
 import { SimulatorError } from './errors.ts';
 import { createFleetFaults } from './faults.ts';
+import { FLAW_CHECKS } from './flaws.ts';
 import { startFleet } from './fleet.ts';
 import { readFleetPki } from './fleet-pki.ts';
 import { loadScenario, playScenario, type Scenario } from './scenario.ts';
@@ -100,8 +101,18 @@ async function main(argv: string[]): Promise<number> {
     servername: options.servername,
     logger: consoleLogger,
     faults,
+    flaws: options.flaws ?? [],
   });
   for (const s of fleet.skipped) console.log(line('skipped', { vin: s.vin, reason: s.reason }));
+  // Said loudly, on both streams: these cars break the protocol on purpose.
+  for (const flaw of options.flaws ?? []) {
+    const warning = line('FLAWED: every car deliberately breaks the protocol', {
+      flaw,
+      check: FLAW_CHECKS[flaw],
+    });
+    console.log(warning);
+    console.error(warning);
+  }
   if (fleet.cars.size === 0) return usage('no compatible vehicle selected (try --include-incompatible)');
   console.log(
     line('faults', { seed: faults.seed, file: options.faultsFile, steps: scenario.steps?.length ?? 0 }),

@@ -3,8 +3,8 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { z } from 'zod';
 import { type Ack, type CommandOutcome, CommandOutcomeSchema } from '../protocols/messages.ts';
-import type { CarRefusalCode } from './car.ts';
 import { SimulatorError } from './errors.ts';
+import type { CarRefusalCode } from './refusal-codes.ts';
 import { writeAtomically } from './state-file.ts';
 
 /** How many command outcomes a car remembers; PROTOCOL.md §3.5 asks for at least 64. */
