@@ -8,6 +8,8 @@ import { ADMIN_GRANT, createApiKey, type Grant } from './access/api-keys.ts';
 import { type AuditLog, createAuditLog, scheduleCheckpoints } from './audit/log.ts';
 import { type Broker, createBroker, vehicleSessions } from './broker/broker.ts';
 import { type CrlWatch, watchCrl } from './broker/crl-watch.ts';
+import { type ConsoleHub, createConsoleHub } from './console/hub.ts';
+import { createSimulatorControl, noSimulator } from './console/simulator.ts';
 import { type ControlService, createControlService, type OnDeliveryRevoked } from './deliveries/control.ts';
 import { createKeyedMutex } from './deliveries/keyed-mutex.ts';
 import type { Notify } from './deliveries/notifications.ts';
@@ -61,6 +63,8 @@ export interface GatewayDeps {
   /** Webhook delivery: timings (tests shorten them) and the transport (fetch by default). */
   webhooks?: { policy?: Partial<DispatchPolicy>; send?: WebhookSender; random?: () => number };
   idempotency?: Partial<IdempotencyPolicy>;
+  /** The console's live streams: heartbeat (and key re-check) period; tests shorten it. */
+  console?: { heartbeatMs?: number };
 }
 
 export interface Gateway {
@@ -87,6 +91,8 @@ export interface Gateway {
   /** Settles outstanding commands and relocked deliveries from what cars say (sweeps on its own timer too). */
   reconciler: Reconciler;
   webhooks: WebhookDispatcher;
+  /** The console's live feed (gateway/console/): what changed, to every open stream that may see it. */
+  console: ConsoleHub;
   /** Creates an API key (admin unless a grant is given), stores only its hash, and returns the key once. */
   createApiKey(label: string, grant?: Grant): Promise<string>;
   /**
@@ -151,6 +157,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
         'linked vehicles without a valid certificate: their acks will be refused',
       );
     }
+    const consoleHub = createConsoleHub({ db: store.db, logger: logger.child({ component: 'console' }) });
     // Webhook secrets are sealed with a key derived from the token-signing key: secret on every replica already.
     const webhookSecrets = createSecretBox(deriveSecretKey(material.tokenSigningKey));
     const webhooks = createWebhookDispatcher({
@@ -158,12 +165,21 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       secrets: webhookSecrets,
       logger: logger.child({ component: 'webhooks' }),
       now,
+      onSettled: (id) => consoleHub.webhookDeliveriesChanged([id]),
       ...deps.webhooks,
     });
-    const outbox = createOutboxNotify({ newId, onEnqueued: () => webhooks.kick() });
-    // Every domain event goes to the webhook outbox, in the decision's transaction; a caller's notify hears it too.
+    const outbox = createOutboxNotify({
+      newId,
+      onEnqueued: (ids) => {
+        webhooks.kick();
+        consoleHub.webhookDeliveriesChanged(ids);
+      },
+    });
+    // Every domain event goes to the webhook outbox and the console, in the decision's transaction; a caller's
+    // notify hears it too.
     const notify: Notify = async (trx, event) => {
       await outbox(trx, event);
+      await consoleHub.notify(trx, event);
       await deps.notify?.(trx, event);
     };
     // One command at a time per delivery, shared by requests, the watchdog and the reconciler.
@@ -228,6 +244,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
         } catch (err) {
           linkLogger.error({ err, vin }, 'state not recorded');
         }
+        consoleHub.vehicleChanged(vin);
         // After the records: a report that still disagrees with them starts a reconciliation (PROTOCOL.md §6.3).
         startedReconciler.onState(vin, message);
       },
@@ -316,6 +333,14 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       audit,
       control,
       webhookSecrets,
+      console: {
+        hub: consoleHub,
+        simulator: config.SIMULATOR_CONTROL_URL
+          ? createSimulatorControl({ url: config.SIMULATOR_CONTROL_URL })
+          : noSimulator,
+        simulatorConfigured: config.SIMULATOR_CONTROL_URL !== undefined,
+        ...(deps.console?.heartbeatMs ? { stream: { heartbeatMs: deps.console.heartbeatMs } } : {}),
+      },
       now,
       newId,
       ...(deps.idempotency ? { idempotency: deps.idempotency } : {}),
@@ -374,6 +399,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       watchdog: startedWatchdog,
       reconciler: startedReconciler,
       webhooks,
+      console: consoleHub,
       async createApiKey(label, grant = ADMIN_GRANT) {
         const made = await createApiKey(store.db, { label, grant, now: now(), id: `key_${newId()}` });
         return made.key;
