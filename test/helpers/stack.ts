@@ -12,7 +12,15 @@ import { type Config, parseConfig } from '../../gateway/platform/config.ts';
 import { type GatewayMaterial, loadGatewayMaterial } from '../../gateway/platform/material.ts';
 import { stateTopic } from '../../protocols/index.ts';
 import { loadSeeds, type Seeds } from '../../seeds/index.ts';
-import { type Fleet, readFleetPki, type StartFleetDeps, startFleet } from '../../simulator/index.ts';
+import {
+  type ControlServer,
+  createFleetFaults,
+  type Fleet,
+  readFleetPki,
+  type StartFleetDeps,
+  startControlServer,
+  startFleet,
+} from '../../simulator/index.ts';
 import type { Logger as CarLogger, ClientFactory } from '../../simulator/transport.ts';
 
 export interface Reply {
@@ -27,6 +35,8 @@ export interface Stack {
   pki: DevPkiPaths;
   gateway: Gateway;
   fleet: Fleet;
+  /** The simulator's control API, when the stack was started with `simulatorControl`. */
+  control: ControlServer | null;
   apiKey: string;
   /** Every PUBLISH the broker routed, by topic, as the broker saw it. */
   published: AedesPublishPacket[];
@@ -71,7 +81,12 @@ export interface StackOptions {
   /** How the simulated fleet runs (fault injection, fail-safe time, backoff…); the plain fleet by default. */
   fleet?: Pick<StartFleetDeps, 'backoff' | 'faults' | 'failsafeRelockMs' | 'tickIntervalMs'>;
   /** Extra gateway dependencies a test may set (webhook timings, idempotency retention, the clock). */
-  gateway?: Pick<GatewayDeps, 'webhooks' | 'idempotency' | 'now'>;
+  gateway?: Pick<GatewayDeps, 'webhooks' | 'idempotency' | 'now' | 'console'>;
+  /**
+   * Runs the simulator's control API (with fault injection) and gives the gateway its URL, as npm start does, so
+   * that the console can drive the cars.
+   */
+  simulatorControl?: boolean;
 }
 
 export async function startStack(
@@ -82,6 +97,12 @@ export async function startStack(
   const seeds = loadSeeds();
   const pki = await ensureDevPki({ dir: join(dir, 'pki'), vins: seeds.vehicles.map((v) => v.vin) });
   const external = options.externalBroker ? await options.externalBroker(pki, join(dir, 'broker')) : null;
+  const faults =
+    options.fleet?.faults ?? (options.simulatorControl ? createFleetFaults({ seed: 1 }) : undefined);
+  // Listens before the gateway starts, so that the gateway is given its URL; serves the cars once they are up.
+  const control = options.simulatorControl
+    ? await startControlServer({ faults: faults ?? null, port: 0 })
+    : null;
   const config = parseConfig({
     NODE_ENV: 'test',
     HTTP_PORT: '0',
@@ -92,6 +113,7 @@ export async function startStack(
     // Tests sweep the relock watchdog themselves (stack.gateway.watchdog.sweep()).
     WATCHDOG_INTERVAL_S: '3600',
     ...(external ? { MQTT_URL: external.url } : {}),
+    ...(control ? { SIMULATOR_CONTROL_URL: `http://127.0.0.1:${control.port}` } : {}),
     ...env,
   });
   const logs: Array<Record<string, unknown>> = [];
@@ -128,6 +150,7 @@ export async function startStack(
   try {
     gateway = await boot(config, material);
   } catch (err) {
+    await control?.close();
     await external?.close();
     rmSync(dir, { recursive: true, force: true });
     throw err;
@@ -141,7 +164,9 @@ export async function startStack(
     ...(options.createClient ? { createClient: options.createClient } : {}),
     ...(options.carLogger ? { logger: options.carLogger } : {}),
     ...options.fleet,
+    ...(faults ? { faults } : {}),
   });
+  control?.attach(fleet);
   const apiKey = await gateway.createApiKey('test');
   const clients: MqttClient[] = [];
 
@@ -151,6 +176,7 @@ export async function startStack(
     pki,
     gateway,
     fleet,
+    control,
     apiKey,
     published,
     events,
@@ -203,6 +229,7 @@ export async function startStack(
     },
     async close() {
       await Promise.all(clients.map((c) => c.endAsync(true).catch(() => undefined)));
+      await control?.close();
       await fleet.stop();
       await gateway.close();
       await external?.close();
