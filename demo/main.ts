@@ -13,8 +13,16 @@ import {
   programHelp,
 } from '../gateway/platform/program.ts';
 import { loadSeeds, type SeedLocation } from '../seeds/index.ts';
-import { type Fleet, readFleetPki, startFleet } from '../simulator/index.ts';
-import { playDemoDelivery } from './script.ts';
+import {
+  CONTROL_HOST,
+  type ControlServer,
+  createFleetFaults,
+  type Fleet,
+  readFleetPki,
+  startControlServer,
+  startFleet,
+} from '../simulator/index.ts';
+import { linkFleetForConsole, playDemoDelivery } from './script.ts';
 
 const USAGE = `Usage: npm start [-- --help]
 
@@ -34,9 +42,22 @@ if (args.kind === 'usage') {
 
 const _read = (path: string): string => readFileSync(path, 'utf8');
 
+let control: ControlServer | null = null;
 try {
   // The demo prints a human timeline on stdout; logs go to stderr at warn unless LOG_LEVEL says otherwise.
-  const config = loadConfig({ env: process.env, defaults: { LOG_LEVEL: 'warn' } });
+  const defaults = { LOG_LEVEL: 'warn' };
+  let config = loadConfig({ env: process.env, defaults });
+  // Fault injection is always there, so that the console can take a car offline, skew its clock or drain its
+  // battery. The simulator's control API listens before the gateway starts, so that the gateway is given its URL
+  // by configuration like any other setting; it serves the cars once they are up.
+  const faults = createFleetFaults({ seed: 1 });
+  if (config.SIMULATOR === 'on' && config.SIMULATOR_CONTROL_URL === undefined) {
+    control = await startControlServer({ faults, port: 0 });
+    config = loadConfig({
+      env: process.env,
+      defaults: { ...defaults, SIMULATOR_CONTROL_URL: `http://${CONTROL_HOST}:${control.port}` },
+    });
+  }
   const seeds = loadSeeds();
   const logger = createLogger({
     level: config.LOG_LEVEL,
@@ -67,7 +88,9 @@ try {
       ...readFleetPki(pki.dir),
       dataDir: join(config.DATA_DIR, 'simulator'),
       failsafeRelockMs: config.FAILSAFE_RELOCK_S * 1000,
+      faults,
     });
+    control?.attach(fleet);
     print(
       `Simulated fleet: ${fleet.cars.size} cars connected; skipped as incompatible: ${fleet.skipped.map((s) => s.vin).join(', ') || 'none'}.`,
     );
@@ -81,17 +104,33 @@ try {
       const car = fleet.car(vehicle.vin).car.snapshot();
       print(`\nThe simulated car now reports locked=${car.locked}.`);
     }
+    // The console shows what the gateway knows: the rest of the fleet is linked too, and each car reports now
+    // rather than at its next periodic report.
+    const linked = await linkFleetForConsole({
+      baseUrl: booted.baseUrl,
+      apiKey: booted.apiKey,
+      vehicles: [...fleet.cars.values()].map((c) => c.vehicle),
+      locations: seeds.locations,
+    });
+    for (const c of fleet.cars.values()) c.connection.reportState();
+    if (linked.length > 0)
+      print(
+        `Linked ${linked.length} more simulated cars for the console (each owner consents: unlock, lock).`,
+      );
   }
-  print('\nServing. Ctrl-C stops.');
+  print(`\nConsole: ${booted.baseUrl}/console (sign in with the API key above).`);
+  print('Serving. Ctrl-C stops.');
   await untilSignal();
   // Drain first, while the cars are still there to ack what is in flight; then the cars sign off
   // through the broker; then the broker and the store close.
   await booted.gateway.drain();
+  await control?.close();
   await fleet?.stop();
   await booted.stop();
   await flushLogger(logger);
   process.exit(EXIT_OK);
 } catch (err) {
+  await control?.close();
   const known = err instanceof ConfigError || err instanceof StartupError;
   console.error(known ? (err as Error).message : `start failed: ${(err as Error).message}`);
   process.exit(EXIT_FAILED);
