@@ -350,6 +350,24 @@ describe('the live stream', () => {
     }
   });
 
+  it('reports a change made by a request that emits no domain event (an owner blocking a delivery)', async () => {
+    const zed = await openStream(bearer('carrierZed'));
+    try {
+      await zed.next((f) => f.type === 'ready');
+      expect((await call('customerBen')('POST', `/v1/deliveries/${d2}/block`, { reason: 'r' })).status).toBe(
+        200,
+      );
+      const frame = await zed.next((f) => f.type === 'delivery' && f.data.blocked === true);
+      expect(frame.data).toMatchObject({
+        id: d2,
+        timeline: expect.arrayContaining([expect.objectContaining({ kind: 'access_blocked' })]),
+      });
+    } finally {
+      zed.close();
+      await call('customerBen')('POST', `/v1/deliveries/${d2}/unblock`, {});
+    }
+  });
+
   it('ends the stream of a key revoked meanwhile, with UNAUTHENTICATED', async () => {
     await keyFor('toRevoke', ['reviewer']);
     const s = await openStream(bearer('toRevoke'));
