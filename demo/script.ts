@@ -157,3 +157,56 @@ export async function playDemoDelivery(deps: DemoDeps): Promise<string> {
   }
   return id;
 }
+
+export interface ConsoleFleetDeps {
+  baseUrl: string;
+  apiKey: string;
+  vehicles: SeedVehicle[];
+  locations: SeedLocation[];
+}
+
+/**
+ * Links every simulated car that is not linked yet, each with its owner's consent to unlock and lock, and registers
+ * the owner's seeded location with it, so that the console has the whole fleet to show. Returns the VINs linked.
+ */
+export async function linkFleetForConsole(deps: ConsoleFleetDeps): Promise<string[]> {
+  const post = (path: string, body: unknown) =>
+    fetch(`${deps.baseUrl}${path}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${deps.apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+  const linked: string[] = [];
+  const owners = new Set<string>();
+  for (const v of deps.vehicles) {
+    const res = await post('/v1/vehicles', {
+      vin: v.vin,
+      make: v.make,
+      model: v.model,
+      year: v.year,
+      provider: v.provider,
+      ownerId: v.ownerId,
+      consent: ['unlock', 'lock'],
+    });
+    await res.body?.cancel();
+    // 409 VEHICLE_ALREADY_LINKED: an earlier start linked it, with its location.
+    if (res.status !== 201) continue;
+    linked.push(v.vin);
+    owners.add(v.ownerId);
+  }
+  for (const l of deps.locations) {
+    if (!owners.has(l.ownerId)) continue;
+    owners.delete(l.ownerId);
+    const res = await post('/v1/locations', {
+      ownerId: l.ownerId,
+      label: l.label,
+      kind: l.kind,
+      access: l.access,
+      lat: l.lat,
+      lon: l.lon,
+      radiusM: l.radiusM,
+    });
+    await res.body?.cancel();
+  }
+  return linked;
+}

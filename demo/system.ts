@@ -10,11 +10,21 @@ import type { StopSignals } from '../gateway/platform/program.ts';
 import { openDeliveriesOf } from '../gateway/store/deliveries.ts';
 import type { Database } from '../gateway/store/schema.ts';
 import type { Seeds } from '../seeds/index.ts';
-import { type Fleet, readFleetPki, startFleet } from '../simulator/index.ts';
+import {
+  type ControlServer,
+  type Fleet,
+  type FleetFaults,
+  readFleetPki,
+  startFleet,
+} from '../simulator/index.ts';
 import { DemoError, playDemoDelivery } from './script.ts';
 
 export interface DemoSystemDeps {
   config: Config;
+  /** The fleet's fault injection (the console drives it through the control API). */
+  faults?: FleetFaults;
+  /** The simulator's control API, attached to the fleet once it is up; closed after the gateway drained. */
+  control?: ControlServer | null;
   seeds: Seeds;
   logger: Logger;
   print: (line: string) => void;
@@ -98,7 +108,9 @@ export async function startDemoSystem(deps: DemoSystemDeps): Promise<DemoSystem>
         ...readFleetPki(booted.pki.dir),
         dataDir: join(config.DATA_DIR, 'simulator'),
         failsafeRelockMs: config.FAILSAFE_RELOCK_S * 1000,
+        ...(deps.faults ? { faults: deps.faults } : {}),
       });
+      deps.control?.attach(fleet);
     } catch (err) {
       print(`The simulated fleet did not start: ${(err as Error).message}. The gateway keeps serving.`);
       return 'failed';

@@ -308,6 +308,24 @@ export const ERRORS = {
     retryable: false,
     resolution: 'CONTACT_SUPPORT',
   },
+  SIMULATOR_NOT_CONFIGURED: {
+    status: 501,
+    title: 'No simulator is configured to drive (SIMULATOR_CONTROL_URL)',
+    retryable: false,
+    resolution: 'NONE',
+  },
+  SIMULATOR_UNREACHABLE: {
+    status: 502,
+    title: "The simulator's control API did not answer",
+    retryable: true,
+    resolution: 'RETRY_LATER',
+  },
+  SIMULATOR_REFUSED: {
+    status: 409,
+    title: 'The simulator refused the action',
+    retryable: false,
+    resolution: 'FIX_REQUEST',
+  },
   INTERNAL: { status: 500, title: 'Internal error', retryable: true, resolution: 'RETRY_LATER' },
 } as const satisfies Record<string, ErrorSpec>;
 

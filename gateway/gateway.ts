@@ -7,6 +7,8 @@ import { ADMIN_GRANT, createApiKey, type Grant } from './access/api-keys.ts';
 import { type AuditLog, createAuditLog, scheduleCheckpoints } from './audit/log.ts';
 import { type Broker, createBroker, vehicleSessions } from './broker/broker.ts';
 import type { CrlWatch } from './broker/crl-watch.ts';
+import { type ConsoleHub, createConsoleHub } from './console/hub.ts';
+import { createSimulatorControl, noSimulator } from './console/simulator.ts';
 import { routeCarMessages } from './deliveries/car-messages.ts';
 import { deliveryPolicyOf } from './deliveries/context.ts';
 import { type ControlService, createControlService, type OnDeliveryRevoked } from './deliveries/control.ts';
@@ -69,6 +71,8 @@ export interface GatewayDeps {
     random?: () => number;
   };
   idempotency?: Partial<IdempotencyPolicy>;
+  /** The console's live streams: heartbeat (and key re-check) period; tests shorten it. */
+  console?: { heartbeatMs?: number };
 }
 
 export interface Gateway {
@@ -95,6 +99,8 @@ export interface Gateway {
   /** Settles outstanding commands and relocked deliveries from what cars say (sweeps on its own timer too). */
   reconciler: Reconciler;
   webhooks: WebhookDispatcher;
+  /** The console's live feed (gateway/console/): what changed, to every open stream that may see it. */
+  console: ConsoleHub;
   /** Creates an API key (admin unless a grant is given), stores only its hash, and returns the key once. */
   createApiKey(label: string, grant?: Grant): Promise<string>;
   /**
@@ -174,6 +180,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
         'linked vehicles without a valid certificate: their acks will be refused',
       );
     }
+    const consoleHub = createConsoleHub({ db: store.db, logger: logger.child({ component: 'console' }) });
     const { webhookSecrets, webhookDestinations, webhooks } = createWebhookDelivery({
       config,
       db: store.db,
@@ -181,13 +188,22 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       logger: logger.child({ component: 'webhooks' }),
       now,
       onAttemptFailed: () => metrics.webhookFailed(),
+      onSettled: (id) => consoleHub.webhookDeliveriesChanged([id]),
       ...(deps.webhooks ? { options: deps.webhooks } : {}),
     });
     metrics.countOutboxWith(() => countPendingOutbox(store.db));
-    const outbox = createOutboxNotify({ newId, onEnqueued: () => webhooks.kick() });
-    // Every domain event goes to the webhook outbox, in the decision's transaction; a caller's notify hears it too.
+    const outbox = createOutboxNotify({
+      newId,
+      onEnqueued: (ids) => {
+        webhooks.kick();
+        consoleHub.webhookDeliveriesChanged(ids);
+      },
+    });
+    // Every domain event goes to the webhook outbox and the console, in the decision's transaction; a caller's
+    // notify hears it too.
     const notify: Notify = async (trx, event) => {
       await outbox(trx, event);
+      await consoleHub.notify(trx, event);
       await deps.notify?.(trx, event);
     };
     // One command at a time per delivery, shared by requests, the watchdog and the reconciler.
@@ -247,6 +263,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
         deliveries: service,
         reconciler: startedReconciler,
         logger: linkLogger,
+        onRecorded: (vin) => consoleHub.vehicleChanged(vin),
       }),
     });
     const connectedLink = link;
@@ -326,6 +343,14 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       control,
       webhookSecrets,
       webhookDestinations,
+      console: {
+        hub: consoleHub,
+        simulator: config.SIMULATOR_CONTROL_URL
+          ? createSimulatorControl({ url: config.SIMULATOR_CONTROL_URL })
+          : noSimulator,
+        simulatorConfigured: config.SIMULATOR_CONTROL_URL !== undefined,
+        ...(deps.console?.heartbeatMs ? { stream: { heartbeatMs: deps.console.heartbeatMs } } : {}),
+      },
       now,
       newId,
       ...(deps.idempotency ? { idempotency: deps.idempotency } : {}),
@@ -385,6 +410,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       watchdog: startedWatchdog,
       reconciler: startedReconciler,
       webhooks,
+      console: consoleHub,
       async createApiKey(label, grant = ADMIN_GRANT) {
         const made = await createApiKey(store.db, { label, grant, now: now(), id: `key_${newId()}` });
         return made.key;

@@ -11,7 +11,11 @@ export const CONTROL_HOST = '127.0.0.1';
 const MAX_BODY_BYTES = 16 * 1024;
 
 export interface ControlServerDeps {
-  fleet: Fleet;
+  /**
+   * The cars; may come later through attach(), so that the API listens (and its URL can be given to whoever
+   * drives it, such as the gateway's console) before the cars exist. Until then every route answers 503.
+   */
+  fleet?: Fleet;
   faults: FleetFaults | null;
   /** 0 picks a free port. */
   port: number;
@@ -19,6 +23,8 @@ export interface ControlServerDeps {
 
 export interface ControlServer {
   port: number;
+  /** Serves this fleet from now on. */
+  attach(fleet: Fleet): void;
   close(): Promise<void>;
 }
 
@@ -28,6 +34,7 @@ const STATUS: Partial<Record<SimulatorError['code'], number>> = {
   SIM_CONTROL_NOT_FOUND: 404,
   SIM_UNKNOWN_VIN: 404,
   SIM_CONTROL_TOO_LARGE: 413,
+  SIM_CONTROL_NOT_READY: 503,
 };
 
 export function carView(entry: FleetCar) {
@@ -88,8 +95,10 @@ function parseOperation(body: unknown) {
  *   GET  /faults            the seed, fault counts, and each car's fault trace
  */
 export async function startControlServer(deps: ControlServerDeps): Promise<ControlServer> {
-  const { fleet } = deps;
+  let current: Fleet | null = deps.fleet ?? null;
   const route = async (req: IncomingMessage): Promise<{ status: number; body: unknown }> => {
+    const fleet = current;
+    if (!fleet) throw new SimulatorError('SIM_CONTROL_NOT_READY', 'the simulated cars are not up yet');
     const path = new URL(req.url ?? '/', 'http://control').pathname.split('/').filter(Boolean);
     const method = req.method ?? 'GET';
     const [first, vin, tail] = path;
@@ -148,6 +157,9 @@ export async function startControlServer(deps: ControlServerDeps): Promise<Contr
   });
   return {
     port: (server.address() as AddressInfo).port,
+    attach(fleet) {
+      current = fleet;
+    },
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

@@ -239,6 +239,25 @@ describe('control API on a fleet without fault injection', () => {
   });
 });
 
+describe('control API started before its fleet', () => {
+  it('answers 503 SIM_CONTROL_NOT_READY until the fleet is attached, then serves it', async () => {
+    await twoCars();
+    const control = await startControlServer({ faults, port: 0 });
+    try {
+      const cars = () => fetch(`http://127.0.0.1:${control.port}/cars`);
+      const early = await cars();
+      expect(early.status).toBe(503);
+      expect(await early.json()).toMatchObject({ code: 'SIM_CONTROL_NOT_READY' });
+      control.attach(fleet);
+      const later = await cars();
+      expect(later.status).toBe(200);
+      expect(((await later.json()) as { cars: unknown[] }).cars).toHaveLength(2);
+    } finally {
+      await control.close();
+    }
+  });
+});
+
 describe('command line', () => {
   it('takes --faults, --seed and --control-port', () => {
     const parsed = parseCli([

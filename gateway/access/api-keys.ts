@@ -153,6 +153,17 @@ export async function findCallerByHash(db: Db, hash: string): Promise<Caller | n
   return { keyId: row.id, scopes: toScopes(row.scopes), ownerId: row.owner_id, carrierId: row.carrier_id };
 }
 
+/** The key is known and not revoked: a long-lived stream asks again now and then (console/stream.ts). */
+export async function isKeyActive(db: Db, id: string): Promise<boolean> {
+  const row = await db
+    .selectFrom('api_keys')
+    .select('id')
+    .where('id', '=', id)
+    .where('revoked_at', 'is', null)
+    .executeTakeFirst();
+  return row !== undefined;
+}
+
 export async function listApiKeys(db: Db): Promise<ApiKeyRecord[]> {
   const rows = await db
     .selectFrom('api_keys')

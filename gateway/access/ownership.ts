@@ -21,6 +21,15 @@ export function canSeeDelivery(
 export const canSeeOwner = (caller: Caller, ownerId: string): boolean =>
   caller.carrierId === null && (caller.ownerId === null || caller.ownerId === ownerId);
 
+/** A webhook is its subscriber's: the owner's or the carrier's key sees it; an unbound key sees every one. */
+export const canSeeWebhook = (
+  caller: Caller,
+  webhook: { ownerId: string | null; carrierId: string | null },
+): boolean =>
+  (caller.ownerId === null && caller.carrierId === null) ||
+  (caller.ownerId !== null && webhook.ownerId === caller.ownerId) ||
+  (caller.carrierId !== null && webhook.carrierId === caller.carrierId);
+
 /** Another owner's or carrier's record answers exactly like a missing one, so ids cannot be probed. */
 const hidden = (what: string): ApiError => new ApiError('NOT_FOUND', { detail: `no ${what}` });
 

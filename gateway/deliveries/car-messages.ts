@@ -11,6 +11,8 @@ export function routeCarMessages(deps: {
   deliveries: Pick<DeliveryService, 'observe'>;
   reconciler: Pick<Reconciler, 'onState' | 'onAck'>;
   logger: Logger;
+  /** After a report is recorded (the console's live view). */
+  onRecorded?: (vin: string) => void;
 }) {
   const { vehicles, deliveries, reconciler, logger } = deps;
   return {
@@ -21,6 +23,7 @@ export function routeCarMessages(deps: {
       } catch (err) {
         logger.error({ err, vin }, 'state not recorded');
       }
+      deps.onRecorded?.(vin);
       // After the records: a report that still disagrees with them starts a reconciliation (PROTOCOL.md §6.3).
       reconciler.onState(vin, message);
     },

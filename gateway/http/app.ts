@@ -9,6 +9,7 @@ import { registerAuth } from '../access/auth.ts';
 import { callerOf, canSeeOwner, carrierForNewDelivery, registerAccessCheck } from '../access/ownership.ts';
 import { registerScopeCheck } from '../access/scopes.ts';
 import type { AuditLog } from '../audit/log.ts';
+import { CONSOLE_PUBLIC_ROUTES, type ConsoleDeps, registerConsole } from '../console/routes.ts';
 import type { ControlService } from '../deliveries/control.ts';
 import type { DeliveryView as DeliveryViewModel } from '../deliveries/scheduling.ts';
 import type { DeliveryService } from '../deliveries/service.ts';
@@ -71,6 +72,8 @@ export interface AppDeps {
   idempotency?: Partial<IdempotencyPolicy>;
   /** The scope the services' writes mark Idempotency-Keys through (gateway.ts); a fresh one by default. */
   idempotencyScope?: IdempotencyScope;
+  /** The fleet console at /console: its live feed and the simulator it may drive (gateway/console/). */
+  console?: Omit<ConsoleDeps, 'db'>;
   now?: () => number;
   newId?: () => string;
 }
@@ -132,7 +135,7 @@ const deliveryView = (
   ...(d.timeline ? { timeline: d.timeline.map((e) => ({ ...e, at: iso(e.at) })) } : {}),
 });
 
-const PUBLIC_ROUTES = new Set(['/healthz', '/readyz', '/metrics', OPENAPI_PATH]);
+const PUBLIC_ROUTES = new Set(['/healthz', '/readyz', '/metrics', OPENAPI_PATH, ...CONSOLE_PUBLIC_ROUTES]);
 
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
@@ -332,6 +335,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     now,
     newId: deps.newId ?? (() => randomUUID().replaceAll('-', '')),
   });
+  if (deps.console) registerConsole(app, { db: deps.db, ...deps.console });
 
   await app.ready();
   return app;

@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Kysely } from 'kysely';
 import type { Caller } from '../access/api-keys.ts';
-import { callerOf } from '../access/ownership.ts';
+import { callerOf, canSeeWebhook } from '../access/ownership.ts';
 import { ApiError, WebhookUrlError } from '../errors.ts';
 import type { Database } from '../store/schema.ts';
 import type { WebhookDestinations } from '../webhooks/destination.ts';
@@ -51,11 +51,6 @@ function subscriberOf(
     });
   return { ownerId: body.ownerId ?? null, carrierId: body.carrierId ?? null };
 }
-
-const mine = (caller: Caller, w: WebhookRecord): boolean =>
-  (caller.ownerId === null && caller.carrierId === null) ||
-  (caller.ownerId !== null && w.ownerId === caller.ownerId) ||
-  (caller.carrierId !== null && w.carrierId === caller.carrierId);
 
 /**
  * Before anything is written: a URL that names an address that is not public, in any spelling, or a localhost
@@ -108,7 +103,8 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRouteDe
   r.delete('/v1/webhooks/:id', { config, schema: { params: WebhookParams } }, async (req, reply) => {
     const caller = callerOf(req);
     const w = await findWebhook(deps.db, req.params.id);
-    if (!w || !mine(caller, w)) throw new ApiError('NOT_FOUND', { detail: `no webhook ${req.params.id}` });
+    if (!w || !canSeeWebhook(caller, w))
+      throw new ApiError('NOT_FOUND', { detail: `no webhook ${req.params.id}` });
     await deleteWebhook(deps.db, w.id, deps.now());
     return reply.code(204).send();
   });

@@ -87,6 +87,9 @@ export const ConfigSchema = z
     RELOCK_AFTER_S: wholeNumber(1, 3_600).default(90),
     WATCHDOG_INTERVAL_S: wholeNumber(1, 3_600).default(5),
     SIMULATOR: onOff.default('on'),
+    SIMULATOR_CONTROL_URL: z
+      .url({ protocol: /^https?$/, error: 'must be an http://host:port URL' })
+      .optional(),
     DEMO: onOff.default('on'),
     FAILSAFE_RELOCK_S: wholeNumber(1, 3_600).default(120),
     AUDIT_ORIGIN: z
@@ -166,6 +169,8 @@ export const CONFIG_HELP: Record<ConfigName, string> = {
     'the gateway watchdog locks a car still open this long after its unlock, 1..3600 (default 90)',
   WATCHDOG_INTERVAL_S: 'how often the relock watchdog looks for overdue unlocks, 1..3600 (default 5)',
   SIMULATOR: 'on | off: run the seeded simulated fleet in-process with npm start (default on)',
+  SIMULATOR_CONTROL_URL:
+    "the simulator's control API that the console drives, http://host:port; npm start sets it to its own fleet (default unset)",
   DEMO: 'on | off: play the scripted demo delivery at start (default on)',
   FAILSAFE_RELOCK_S: 'simulated cars relock by themselves this long after an unlock, 1..3600 (default 120)',
   AUDIT_ORIGIN:

@@ -16,6 +16,8 @@ export function createWebhookDelivery(deps: {
   logger: Logger;
   now: () => number;
   onAttemptFailed: () => void;
+  /** Hears of every outbox row the dispatcher settled (the console's live view). */
+  onSettled?: DispatcherDeps['onSettled'];
   /** Timings, resolver and transport, as tests set them. */
   options?: Partial<Pick<DispatcherDeps, 'policy' | 'send' | 'resolve' | 'random'>>;
 }) {
@@ -33,6 +35,7 @@ export function createWebhookDelivery(deps: {
     logger: deps.logger,
     now: deps.now,
     onAttemptFailed: deps.onAttemptFailed,
+    ...(deps.onSettled ? { onSettled: deps.onSettled } : {}),
     ...deps.options,
   });
   return { webhookSecrets, webhookDestinations, webhooks };

@@ -68,6 +68,8 @@ export interface DispatcherDeps {
   policy?: Partial<DispatchPolicy>;
   /** Hears of every failed attempt (the failure counter): refused, unanswered or answered other than 2xx. */
   onAttemptFailed?: () => void;
+  /** Told after each attempt is recorded (the console shows attempts live). */
+  onSettled?: (outboxId: string) => void;
 }
 
 export interface WebhookDispatcher {
@@ -106,11 +108,16 @@ export function createWebhookDispatcher(deps: DispatcherDeps): WebhookDispatcher
   let stopped = false;
   let lastPurge = 0;
 
+  const settle = async (id: string, s: Parameters<typeof settleOutbox>[2]): Promise<void> => {
+    await settleOutbox(db, id, s);
+    deps.onSettled?.(id);
+  };
+
   async function deliver(row: OutboxRow): Promise<boolean> {
     const target = await findWebhookTarget(db, row.webhookId);
     const attempts = row.attempts + 1;
     if (!target) {
-      await settleOutbox(db, row.id, {
+      await settle(row.id, {
         status: 'dead',
         attempts: row.attempts,
         nextAttemptAt: row.nextAttemptAt,
@@ -144,7 +151,7 @@ export function createWebhookDispatcher(deps: DispatcherDeps): WebhookDispatcher
     } catch (err) {
       if (aborter.signal.aborted) {
         // Stopping: not the receiver's fault; hand the row back untouched for the next start.
-        await settleOutbox(db, row.id, {
+        await settle(row.id, {
           status: 'pending',
           attempts: row.attempts,
           nextAttemptAt: row.nextAttemptAt,
@@ -159,7 +166,7 @@ export function createWebhookDispatcher(deps: DispatcherDeps): WebhookDispatcher
     const t = now();
     const log = { event: 'webhook.attempt', eventId: row.eventId, webhookId: row.webhookId, attempts };
     if (error === null) {
-      await settleOutbox(db, row.id, {
+      await settle(row.id, {
         status: 'delivered',
         attempts,
         nextAttemptAt: row.nextAttemptAt,
@@ -172,7 +179,7 @@ export function createWebhookDispatcher(deps: DispatcherDeps): WebhookDispatcher
     deps.onAttemptFailed?.();
     const dead = attempts >= policy.maxAttempts;
     const next = t + backoffMs(attempts, policy, random);
-    await settleOutbox(db, row.id, {
+    await settle(row.id, {
       status: dead ? 'dead' : 'pending',
       attempts,
       nextAttemptAt: dead ? row.nextAttemptAt : next,

@@ -5,8 +5,8 @@ import { insertOutbox, subscribersOf } from './store.ts';
 
 export interface OutboxNotifyDeps {
   newId: () => string;
-  /** Called after rows were written; the dispatcher looks once the transaction has committed. */
-  onEnqueued?: () => void;
+  /** Called with the rows written; the dispatcher (and the console) look once the transaction has committed. */
+  onEnqueued?: (outboxIds: string[]) => void;
 }
 
 /**
@@ -37,9 +37,12 @@ export function createOutboxNotify(deps: OutboxNotifyDeps): Notify {
       data: event.data,
     };
     const body = JSON.stringify(payload);
+    const ids: string[] = [];
     for (const w of subscribers) {
+      const id = `out_${deps.newId()}`;
+      ids.push(id);
       await insertOutbox(db, {
-        id: `out_${deps.newId()}`,
+        id,
         eventId,
         webhookId: w.id,
         eventType: event.type,
@@ -47,6 +50,6 @@ export function createOutboxNotify(deps: OutboxNotifyDeps): Notify {
         at: event.at,
       });
     }
-    deps.onEnqueued?.();
+    deps.onEnqueued?.(ids);
   };
 }

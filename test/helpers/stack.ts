@@ -12,7 +12,15 @@ import { type Config, parseConfig } from '../../gateway/platform/config.ts';
 import { type GatewayMaterial, loadGatewayMaterial } from '../../gateway/platform/material.ts';
 import { stateTopic } from '../../protocols/index.ts';
 import { loadSeeds, type Seeds } from '../../seeds/index.ts';
-import { type Fleet, readFleetPki, type StartFleetDeps, startFleet } from '../../simulator/index.ts';
+import {
+  type ControlServer,
+  createFleetFaults,
+  type Fleet,
+  readFleetPki,
+  type StartFleetDeps,
+  startControlServer,
+  startFleet,
+} from '../../simulator/index.ts';
 import type { Logger as CarLogger, ClientFactory } from '../../simulator/transport.ts';
 import { freshPgSchema, pgUrlWithSchema } from './pg-schema.ts';
 import type { Dialect } from './temp-store.ts';
@@ -29,6 +37,8 @@ export interface Stack {
   pki: DevPkiPaths;
   gateway: Gateway;
   fleet: Fleet;
+  /** The simulator's control API, when the stack was started with `simulatorControl`. */
+  control: ControlServer | null;
   apiKey: string;
   /** Every PUBLISH the broker routed, by topic, as the broker saw it. */
   published: AedesPublishPacket[];
@@ -73,12 +83,17 @@ export interface StackOptions {
   /** How the simulated fleet runs (fault injection, fail-safe time, backoff…); the plain fleet by default. */
   fleet?: Pick<StartFleetDeps, 'backoff' | 'faults' | 'failsafeRelockMs' | 'tickIntervalMs'>;
   /** Extra gateway dependencies a test may set (webhook timings, idempotency retention, the clock). */
-  gateway?: Pick<GatewayDeps, 'webhooks' | 'idempotency' | 'now'>;
+  gateway?: Pick<GatewayDeps, 'webhooks' | 'idempotency' | 'now' | 'console'>;
   /**
    * The store: a SQLite file in the stack's folder, or a fresh PostgreSQL schema (DATABASE_URL). Default: the
    * STORE_DIALECT environment variable, else sqlite.
    */
   dialect?: Dialect;
+  /**
+   * Runs the simulator's control API (with fault injection) and gives the gateway its URL, as npm start does, so
+   * that the console can drive the cars.
+   */
+  simulatorControl?: boolean;
 }
 
 export async function startStack(
@@ -91,6 +106,12 @@ export async function startStack(
   const external = options.externalBroker ? await options.externalBroker(pki, join(dir, 'broker')) : null;
   const dialect = options.dialect ?? (process.env.STORE_DIALECT === 'postgres' ? 'postgres' : 'sqlite');
   const pgSchema = dialect === 'postgres' ? await freshPgSchema() : null;
+  const faults =
+    options.fleet?.faults ?? (options.simulatorControl ? createFleetFaults({ seed: 1 }) : undefined);
+  // Listens before the gateway starts, so that the gateway is given its URL; serves the cars once they are up.
+  const control = options.simulatorControl
+    ? await startControlServer({ faults: faults ?? null, port: 0 })
+    : null;
   const config = parseConfig({
     NODE_ENV: 'test',
     HTTP_PORT: '0',
@@ -102,6 +123,7 @@ export async function startStack(
     WATCHDOG_INTERVAL_S: '3600',
     ...(external ? { MQTT_URL: external.url } : {}),
     ...(pgSchema ? { DATABASE_URL: pgUrlWithSchema(pgSchema.schema) } : {}),
+    ...(control ? { SIMULATOR_CONTROL_URL: `http://127.0.0.1:${control.port}` } : {}),
     ...env,
   });
   const logs: Array<Record<string, unknown>> = [];
@@ -138,6 +160,7 @@ export async function startStack(
   try {
     gateway = await boot(config, material);
   } catch (err) {
+    await control?.close();
     await external?.close();
     await pgSchema?.drop();
     rmSync(dir, { recursive: true, force: true });
@@ -152,7 +175,9 @@ export async function startStack(
     ...(options.createClient ? { createClient: options.createClient } : {}),
     ...(options.carLogger ? { logger: options.carLogger } : {}),
     ...options.fleet,
+    ...(faults ? { faults } : {}),
   });
+  control?.attach(fleet);
   const apiKey = await gateway.createApiKey('test');
   const clients: MqttClient[] = [];
 
@@ -162,6 +187,7 @@ export async function startStack(
     pki,
     gateway,
     fleet,
+    control,
     apiKey,
     published,
     events,
@@ -214,6 +240,7 @@ export async function startStack(
     },
     async close() {
       await Promise.all(clients.map((c) => c.endAsync(true).catch(() => undefined)));
+      await control?.close();
       await fleet.stop();
       await gateway.close();
       await external?.close();
