@@ -30,7 +30,8 @@ export const DEFAULT_MAX_BATCH = 256;
 /**
  * Returns write(unit). One transaction per request costs one fsync per request (synchronous=FULL syncs at
  * every COMMIT). Here the units queued during one turn of the event loop run one after another inside one
- * transaction, each between SAVEPOINT and RELEASE: a unit that throws is rolled back to its savepoint alone
+ * transaction, each between SAVEPOINT and RELEASE (a unit alone in its batch runs without them: its
+ * transaction rolls back whole if it throws, two statements fewer): a unit that throws is rolled back to its savepoint alone
  * and its caller gets the error; the others commit together, with one fsync. Units get a real Kysely
  * Transaction, so code that must share its caller's transaction (the audit append, protocols/AUDIT.md §4)
  * joins the unit's savepoint and commits or rolls back with it. Callers are answered only after COMMIT
@@ -60,6 +61,19 @@ export function createGroupCommit(db: Kysely<Database>, options: GroupCommitOpti
     queue = queue.slice(batch.length);
     const outcomes: Array<() => void> = [];
     try {
+      const alone = batch.length === 1 ? (batch[0] as Queued) : null;
+      if (alone) {
+        // One unit alone needs no savepoint: the transaction is its unit, and rolls back whole if it throws.
+        let value: unknown;
+        try {
+          value = await db.transaction().execute((trx) => alone.unit(trx));
+        } catch (error) {
+          alone.reject(error);
+          return;
+        }
+        alone.resolve(value);
+        return;
+      }
       await db.transaction().execute(async (trx) => {
         for (const { unit, resolve, reject } of batch) {
           await sql`savepoint unit`.execute(trx);
