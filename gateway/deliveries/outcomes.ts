@@ -1,10 +1,13 @@
 // Owns what a car's confirmed action does to its delivery: opened, confirmed locked, relocked by itself; each with
 // its timeline entry and domain event, in the caller's transaction. Shared by requests and the reconciler.
 
+import { sql, type Transaction } from 'kysely';
 import type { Db } from '../store/db.ts';
 import { type DeliveryRecord, updateDelivery } from '../store/deliveries.ts';
 import { prepared } from '../store/prepared.ts';
+import type { Database } from '../store/schema.ts';
 import { appendEvent } from '../store/timeline.ts';
+import { transactionMemo } from '../store/transaction-memo.ts';
 import { type DomainEvent, type Notify, noopNotify } from './notifications.ts';
 
 /** Who locked the car again after an unlock; each has its own timeline entry. */
@@ -31,6 +34,8 @@ const selectParties = prepared((db, deliveryId: string, vin: string) =>
     .where('vin', '=', vin),
 );
 
+type Parties = { owner_id: string; carrier_id?: string | null | undefined } | null;
+
 export function createDeliveryOutcomes(deps: DeliveryOutcomesDeps) {
   const { now } = deps;
   const notify = deps.notify ?? noopNotify;
@@ -42,8 +47,15 @@ export function createDeliveryOutcomes(deps: DeliveryOutcomesDeps) {
     data: Record<string, unknown>,
     at = now(),
   ): Promise<void> {
-    // One read for who hears of it: the vehicle's owner and the delivery's carrier.
-    const parties = (await selectParties(trx, d.id, d.vin)).rows[0];
+    // One read for who hears of it: the vehicle's owner and the delivery's carrier; once per transaction (a lock's
+    // ack emits vehicle.relocked and delivery.completed in one unit).
+    const memo = trx.isTransaction ? transactionMemo(trx as Transaction<Database>) : null;
+    const key = `parties:${d.id}`;
+    let parties = memo?.get(key) as Parties | undefined;
+    if (parties === undefined) {
+      parties = (await selectParties(trx, d.id, d.vin)).rows[0] ?? null;
+      memo?.set(key, parties);
+    }
     await notify(trx, {
       type,
       deliveryId: d.id,
@@ -69,20 +81,19 @@ export function createDeliveryOutcomes(deps: DeliveryOutcomesDeps) {
   ): Promise<void> {
     const at = now();
     await appendEvent(trx, d.id, { at, kind: 'vehicle_unlocked', outcome: 'granted', code: null, detail });
-    await updateDelivery(trx, d.id, {
-      updatedAt: at,
-      unlockedAt: at,
-      unlockedCarAt: carTime,
-      relockedAt: null,
-      relockRetryAt: null,
-      lockUnconfirmedAt: null,
-    });
-    // A delivery cancelled (or completed) meanwhile keeps its status; its car is relocked by the watchdog.
     await trx
       .updateTable('deliveries')
-      .set({ status: 'unlocked' })
+      .set({
+        updated_at: at,
+        unlocked_at: at,
+        unlocked_car_at: carTime,
+        relocked_at: null,
+        relock_retry_at: null,
+        lock_unconfirmed_at: null,
+        // A delivery cancelled (or completed) meanwhile keeps its status; its car is relocked by the watchdog.
+        status: sql<string>`case when status in ('scheduled', 'relocked') then 'unlocked' else status end`,
+      })
       .where('id', '=', d.id)
-      .where('status', 'in', ['scheduled', 'relocked'])
       .execute();
     await emit(trx, d, 'vehicle.unlocked', detail, at);
   }

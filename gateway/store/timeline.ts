@@ -36,7 +36,10 @@ async function viewStart(db: Db): Promise<{ auditFrom: number; seqBase: number }
 }
 
 /** The timelines of these deliveries, each in order. */
-export async function timelinesOf(db: Db, deliveryIds: readonly string[]): Promise<Map<string, TimelineEntry[]>> {
+export async function timelinesOf(
+  db: Db,
+  deliveryIds: readonly string[],
+): Promise<Map<string, TimelineEntry[]>> {
   const timelines = new Map<string, TimelineEntry[]>(deliveryIds.map((id) => [id, []]));
   if (deliveryIds.length === 0) return timelines;
   const { auditFrom, seqBase } = await viewStart(db);

@@ -1,7 +1,11 @@
 // Owns turning a domain event into outbox rows, in the caller's transaction, one per matching subscription.
+
+import type { Transaction } from 'kysely';
 import type { Notify } from '../deliveries/notifications.ts';
+import type { Database } from '../store/schema.ts';
+import { transactionMemo } from '../store/transaction-memo.ts';
 import type { WebhookPayload } from './events.ts';
-import { insertOutbox, subscribersOf } from './store.ts';
+import { insertOutbox, liveWebhooksOf, type WebhookRecord } from './store.ts';
 
 export interface OutboxNotifyDeps {
   newId: () => string;
@@ -24,7 +28,15 @@ export function createOutboxNotify(deps: OutboxNotifyDeps): Notify {
         .executeTakeFirst();
       carrierId = row?.carrier_id ?? null;
     }
-    const subscribers = await subscribersOf(db, { type: event.type, ownerId: event.ownerId, carrierId });
+    // The subscriptions of these parties, read once per transaction (a unit may raise several events).
+    const memo = db.isTransaction ? transactionMemo(db as Transaction<Database>) : null;
+    const key = `webhooks:${event.ownerId}:${carrierId ?? ''}`;
+    let live = memo?.get(key) as WebhookRecord[] | undefined;
+    if (!live) {
+      live = await liveWebhooksOf(db, { ownerId: event.ownerId, carrierId });
+      memo?.set(key, live);
+    }
+    const subscribers = live.filter((w) => w.events.includes(event.type));
     if (subscribers.length === 0) return;
     const eventId = `evt_${deps.newId()}`;
     const payload: WebhookPayload = {

@@ -116,6 +116,14 @@ export async function subscribersOf(
   db: Db,
   event: { type: EventType; ownerId: string; carrierId: string | null },
 ): Promise<WebhookRecord[]> {
+  return (await liveWebhooksOf(db, event)).filter((w) => w.events.includes(event.type));
+}
+
+/** Live webhooks of the owner, or of the carrier when there is one, whatever they subscribe to. */
+export async function liveWebhooksOf(
+  db: Db,
+  event: { ownerId: string; carrierId: string | null },
+): Promise<WebhookRecord[]> {
   const rows = await db
     .selectFrom('webhooks')
     .select(WEBHOOK_COLUMNS)
@@ -127,7 +135,7 @@ export async function subscribersOf(
     )
     .orderBy('id')
     .execute();
-  return rows.map(toWebhook).filter((w) => w.events.includes(event.type));
+  return rows.map(toWebhook);
 }
 
 export async function insertOutbox(
