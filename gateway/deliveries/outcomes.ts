@@ -3,7 +3,7 @@
 
 import { sql, type Transaction } from 'kysely';
 import type { Db } from '../store/db.ts';
-import { type DeliveryRecord, updateDelivery } from '../store/deliveries.ts';
+import type { DeliveryRecord } from '../store/deliveries.ts';
 import { prepared } from '../store/prepared.ts';
 import type { Database } from '../store/schema.ts';
 import { appendEvent } from '../store/timeline.ts';

@@ -321,8 +321,7 @@ export async function recordAckedState(db: Db, vin: string, locked: boolean, see
  */
 export function reportChanges(row: VehicleRecord | null, s: ReportedState, resolutionMs: number): boolean {
   return (
-    !row ||
-    !row.online ||
+    !row?.online ||
     row.locked !== s.locked ||
     row.position?.lat !== s.position.lat ||
     row.position?.lon !== s.position.lon ||
