@@ -210,11 +210,17 @@ export function createVehicleService(deps: VehicleServiceDeps) {
     return location;
   }
 
-  /** Applies a state or presence message from a car; unlinked cars are ignored. */
+  /**
+   * Applies a state or presence message from a car. A message that would change nothing costs a read, not a
+   * commit: a VIN the store has never linked (no row to update), a presence of a car already offline, a report
+   * that repeats the row.
+   */
   async function observe(vin: string, message: StateMessage): Promise<void> {
     const seenAt = now();
+    const row = await findVehicle(db, vin);
+    if (!row) return;
     if (message.type === 'presence') {
-      await write((trx) => recordVehicleState(trx, vin, { online: false, seenAt }));
+      if (row.online) await write((trx) => recordVehicleState(trx, vin, { online: false, seenAt }));
       return;
     }
     const doorsOpen = Object.values(message.doors).some((d) => d === 'open') || message.trunk === 'open';
@@ -229,7 +235,7 @@ export function createVehicleService(deps: VehicleServiceDeps) {
     };
     // A report that repeats the row (the ack before it already recorded the lock) costs a read, not a commit. The
     // first report of each car after this process started is always written (a restart shows the car back).
-    if (reported.has(vin) && !reportChanges(await findVehicle(db, vin), state, lastSeenResolutionMs)) return;
+    if (reported.has(vin) && !reportChanges(row, state, lastSeenResolutionMs)) return;
     await write((trx) => recordVehicleState(trx, vin, state));
     reported.add(vin);
   }
