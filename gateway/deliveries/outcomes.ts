@@ -1,13 +1,11 @@
 // Owns what a car's confirmed action does to its delivery: opened, confirmed locked, relocked by itself; each with
 // its timeline entry and domain event, in the caller's transaction. Shared by requests and the reconciler.
 
-import { sql, type Transaction } from 'kysely';
+import { sql } from 'kysely';
 import type { Db } from '../store/db.ts';
 import type { DeliveryRecord } from '../store/deliveries.ts';
-import { prepared } from '../store/prepared.ts';
-import type { Database } from '../store/schema.ts';
+import { partiesOf } from '../store/parties.ts';
 import { appendEvent } from '../store/timeline.ts';
-import { transactionMemo } from '../store/transaction-memo.ts';
 import { type DomainEvent, type Notify, noopNotify } from './notifications.ts';
 
 /** Who locked the car again after an unlock; each has its own timeline entry. */
@@ -23,19 +21,6 @@ export interface DeliveryOutcomesDeps {
   notify?: Notify;
 }
 
-/** Who hears of a delivery's event: the vehicle's owner and the delivery's carrier, in one read. */
-const selectParties = prepared((db, deliveryId: string, vin: string) =>
-  db
-    .selectFrom('vehicles')
-    .select((eb) => [
-      'owner_id',
-      eb.selectFrom('deliveries').select('carrier_id').where('id', '=', deliveryId).as('carrier_id'),
-    ])
-    .where('vin', '=', vin),
-);
-
-type Parties = { owner_id: string; carrier_id?: string | null | undefined } | null;
-
 export function createDeliveryOutcomes(deps: DeliveryOutcomesDeps) {
   const { now } = deps;
   const notify = deps.notify ?? noopNotify;
@@ -47,21 +32,14 @@ export function createDeliveryOutcomes(deps: DeliveryOutcomesDeps) {
     data: Record<string, unknown>,
     at = now(),
   ): Promise<void> {
-    // One read for who hears of it: the vehicle's owner and the delivery's carrier; once per transaction (a lock's
-    // ack emits vehicle.relocked and delivery.completed in one unit).
-    const memo = trx.isTransaction ? transactionMemo(trx as Transaction<Database>) : null;
-    const key = `parties:${d.id}`;
-    let parties = memo?.get(key) as Parties | undefined;
-    if (parties === undefined) {
-      parties = (await selectParties(trx, d.id, d.vin)).rows[0] ?? null;
-      memo?.set(key, parties);
-    }
+    // Who hears of it, with their webhooks: one read per transaction (store/parties.ts).
+    const parties = await partiesOf(trx, d.id, d.vin);
     await notify(trx, {
       type,
       deliveryId: d.id,
       vin: d.vin,
-      ownerId: parties?.owner_id ?? '',
-      ...(parties ? { carrierId: parties.carrier_id ?? null } : {}),
+      ownerId: parties?.ownerId ?? '',
+      ...(parties ? { carrierId: parties.carrierId } : {}),
       at,
       data,
     });

@@ -1,11 +1,9 @@
 // Owns turning a domain event into outbox rows, in the caller's transaction, one per matching subscription.
 
-import type { Transaction } from 'kysely';
 import type { Notify } from '../deliveries/notifications.ts';
-import type { Database } from '../store/schema.ts';
-import { transactionMemo } from '../store/transaction-memo.ts';
+import { knownWebhooks, rememberWebhooks } from '../store/parties.ts';
 import type { WebhookPayload } from './events.ts';
-import { insertOutbox, liveWebhooksOf, type WebhookRecord } from './store.ts';
+import { insertOutbox, liveWebhooksOf, rowOfWebhook, webhookOfRow } from './store.ts';
 
 export interface OutboxNotifyDeps {
   newId: () => string;
@@ -28,13 +26,11 @@ export function createOutboxNotify(deps: OutboxNotifyDeps): Notify {
         .executeTakeFirst();
       carrierId = row?.carrier_id ?? null;
     }
-    // The subscriptions of these parties, read once per transaction (a unit may raise several events).
-    const memo = db.isTransaction ? transactionMemo(db as Transaction<Database>) : null;
-    const key = `webhooks:${event.ownerId}:${carrierId ?? ''}`;
-    let live = memo?.get(key) as WebhookRecord[] | undefined;
+    // The subscriptions of these parties, read once per transaction (with the parties: store/parties.ts).
+    let live = knownWebhooks(db, event.ownerId, carrierId)?.map(webhookOfRow);
     if (!live) {
       live = await liveWebhooksOf(db, { ownerId: event.ownerId, carrierId });
-      memo?.set(key, live);
+      rememberWebhooks(db, event.ownerId, carrierId, live.map(rowOfWebhook));
     }
     const subscribers = live.filter((w) => w.events.includes(event.type));
     if (subscribers.length === 0) return;
