@@ -334,6 +334,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     const app = await buildApp({
       db: store.db,
       idempotencyScope,
+      keyUseWrite: store.write,
       vehicles,
       deliveries,
       logger,

@@ -141,6 +141,16 @@ describe('what the log holds', () => {
     expect(uses.slice(3).every((e) => e.deliveryId === deliveryId)).toBe(true);
   });
 
+  it("a request that changes nothing still leaves its key's use, written before its reply", async () => {
+    const before = (await allEntries()).length;
+    const reply = await stack.request('POST', '/v1/deliveries/dlv_missing/lock', { driverId: 'nobody' });
+    expect(reply.status).toBe(404);
+    const added = (await allEntries()).slice(before);
+    expect(added.map((e) => [e.kind, e.deliveryId, e.detail.route])).toEqual([
+      ['api_key_used', 'dlv_missing', '/v1/deliveries/:id/lock'],
+    ]);
+  });
+
   it('a decision whose audit entry cannot be written is not recorded either (one transaction)', async () => {
     const size = (await allEntries()).length;
     const timeline = (await stack.request('GET', `/v1/deliveries/${deliveryId}`)).body.timeline.length;

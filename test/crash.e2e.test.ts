@@ -281,7 +281,7 @@ describe('kill -9 of the gateway', () => {
       const orphans = db
         .prepare(
           `select count(*) as n from deliveries d where not exists
-             (select 1 from delivery_events e where e.delivery_id = d.id and e.kind = 'delivery_scheduled')`,
+             (select 1 from audit_entries e where e.delivery_id = d.id and e.kind = 'delivery_scheduled')`,
         )
         .get() as { n: number };
       expect(orphans.n).toBe(0);

@@ -156,7 +156,12 @@ export function createAuditLog(deps: AuditLogDeps) {
 
   /** One entry per mutating request: which key, on which route (the "API key use by scope"). */
   function recordKeyUse(use: KeyUse): Promise<AppendedEntry> {
-    return appendAlone({
+    return appendAlone(keyUseEntry(use));
+  }
+
+  /** The entry of a key's use, to be written with the request's first unit of work (http/idempotency-scope.ts). */
+  function keyUseEntry(use: KeyUse): AuditInput {
+    return {
       at: now(),
       kind: 'api_key_used',
       outcome: 'info',
@@ -171,7 +176,7 @@ export function createAuditLog(deps: AuditLogDeps) {
         route: use.route,
         requestId: use.requestId,
       },
-    });
+    };
   }
 
   return {
@@ -183,6 +188,7 @@ export function createAuditLog(deps: AuditLogDeps) {
     consistency,
     exportBundle,
     recordKeyUse,
+    keyUseEntry,
   };
 }
 

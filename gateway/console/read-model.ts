@@ -2,6 +2,7 @@
 // narrowed in SQL to a key's binding (the access checks then decide per record) and shaped for the page.
 import type { Caller } from '../access/api-keys.ts';
 import type { Db } from '../store/db.ts';
+import { timelinesOf } from '../store/timeline.ts';
 import type { ConsoleDelivery, ConsoleLocation, ConsoleVehicle, ConsoleWebhookDelivery } from './schemas.ts';
 
 const iso = (ms: number): string => new Date(ms).toISOString();
@@ -159,27 +160,15 @@ const deliveryQuery = (db: Db) =>
 type DeliveryColumns = Awaited<ReturnType<ReturnType<typeof deliveryQuery>['execute']>>[number];
 
 async function withTimelines(db: Db, rows: DeliveryColumns[]): Promise<DeliveryRow[]> {
-  const events = await inSlices(
-    rows.map((r) => r.id),
-    (slice) =>
-      db
-        .selectFrom('delivery_events')
-        .select(['delivery_id', 'seq', 'at', 'kind', 'outcome', 'code'])
-        .where('delivery_id', 'in', slice)
-        .orderBy('seq')
-        .execute(),
-  );
   const timelines = new Map<string, ConsoleDelivery['timeline']>();
-  for (const e of events.sort((a, b) => Number(a.seq) - Number(b.seq))) {
-    const list = timelines.get(e.delivery_id) ?? [];
-    if (list.length === 0) timelines.set(e.delivery_id, list);
-    list.push({
-      seq: Number(e.seq),
-      at: iso(Number(e.at)),
-      kind: e.kind,
-      outcome: e.outcome as ConsoleDelivery['timeline'][number]['outcome'],
-      code: e.code,
-    });
+  for (let i = 0; i < rows.length; i += SLICE) {
+    const slice = rows.slice(i, i + SLICE).map((r) => r.id);
+    for (const [id, events] of await timelinesOf(db, slice)) {
+      timelines.set(
+        id,
+        events.map((e) => ({ seq: e.seq, at: iso(e.at), kind: e.kind, outcome: e.outcome, code: e.code })),
+      );
+    }
   }
   return rows.map((r) => ({
     id: r.id,

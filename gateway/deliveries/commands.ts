@@ -14,6 +14,7 @@ import { insertCommand, insertVehicleAck, settleCommand } from '../store/command
 import type { Db } from '../store/db.ts';
 import type { DeliveryRecord } from '../store/deliveries.ts';
 import { appendEvent } from '../store/timeline.ts';
+import { recordAckedState } from '../store/vehicles.ts';
 import { type AckRefusal, checkSignedAck } from '../vehicles/acks.ts';
 import type { VehicleLink } from '../vehicles/link.ts';
 import type { CommandOutcome, DeliveryContext } from './context.ts';
@@ -107,6 +108,8 @@ export function createCommands(ctx: DeliveryContext) {
     command: Command,
     /** What an executed command changes, written in the same unit as its settlement (one commit, not two). */
     onExecuted?: (trx: Db, executed: Extract<Sent, { kind: 'executed' }>) => Promise<void>,
+    /** The car's pinned certificate, read with the vehicle before the command (saves reading it again). */
+    pinnedPem?: string | null,
   ): Promise<Sent> {
     const ids = { deliveryId: d.id, commandId: command.commandId, action: command.action, vin: d.vin };
     const settled = (outcome: CommandOutcome, reason: string | null, roundTripMs: number | null): void =>
@@ -147,7 +150,7 @@ export function createCommands(ctx: DeliveryContext) {
       return afterTimeout(d, command, t - started);
     }
     const expected = { vin: d.vin, commandId: command.commandId, action: command.action, deliveryId: d.id };
-    const check = await checkSignedAck(db, expected, result.ack, t, deps.currentCertificate);
+    const check = await checkSignedAck(db, expected, result.ack, t, deps.currentCertificate, pinnedPem);
     if (!check.ok) {
       logger.warn({ event: 'ack.rejected', ...ids, code: check.code }, 'ack refused');
       settled('timeout', check.code, null);
@@ -184,6 +187,7 @@ export function createCommands(ctx: DeliveryContext) {
           ackedAt: t,
         });
         await insertVehicleAck(trx, check.evidence);
+        await recordAckedState(trx, d.vin, ack.locked, t);
         await appendEvent(trx, d.id, {
           at: t,
           kind: 'vehicle_refused',
@@ -198,6 +202,8 @@ export function createCommands(ctx: DeliveryContext) {
     await write(async (trx) => {
       await settleCommand(trx, command.commandId, { status: 'executed', reason: null, ackedAt: t });
       await insertVehicleAck(trx, check.evidence);
+      // The signed ack says how the car is locked now: recorded here, the report that follows changes nothing.
+      await recordAckedState(trx, d.vin, ack.locked, t);
       await onExecuted?.(trx, executed);
     });
     return executed;

@@ -1,9 +1,10 @@
 // Owns what a car's confirmed action does to its delivery: opened, confirmed locked, relocked by itself; each with
 // its timeline entry and domain event, in the caller's transaction. Shared by requests and the reconciler.
 
+import { sql } from 'kysely';
 import type { Db } from '../store/db.ts';
-import { type DeliveryRecord, updateDelivery } from '../store/deliveries.ts';
-import { prepared } from '../store/prepared.ts';
+import type { DeliveryRecord } from '../store/deliveries.ts';
+import { partiesOf } from '../store/parties.ts';
 import { appendEvent } from '../store/timeline.ts';
 import { type DomainEvent, type Notify, noopNotify } from './notifications.ts';
 
@@ -20,17 +21,6 @@ export interface DeliveryOutcomesDeps {
   notify?: Notify;
 }
 
-/** Who hears of a delivery's event: the vehicle's owner and the delivery's carrier, in one read. */
-const selectParties = prepared((db, deliveryId: string, vin: string) =>
-  db
-    .selectFrom('vehicles')
-    .select((eb) => [
-      'owner_id',
-      eb.selectFrom('deliveries').select('carrier_id').where('id', '=', deliveryId).as('carrier_id'),
-    ])
-    .where('vin', '=', vin),
-);
-
 export function createDeliveryOutcomes(deps: DeliveryOutcomesDeps) {
   const { now } = deps;
   const notify = deps.notify ?? noopNotify;
@@ -42,14 +32,14 @@ export function createDeliveryOutcomes(deps: DeliveryOutcomesDeps) {
     data: Record<string, unknown>,
     at = now(),
   ): Promise<void> {
-    // One read for who hears of it: the vehicle's owner and the delivery's carrier.
-    const parties = (await selectParties(trx, d.id, d.vin)).rows[0];
+    // Who hears of it, with their webhooks: one read per transaction (store/parties.ts).
+    const parties = await partiesOf(trx, d.id, d.vin);
     await notify(trx, {
       type,
       deliveryId: d.id,
       vin: d.vin,
-      ownerId: parties?.owner_id ?? '',
-      ...(parties ? { carrierId: parties.carrier_id ?? null } : {}),
+      ownerId: parties?.ownerId ?? '',
+      ...(parties ? { carrierId: parties.carrierId } : {}),
       at,
       data,
     });
@@ -69,20 +59,19 @@ export function createDeliveryOutcomes(deps: DeliveryOutcomesDeps) {
   ): Promise<void> {
     const at = now();
     await appendEvent(trx, d.id, { at, kind: 'vehicle_unlocked', outcome: 'granted', code: null, detail });
-    await updateDelivery(trx, d.id, {
-      updatedAt: at,
-      unlockedAt: at,
-      unlockedCarAt: carTime,
-      relockedAt: null,
-      relockRetryAt: null,
-      lockUnconfirmedAt: null,
-    });
-    // A delivery cancelled (or completed) meanwhile keeps its status; its car is relocked by the watchdog.
     await trx
       .updateTable('deliveries')
-      .set({ status: 'unlocked' })
+      .set({
+        updated_at: at,
+        unlocked_at: at,
+        unlocked_car_at: carTime,
+        relocked_at: null,
+        relock_retry_at: null,
+        lock_unconfirmed_at: null,
+        // A delivery cancelled (or completed) meanwhile keeps its status; its car is relocked by the watchdog.
+        status: sql<string>`case when status in ('scheduled', 'relocked') then 'unlocked' else status end`,
+      })
       .where('id', '=', d.id)
-      .where('status', 'in', ['scheduled', 'relocked'])
       .execute();
     await emit(trx, d, 'vehicle.unlocked', detail, at);
   }

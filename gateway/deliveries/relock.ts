@@ -3,7 +3,7 @@
 import { ApiError } from '../errors.ts';
 import { type DeliveryRecord, findDelivery, updateDelivery } from '../store/deliveries.ts';
 import { appendEvent } from '../store/timeline.ts';
-import { findVehicle } from '../store/vehicles.ts';
+import { findVehicle, findVehicleWithCertificate } from '../store/vehicles.ts';
 import type { Commands, Sent } from './commands.ts';
 import type { DeliveryContext } from './context.ts';
 import { carMayBeOpen } from './context.ts';
@@ -79,6 +79,8 @@ export function createRelocking(ctx: DeliveryContext, commands: Commands) {
     cause: RelockCause,
     detail: Record<string, unknown>,
     retryAt?: number,
+    /** The car's pinned certificate, when the caller read it with the vehicle. */
+    pinnedPem?: string | null,
   ): Promise<Sent> {
     // A lock token is not capped by the window: re-locking must stay possible after it ends.
     const prepared = await prepareCommand(d, 'lock', Number.MAX_SAFE_INTEGER);
@@ -93,15 +95,20 @@ export function createRelocking(ctx: DeliveryContext, commands: Commands) {
       await prepared.record(trx);
       return prepared.command;
     });
-    const sent = await send(d, command, async (trx, executed) => {
-      if (!executed.ack.locked) return;
-      await confirmLocked(trx, d, LOCKED_KIND[cause], cause, {
-        commandId: command.commandId,
-        locked: true,
-        carTime: executed.ack.at,
-        roundTripMs: executed.roundTripMs,
-      });
-    });
+    const sent = await send(
+      d,
+      command,
+      async (trx, executed) => {
+        if (!executed.ack.locked) return;
+        await confirmLocked(trx, d, LOCKED_KIND[cause], cause, {
+          commandId: command.commandId,
+          locked: true,
+          carTime: executed.ack.at,
+          roundTripMs: executed.roundTripMs,
+        });
+      },
+      pinnedPem,
+    );
     if (!lockedBy(sent)) {
       // A lock settled by the reconciler was recorded by it (vehicle_locked, settledBy).
       await lockUnconfirmed(d, cause, unconfirmedCode(sent), { commandId: command.commandId }, retryAt);
@@ -186,11 +193,11 @@ export function createRelocking(ctx: DeliveryContext, commands: Commands) {
       if (d.status !== 'unlocked' && d.status !== 'relocked') {
         return deny(d, kind, 'DELIVERY_NOT_ACTIVE', { status: d.status });
       }
-      const vehicle = await findVehicle(db, d.vin);
-      if (!vehicle?.consent.includes('lock'))
+      const found = await findVehicleWithCertificate(db, d.vin);
+      if (!found?.vehicle.consent.includes('lock'))
         return deny(d, kind, 'ACTION_NOT_CONSENTED', { action: 'lock' });
       if (await certificateRevoked(d.vin)) return deny(d, kind, 'VEHICLE_CERTIFICATE_REVOKED', input);
-      const sent = await lockHeld(d, 'driver', input);
+      const sent = await lockHeld(d, 'driver', input, undefined, found.certPem);
       if (lockedBy(sent)) return { status: 'locked' };
       if (sent.kind === 'executed')
         throw new ApiError('VEHICLE_REFUSED', { detail: 'the car acknowledged but reports unlocked' });

@@ -1,7 +1,7 @@
 // Owns applying what a car reports to its deliveries: a parking confirmation the report contradicts is
 // withdrawn, and a locked report after an opening confirms the relock.
 import type { StateMessage } from '../../protocols/index.ts';
-import { deliveriesOf, openDeliveriesOf, updateDelivery } from '../store/deliveries.ts';
+import { reportableDeliveriesOf, updateDelivery } from '../store/deliveries.ts';
 import { appendEvent } from '../store/timeline.ts';
 import type { DeliveryContext } from './context.ts';
 import { distanceM } from './geo.ts';
@@ -17,7 +17,8 @@ export function createReportHandling(ctx: DeliveryContext) {
   async function observe(vin: string, message: StateMessage): Promise<void> {
     if (message.type !== 'state') return;
     const t = now();
-    for (const d of await deliveriesOf(db, vin, ['scheduled'])) {
+    const { scheduled, open } = await reportableDeliveriesOf(db, vin);
+    for (const d of scheduled) {
       if (!d.parking || d.parking.invalidCode) continue;
       const moved = distanceM(message.position, d.parking.position);
       const code =
@@ -39,7 +40,7 @@ export function createReportHandling(ctx: DeliveryContext) {
       });
     }
     if (!message.locked || message.at === null) return;
-    for (const d of await openDeliveriesOf(db, vin)) {
+    for (const d of open) {
       // Only a report the car made after it opened for this delivery (its own clock) can say it locked again.
       if (mutex.held(d.id) || d.unlockedCarAt === null || message.at <= d.unlockedCarAt) continue;
       await write((trx) =>

@@ -5,7 +5,7 @@ import type { Db } from '../store/db.ts';
 import { type DeliveryRecord, findDelivery, updateDelivery } from '../store/deliveries.ts';
 import { findLocation } from '../store/locations.ts';
 import { appendEvent } from '../store/timeline.ts';
-import { findVehicle, type VehicleRecord } from '../store/vehicles.ts';
+import { findVehicleWithCertificate, type VehicleRecord } from '../store/vehicles.ts';
 import type { Commands } from './commands.ts';
 import type { DeliveryContext } from './context.ts';
 import { distanceM } from './geo.ts';
@@ -59,7 +59,8 @@ export function createUnlocking(
       if (d.status !== 'scheduled' && d.status !== 'unlocked' && d.status !== 'relocked') {
         return deny(d, kind, 'DELIVERY_NOT_ACTIVE', { ...ctx, status: d.status });
       }
-      const vehicle = await findVehicle(db, d.vin);
+      const found = await findVehicleWithCertificate(db, d.vin);
+      const vehicle = found?.vehicle ?? null;
       if (!linked(vehicle)) return deny(d, kind, 'VEHICLE_NOT_LINKED', ctx);
       // The broker refuses this car's certificate: nothing is sent to it, and nothing it says is trusted.
       if (await certificateRevoked(d.vin)) return deny(d, kind, 'VEHICLE_CERTIFICATE_REVOKED', ctx);
@@ -114,7 +115,7 @@ export function createUnlocking(
       if (d.unlocksUsed >= policy.maxUnlocks) return deny(d, kind, 'UNLOCK_LIMIT_REACHED', ctx);
       const release = await takeVehicleSlot(d, kind, ctx);
       try {
-        return await sendUnlock(d, ctx, distance);
+        return await sendUnlock(d, ctx, distance, found?.certPem ?? null);
       } finally {
         release();
       }
@@ -152,6 +153,7 @@ export function createUnlocking(
     d: DeliveryRecord,
     ctx: Record<string, unknown>,
     distance: number,
+    pinnedPem: string | null,
   ): Promise<{ status: 'unlocked' }> {
     const t = now();
     const prepared = await prepareCommand(d, 'unlock', d.windowEnd);
@@ -199,20 +201,25 @@ export function createUnlocking(
     });
     // Read in the unit that records the opening: whether the owner blocked, or cancelled, while the car opened.
     let after: BlockedOrCancelled | null = null;
-    const sent = await send(d, command, async (trx, executed) => {
-      await outcomes.opened(
-        trx,
-        d,
-        {
-          commandId: command.commandId,
-          locked: executed.ack.locked,
-          carTime: executed.ack.at,
-          roundTripMs: executed.roundTripMs,
-        },
-        executed.ack.at,
-      );
-      after = await blockedOrCancelled(trx, d);
-    });
+    const sent = await send(
+      d,
+      command,
+      async (trx, executed) => {
+        await outcomes.opened(
+          trx,
+          d,
+          {
+            commandId: command.commandId,
+            locked: executed.ack.locked,
+            carTime: executed.ack.at,
+            roundTripMs: executed.roundTripMs,
+          },
+          executed.ack.at,
+        );
+        after = await blockedOrCancelled(trx, d);
+      },
+      pinnedPem,
+    );
     if (sent.kind !== 'executed' && (sent.kind !== 'reconciled' || sent.status !== 'executed')) {
       // A command the reconciler settled was recorded by it (the unlock given back when the car did not open).
       if (sent.kind === 'refused') {
@@ -247,9 +254,17 @@ export function createUnlocking(
 
   /** Whether the owner blocked the delivery or the vehicle, or cancelled the delivery, as `from` sees it now. */
   async function blockedOrCancelled(from: Db, d: DeliveryRecord): Promise<BlockedOrCancelled> {
-    const fresh = await findDelivery(from, d.id);
-    const owner = await findVehicle(from, d.vin);
-    return { blocked: !!fresh?.blocked || !!owner?.blocked, cancelled: fresh?.status === 'cancelled' };
+    // One read: the delivery's block and status, and its vehicle's block.
+    const row = await from
+      .selectFrom('deliveries as d')
+      .leftJoin('vehicles as v', 'v.vin', 'd.vin')
+      .select(['d.blocked as delivery_blocked', 'd.status', 'v.blocked as vehicle_blocked'])
+      .where('d.id', '=', d.id)
+      .executeTakeFirst();
+    return {
+      blocked: row?.delivery_blocked === 1 || row?.vehicle_blocked === 1,
+      cancelled: row?.status === 'cancelled',
+    };
   }
 
   return { unlock };

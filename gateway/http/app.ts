@@ -14,6 +14,7 @@ import type { ControlService } from '../deliveries/control.ts';
 import type { DeliveryView as DeliveryViewModel } from '../deliveries/scheduling.ts';
 import type { DeliveryService } from '../deliveries/service.ts';
 import { ApiError } from '../errors.ts';
+import type { Write } from '../store/group-commit.ts';
 import type { LocationRecord } from '../store/locations.ts';
 import type { Database } from '../store/schema.ts';
 import type { VehicleService, VehicleState } from '../vehicles/vehicles.ts';
@@ -72,6 +73,11 @@ export interface AppDeps {
   idempotency?: Partial<IdempotencyPolicy>;
   /** The scope the services' writes mark Idempotency-Keys through (gateway.ts); a fresh one by default. */
   idempotencyScope?: IdempotencyScope;
+  /**
+   * The store's own write (unwrapped). Given with idempotencyScope, a request's key use is written with its first
+   * unit of work instead of in a commit of its own (protocols/AUDIT.md §1).
+   */
+  keyUseWrite?: Write;
   /** The fleet console at /console: its live feed and the simulator it may drive (gateway/console/). */
   console?: Omit<ConsoleDeps, 'db'>;
   now?: () => number;
@@ -182,9 +188,16 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     policy: { ...DEFAULT_IDEMPOTENCY_POLICY, ...deps.idempotency },
     box: secrets,
     ...(deps.idempotencyScope ? { scope: deps.idempotencyScope } : {}),
+    ...(deps.idempotencyScope && deps.keyUseWrite ? { keyUseWrite: deps.keyUseWrite } : {}),
   });
   await registerOpenApi(app, PUBLIC_ROUTES);
-  if (deps.audit) registerAuditApi(app, deps.audit);
+  if (deps.audit) {
+    registerAuditApi(
+      app,
+      deps.audit,
+      deps.idempotencyScope && deps.keyUseWrite ? deps.idempotencyScope : undefined,
+    );
+  }
 
   const r = app.withTypeProvider<ZodTypeProvider>();
 

@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { AuditLog } from '../audit/log.ts';
+import type { IdempotencyScope } from './idempotency-scope.ts';
 
 const Size = z.coerce.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
 /** Standard or URL-safe base64 of 32 bytes; a '+' may arrive as a space after query decoding. */
@@ -35,14 +36,19 @@ export const AuditProofQuery = z
 const MUTATING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 const ID = /^[A-Za-z0-9_-]{1,64}$/;
 
-export function registerAuditApi(app: FastifyInstance, audit: AuditLog): void {
-  // Runs after the authentication hook, so only a known key gets here. A request whose use cannot be
-  // logged fails (500) before its handler runs: no unlogged key use.
+/**
+ * `scope`: the request scope that carries the key's use into the request's first unit of work (one commit for
+ * the use and the decision); without it the use is written alone before the handler runs.
+ */
+export function registerAuditApi(app: FastifyInstance, audit: AuditLog, scope?: IdempotencyScope): void {
+  // Runs after the authentication hook, so only a known key gets here. The use commits with the request's first
+  // effect, or alone before its reply (idempotency.ts); if it cannot be written the request fails (500) and
+  // nothing it did commits: no unlogged key use.
   app.addHook('onRequest', async (req) => {
     const route = req.routeOptions.url;
     if (!MUTATING.has(req.method) || req.apiKeyId === undefined || route === undefined) return;
     const id = (req.params as { id?: unknown }).id;
-    await audit.recordKeyUse({
+    const use = {
       keyId: req.apiKeyId,
       scopes: req.caller?.scopes ?? [],
       ownerId: req.caller?.ownerId ?? null,
@@ -51,7 +57,9 @@ export function registerAuditApi(app: FastifyInstance, audit: AuditLog): void {
       route,
       requestId: req.id,
       deliveryId: route.startsWith('/v1/deliveries/:id') && typeof id === 'string' && ID.test(id) ? id : null,
-    });
+    };
+    if (scope) scope.deferKeyUse(audit.keyUseEntry(use));
+    else await audit.recordKeyUse(use);
   });
 
   const r = app.withTypeProvider<ZodTypeProvider>();

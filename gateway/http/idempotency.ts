@@ -2,6 +2,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Kysely } from 'kysely';
 import { ApiError } from '../errors.ts';
+import type { Write } from '../store/group-commit.ts';
 import type { Database } from '../store/schema.ts';
 import type { SecretBox } from '../webhooks/secret-box.ts';
 import {
@@ -12,7 +13,12 @@ import {
   purgeIdempotencyKeys,
   releaseIdempotencyKey,
 } from './idempotency-records.ts';
-import { createIdempotencyScope, type HeldKey, type IdempotencyScope } from './idempotency-scope.ts';
+import {
+  createIdempotencyScope,
+  type HeldKey,
+  type IdempotencyScope,
+  type RequestScope,
+} from './idempotency-scope.ts';
 
 export const IDEMPOTENCY_HEADER = 'idempotency-key';
 export const REPLAYED_HEADER = 'idempotent-replayed';
@@ -46,12 +52,23 @@ export function registerIdempotency(
     box: SecretBox;
     /** The scope the services' writes were wrapped in (gateway.ts); a fresh one when none is given. */
     scope?: IdempotencyScope;
+    /**
+     * Writes a request's key use alone when none of its units carried it (idempotency-scope.ts), before its reply
+     * is stored or sent: the store's own write, so that it never marks an Idempotency-Key.
+     */
+    keyUseWrite?: Write;
   },
 ): void {
   const { db, now, policy, box } = deps;
   const scope = deps.scope ?? createIdempotencyScope();
   // Every request runs in a scope that can hold a key, so the writes of its effect can mark it.
-  app.addHook('onRequest', (_req, _reply, done) => scope.enter(done));
+  // The scope is also kept on the request: onResponse runs outside the request's async context.
+  app.addHook('onRequest', (req, _reply, done) =>
+    scope.enter((entered) => {
+      req.requestScope = entered;
+      done();
+    }),
+  );
   // Bound to the API key and the Idempotency-Key, so a sealed response cannot be replayed to anyone else.
   const aad = (held: { apiKeyId: string; key: string }): string => `idempotency:${held.apiKeyId}:${held.key}`;
   let lastPurge = 0;
@@ -91,6 +108,8 @@ export function registerIdempotency(
   });
 
   app.addHook('onSend', async (req, reply, payload) => {
+    // A key use that cannot be written fails the reply (500), before any response is stored for replay.
+    if (deps.keyUseWrite) await scope.flushKeyUse(deps.keyUseWrite, req.requestScope);
     const held = req.idempotency;
     if (!held || held.settled) return payload;
     held.settled = true;
@@ -114,6 +133,11 @@ export function registerIdempotency(
 
   // A reply that never went through onSend (an aborted request) must not hold its key until the lease ends.
   app.addHook('onResponse', async (req) => {
+    if (deps.keyUseWrite) {
+      await scope
+        .flushKeyUse(deps.keyUseWrite, req.requestScope)
+        .catch((err: unknown) => req.log.error({ err, event: 'audit.key_use_failed' }, 'key use not logged'));
+    }
     const held = req.idempotency;
     if (!held || held.settled) return;
     held.settled = true;
@@ -124,6 +148,7 @@ export function registerIdempotency(
 declare module 'fastify' {
   interface FastifyRequest {
     idempotency?: HeldKey;
+    requestScope?: RequestScope;
     idempotencyReplayed?: boolean;
   }
   interface FastifyContextConfig {

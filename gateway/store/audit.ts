@@ -1,5 +1,5 @@
 // Owns the audit log's rows: appending entries inside the caller's transaction, reading them, storing checkpoints.
-import type { Transaction } from 'kysely';
+import { PostgresAdapter, sql, type Transaction } from 'kysely';
 import {
   type AuditEntry,
   AuditError,
@@ -17,15 +17,25 @@ export interface AppendedEntry {
   leafHash: Buffer;
 }
 
-interface Tail {
+/** The last entry: where the next one chains on, and the time it may not precede. */
+export interface AuditTail {
   index: number;
   leafHash: Buffer;
+  at: number;
 }
 
 const TAIL = 'audit.tail';
+/** The tail in the memo came from an earlier transaction (seedAuditTail), not from this one's own read. */
+const CARRIED = 'audit.tail.carried';
+
+/**
+ * Appends serialise on PostgreSQL through this transaction-scoped advisory lock: several gateway replicas may
+ * write the same database, and each reads the tail only once it holds the lock, so the log stays one chain.
+ */
+export const AUDIT_APPEND_LOCK = 0x61756469; // 'audi'
 
 const selectTail = prepared((db) =>
-  db.selectFrom('audit_entries').select(['idx', 'leaf_hash']).orderBy('idx', 'desc').limit(1),
+  db.selectFrom('audit_entries').select(['idx', 'leaf_hash', 'at']).orderBy('idx', 'desc').limit(1),
 );
 
 const insertEntry = prepared(
@@ -35,33 +45,82 @@ const insertEntry = prepared(
       .values({ idx, leaf_hash: leafHash, delivery_id: deliveryId, kind, at, entry }),
 );
 
-async function readTail(trx: Transaction<Database>): Promise<Tail | null> {
+const onPostgres = (trx: Transaction<Database>): boolean =>
+  trx.getExecutor().adapter instanceof PostgresAdapter;
+
+async function readTail(trx: Transaction<Database>): Promise<AuditTail | null> {
   const memo = transactionMemo(trx);
-  const known = memo.get(TAIL) as Tail | undefined;
-  if (known) return known;
+  if (memo.has(TAIL)) return memo.get(TAIL) as AuditTail | null;
+  if (onPostgres(trx)) await sql`select pg_advisory_xact_lock(${AUDIT_APPEND_LOCK})`.execute(trx);
   const row = (await selectTail(trx)).rows[0];
-  return row ? { index: Number(row.idx), leafHash: Buffer.from(row.leaf_hash, 'base64') } : null;
+  const tail = row
+    ? { index: Number(row.idx), leafHash: Buffer.from(row.leaf_hash, 'base64'), at: Number(row.at) }
+    : null;
+  memo.set(TAIL, tail);
+  return tail;
 }
 
 /**
- * Appends one entry. The index is the last index + 1, read in the same transaction (once: the transaction
- * then remembers the tail it appended, transaction-memo.ts), and idx is the primary key: on SQLite the single
- * writer orders appends; on a store with concurrent writers the second of two transactions that read the same
- * tail fails on the key and rolls back with its decision, so the log can never fork or hold a gap
- * (protocols/AUDIT.md §4).
+ * The tail this transaction ended with, as far as it knows it (undefined: it never read or wrote the log, or
+ * forgot it after a rollback to a savepoint). Group commit carries it into the next transaction on SQLite, where
+ * this process is the only writer in practice (seedAuditTail).
+ */
+export function auditTailOf(trx: Transaction<Database>): AuditTail | null | undefined {
+  return transactionMemo(trx).get(TAIL) as AuditTail | null | undefined;
+}
+
+/**
+ * Starts a SQLite transaction from the tail the previous one ended with, so that appends need not read it. Another
+ * process may still have appended since (a CLI on the same file): the insert then fails on the index, and the
+ * append reads the real tail and tries again (appendAudit). Never on PostgreSQL: there a failed statement ends the
+ * transaction, and the tail is read under the advisory lock instead.
+ */
+export function seedAuditTail(trx: Transaction<Database>, tail: AuditTail | null): void {
+  const memo = transactionMemo(trx);
+  memo.set(TAIL, tail);
+  memo.set(CARRIED, true);
+}
+
+const isKeyConflict = (error: unknown): boolean =>
+  typeof (error as { code?: unknown }).code === 'string' &&
+  (error as { code: string }).code.startsWith('SQLITE_CONSTRAINT');
+
+/**
+ * Appends one entry. The index is the last index + 1, read in the same transaction (once: the transaction then
+ * remembers the tail it appended, transaction-memo.ts), and idx is the primary key, so the log can never fork or
+ * hold a gap (protocols/AUDIT.md §4): on SQLite the single writer orders appends, on PostgreSQL the advisory lock
+ * does. `at` is never earlier than the entry before it: a decision taken before another one was written (a request
+ * and the reconciler racing for the store) would otherwise show time running backwards along the log and along a
+ * delivery's timeline, which is a view of it (timeline.ts). The entry records the time it got.
  */
 export async function appendAudit(db: Db, input: AuditInput): Promise<AppendedEntry> {
   return withinTransaction(db, async (trx) => {
-    const tail = await readTail(trx);
-    const index = tail ? tail.index + 1 : 0;
-    const { entry, text } = buildEncodedEntry(input, index, tail?.leafHash ?? null);
-    const leafHash = leafHashOf(Buffer.from(text, 'utf8'));
     const memo = transactionMemo(trx);
-    memo.delete(TAIL);
-    await insertEntry(trx, index, leafHash.toString('base64'), entry.deliveryId, entry.kind, entry.at, text);
-    memo.set(TAIL, { index, leafHash });
-    return { index, leafHash };
+    try {
+      return await appendAfter(trx, await readTail(trx), input);
+    } catch (error) {
+      if (!memo.get(CARRIED) || !isKeyConflict(error)) throw error;
+      // The carried tail was stale (another process appended): read the real one, once.
+      memo.delete(TAIL);
+      memo.delete(CARRIED);
+      return appendAfter(trx, await readTail(trx), input);
+    }
   });
+}
+
+async function appendAfter(
+  trx: Transaction<Database>,
+  tail: AuditTail | null,
+  input: AuditInput,
+): Promise<AppendedEntry> {
+  const index = tail ? tail.index + 1 : 0;
+  const at = tail && tail.at > input.at ? tail.at : input.at;
+  const { entry, text } = buildEncodedEntry({ ...input, at }, index, tail?.leafHash ?? null);
+  const leafHash = leafHashOf(Buffer.from(text, 'utf8'));
+  const memo = transactionMemo(trx);
+  await insertEntry(trx, index, leafHash.toString('base64'), entry.deliveryId, entry.kind, entry.at, text);
+  memo.set(TAIL, { index, leafHash, at: entry.at });
+  return { index, leafHash };
 }
 
 /** Number of entries: the last index + 1. */

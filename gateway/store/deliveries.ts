@@ -192,6 +192,35 @@ const selectOpenDeliveries = prepared((db, vin: string) =>
     .where('relocked_at', 'is', null),
 );
 
+const selectReportable = prepared((db, vin: string) =>
+  db
+    .selectFrom('deliveries')
+    .selectAll()
+    .where('vin', '=', vin)
+    .where((eb) =>
+      eb.or([
+        eb('status', '=', 'scheduled'),
+        eb.and([eb('unlocked_at', 'is not', null), eb('relocked_at', 'is', null)]),
+      ]),
+    )
+    .orderBy('created_at'),
+);
+
+/**
+ * What a car's state report may change, in one read: its scheduled deliveries (a parking confirmation the report
+ * contradicts) and those whose car may be open (a locked report confirms the relock), each oldest first.
+ */
+export async function reportableDeliveriesOf(
+  db: Db,
+  vin: string,
+): Promise<{ scheduled: DeliveryRecord[]; open: DeliveryRecord[] }> {
+  const rows = (await selectReportable(db, vin)).rows.map(toDelivery);
+  return {
+    scheduled: rows.filter((d) => d.status === 'scheduled'),
+    open: rows.filter((d) => d.unlockedAt !== null && d.relockedAt === null),
+  };
+}
+
 export async function openDeliveriesOf(db: Db, vin: string): Promise<DeliveryRecord[]> {
   return (await selectOpenDeliveries(db, vin)).rows.map(toDelivery);
 }

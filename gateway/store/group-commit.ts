@@ -2,6 +2,7 @@
 // disk, and each unit still commits or rolls back on its own (a savepoint each) and is answered only once
 // durable.
 import { type Kysely, sql, type Transaction } from 'kysely';
+import { type AuditTail, auditTailOf, seedAuditTail } from './audit.ts';
 import type { Database } from './schema.ts';
 import { forgetTransactionMemo } from './transaction-memo.ts';
 
@@ -17,6 +18,11 @@ export interface GroupCommitOptions {
   maxBatch?: number;
   /** Schedules a batch; setImmediate by default, so every unit queued in one event-loop turn shares it. */
   schedule?: (run: () => void) => void;
+  /**
+   * Starts each transaction from the audit log's tail the last one committed (SQLite, where this process is the
+   * writer): appends then read no tail (store/audit.ts seedAuditTail).
+   */
+  carryAuditTail?: boolean;
 }
 
 interface Queued {
@@ -30,7 +36,8 @@ export const DEFAULT_MAX_BATCH = 256;
 /**
  * Returns write(unit). One transaction per request costs one fsync per request (synchronous=FULL syncs at
  * every COMMIT). Here the units queued during one turn of the event loop run one after another inside one
- * transaction, each between SAVEPOINT and RELEASE: a unit that throws is rolled back to its savepoint alone
+ * transaction, each between SAVEPOINT and RELEASE (a unit alone in its batch runs without them: its
+ * transaction rolls back whole if it throws, two statements fewer): a unit that throws is rolled back to its savepoint alone
  * and its caller gets the error; the others commit together, with one fsync. Units get a real Kysely
  * Transaction, so code that must share its caller's transaction (the audit append, protocols/AUDIT.md §4)
  * joins the unit's savepoint and commits or rolls back with it. Callers are answered only after COMMIT
@@ -43,6 +50,14 @@ export function createGroupCommit(db: Kysely<Database>, options: GroupCommitOpti
   let queue: Queued[] = [];
   let scheduled = false;
   let running = false;
+  /** The audit tail the last committed transaction ended with; undefined when unknown. */
+  let carried: AuditTail | null | undefined;
+  const begin = (trx: Transaction<Database>): void => {
+    if (options.carryAuditTail && carried !== undefined) seedAuditTail(trx, carried);
+  };
+  const end = (trx: Transaction<Database>): void => {
+    if (options.carryAuditTail) carried = auditTailOf(trx);
+  };
 
   const request = (): void => {
     if (scheduled || running) return;
@@ -60,7 +75,31 @@ export function createGroupCommit(db: Kysely<Database>, options: GroupCommitOpti
     queue = queue.slice(batch.length);
     const outcomes: Array<() => void> = [];
     try {
+      const alone = batch.length === 1 ? (batch[0] as Queued) : null;
+      if (alone) {
+        // One unit alone needs no savepoint: the transaction is its unit, and rolls back whole if it throws.
+        let value: unknown;
+        let ended: Transaction<Database> | null = null;
+        try {
+          value = await db.transaction().execute(async (trx) => {
+            begin(trx);
+            const result = await alone.unit(trx);
+            ended = trx;
+            return result;
+          });
+        } catch (error) {
+          carried = undefined;
+          alone.reject(error);
+          return;
+        }
+        if (ended) end(ended);
+        alone.resolve(value);
+        return;
+      }
+      let ended: Transaction<Database> | null = null;
       await db.transaction().execute(async (trx) => {
+        begin(trx);
+        ended = trx;
         for (const { unit, resolve, reject } of batch) {
           await sql`savepoint unit`.execute(trx);
           try {
@@ -76,8 +115,10 @@ export function createGroupCommit(db: Kysely<Database>, options: GroupCommitOpti
           }
         }
       });
+      if (ended) end(ended);
       for (const settle of outcomes) settle();
     } catch (error) {
+      carried = undefined;
       // COMMIT failed (or the connection did): no unit of this batch may be reported as done.
       for (const { reject } of batch) reject(error);
     } finally {

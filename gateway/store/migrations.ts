@@ -1,5 +1,5 @@
 // Owns the schema migrations, written once with Kysely's builder so both dialects get the same tables.
-import { type Kysely, type Migration, type MigrationProvider, PostgresAdapter } from 'kysely';
+import { type Kysely, type Migration, type MigrationProvider, PostgresAdapter, sql } from 'kysely';
 
 /** Whether migrations run on PostgreSQL: the one place a column is declared differently (an identity). */
 const onPostgres = (db: Kysely<unknown>): boolean => db.getExecutor().adapter instanceof PostgresAdapter;
@@ -275,6 +275,31 @@ const deliveriesExpiry: Migration = {
   },
 };
 
+/**
+ * The timeline becomes a view of the audit log (gateway/store/timeline.ts): every timeline event was written twice,
+ * as a delivery_events row and as an audit entry, in the same transaction. From here on only the audit entry is
+ * written; the rows written before stay where they are, and timeline_start says where the view takes over. The
+ * index serves a delivery's timeline (its entries in order) without reading anyone else's.
+ */
+const timelineFromAudit: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema
+      .createTable('timeline_start')
+      .addColumn('audit_from', 'bigint', (c) => c.notNull())
+      .addColumn('seq_base', 'bigint', (c) => c.notNull())
+      .execute();
+    await sql`insert into timeline_start (audit_from, seq_base)
+      select (select coalesce(max(idx), -1) + 1 from audit_entries),
+             (select coalesce(max(seq), 0) from delivery_events)`.execute(db);
+    await db.schema
+      .createIndex('audit_entries_delivery_idx')
+      .on('audit_entries')
+      .columns(['delivery_id', 'idx'])
+      .execute();
+    await db.schema.dropIndex('audit_entries_delivery').execute();
+  },
+};
+
 /** Migrations in order (applied in this order; merged branches got the next free number). Never edit a released one. */
 export const migrationProvider: MigrationProvider = {
   async getMigrations() {
@@ -286,6 +311,7 @@ export const migrationProvider: MigrationProvider = {
       '0007_api_platform': apiPlatform,
       '0008_commands_by_vin': commandsByVin,
       '0009_deliveries_expiry': deliveriesExpiry,
+      '0010_timeline_from_audit': timelineFromAudit,
     };
   },
 };

@@ -204,6 +204,14 @@ export interface AuditCheckpointsTable {
   created_at: number;
 }
 
+/** Where the timeline became a view of the audit log (migration 0010); one row. */
+export interface TimelineStartTable {
+  /** The first audit entry the view shows; earlier events are the rows of delivery_events. */
+  audit_from: number;
+  /** The highest delivery_events.seq when the view started. */
+  seq_base: number;
+}
+
 export interface Database {
   vehicles: VehiclesTable;
   locations: LocationsTable;
@@ -217,4 +225,5 @@ export interface Database {
   webhooks: WebhooksTable;
   webhook_outbox: WebhookOutboxTable;
   idempotency_keys: IdempotencyKeysTable;
+  timeline_start: TimelineStartTable;
 }

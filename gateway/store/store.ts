@@ -127,7 +127,7 @@ async function openSqlite(
   }
   return {
     db,
-    write: createGroupCommit(db),
+    write: createGroupCommit(db, { carryAuditTail: true }),
     migrated,
     async ping() {
       // A write statement that touches no row still takes the write lock, so a read-only store fails here.

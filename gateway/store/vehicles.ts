@@ -194,6 +194,26 @@ export async function findVehicle(db: Db, vin: string): Promise<VehicleRecord | 
   return row ? toVehicle(row) : null;
 }
 
+const selectVehicleWithCertificate = prepared((db, vin: string) =>
+  db
+    .selectFrom('vehicles')
+    .select([...VEHICLE_COLUMNS, 'cert_pem'])
+    .where('vin', '=', vin),
+);
+
+/**
+ * The vehicle and its pinned certificate in one read, for a request that sends the car a command: the ack is
+ * checked against this certificate without reading it again (a rotation since is caught by the check's fallback to
+ * the certificate the CA issues now, gateway/vehicles/acks.ts).
+ */
+export async function findVehicleWithCertificate(
+  db: Db,
+  vin: string,
+): Promise<{ vehicle: VehicleRecord; certPem: string | null } | null> {
+  const row = (await selectVehicleWithCertificate(db, vin)).rows[0];
+  return row ? { vehicle: toVehicle(row), certPem: row.cert_pem } : null;
+}
+
 /** The provider a VIN was linked with (linked now or before): the dialect its messages are in. */
 export async function providerOf(db: Db, vin: string): Promise<string | null> {
   const row = await db.selectFrom('vehicles').select('provider').where('vin', '=', vin).executeTakeFirst();
@@ -279,6 +299,36 @@ export async function recordVehicleState(db: Db, vin: string, s: ObservedState):
     s.ignition,
     bit(s.doorsOpen),
     s.seq,
+  );
+}
+
+const updateVehicleAcked = prepared((db, vin: string, locked: number, seenAt: number) =>
+  db.updateTable('vehicles').set({ online: 1, locked, last_seen: seenAt }).where('vin', '=', vin),
+);
+
+/**
+ * What a verified ack says of the car: it is online and its lock is as the ack states. Written in the ack's own
+ * unit, so the state report the car sends next usually changes nothing (see reportChanges).
+ */
+export async function recordAckedState(db: Db, vin: string, locked: boolean, seenAt: number): Promise<void> {
+  await updateVehicleAcked(db, vin, bit(locked), seenAt);
+}
+
+/**
+ * Whether a state report must be written: it changes what the row says (online, lock, position, ignition, doors),
+ * or the row's last_seen is older than `resolutionMs`. A report that only repeats the row is not written (no
+ * commit); lastSeen is then at most resolutionMs behind the car's last report.
+ */
+export function reportChanges(row: VehicleRecord | null, s: ReportedState, resolutionMs: number): boolean {
+  return (
+    !row?.online ||
+    row.locked !== s.locked ||
+    row.position?.lat !== s.position.lat ||
+    row.position?.lon !== s.position.lon ||
+    row.ignition !== s.ignition ||
+    row.doorsOpen !== s.doorsOpen ||
+    row.lastSeen === null ||
+    s.seenAt - row.lastSeen >= resolutionMs
   );
 }
 

@@ -52,6 +52,8 @@ export async function checkSignedAck(
    * if that current certificate verifies it, and the new certificate is pinned from then on.
    */
   current?: (vin: string, at: number) => string | null,
+  /** The pinned certificate as the caller read it with the vehicle; read here when undefined. */
+  pinned?: string | null,
 ): Promise<AckCheck> {
   if (
     ack.vin !== expected.vin ||
@@ -61,7 +63,7 @@ export async function checkSignedAck(
   ) {
     return { ok: false, code: 'ACK_BINDING_MISMATCH' };
   }
-  const pem = await findVehicleCertificate(db, expected.vin);
+  const pem = pinned === undefined ? await findVehicleCertificate(db, expected.vin) : pinned;
   if (pem === null) return { ok: false, code: 'ACK_NO_CERTIFICATE' };
   let certificate = parseCertificate(pem);
   let signature = validAt(certificate, receivedAt)

@@ -22,8 +22,10 @@ import {
   listVehiclesWithoutCertificate,
   markVehicleOffline,
   pinVehicleCertificateIfMissing,
+  type ReportedState,
   recordVehicleState,
   relinkVehicle,
+  reportChanges,
   type VehicleRecord,
 } from '../store/vehicles.ts';
 import type { PinnedCertificate } from './certificates.ts';
@@ -61,7 +63,12 @@ function isExactConsent(consent: readonly string[]): boolean {
   return consent.length === CONSENTED_ACTIONS.length && CONSENTED_ACTIONS.every((a) => consent.includes(a));
 }
 
+/** How far lastSeen may lag the car's last report when its reports change nothing (store/vehicles.ts). */
+export const DEFAULT_LAST_SEEN_RESOLUTION_MS = 10_000;
+
 export interface VehicleServiceDeps {
+  /** How far lastSeen may lag a car's last report that changed nothing; DEFAULT_LAST_SEEN_RESOLUTION_MS. */
+  lastSeenResolutionMs?: number;
   /** For reads. */
   db: Kysely<Database>;
   /** Writes go through here (store.write): atomic per unit, durable before it resolves, commits shared. */
@@ -83,6 +90,9 @@ export interface VehicleState extends VehicleRecord {
 
 export function createVehicleService(deps: VehicleServiceDeps) {
   const { db, write, now } = deps;
+  const lastSeenResolutionMs = deps.lastSeenResolutionMs ?? DEFAULT_LAST_SEEN_RESOLUTION_MS;
+  /** Cars whose state report this process has written at least once. */
+  const reported = new Set<string>();
 
   async function stateOf(v: VehicleRecord): Promise<VehicleState> {
     const revoked = (await deps.certificateRevoked?.(v.vin)) ?? false;
@@ -200,25 +210,34 @@ export function createVehicleService(deps: VehicleServiceDeps) {
     return location;
   }
 
-  /** Applies a state or presence message from a car; unlinked cars are ignored. */
+  /**
+   * Applies a state or presence message from a car. A message that would change nothing costs a read, not a
+   * commit: a VIN the store has never linked (no row to update), a presence of a car already offline, a report
+   * that repeats the row.
+   */
   async function observe(vin: string, message: StateMessage): Promise<void> {
     const seenAt = now();
+    const row = await findVehicle(db, vin);
+    if (!row) return;
     if (message.type === 'presence') {
-      await write((trx) => recordVehicleState(trx, vin, { online: false, seenAt }));
+      if (row.online) await write((trx) => recordVehicleState(trx, vin, { online: false, seenAt }));
       return;
     }
     const doorsOpen = Object.values(message.doors).some((d) => d === 'open') || message.trunk === 'open';
-    await write((trx) =>
-      recordVehicleState(trx, vin, {
-        online: true,
-        locked: message.locked,
-        position: message.position,
-        ignition: message.ignition,
-        doorsOpen,
-        seenAt,
-        seq: message.seq,
-      }),
-    );
+    const state: ReportedState = {
+      online: true,
+      locked: message.locked,
+      position: message.position,
+      ignition: message.ignition,
+      doorsOpen,
+      seenAt,
+      seq: message.seq,
+    };
+    // A report that repeats the row (the ack before it already recorded the lock) costs a read, not a commit. The
+    // first report of each car after this process started is always written (a restart shows the car back).
+    if (reported.has(vin) && !reportChanges(row, state, lastSeenResolutionMs)) return;
+    await write((trx) => recordVehicleState(trx, vin, state));
+    reported.add(vin);
   }
 
   /**

@@ -1,7 +1,9 @@
 // Owns turning a domain event into outbox rows, in the caller's transaction, one per matching subscription.
+
 import type { Notify } from '../deliveries/notifications.ts';
+import { knownWebhooks, rememberWebhooks } from '../store/parties.ts';
 import type { WebhookPayload } from './events.ts';
-import { insertOutbox, subscribersOf } from './store.ts';
+import { insertOutbox, liveWebhooksOf, rowOfWebhook, webhookOfRow } from './store.ts';
 
 export interface OutboxNotifyDeps {
   newId: () => string;
@@ -24,7 +26,13 @@ export function createOutboxNotify(deps: OutboxNotifyDeps): Notify {
         .executeTakeFirst();
       carrierId = row?.carrier_id ?? null;
     }
-    const subscribers = await subscribersOf(db, { type: event.type, ownerId: event.ownerId, carrierId });
+    // The subscriptions of these parties, read once per transaction (with the parties: store/parties.ts).
+    let live = knownWebhooks(db, event.ownerId, carrierId)?.map(webhookOfRow);
+    if (!live) {
+      live = await liveWebhooksOf(db, { ownerId: event.ownerId, carrierId });
+      rememberWebhooks(db, event.ownerId, carrierId, live.map(rowOfWebhook));
+    }
+    const subscribers = live.filter((w) => w.events.includes(event.type));
     if (subscribers.length === 0) return;
     const eventId = `evt_${deps.newId()}`;
     const payload: WebhookPayload = {

@@ -1,5 +1,6 @@
 // Owns the rows of webhook subscriptions and of their outbox; every function takes a db or a transaction.
 import type { Db } from '../store/db.ts';
+import type { WebhookRow } from '../store/parties.ts';
 import type { EventType } from './events.ts';
 
 export interface WebhookRecord {
@@ -26,7 +27,8 @@ export interface OutboxRow {
   lastError: string | null;
 }
 
-const toWebhook = (r: {
+/** A webhook from its row (also as store/parties.ts reads it). */
+export const webhookOfRow = (r: {
   id: string;
   owner_id: string | null;
   carrier_id: string | null;
@@ -42,6 +44,17 @@ const toWebhook = (r: {
   events: r.events.split(',').filter(Boolean) as EventType[],
   createdBy: r.created_by,
   createdAt: Number(r.created_at),
+});
+
+/** The row a webhook was read from, for the transaction's memo (store/parties.ts). */
+export const rowOfWebhook = (w: WebhookRecord): WebhookRow => ({
+  id: w.id,
+  owner_id: w.ownerId,
+  carrier_id: w.carrierId,
+  url: w.url,
+  events: w.events.join(','),
+  created_by: w.createdBy,
+  created_at: w.createdAt,
 });
 
 const WEBHOOK_COLUMNS = [
@@ -80,7 +93,7 @@ export async function listWebhooks(
   if (of.ownerId !== null) q = q.where('owner_id', '=', of.ownerId);
   if (of.carrierId !== null) q = q.where('carrier_id', '=', of.carrierId);
   const rows = await q.orderBy('created_at').orderBy('id').execute();
-  return rows.map(toWebhook);
+  return rows.map(webhookOfRow);
 }
 
 export async function findWebhook(db: Db, id: string): Promise<WebhookRecord | null> {
@@ -90,7 +103,7 @@ export async function findWebhook(db: Db, id: string): Promise<WebhookRecord | n
     .where('id', '=', id)
     .where('deleted_at', 'is', null)
     .executeTakeFirst();
-  return row ? toWebhook(row) : null;
+  return row ? webhookOfRow(row) : null;
 }
 
 /** The sealed secret of a live webhook, for signing; null once deleted. */
@@ -116,6 +129,14 @@ export async function subscribersOf(
   db: Db,
   event: { type: EventType; ownerId: string; carrierId: string | null },
 ): Promise<WebhookRecord[]> {
+  return (await liveWebhooksOf(db, event)).filter((w) => w.events.includes(event.type));
+}
+
+/** Live webhooks of the owner, or of the carrier when there is one, whatever they subscribe to. */
+export async function liveWebhooksOf(
+  db: Db,
+  event: { ownerId: string; carrierId: string | null },
+): Promise<WebhookRecord[]> {
   const rows = await db
     .selectFrom('webhooks')
     .select(WEBHOOK_COLUMNS)
@@ -127,7 +148,7 @@ export async function subscribersOf(
     )
     .orderBy('id')
     .execute();
-  return rows.map(toWebhook).filter((w) => w.events.includes(event.type));
+  return rows.map(webhookOfRow);
 }
 
 export async function insertOutbox(
