@@ -898,7 +898,7 @@ describe('Mosquitto configuration', () => {
       'topic read vehicles/+/acks',
       'topic read vehicles/+/state',
     ]);
-    expect(lines(mosquittoAcl('gw_2'))).toContain('user gw_2');
+    expect(lines(mosquittoAcl(['gw_2']))).toContain('user gw_2');
   });
 
   it('names the run-as user only when asked, and refuses values that would break the file', () => {
