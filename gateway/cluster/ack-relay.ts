@@ -21,6 +21,8 @@ export interface AckRelayDeps {
   logger: Logger;
   /** Wait before reconnecting a lost LISTEN connection. */
   reconnectMs?: number;
+  /** How the LISTEN connection names itself to the server (pg_stat_activity), e.g. the replica's lease holder. */
+  applicationName?: string;
 }
 
 export interface AckRelay {
@@ -71,7 +73,10 @@ export function createAckRelay(deps: AckRelayDeps): AckRelay {
   }
 
   async function connect(): Promise<void> {
-    const c = new pg.Client({ connectionString: deps.url });
+    const c = new pg.Client({
+      connectionString: deps.url,
+      ...(deps.applicationName ? { application_name: deps.applicationName } : {}),
+    });
     c.on('error', () => {});
     c.on('notification', (n) => {
       if (n.channel !== ACK_CHANNEL || !n.payload) return;

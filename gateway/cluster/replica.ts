@@ -50,7 +50,14 @@ export async function joinReplicas(deps: ReplicaDeps): Promise<Replica | null> {
   const leases = createLeases(db, `${name}/${randomUUID().slice(0, 8)}`);
   const holds = createDeliveryHolds({ leases, ttlMs: holdTtlMs(config) });
   const jobs = createSingletonJobs({ leases, logger });
-  const acks = createAckRelay({ db, url: config.DATABASE_URL, link: deps.link, now: deps.now, logger });
+  const acks = createAckRelay({
+    db,
+    url: config.DATABASE_URL,
+    link: deps.link,
+    now: deps.now,
+    logger,
+    applicationName: `curbside-acks ${leases.holder}`,
+  });
   await acks.start();
   logger.info({ event: 'cluster.joined', replica: name, holder: leases.holder }, 'replica joined');
   return {
