@@ -8,6 +8,7 @@ import { type AuditLog, createAuditLog, scheduleCheckpoints } from './audit/log.
 import { type Broker, createBroker, vehicleSessions } from './broker/broker.ts';
 import type { CrlWatch } from './broker/crl-watch.ts';
 import { joinReplicas, type Replica } from './cluster/replica.ts';
+import { serialiseAcrossReplicas } from './cluster/serialised-writes.ts';
 import { type ConsoleHub, createConsoleHub } from './console/hub.ts';
 import { createSimulatorControl, noSimulator } from './console/simulator.ts';
 import { routeCarMessages } from './deliveries/car-messages.ts';
@@ -164,7 +165,8 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       `mqtts://${config.MQTT_HOST === '0.0.0.0' ? '127.0.0.1' : config.MQTT_HOST}:${broker?.port}`;
     // The services' writes mark the Idempotency-Key of the request they serve, in their own transaction.
     const idempotencyScope = createIdempotencyScope();
-    const write = idempotencyScope.wrap(store.write);
+    // With several replicas each unit first takes the audit log's lock, so appends from replicas form one chain.
+    const write = idempotencyScope.wrap(cluster ? serialiseAcrossReplicas(store.write) : store.write);
     const { enrolledCertificate, currentCertificate } = enrolledCertificates(
       material.ca,
       material.vehicleCertificate,
