@@ -433,6 +433,9 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
         cluster.jobs
           .runIfLeader('reconcile', cluster.jobTtlMs(config.RECONCILE_INTERVAL_MS), async () => {
             await startedReconciler.recoverAtStart();
+            // Acks another replica recorded for commands whose replica died: applied as late acks.
+            for (const { vin, ack } of await cluster.acks.outstanding())
+              await startedReconciler.onAck(vin, ack);
             await startedReconciler.sweep();
             await cluster.acks.purge(now() - 86_400_000);
           })

@@ -30,6 +30,11 @@ export interface AckRelay {
   record(vin: string, ack: Ack): Promise<void>;
   /** The ack recorded for a command, if any (any replica's). */
   find(vin: string, commandId: string): Promise<Ack | null>;
+  /**
+   * Recorded acks whose command is still outstanding: a replica that died waiting for one leaves it here, and the
+   * reconciling replica applies it (its car time is better evidence than a later state query).
+   */
+  outstanding(): Promise<Array<{ vin: string; ack: Ack }>>;
   /** Forgets acks recorded before this time. */
   purge(before: number): Promise<void>;
   /** Starts listening; resolves once the first LISTEN is in place. */
@@ -125,6 +130,15 @@ export function createAckRelay(deps: AckRelayDeps): AckRelay {
         select pg_notify(${ACK_CHANNEL}, command_id) from inserted`.execute(db);
     },
     find,
+    async outstanding() {
+      const { rows } = await sql<{ vin: string; body: string }>`
+        select a.vin, a.body from ack_inbox a join commands c on c.id = a.command_id
+        where c.status in ('sent', 'timeout') and c.vin = a.vin`.execute(db);
+      return rows.flatMap((row) => {
+        const parsed = AckSchema.safeParse(JSON.parse(row.body));
+        return parsed.success && parsed.data.vin === row.vin ? [{ vin: row.vin, ack: parsed.data }] : [];
+      });
+    },
     async purge(before) {
       await sql`delete from ack_inbox where received_at < ${before}`.execute(db);
     },
