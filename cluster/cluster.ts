@@ -66,7 +66,6 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   try {
     const envOf = (name: string): Record<string, string> => ({
       NODE_ENV: 'development',
-      LOG_LEVEL: 'info',
       HOST: '127.0.0.1',
       HTTP_PORT: '0',
       CERTS_DIR: pki.dir,
@@ -74,6 +73,8 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
       DATABASE_URL: options.databaseUrl,
       MQTT_URL: broker.urls[0] ?? '',
       ...options.env,
+      // Where a replica listens is read from its "started" line, logged at info.
+      LOG_LEVEL: 'info',
     });
     // The first one migrates the store and creates the development API key; the others find both.
     const [first, ...rest] = names;

@@ -35,10 +35,11 @@ export async function startReplicaProcess(options: {
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
   const url = await new Promise<string>((resolve, reject) => {
     const lines = createInterface({ input: proc.stdout as NodeJS.ReadableStream });
-    const timer = setTimeout(
-      () => reject(new Error(`replica ${options.name} not started in time: ${problems.join('')}`)),
-      options.startTimeoutMs ?? 60_000,
-    );
+    const timer = setTimeout(() => {
+      // Not left running behind a start that failed.
+      proc.kill('SIGKILL');
+      reject(new Error(`replica ${options.name} not started in time: ${problems.join('')}`));
+    }, options.startTimeoutMs ?? 60_000);
     lines.on('line', (line) => {
       let entry: { event?: string; http?: string; level?: number };
       try {
