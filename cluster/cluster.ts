@@ -66,15 +66,12 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   try {
     const envOf = (name: string): Record<string, string> => ({
       NODE_ENV: 'development',
-      HOST: '127.0.0.1',
-      HTTP_PORT: '0',
+      LOG_LEVEL: 'warn',
       CERTS_DIR: pki.dir,
       DATA_DIR: join(options.dir, `data-${name}`),
       DATABASE_URL: options.databaseUrl,
       MQTT_URL: broker.urls[0] ?? '',
       ...options.env,
-      // Where a replica listens is read from its "started" line, logged at info.
-      LOG_LEVEL: 'info',
     });
     // The first one migrates the store and creates the development API key; the others find both.
     const [first, ...rest] = names;
