@@ -23,7 +23,10 @@ export interface ClusterOptions {
   /** Runs the seeded simulated fleet against the broker (default on), with these options. */
   fleet?:
     | false
-    | Pick<StartFleetDeps, 'createClient' | 'failsafeRelockMs' | 'reportIntervalMs' | 'tickIntervalMs'>;
+    | Pick<
+        StartFleetDeps,
+        'createClient' | 'failsafeRelockMs' | 'reportIntervalMs' | 'tickIntervalMs' | 'replayStoreFor'
+      >;
   /** The balancer's port (0, the default, picks a free one). */
   balancerPort?: number;
   /** The process environment, for MOSQUITTO_BIN and PATH. */

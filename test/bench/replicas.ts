@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Cluster, startCluster } from '../../cluster/cluster.ts';
 import { loadSeeds } from '../../seeds/index.ts';
+import { createMemoryReplayStore, DEFAULT_REPLAY_CAPACITY } from '../../simulator/index.ts';
 import { DRIVER_ID, PACKAGE_ID } from '../helpers/delivery.ts';
 import { freshPgSchema, pgUrlWithSchema } from '../helpers/pg-schema.ts';
 
@@ -29,7 +30,10 @@ if (values.help) {
 }
 const counts = (values.replicas ?? '1,2,3').split(',').map(Number);
 const cyclesPerCar = Number(values.cycles ?? '10');
-if (counts.some((n) => !Number.isInteger(n) || n < 1 || n > 9) || !(cyclesPerCar >= 1 && cyclesPerCar <= 1000)) {
+if (
+  counts.some((n) => !Number.isInteger(n) || n < 1 || n > 9) ||
+  !(cyclesPerCar >= 1 && cyclesPerCar <= 1000)
+) {
   process.stderr.write(`bench:replicas: --replicas takes 1..9 each, --cycles 1..1000\n\n${USAGE}\n`);
   process.exit(2);
 }
@@ -86,7 +90,12 @@ async function run(replicas: number): Promise<Row> {
       RATE_LIMIT_PER_KEY_PER_MIN: '100000',
       MAX_UNLOCKS: '1',
     },
-    fleet: { reportIntervalMs: 30_000 },
+    // The cars keep their used jtis in memory: the file store fsyncs every claim on the bench's one thread, which
+    // would measure the simulator (as the main bench does, test/bench/fleet-child.ts).
+    fleet: {
+      reportIntervalMs: 30_000,
+      replayStoreFor: () => createMemoryReplayStore({ capacity: DEFAULT_REPLAY_CAPACITY }),
+    },
   });
   try {
     const fleet = cluster.fleet;
@@ -123,7 +132,10 @@ async function run(replicas: number): Promise<Row> {
             locationId: loc.body.id,
             driverId: DRIVER_ID,
             packageIds: [PACKAGE_ID],
-            window: { start: new Date(now - 60_000).toISOString(), end: new Date(now + 3_600_000).toISOString() },
+            window: {
+              start: new Date(now - 60_000).toISOString(),
+              end: new Date(now + 3_600_000).toISOString(),
+            },
           });
           if ((await call(cluster, 'POST', `/v1/deliveries/${d.body.id}/parking`)).status !== 200)
             throw new Error(`parking ${v.vin}`);
@@ -146,7 +158,9 @@ async function run(replicas: number): Promise<Row> {
           });
           const locked = await call(cluster, 'POST', `/v1/deliveries/${id}/lock`, { driverId: DRIVER_ID });
           if (unlocked.status !== 200 || locked.status !== 200)
-            throw new Error(`cycle ${id}: ${unlocked.status}/${locked.status} ${JSON.stringify(unlocked.body)}`);
+            throw new Error(
+              `cycle ${id}: ${unlocked.status}/${locked.status} ${JSON.stringify(unlocked.body)}`,
+            );
           latencies.push(performance.now() - t);
         }
       }),
