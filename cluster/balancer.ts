@@ -105,10 +105,13 @@ export async function startBalancer(deps: BalancerDeps): Promise<Balancer> {
     const chunks: Buffer[] = [];
     let size = 0;
     req.on('data', (chunk: Buffer) => {
+      if (res.writableEnded) return;
       size += chunk.length;
       if (size > maxBody) {
+        // Answered at once; the rest of the upload is read and dropped, so the client sees the answer.
+        chunks.length = 0;
+        res.setHeader('connection', 'close');
         problem(res, 413, 'BODY_TOO_LARGE', `request bodies are limited to ${maxBody} bytes`, false);
-        req.destroy();
         return;
       }
       chunks.push(chunk);
