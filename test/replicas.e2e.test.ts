@@ -136,6 +136,29 @@ describe('gateway replicas on one PostgreSQL store and one Mosquitto', () => {
     expect(stack.gateway.link.connected() && b.link.connected()).toBe(true);
   });
 
+  it('refuses to start a second live replica under a name already running, and starts nothing', async () => {
+    const before = await stack.gateway.store.db.selectFrom('api_keys').select('id').execute();
+    const again = startGateway({
+      config: parseConfig({
+        NODE_ENV: 'test',
+        HTTP_PORT: '0',
+        DATA_DIR: join(stack.dir, 'data-b2'),
+        LOG_LEVEL: 'silent',
+        MQTT_URL: mosquitto.url,
+        GATEWAY_REPLICA: 'r2',
+        DATABASE_URL: databaseUrl,
+      }),
+      material: await loadGatewayMaterial(stack.pki, 'r2'),
+      catalog: stack.seeds.catalog,
+      logger: pino({ level: 'silent' }),
+    });
+    await expect(again).rejects.toMatchObject({ code: 'REPLICA_NAME_TAKEN' });
+    // The running r2 keeps its session and its name.
+    expect(b.link.connected()).toBe(true);
+    expect(await stack.gateway.store.db.selectFrom('api_keys').select('id').execute()).toEqual(before);
+    expect(mosquitto.log()).not.toMatch(/already connected, closing old connection/);
+  });
+
   it('opens the car once when the same unlock reaches two replicas at the same moment, round after round', async () => {
     const vins = stack.seeds.vehicles.slice(0, 6).map((v) => v.vin);
     const jtis = new Set<string>();

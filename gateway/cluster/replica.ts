@@ -3,6 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
+import { ReplicaError } from '../errors.ts';
 import type { Config } from '../platform/config.ts';
 import type { Database } from '../store/schema.ts';
 import type { VehicleLimiter } from '../vehicles/limiter.ts';
@@ -48,8 +49,28 @@ export async function joinReplicas(deps: ReplicaDeps): Promise<Replica | null> {
   const name = config.GATEWAY_REPLICA;
   // A replica restarted under the same name is a new holder: it must not take over what its last run held.
   const leases = createLeases(db, `${name}/${randomUUID().slice(0, 8)}`);
+  // Two live replicas under one name would share a broker session (each ending the other's) and its certificate:
+  // the second is refused at start. The name is held while this replica runs, and frees itself within its lease
+  // when the replica dies.
+  const nameLease = `replica:${name}`;
+  const nameTtlMs = config.JOB_LEASE_S * 1000;
+  if (!(await leases.acquire(nameLease, nameTtlMs))) {
+    throw new ReplicaError(
+      'REPLICA_NAME_TAKEN',
+      `GATEWAY_REPLICA=${name} is already running on this database: give each replica its own name (a replica that died frees its name within JOB_LEASE_S, ${config.JOB_LEASE_S} s)`,
+    );
+  }
+  const keepName = setInterval(
+    () => void leases.acquire(nameLease, nameTtlMs).catch(() => {}),
+    nameTtlMs / 3,
+  );
+  keepName.unref();
   const holds = createDeliveryHolds({ leases, ttlMs: holdTtlMs(config) });
   const jobs = createSingletonJobs({ leases, logger });
+  const releaseName = async (): Promise<void> => {
+    clearInterval(keepName);
+    await leases.release(nameLease).catch(() => {});
+  };
   const acks = createAckRelay({
     db,
     url: config.DATABASE_URL,
@@ -58,7 +79,12 @@ export async function joinReplicas(deps: ReplicaDeps): Promise<Replica | null> {
     logger,
     applicationName: `curbside-acks ${leases.holder}`,
   });
-  await acks.start();
+  try {
+    await acks.start();
+  } catch (err) {
+    await releaseName();
+    throw err;
+  }
   logger.info({ event: 'cluster.joined', replica: name, holder: leases.holder }, 'replica joined');
   return {
     name,
@@ -77,6 +103,7 @@ export async function joinReplicas(deps: ReplicaDeps): Promise<Replica | null> {
     async close() {
       await jobs.releaseAll();
       await acks.close();
+      await releaseName();
     },
   };
 }
