@@ -2,7 +2,7 @@
 import { createPrivateKey, randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { type Catalog, TOKEN_ISSUER } from '../protocols/index.ts';
+import { type Catalog, type StateReport, TOKEN_ISSUER } from '../protocols/index.ts';
 import { ADMIN_GRANT, createApiKey, type Grant } from './access/api-keys.ts';
 import { type AuditLog, createAuditLog, scheduleCheckpoints } from './audit/log.ts';
 import { type Broker, createBroker, vehicleSessions } from './broker/broker.ts';
@@ -304,7 +304,18 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
           }
         : routed.onUnmatchedAck,
       ...(cluster
-        ? { recheckAck: (vin: string, commandId: string) => cluster.acks.find(vin, commandId) }
+        ? {
+            recheckAck: (vin: string, commandId: string) => cluster.acks.find(vin, commandId),
+            // The answer to another replica's state query: recorded for it (this replica recorded the report too).
+            onUnmatchedReport: (vin: string, report: StateReport) => {
+              cluster.acks
+                .recordReport(vin, report)
+                .catch((err: unknown) =>
+                  linkLogger.error({ err, vin }, 'state answer not recorded for the other replicas'),
+                );
+            },
+            recheckReport: (vin: string, nonce: string) => cluster.acks.findReport(vin, nonce),
+          }
         : {}),
     });
     const connectedLink = link;

@@ -12,7 +12,7 @@ import { sharedRateLimitStore, sharedVehicleLimiter } from '../gateway/cluster/r
 import { createSingletonJobs } from '../gateway/cluster/singleton.ts';
 import { openStore, type Store } from '../gateway/store/store.ts';
 import type { AckHandover } from '../gateway/vehicles/link.ts';
-import { type Ack, PROTOCOL_VERSION, signAck } from '../protocols/index.ts';
+import { type Ack, PROTOCOL_VERSION, type StateReport, signAck } from '../protocols/index.ts';
 import { freshPgSchema, pgUrlWithSchema } from './helpers/pg-schema.ts';
 
 const logger = pino({ level: 'silent' });
@@ -178,8 +178,9 @@ describe('ack relay', () => {
       },
       key,
     );
-  const waitingLink = (ids: string[]) => {
+  const waitingLink = (ids: string[], nonces: string[] = []) => {
     const delivered: Ack[] = [];
+    const answers: StateReport[] = [];
     const link: AckHandover = {
       waitingFor: () =>
         ids
@@ -190,9 +191,53 @@ describe('ack relay', () => {
         delivered.push(ack);
         return true;
       },
+      queriesWaiting: () =>
+        nonces.filter((n) => !answers.some((r) => r.nonce === n)).map((nonce) => ({ nonce, vin: VIN })),
+      deliverReport: (_vin, report) => {
+        if (!report.nonce || !nonces.includes(report.nonce)) return false;
+        answers.push(report);
+        return true;
+      },
     };
-    return { link, delivered };
+    return { link, delivered, answers };
   };
+  const answerTo = (nonce: string): StateReport => ({
+    v: PROTOCOL_VERSION,
+    type: 'state',
+    vin: VIN,
+    seq: 7,
+    online: true,
+    locked: true,
+    doors: { driver: 'closed', passenger: 'closed', rearLeft: 'closed', rearRight: 'closed' },
+    trunk: 'closed',
+    ignition: 'off',
+    position: { lat: 47.6, lon: -122.3 },
+    at: Date.now(),
+    nonce,
+  });
+
+  it('hands the answer to a state query another replica received to the replica that asked', async () => {
+    const nonce = 'n'.repeat(22);
+    const waiting = waitingLink([], [nonce]);
+    const here = createAckRelay({ db: a.db, url, link: () => waiting.link, now: Date.now, logger });
+    const there = createAckRelay({ db: b.db, url, link: () => null, now: Date.now, logger });
+    await here.start();
+    await there.start();
+    try {
+      await there.recordReport(VIN, answerTo(nonce));
+      await expect.poll(() => waiting.answers.map((r) => r.nonce)).toEqual([nonce]);
+      // Found by nonce on a timeout's re-read, for its own car only; a report without a nonce is never recorded.
+      expect(await here.findReport(VIN, nonce)).toMatchObject({ nonce, locked: true });
+      expect(await here.findReport('YV1A22MK3F1900345', nonce)).toBeNull();
+      const { nonce: _n, ...plain } = answerTo(nonce);
+      await there.recordReport(VIN, plain);
+      const { rows } = await sql<{ n: number }>`select count(*)::int as n from report_inbox`.execute(a.db);
+      expect(rows[0]?.n).toBe(1);
+    } finally {
+      await here.close();
+      await there.close();
+    }
+  });
 
   it('hands an ack another replica received to the request waiting here, through NOTIFY and after a lost LISTEN', async () => {
     const waiting = waitingLink(['cmd_1', 'cmd_2']);

@@ -30,6 +30,8 @@ let dropSchema: () => Promise<void>;
 let databaseUrl: string;
 /** While set, replica B's broker session loses every ack on the way (its requests learn of them only by relay). */
 let dropAcksAtB = false;
+/** While set, B's session loses every state report, the answers to its own state queries included. */
+let dropStateAtB = false;
 const children: ChildGateway[] = [];
 
 const PER_KEY_PER_MIN = 150;
@@ -39,7 +41,11 @@ const losingAcks: ConnectMqtt = (url, options) => {
   const client = mqtt.connect(url, options);
   const emit = client.emit.bind(client) as (event: string, ...args: unknown[]) => boolean;
   (client as unknown as { emit: typeof emit }).emit = (event, ...args) =>
-    event === 'message' && dropAcksAtB && String(args[0]).endsWith('/acks') ? true : emit(event, ...args);
+    event === 'message' &&
+    ((dropAcksAtB && String(args[0]).endsWith('/acks')) ||
+      (dropStateAtB && String(args[0]).endsWith('/state')))
+      ? true
+      : emit(event, ...args);
   return client;
 };
 
@@ -246,6 +252,38 @@ describe('gateway replicas on one PostgreSQL store and one Mosquitto', () => {
     } finally {
       dropAcksAtB = false;
     }
+  });
+
+  it("wakes a state query asked on replica B with the answer only replica A's session received", async () => {
+    const vin = stack.seeds.vehicles[8]?.vin ?? '';
+    const vehicle = await linkSeeded(stack, vin);
+    const { id: locationId } = await registerSeededLocation(stack, vehicle.ownerId);
+    const now = Date.now();
+    const scheduled = await call(stack.gateway, 'POST', '/v1/deliveries', {
+      vin,
+      locationId,
+      driverId: DRIVER_ID,
+      packageIds: [PACKAGE_ID],
+      window: { start: new Date(now - 60_000).toISOString(), end: new Date(now + 3_600_000).toISOString() },
+    });
+    expect(scheduled.status).toBe(201);
+    const before = await stack.gateway.store.db
+      .selectFrom('report_inbox' as never)
+      .select(['nonce' as never])
+      .execute();
+    dropStateAtB = true;
+    try {
+      // The parking confirmation is the car's answer to B's state query (PROTOCOL.md §3.5).
+      const parked = await call(b, 'POST', `/v1/deliveries/${scheduled.body.id}/parking`);
+      expect(parked.status, JSON.stringify(parked.body)).toBe(200);
+    } finally {
+      dropStateAtB = false;
+    }
+    const after = await stack.gateway.store.db
+      .selectFrom('report_inbox' as never)
+      .select(['nonce' as never])
+      .execute();
+    expect(after.length).toBe(before.length + 1);
   });
 
   it('counts an API key once across replicas: its per-minute budget is shared', async () => {

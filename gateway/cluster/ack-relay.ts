@@ -1,14 +1,16 @@
-// Owns getting a car's ack to the replica whose request waits for it: the replica whose session received it records
-// it by command id in the shared store and NOTIFYs; every replica LISTENs on its own connection and hands a
-// recorded ack to a waiting request. A wait that runs out, and a LISTEN connection that comes back, read the
-// record again, so a notification missed while disconnected loses nothing.
+// Owns getting a car's ack, or its answer to a state query, to the replica whose request waits for it: the replica
+// whose session received it records it (an ack by command id, an answer by the query's nonce) in the shared store
+// and NOTIFYs; every replica LISTENs on its own connection and hands a recorded one to a waiting request. A wait
+// that runs out, and a LISTEN connection that comes back, read the records again, so a notification missed while
+// disconnected loses nothing.
 import { type Kysely, sql } from 'kysely';
 import pg from 'pg';
 import type { Logger } from 'pino';
-import { type Ack, AckSchema } from '../../protocols/index.ts';
+import { type Ack, AckSchema, type StateReport, StateReportSchema } from '../../protocols/index.ts';
 import type { Database } from '../store/schema.ts';
 import type { AckHandover } from '../vehicles/link.ts';
 
+/** One channel for both: the payload is `ack:<command id>` or `report:<nonce>`. */
 export const ACK_CHANNEL = 'gateway_acks';
 
 export interface AckRelayDeps {
@@ -30,16 +32,31 @@ export interface AckRelay {
   record(vin: string, ack: Ack): Promise<void>;
   /** The ack recorded for a command, if any (any replica's). */
   find(vin: string, commandId: string): Promise<Ack | null>;
+  /** Records an answer to a state query this replica did not ask, and tells the others. */
+  recordReport(vin: string, report: StateReport): Promise<void>;
+  /** The answer recorded for a query's nonce, if any. */
+  findReport(vin: string, nonce: string): Promise<StateReport | null>;
   /**
    * Recorded acks whose command is still outstanding: a replica that died waiting for one leaves it here, and the
    * reconciling replica applies it (its car time is better evidence than a later state query).
    */
   outstanding(): Promise<Array<{ vin: string; ack: Ack }>>;
-  /** Forgets acks recorded before this time. */
+  /** Forgets acks and answers recorded before this time. */
   purge(before: number): Promise<void>;
   /** Starts listening; resolves once the first LISTEN is in place. */
   start(): Promise<void>;
   close(): Promise<void>;
+}
+
+/** Written by a replica, but parsed again at this edge like anything a car sends; acks are verified by the waiter. */
+function parseAck(body: string): Ack | null {
+  const parsed = AckSchema.safeParse(JSON.parse(body));
+  return parsed.success ? parsed.data : null;
+}
+
+function parseReport(body: string): StateReport | null {
+  const parsed = StateReportSchema.safeParse(JSON.parse(body));
+  return parsed.success ? parsed.data : null;
 }
 
 export function createAckRelay(deps: AckRelayDeps): AckRelay {
@@ -54,25 +71,39 @@ export function createAckRelay(deps: AckRelayDeps): AckRelay {
       select vin, body from ack_inbox where command_id = ${commandId}`.execute(db);
     const row = rows[0];
     if (!row || row.vin !== vin) return null;
-    // Written by a replica, but parsed again at this edge like any ack; its signature is checked by the waiter.
-    const parsed = AckSchema.safeParse(JSON.parse(row.body));
-    return parsed.success && parsed.data.vin === vin && parsed.data.commandId === commandId
-      ? parsed.data
-      : null;
+    const ack = parseAck(row.body);
+    return ack && ack.vin === vin && ack.commandId === commandId ? ack : null;
   }
 
-  /** Hands each recorded ack to the request waiting here for it (after a notification or a reconnect). */
-  async function handOver(commandIds?: readonly string[]): Promise<void> {
+  async function findReport(vin: string, nonce: string): Promise<StateReport | null> {
+    const { rows } = await sql<{ vin: string; body: string }>`
+      select vin, body from report_inbox where nonce = ${nonce}`.execute(db);
+    const row = rows[0];
+    if (!row || row.vin !== vin) return null;
+    const report = parseReport(row.body);
+    return report && report.vin === vin && report.nonce === nonce ? report : null;
+  }
+
+  /**
+   * Hands each recorded ack and answer to the request waiting here for it: the one a notification named, or all of
+   * them (after a reconnect).
+   */
+  async function handOver(named?: { ack?: string; report?: string }): Promise<void> {
     const link = deps.link();
     if (!link) return;
-    const waiting = link.waitingFor().filter((w) => !commandIds || commandIds.includes(w.commandId));
-    for (const w of waiting) {
+    for (const w of link.waitingFor().filter((x) => !named || named.ack === x.commandId)) {
       const ack = await find(w.vin, w.commandId);
       if (ack && link.deliverAck(w.vin, ack)) {
         logger.debug(
           { event: 'ack.handed_over', vin: w.vin, commandId: w.commandId },
           'ack from another replica',
         );
+      }
+    }
+    for (const w of link.queriesWaiting().filter((x) => !named || named.report === x.nonce)) {
+      const report = await findReport(w.vin, w.nonce);
+      if (report && link.deliverReport(w.vin, report)) {
+        logger.debug({ event: 'state.handed_over', vin: w.vin }, 'state answer from another replica');
       }
     }
   }
@@ -85,8 +116,10 @@ export function createAckRelay(deps: AckRelayDeps): AckRelay {
     c.on('error', () => {});
     c.on('notification', (n) => {
       if (n.channel !== ACK_CHANNEL || !n.payload) return;
-      void handOver([n.payload]).catch((err: unknown) =>
-        logger.warn({ event: 'ack.handover_failed', err }, 'ack not handed over'),
+      const [kind, id] = n.payload.split(':', 2);
+      if (!id || (kind !== 'ack' && kind !== 'report')) return;
+      void handOver(kind === 'ack' ? { ack: id } : { report: id }).catch((err: unknown) =>
+        logger.warn({ event: 'ack.handover_failed', err }, 'ack or answer not handed over'),
       );
     });
     c.on('end', () => {
@@ -127,20 +160,32 @@ export function createAckRelay(deps: AckRelayDeps): AckRelay {
           values (${ack.commandId}, ${vin}, ${JSON.stringify(ack)}, ${deps.now()})
           on conflict (command_id) do nothing
           returning command_id)
-        select pg_notify(${ACK_CHANNEL}, command_id) from inserted`.execute(db);
+        select pg_notify(${ACK_CHANNEL}, 'ack:' || command_id) from inserted`.execute(db);
     },
     find,
+    async recordReport(vin, report) {
+      if (report.nonce === undefined) return;
+      await sql`
+        with inserted as (
+          insert into report_inbox (nonce, vin, body, received_at)
+          values (${report.nonce}, ${vin}, ${JSON.stringify(report)}, ${deps.now()})
+          on conflict (nonce) do nothing
+          returning nonce)
+        select pg_notify(${ACK_CHANNEL}, 'report:' || nonce) from inserted`.execute(db);
+    },
+    findReport,
     async outstanding() {
       const { rows } = await sql<{ vin: string; body: string }>`
         select a.vin, a.body from ack_inbox a join commands c on c.id = a.command_id
         where c.status in ('sent', 'timeout') and c.vin = a.vin`.execute(db);
       return rows.flatMap((row) => {
-        const parsed = AckSchema.safeParse(JSON.parse(row.body));
-        return parsed.success && parsed.data.vin === row.vin ? [{ vin: row.vin, ack: parsed.data }] : [];
+        const ack = parseAck(row.body);
+        return ack && ack.vin === row.vin ? [{ vin: row.vin, ack }] : [];
       });
     },
     async purge(before) {
       await sql`delete from ack_inbox where received_at < ${before}`.execute(db);
+      await sql`delete from report_inbox where received_at < ${before}`.execute(db);
     },
     async start() {
       await connect();

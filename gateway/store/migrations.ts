@@ -277,8 +277,8 @@ const deliveriesExpiry: Migration = {
 
 /**
  * Several replicas on one PostgreSQL (gateway/cluster/): leases (background jobs and deliveries in flight, each held
- * by one replica until it expires), shared rate-limit windows and vehicle budgets, and acks a replica received for a
- * command another replica waits for.
+ * by one replica until it expires), shared rate-limit windows and vehicle budgets, and the acks and state-query
+ * answers a replica received for a request another replica waits on.
  */
 const replicas: Migration = {
   async up(db: Kysely<unknown>) {
@@ -305,6 +305,13 @@ const replicas: Migration = {
     await db.schema
       .createTable('ack_inbox')
       .addColumn('command_id', 'varchar(64)', (c) => c.primaryKey())
+      .addColumn('vin', 'varchar(17)', (c) => c.notNull())
+      .addColumn('body', 'text', (c) => c.notNull())
+      .addColumn('received_at', 'bigint', (c) => c.notNull())
+      .execute();
+    await db.schema
+      .createTable('report_inbox')
+      .addColumn('nonce', 'varchar(64)', (c) => c.primaryKey())
       .addColumn('vin', 'varchar(17)', (c) => c.notNull())
       .addColumn('body', 'text', (c) => c.notNull())
       .addColumn('received_at', 'bigint', (c) => c.notNull())

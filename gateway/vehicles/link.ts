@@ -46,6 +46,10 @@ export interface VehicleLinkDeps {
    * recorded for this command (gateway/cluster/ack-relay.ts), or null.
    */
   recheckAck?: (vin: string, commandId: string) => Promise<Ack | null>;
+  /** An answer to a state query nobody here waits for (another replica asked); after onState has recorded it. */
+  onUnmatchedReport?: (vin: string, report: StateReport) => void;
+  /** Asked once when a state query's wait runs out: an answer another replica received and recorded, or null. */
+  recheckReport?: (vin: string, nonce: string) => Promise<StateReport | null>;
   /** A message refused at the edge (wrong dialect, malformed, unknown VIN…), with its stable code. */
   onRefused?: (refusal: LinkRefusal) => void;
   /** Nonces for state queries; 128 random bits by default. */
@@ -88,12 +92,19 @@ export interface VehicleLink {
   close(): Promise<void>;
 }
 
-/** What another replica hands over: an ack its session received for a command this one waits for. */
+/**
+ * What another replica hands over: an ack its session received for a command this one waits for, or the answer to
+ * a state query this one asked.
+ */
 export interface AckHandover {
   /** The commands this link waits for now, with their VINs. */
   waitingFor(): Array<{ commandId: string; vin: string }>;
   /** Ends the wait for ack.commandId with this ack, as if it came on this session; false if nobody waits. */
   deliverAck(vin: string, ack: Ack): boolean;
+  /** The state queries this link waits for an answer to, by nonce, with their VINs. */
+  queriesWaiting(): Array<{ nonce: string; vin: string }>;
+  /** Ends the wait for report.nonce with this report; false if nobody here waits for it. */
+  deliverReport(vin: string, report: StateReport): boolean;
 }
 
 /** The link to a real broker: also says why there is no session, and when one is up. */
@@ -161,6 +172,16 @@ export async function connectVehicleLink(deps: VehicleLinkDeps): Promise<MqttVeh
     return true;
   }
 
+  function deliverReport(vin: string, report: StateReport): boolean {
+    if (report.nonce === undefined) return false;
+    const waiter = reports.get(report.nonce);
+    if (!waiter || waiter.vin !== vin) return false;
+    reports.delete(report.nonce);
+    clearTimeout(waiter.timer);
+    waiter.resolve({ kind: 'state', report });
+    return true;
+  }
+
   const handle = async (topic: string, payload: Buffer): Promise<void> => {
     const t = parseTopic(topic);
     if (!t || t.kind === 'commands') return;
@@ -176,13 +197,8 @@ export async function connectVehicleLink(deps: VehicleLinkDeps): Promise<MqttVeh
     const message = adapter.decodeState(payload);
     if (message.vin !== t.vin) return refuse(t.vin, t.kind, 'VIN_MISMATCH', 'state names another vehicle');
     await deps.onState(t.vin, message);
-    if (message.type === 'state' && message.nonce !== undefined) {
-      const waiter = reports.get(message.nonce);
-      if (waiter && waiter.vin === t.vin) {
-        reports.delete(message.nonce);
-        clearTimeout(waiter.timer);
-        waiter.resolve({ kind: 'state', report: message });
-      }
+    if (message.type === 'state' && message.nonce !== undefined && !deliverReport(t.vin, message)) {
+      deps.onUnmatchedReport?.(t.vin, message);
     }
   };
   // Commands are latency-bound small writes; Nagle's algorithm would hold one back for the broker's
@@ -339,6 +355,8 @@ export async function connectVehicleLink(deps: VehicleLinkDeps): Promise<MqttVeh
     },
     waitingFor: () => [...acks].map(([commandId, w]) => ({ commandId, vin: w.vin })),
     deliverAck,
+    queriesWaiting: () => [...reports].map(([nonce, w]) => ({ nonce, vin: w.vin })),
+    deliverReport,
     async query(vin, timeoutMs, commandIds = []) {
       const nonce = newNonce();
       const query: ToCar = {
@@ -347,8 +365,15 @@ export async function connectVehicleLink(deps: VehicleLinkDeps): Promise<MqttVeh
         nonce,
         ...(commandIds.length > 0 && { commandIds: [...commandIds] }),
       };
+      const { recheckReport } = deps;
+      const recheck = recheckReport
+        ? async (): Promise<ReportWait | null> => {
+            const report = await recheckReport(vin, nonce);
+            return report ? { kind: 'state', report } : null;
+          }
+        : undefined;
       try {
-        return await publishAndWait(reports, nonce, vin, query, timeoutMs, { kind: 'timeout' });
+        return await publishAndWait(reports, nonce, vin, query, timeoutMs, { kind: 'timeout' }, recheck);
       } catch (err) {
         if (err instanceof LinkError) throw err;
         logger.warn({ event: 'query.publish_failed', vin, err }, 'state query not published');
