@@ -330,7 +330,7 @@ export const migrationProvider: MigrationProvider = {
       '0007_api_platform': apiPlatform,
       '0008_commands_by_vin': commandsByVin,
       '0009_deliveries_expiry': deliveriesExpiry,
-      '0010_replicas': replicas,
+      '0011_replicas': replicas,
     };
   },
 };
