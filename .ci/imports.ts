@@ -11,6 +11,7 @@ export const ALLOWED: Readonly<Record<string, readonly string[]>> = {
   simulator: ['protocols', 'certs', 'seeds'],
   audit: ['protocols', 'certs', 'gateway'],
   demo: ['protocols', 'certs', 'seeds', 'gateway', 'simulator'],
+  cluster: ['protocols', 'certs', 'seeds', 'gateway', 'simulator'],
   '.ci': [],
 };
 

@@ -9,6 +9,7 @@ import { DEFAULT_DEV_PKI_DIR, ensureDevPki, loadDevPki, reissueVehicle, revokeVe
 import { CertError } from './errors.ts';
 import { issueFleet, MAX_FLEET_SIZE } from './fleet.ts';
 import { DEFAULT_MOSQUITTO_PORT, writeMosquittoFiles } from './mosquitto.ts';
+import { ensureReplicaIdentity, REPLICA_PATTERN, replicaGatewayName } from './replicas.ts';
 
 export interface CliIo {
   stdout(text: string): void;
@@ -34,6 +35,7 @@ Commands:
   dev              create the development PKI, keeping what already exists (default)
   revoke <VIN>     revoke a car's certificate and re-sign the CRL
   rotate <VIN>     issue a new certificate for a car; the old one stays valid until revoked
+  replica <NAME>   issue a gateway replica its own client certificate (CN gateway-<NAME>)
   mosquitto        write mosquitto.conf and its ACL for running with an external Mosquitto
   fleet --count N  issue N synthetic vehicle identities and print the rate
 
@@ -63,6 +65,16 @@ const ROTATE_HELP = `Usage: npm run certs -- rotate <VIN> [--dir DIR]
 Writes a new key and certificate for the car over vehicles/<VIN>.crt|.key and prints the serial
 of the one replaced. Both stay valid until that serial is revoked, so the car can reconnect with
 the new one first: then run revoke <VIN> --serial <previous serial>.
+
+  --dir DIR   where the PKI lives (default ${DEFAULT_DEV_PKI_DIR})
+`;
+
+const REPLICA_HELP = `Usage: npm run certs -- replica <NAME> [--dir DIR]
+
+Issues the client certificate of one gateway replica (GATEWAY_REPLICA=NAME): CN and URI gateway-<NAME>,
+written to gateways/gateway-<NAME>.crt|.key (key 0600); kept when it exists. A replica started with that
+name uses it, so that a broker which takes the client id from the certificate (Mosquitto) gives each replica
+its own session. Run mosquitto afterwards: its ACL lists every replica's identity.
 
   --dir DIR   where the PKI lives (default ${DEFAULT_DEV_PKI_DIR})
 `;
@@ -181,6 +193,30 @@ async function rotate(args: string[], io: CliIo): Promise<number> {
   return EXIT_OK;
 }
 
+async function replica(args: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parse({
+    args,
+    options: { ...common, ...dirOption },
+    strict: true,
+    allowPositionals: true,
+  });
+  if (values.help) {
+    io.stdout(REPLICA_HELP);
+    return EXIT_OK;
+  }
+  const [name, ...extra] = positionals;
+  if (name === undefined || extra.length > 0) throw usage('replica takes exactly one replica name');
+  if (!REPLICA_PATTERN.test(name))
+    throw usage(`the replica name must be 1 to 32 of A-Z a-z 0-9 _, got ${name}`);
+  const dir = resolve(values.dir ?? DEFAULT_DEV_PKI_DIR);
+  const made = await ensureReplicaIdentity({ dir, replica: name, now: io.now });
+  io.stdout(`${replicaGatewayName(name)}: ${made.created ? 'issued' : 'kept'} ${made.cert}
+`);
+  io.stdout(`then: npm run certs -- mosquitto --dir ${dir}   (its ACL lists every replica)
+`);
+  return EXIT_OK;
+}
+
 async function mosquitto(args: string[], io: CliIo): Promise<number> {
   const { values } = parse({
     args,
@@ -268,6 +304,7 @@ const COMMANDS: Record<string, (args: string[], io: CliIo) => Promise<number>> =
   dev,
   revoke,
   rotate,
+  replica,
   mosquitto,
   fleet,
 };

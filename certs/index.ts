@@ -10,4 +10,5 @@ export * from './inspect.ts';
 export * from './keys.ts';
 export * from './mosquitto.ts';
 export * from './pki.ts';
+export * from './replicas.ts';
 export * from './signer.ts';

@@ -407,3 +407,13 @@ export class WebhookUrlError extends Error {
     this.name = 'WebhookUrlError';
   }
 }
+
+/** Another live replica on the same store already runs under this GATEWAY_REPLICA: the start is refused. */
+export class ReplicaError extends Error {
+  readonly code: 'REPLICA_NAME_TAKEN';
+  constructor(code: ReplicaError['code'], message: string) {
+    super(message);
+    this.name = 'ReplicaError';
+    this.code = code;
+  }
+}

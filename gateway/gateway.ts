@@ -2,11 +2,13 @@
 import { createPrivateKey, randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { type Catalog, TOKEN_ISSUER } from '../protocols/index.ts';
+import { type Catalog, type StateReport, TOKEN_ISSUER } from '../protocols/index.ts';
 import { ADMIN_GRANT, createApiKey, type Grant } from './access/api-keys.ts';
 import { type AuditLog, createAuditLog, scheduleCheckpoints } from './audit/log.ts';
 import { type Broker, createBroker, vehicleSessions } from './broker/broker.ts';
 import type { CrlWatch } from './broker/crl-watch.ts';
+import { joinReplicas, type Replica } from './cluster/replica.ts';
+import { serialiseAcrossReplicas } from './cluster/serialised-writes.ts';
 import { type ConsoleHub, createConsoleHub } from './console/hub.ts';
 import { createSimulatorControl, noSimulator } from './console/simulator.ts';
 import { routeCarMessages } from './deliveries/car-messages.ts';
@@ -16,7 +18,7 @@ import { createKeyedMutex } from './deliveries/keyed-mutex.ts';
 import type { Notify } from './deliveries/notifications.ts';
 import { createReconciler, type Reconciler } from './deliveries/reconcile.ts';
 import { createDeliveryService, type DeliveryService } from './deliveries/service.ts';
-import { createRelockWatchdog, type Every, type RelockWatchdog } from './deliveries/watchdog.ts';
+import { createRelockWatchdog, type Every, type RelockWatchdog, realEvery } from './deliveries/watchdog.ts';
 import { buildApp } from './http/app.ts';
 import type { IdempotencyPolicy } from './http/idempotency-records.ts';
 import { createIdempotencyScope } from './http/idempotency-scope.ts';
@@ -31,7 +33,7 @@ import { countOnlineVehicles, findVehicleCertificate, providerOf } from './store
 import { enrolledCertificates } from './vehicles/certificates.ts';
 import { createKeyRotation, type KeyRotation } from './vehicles/key-rotation.ts';
 import { createVehicleLimiter } from './vehicles/limiter.ts';
-import { connectVehicleLink, type MqttVehicleLink } from './vehicles/link.ts';
+import { type ConnectMqtt, connectVehicleLink, type MqttVehicleLink } from './vehicles/link.ts';
 import { providerMemo } from './vehicles/provider-memo.ts';
 import { createVehicleRevocation, followRevocations } from './vehicles/revocation.ts';
 import { createSigningKeyRing, type SigningKeyRing } from './vehicles/signing-keys.ts';
@@ -73,6 +75,8 @@ export interface GatewayDeps {
   idempotency?: Partial<IdempotencyPolicy>;
   /** The console's live streams: heartbeat (and key re-check) period; tests shorten it. */
   console?: { heartbeatMs?: number };
+  /** Opens the gateway's MQTT client (mqtt.connect by default); tests wrap it to lose messages. */
+  connectMqtt?: ConnectMqtt;
 }
 
 export interface Gateway {
@@ -127,7 +131,18 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
   let link: MqttVehicleLink | undefined;
   let watchdog: RelockWatchdog | undefined;
   let reconciler: Reconciler | undefined;
+  let replica: Replica | null = null;
+  let reconcileTimer: NodeJS.Timeout | null = null;
   try {
+    // Several replicas on one PostgreSQL store share leases, rate limits and acks (gateway/cluster/).
+    replica = await joinReplicas({
+      config,
+      db: store.db,
+      link: () => link ?? null,
+      now,
+      logger: logger.child({ component: 'cluster' }),
+    });
+    const cluster = replica;
     // The gateway's own reading of the CRL the broker enforces, so that a revoked car gets no command through an
     // external broker too (which may keep its live session), and shows revoked and offline at once.
     const revocation = createVehicleRevocation({
@@ -150,7 +165,8 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       `mqtts://${config.MQTT_HOST === '0.0.0.0' ? '127.0.0.1' : config.MQTT_HOST}:${broker?.port}`;
     // The services' writes mark the Idempotency-Key of the request they serve, in their own transaction.
     const idempotencyScope = createIdempotencyScope();
-    const write = idempotencyScope.wrap(store.write);
+    // With several replicas each unit first takes the audit log's lock, so appends from replicas form one chain.
+    const write = idempotencyScope.wrap(cluster ? serialiseAcrossReplicas(store.write) : store.write);
     const { enrolledCertificate, currentCertificate } = enrolledCertificates(
       material.ca,
       material.vehicleCertificate,
@@ -206,8 +222,8 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       await consoleHub.notify(trx, event);
       await deps.notify?.(trx, event);
     };
-    // One command at a time per delivery, shared by requests, the watchdog and the reconciler.
-    const mutex = createKeyedMutex();
+    // One command at a time per delivery, shared by requests, the watchdog and the reconciler; across replicas too.
+    const mutex = cluster?.holds ?? createKeyedMutex();
     reconciler = createReconciler({
       db: store.db,
       link: () => link ?? null,
@@ -215,10 +231,12 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       now,
       logger: logger.child({ component: 'reconcile' }),
       queryTimeoutMs: config.QUERY_TIMEOUT_MS,
-      intervalMs: config.RECONCILE_INTERVAL_MS,
+      // With several replicas the sweep runs on one of them at a time (below).
+      intervalMs: cluster ? 0 : config.RECONCILE_INTERVAL_MS,
       currentCertificate,
       write,
       notify,
+      ...(cluster ? { heldElsewhere: (ids: readonly string[]) => cluster.holds.heldElsewhere(ids) } : {}),
     });
     const startedReconciler = reconciler;
     // Before anything can send: commands a crash left 'sent' have lost their request (PROTOCOL.md §6.5).
@@ -240,16 +258,26 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       observer: metrics,
       mutex,
       reconciler: startedReconciler,
-      limiter: createVehicleLimiter(
-        { burst: config.VEHICLE_COMMAND_BURST, perMinute: config.VEHICLE_COMMANDS_PER_MIN },
-        now,
-      ),
+      limiter:
+        cluster?.vehicleLimiter ??
+        createVehicleLimiter(
+          { burst: config.VEHICLE_COMMAND_BURST, perMinute: config.VEHICLE_COMMANDS_PER_MIN },
+          now,
+        ),
       notify,
       certificateRevoked: revocation.isRevoked,
     });
     const linkLogger = logger.child({ component: 'vehicle-link' });
+    const routed = routeCarMessages({
+      vehicles,
+      deliveries: service,
+      reconciler: startedReconciler,
+      logger: linkLogger,
+      onRecorded: (vin) => consoleHub.vehicleChanged(vin),
+    });
     link = await connectVehicleLink({
       url: brokerUrl,
+      ...(deps.connectMqtt ? { connect: deps.connectMqtt } : {}),
       clientId: `gateway-${config.GATEWAY_REPLICA}`,
       // An external broker may come up after the gateway: start not ready and keep trying (/readyz says why).
       // The embedded one is ours and already listening, so not reaching it fails the start.
@@ -258,13 +286,37 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       tls: { ca: material.ca, cert: material.gatewayCert, key: material.gatewayKey },
       logger: linkLogger,
       providerOf: providerMemo((vin) => providerOf(store.db, vin)),
-      ...routeCarMessages({
-        vehicles,
-        deliveries: service,
-        reconciler: startedReconciler,
-        logger: linkLogger,
-        onRecorded: (vin) => consoleHub.vehicleChanged(vin),
-      }),
+      onState: routed.onState,
+      onUnmatchedAck: cluster
+        ? (vin, ack) => {
+            // Perhaps another replica's request waits for it: recorded for it first, then reconciled as usual
+            // (the reconciler leaves a command alone while another replica holds its delivery).
+            cluster.acks.record(vin, ack).then(
+              () => routed.onUnmatchedAck(vin, ack),
+              (err: unknown) => {
+                linkLogger.error(
+                  { err, vin, commandId: ack.commandId },
+                  'ack not recorded for the other replicas',
+                );
+                routed.onUnmatchedAck(vin, ack);
+              },
+            );
+          }
+        : routed.onUnmatchedAck,
+      ...(cluster
+        ? {
+            recheckAck: (vin: string, commandId: string) => cluster.acks.find(vin, commandId),
+            // The answer to another replica's state query: recorded for it (this replica recorded the report too).
+            onUnmatchedReport: (vin: string, report: StateReport) => {
+              cluster.acks
+                .recordReport(vin, report)
+                .catch((err: unknown) =>
+                  linkLogger.error({ err, vin }, 'state answer not recorded for the other replicas'),
+                );
+            },
+            recheckReport: (vin: string, nonce: string) => cluster.acks.findReport(vin, nonce),
+          }
+        : {}),
     });
     const connectedLink = link;
     // Commands run as in flight, so that shutdown waits for them and refuses new ones.
@@ -291,7 +343,17 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       relockAfterMs: config.RELOCK_AFTER_S * 1000,
       now: deps.watchdog?.now ?? now,
       logger: logger.child({ component: 'watchdog' }),
-      ...(deps.watchdog?.every ? { every: deps.watchdog.every } : {}),
+      ...(cluster
+        ? {
+            // Each tick runs on the replica holding the watchdog's lease; the others skip it.
+            every: (ms: number, fn: () => void) =>
+              (deps.watchdog?.every ?? realEvery)(ms, () => {
+                void cluster.jobs.runIfLeader('watchdog', cluster.jobTtlMs(ms), async () => fn());
+              }),
+          }
+        : deps.watchdog?.every
+          ? { every: deps.watchdog.every }
+          : {}),
       onRelocked: () => metrics.watchdogRelocked(),
     });
     const startedWatchdog = watchdog;
@@ -330,6 +392,16 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     const checkpoints = scheduleCheckpoints(audit, {
       intervalMs: config.AUDIT_CHECKPOINT_S * 1000,
       logger: logger.child({ component: 'audit' }),
+      ...(cluster
+        ? {
+            gate: (sign: () => Promise<unknown>) =>
+              cluster.jobs.runIfLeader(
+                'audit-checkpoint',
+                cluster.jobTtlMs(config.AUDIT_CHECKPOINT_S * 1000),
+                sign,
+              ),
+          }
+        : {}),
     });
     const app = await buildApp({
       db: store.db,
@@ -339,6 +411,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       deliveries,
       logger,
       perKeyPerMinute: config.RATE_LIMIT_PER_KEY_PER_MIN,
+      ...(cluster ? { rateLimitStore: cluster.rateLimitStore } : {}),
       requestTimeoutMs: config.HTTP_REQUEST_TIMEOUT_MS,
       audit,
       control,
@@ -365,7 +438,28 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     });
     // Started last, on a store that may hold unlocks from before a restart: those are swept like any other.
     startedWatchdog.start(config.WATCHDOG_INTERVAL_S * 1000);
-    void startedReconciler.sweep();
+    if (cluster) {
+      // One replica at a time reconciles: it also takes over the commands of a replica that died (their holds
+      // expired), and forgets relayed acks after a day.
+      const reconcileOnce = (): Promise<unknown> =>
+        cluster.jobs
+          .runIfLeader('reconcile', cluster.jobTtlMs(config.RECONCILE_INTERVAL_MS), async () => {
+            await startedReconciler.recoverAtStart();
+            // Acks another replica recorded for commands whose replica died: applied as late acks.
+            for (const { vin, ack } of await cluster.acks.outstanding())
+              await startedReconciler.onAck(vin, ack);
+            await startedReconciler.sweep();
+            await cluster.acks.purge(now() - 86_400_000);
+          })
+          .catch((err: unknown) => logger.error({ err, event: 'reconcile.sweep_failed' }, 'sweep failed'));
+      if (config.RECONCILE_INTERVAL_MS > 0) {
+        reconcileTimer = setInterval(() => void reconcileOnce(), config.RECONCILE_INTERVAL_MS);
+        reconcileTimer.unref();
+      }
+      void reconcileOnce();
+    } else {
+      void startedReconciler.sweep();
+    }
     webhooks.start();
     let closeLink: Promise<void> | null = null;
     const endLink = (): Promise<void> => {
@@ -376,6 +470,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     const drain = drainOnce(lifecycle, { logger, defaultMs: config.SHUTDOWN_DRAIN_MS, endLink });
     const shutdown = async (options: { drainMs?: number }): Promise<void> => {
       await drain(options);
+      if (reconcileTimer) clearInterval(reconcileTimer);
       await startedWatchdog.stop();
       await webhooks.stop();
       crlWatch?.close();
@@ -388,6 +483,8 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       await reconciled;
       // The last decisions get a signed head before the store closes.
       await checkpoints.now();
+      // A clean stop hands this replica's jobs to the others at once.
+      await cluster?.close();
       await broker?.close();
       await store.close();
       logger.info({ event: 'shutdown.done' }, 'stopped');
@@ -423,8 +520,10 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       },
     };
   } catch (err) {
+    if (reconcileTimer) clearInterval(reconcileTimer);
     await watchdog?.stop();
     await reconciler?.close();
+    await replica?.close();
     crlWatch?.close();
     await link?.close();
     await broker?.close();

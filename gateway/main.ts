@@ -1,6 +1,7 @@
 // Owns the gateway program (no simulator): the composition root, the only reader of process.env here.
 import '../runtime.ts';
 import { loadSeeds } from '../seeds/index.ts';
+import { ReplicaError } from './errors.ts';
 import { bootGateway, StartupError } from './platform/bootstrap.ts';
 import { ConfigError, loadConfig } from './platform/config.ts';
 import { createLogger, flushLogger } from './platform/logger.ts';
@@ -57,7 +58,7 @@ try {
   await flushLogger(logger);
   process.exit(EXIT_OK);
 } catch (err) {
-  const known = err instanceof ConfigError || err instanceof StartupError;
+  const known = err instanceof ConfigError || err instanceof StartupError || err instanceof ReplicaError;
   console.error(known ? (err as Error).message : `start failed: ${(err as Error).message}`);
   process.exit(EXIT_FAILED);
 }

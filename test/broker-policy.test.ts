@@ -30,6 +30,13 @@ describe('connect', () => {
     expect(decideConnect(gateway, 'gateway-+', null)).toBe('CLIENT_ID_MISMATCH');
     expect(decideConnect(gateway, 'other-r1', null)).toBe('CLIENT_ID_MISMATCH');
   });
+  it("gives a replica's own certificate (gateway-r2) exactly its own id", () => {
+    const replica: Identity = { kind: 'gateway', name: 'gateway-r2' };
+    expect(decideConnect(replica, 'gateway-r2', null)).toBeNull();
+    expect(decideConnect(replica, 'gateway-r3', null)).toBe('CLIENT_ID_MISMATCH');
+    expect(decideConnect(replica, 'gateway', null)).toBe('CLIENT_ID_MISMATCH');
+    expect(decideConnect(replica, 'gateway-r2-x', null)).toBe('CLIENT_ID_MISMATCH');
+  });
   it('refuses wills anywhere but the car own state topic, and retained wills', () => {
     expect(decideConnect(car, A, { topic: `vehicles/${A}/state`, retain: false })).toBeNull();
     expect(decideConnect(car, A, { topic: `vehicles/${B}/commands`, retain: false })).toBe('WILL_FORBIDDEN');

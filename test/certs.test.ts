@@ -898,7 +898,7 @@ describe('Mosquitto configuration', () => {
       'topic read vehicles/+/acks',
       'topic read vehicles/+/state',
     ]);
-    expect(lines(mosquittoAcl('gw_2'))).toContain('user gw_2');
+    expect(lines(mosquittoAcl(['gw_2']))).toContain('user gw_2');
   });
 
   it('names the run-as user only when asked, and refuses values that would break the file', () => {
@@ -1006,6 +1006,10 @@ describe('certs command line', () => {
     [['mosquitto', '--port', '0']],
     [['mosquitto', '--port', '8883x']],
     [['mosquitto', 'extra']],
+    [['replica']],
+    [['replica', 'r 2']],
+    [['replica', '../r2']],
+    [['replica', 'r1', 'r2']],
   ])('exits 2 with one line for %j', async (argv) => {
     const run = io();
     expect(await runCli(argv, run.io)).toBe(EXIT_USAGE);
@@ -1020,6 +1024,7 @@ describe('certs command line', () => {
     [['fleet', '--help']],
     [['rotate', '--help']],
     [['mosquitto', '--help']],
+    [['replica', '--help']],
   ])('prints help for %j', async (argv) => {
     const run = io();
     expect(await runCli(argv, run.io)).toBe(EXIT_OK);
@@ -1054,6 +1059,25 @@ describe('certs command line', () => {
     expect(await runCli(['revoke', VIN, '--serial', old, '--dir', dir], revoke.io)).toBe(EXIT_OK);
     expect(revoke.out()).toContain(`${VIN} revoked (serial ${old})`);
     expect(rotate.out() + revoke.out()).not.toContain('PRIVATE KEY');
+  });
+
+  it('replica issues a gateway replica its own identity (key 0600), kept on a second run, and listed in the ACL', async () => {
+    const dir = tempDir();
+    expect(await runCli(['dev', '--dir', dir], io().io)).toBe(EXIT_OK);
+    const first = io();
+    expect(await runCli(['replica', 'r2', '--dir', dir], first.io)).toBe(EXIT_OK);
+    expect(first.out()).toContain('gateway-r2: issued');
+    const again = io();
+    expect(await runCli(['replica', 'r2', '--dir', dir], again.io)).toBe(EXIT_OK);
+    expect(again.out()).toContain('gateway-r2: kept');
+    const cert = readFileSync(join(dir, 'gateways', 'gateway-r2.crt'), 'utf8');
+    expect(gatewayNameFromCertificate(x509(cert))).toBe('gateway-r2');
+    expect(statSync(join(dir, 'gateways', 'gateway-r2.key')).mode & 0o777).toBe(0o600);
+    expect(first.out() + again.out()).not.toContain('PRIVATE KEY');
+    expect(await runCli(['mosquitto', '--dir', dir], io().io)).toBe(EXIT_OK);
+    const acl = readFileSync(join(dir, 'mosquitto', 'acl'), 'utf8').split('\n');
+    expect(acl).toContain('user gateway');
+    expect(acl).toContain('user gateway-r2');
   });
 
   it('mosquitto writes the two files beside the PKI, or refuses when there is no PKI', async () => {

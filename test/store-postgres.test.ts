@@ -157,7 +157,7 @@ describe('PostgreSQL store', () => {
     const first = migrate(env);
     expect(first.status).toBe(0);
     expect(first.stdout).toMatch(
-      /^migrate: applied 0001_initial, (\d{4}_[a-z_]+, )*0010_timeline_from_audit to postgres:\/\//m,
+      /^migrate: applied 0001_initial, (\d{4}_[a-z_]+, )*0011_replicas to postgres:\/\//m,
     );
     const second = migrate(env);
     expect(second.status).toBe(0);

@@ -10,8 +10,13 @@ afterAll(() => {
   counting.into = null;
 });
 
-/** Statements per cycle each dialect may run (PostgreSQL also takes the audit log's advisory lock, and reads the tail). */
-const BUDGET = { sqlite: 52, postgres: 60 } as const;
+/**
+ * Statements per cycle each dialect may run. PostgreSQL also takes the audit log's advisory lock and reads the tail,
+ * and, since any gateway on PostgreSQL may have replicas beside it, pays gateway/cluster/'s coordination: the lock
+ * taken first in each unit, a lease per delivery in flight (taken and dropped per request), the shared per-key
+ * window and the per-vehicle budget (about 12 statements per cycle, bench:sql).
+ */
+const BUDGET = { sqlite: 52, postgres: 72 } as const;
 
 describe.each(DIALECTS)('one decision, one write on %s', (dialect) => {
   it('an unlock+lock cycle commits four units: the unlock, its ack, the lock, its ack', async () => {

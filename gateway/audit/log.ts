@@ -200,13 +200,19 @@ export type AuditLog = ReturnType<typeof createAuditLog>;
  */
 export function scheduleCheckpoints(
   audit: AuditLog,
-  options: { intervalMs: number; logger: Logger },
+  options: {
+    intervalMs: number;
+    logger: Logger;
+    /** With several replicas: runs the signing only on the replica that holds the job (gateway/cluster/). */
+    gate?: (sign: () => Promise<unknown>) => Promise<unknown>;
+  },
 ): { now(): Promise<unknown>; stop(): void } {
   const { logger } = options;
+  const gate = options.gate ?? ((sign) => sign());
   if (!audit.origin) logger.warn({ event: 'audit.no_key' }, 'no checkpoint key: the audit log is not signed');
   const now = (): Promise<unknown> =>
     audit.origin
-      ? audit.checkpoint().catch((err: unknown) => logger.error({ err }, 'checkpoint failed'))
+      ? gate(() => audit.checkpoint()).catch((err: unknown) => logger.error({ err }, 'checkpoint failed'))
       : Promise.resolve();
   const timer = setInterval(now, options.intervalMs);
   timer.unref();

@@ -95,8 +95,9 @@ export function decideConnect(
     if (will && (will.topic !== stateTopic(identity.vin) || will.retain)) return 'WILL_FORBIDDEN';
     return null;
   }
+  // A replica's own certificate names it whole (gateway-r2, certs/replicas.ts): its client id is that name.
   const m = GATEWAY_CLIENT_ID.exec(clientId);
-  if (!m || m[1] !== identity.name) return 'CLIENT_ID_MISMATCH';
+  if (clientId !== identity.name && (!m || m[1] !== identity.name)) return 'CLIENT_ID_MISMATCH';
   if (will) return 'WILL_FORBIDDEN';
   return null;
 }

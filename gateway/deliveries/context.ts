@@ -143,9 +143,11 @@ export function createDeliveryContext(deps: DeliveryServiceDeps) {
 
   /** HTTP requests do not queue behind another command for the same delivery: they are refused at once. */
   async function exclusive<T>(id: string, fn: () => Promise<T>): Promise<T> {
-    if (mutex.held(id))
-      throw new ApiError('DELIVERY_NOT_ACTIVE', { detail: 'another command for this delivery is in flight' });
-    return mutex.run(id, fn);
+    const busy = (): ApiError =>
+      new ApiError('DELIVERY_NOT_ACTIVE', { detail: 'another command for this delivery is in flight' });
+    if (mutex.held(id)) throw busy();
+    // Another replica's command for it (a lease in the shared store) is refused the same way.
+    return mutex.run(id, fn, { busy });
   }
 
   const linked = (v: VehicleRecord | null): v is VehicleRecord => v !== null && v.unlinkedAt === null;

@@ -40,6 +40,11 @@ export interface ReconcilerDeps {
   currentCertificate?: (vin: string, at: number) => string | null;
   /** Domain events of the decisions the reconciler takes (gateway/deliveries/notifications.ts). */
   notify?: Notify;
+  /**
+   * With several replicas: of these deliveries, those another replica holds now (a request there waits for its
+   * ack, gateway/cluster/delivery-holds.ts). They are left alone as the ones `guard` holds are.
+   */
+  heldElsewhere?: (deliveryIds: readonly string[]) => Promise<Set<string>>;
 }
 
 /** Longest wait before a car that keeps not answering is asked again by the sweep. */
@@ -98,10 +103,16 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
   const othersHold = (deliveryId: string, holding: string | undefined): boolean =>
     deliveryId !== holding && guard.held(deliveryId);
 
+  /** Of these deliveries, the ones another replica holds (none with a single replica). */
+  const elsewhere = async (ids: readonly string[]): Promise<Set<string>> =>
+    deps.heldElsewhere && ids.length > 0 ? deps.heldElsewhere([...new Set(ids)]) : new Set<string>();
+
   /** Outstanding commands of a car, except those a request is still waiting for (it settles its own). */
   async function outstandingOf(trx: Db, vin: string, holding?: string): Promise<CommandsTable[]> {
     const { rows } = await selectOutstanding(trx, vin);
-    return rows.filter((c) => !othersHold(c.delivery_id, holding));
+    const mine = rows.filter((c) => !othersHold(c.delivery_id, holding));
+    const busy = await elsewhere(mine.map((c) => c.delivery_id));
+    return mine.filter((c) => !busy.has(c.delivery_id));
   }
 
   async function knownOffline(vin: string): Promise<boolean> {
@@ -120,7 +131,9 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
       .where('vin', '=', vin)
       .where('status', '=', 'unlocked')
       .execute();
-    return rows.filter((d) => !guard.held(d.id)).length;
+    const free = rows.filter((d) => !guard.held(d.id));
+    const busy = await elsewhere(free.map((d) => d.id));
+    return free.filter((d) => !busy.has(d.id)).length;
   }
 
   /** Queries the car about its outstanding commands and applies the answer; null when it did not answer. */
@@ -192,6 +205,9 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
           }
           // A QoS 1 duplicate of an ack already applied changes nothing.
           if (c.status === 'executed' || c.status === 'refused') return;
+          // Another replica's request still waits for it: that replica settles it (the ack reaches it either on its
+          // own session or through gateway/cluster/ack-relay.ts).
+          if (c.status === 'sent' && (await elsewhere([c.delivery_id])).has(c.delivery_id)) return;
           // A late ack is evidence only as the waited-for one is: bound to its command, signed by the car (TOKEN.md §9).
           const t = now();
           const expected = { vin, commandId: c.id, action: c.action, deliveryId: c.delivery_id };
@@ -263,7 +279,11 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
     },
 
     async recoverAtStart() {
-      const orphans = await db.selectFrom('commands').selectAll().where('status', '=', 'sent').execute();
+      const sent = await db.selectFrom('commands').selectAll().where('status', '=', 'sent').execute();
+      // With several replicas this runs again on the reconciling replica: a command whose request is alive, here
+      // or on another replica, is not an orphan; one whose replica died is, once that replica's hold expired.
+      const busy = await elsewhere(sent.map((c) => c.delivery_id));
+      const orphans = sent.filter((c) => !guard.held(c.delivery_id) && !busy.has(c.delivery_id));
       const t = now();
       for (const c of orphans) {
         await write(async (trx) => {

@@ -128,7 +128,7 @@ export function createUnlocking(
     kind: string,
     ctx: Record<string, unknown>,
   ): Promise<() => void> {
-    const slot = deps.limiter?.acquire(d.vin) ?? { ok: true as const, release() {} };
+    const slot = (await deps.limiter?.acquire(d.vin)) ?? { ok: true as const, release() {} };
     if (slot.ok) return () => slot.release();
     return deny(
       d,

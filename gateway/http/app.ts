@@ -1,6 +1,6 @@
 // Owns the HTTP API: buildApp(deps) returns a Fastify instance with every route, without listening.
 import { randomBytes, randomUUID } from 'node:crypto';
-import rateLimit from '@fastify/rate-limit';
+import rateLimit, { type FastifyRateLimitStoreCtor } from '@fastify/rate-limit';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Kysely } from 'kysely';
@@ -58,6 +58,8 @@ export interface AppDeps {
   bodyLimit?: number;
   /** Requests per minute per API key (default 600); 429 RATE_LIMITED with Retry-After beyond it. */
   perKeyPerMinute?: number;
+  /** Where request counts live: in this process by default; shared by replicas (gateway/cluster/rate-limits.ts). */
+  rateLimitStore?: FastifyRateLimitStoreCtor;
   /** Longest time to receive a whole request (default 30 s): a slow sender gets 408 and is dropped. */
   requestTimeoutMs?: number;
   /** Longest idle time of a connection (default 60 s). */
@@ -169,6 +171,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(rateLimit, {
     max: deps.perKeyPerMinute ?? 600,
     timeWindow: 60_000,
+    ...(deps.rateLimitStore ? { store: deps.rateLimitStore } : {}),
     hook: 'onRequest',
     keyGenerator: (req) => req.apiKeyId ?? `ip:${req.ip}`,
     allowList: (req) => req.routeOptions.url !== undefined && PUBLIC_ROUTES.has(req.routeOptions.url),

@@ -133,7 +133,7 @@ export async function bootGateway(deps: BootDeps): Promise<Booted> {
   }
   const gateway = await startGateway({
     config,
-    material: await loadGatewayMaterial(pki),
+    material: await loadGatewayMaterial(pki, config.GATEWAY_REPLICA),
     catalog: deps.catalog,
     logger: deps.logger,
   });

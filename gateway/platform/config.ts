@@ -77,6 +77,7 @@ export const ConfigSchema = z
       .string()
       .regex(/^[A-Za-z0-9_]{1,32}$/, 'must be 1 to 32 of A-Z a-z 0-9 _')
       .default('r1'),
+    JOB_LEASE_S: wholeNumber(1, 3_600).default(15),
     COMMAND_TIMEOUT_MS: wholeNumber(1, 120_000).default(10_000),
     TOKEN_TTL_S: wholeNumber(1, 300).default(60),
     MAX_WINDOW_H: wholeNumber(1, 24).default(24),
@@ -156,7 +157,10 @@ export const CONFIG_HELP: Record<ConfigName, string> = {
   METRICS_HOST: 'listen address of the separate metrics server, with METRICS_PORT (default 127.0.0.1)',
   METRICS_PORT: 'serve /metrics on this port only, 0 picks a free one; unset: on HTTP_PORT (default unset)',
   SHUTDOWN_DRAIN_MS: 'on SIGTERM/SIGINT, how long in-flight commands may finish, 0..120000 (default 10000)',
-  GATEWAY_REPLICA: 'replica name, part of the MQTT client id gateway-<replica> (default r1)',
+  GATEWAY_REPLICA:
+    'replica name, unique per replica: its MQTT client id gateway-<replica>, its certificate if CERTS_DIR/gateways has one (default r1)',
+  JOB_LEASE_S:
+    'with several replicas (DATABASE_URL), shortest lease on a background job: a dead holder hands it over within this, 1..3600 (default 15)',
   COMMAND_TIMEOUT_MS: 'how long an unlock or lock waits for the car ack, 1..120000 (default 10000)',
   TOKEN_TTL_S: 'command token lifetime, 1..300 and never past the window (default 60)',
   MAX_WINDOW_H: 'longest delivery window in hours, 1..24 (default 24)',

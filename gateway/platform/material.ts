@@ -1,6 +1,6 @@
 // Owns reading the gateway's key material (TLS identities, CA, CRL, token-signing key, car certificates) from a PKI folder.
 import { existsSync, readFileSync } from 'node:fs';
-import type { DevPkiPaths } from '../../certs/index.ts';
+import { type DevPkiPaths, replicaIdentityPaths } from '../../certs/index.ts';
 
 export interface GatewayMaterial {
   ca: string;
@@ -22,13 +22,22 @@ export interface GatewayMaterial {
 
 const read = (path: string): string => readFileSync(path, 'utf8');
 
-export async function loadGatewayMaterial(paths: DevPkiPaths): Promise<GatewayMaterial> {
+/**
+ * Reads the material of one replica: its own client identity (gateways/gateway-<replica>.crt, certs/replicas.ts)
+ * when the PKI holds one, else the shared gateway identity.
+ */
+export async function loadGatewayMaterial(paths: DevPkiPaths, replica?: string): Promise<GatewayMaterial> {
+  const own = replica === undefined ? null : replicaIdentityPaths(paths.dir, replica);
+  const identity =
+    own && existsSync(own.cert) && existsSync(own.key)
+      ? own
+      : { cert: paths.gatewayCert, key: paths.gatewayKey };
   return {
     ca: read(paths.caCert),
     brokerCert: read(paths.brokerCert),
     brokerKey: read(paths.brokerKey),
-    gatewayCert: read(paths.gatewayCert),
-    gatewayKey: read(paths.gatewayKey),
+    gatewayCert: read(identity.cert),
+    gatewayKey: read(identity.key),
     tokenSigningKey: read(paths.tokenSigningKey),
     crl: read(paths.crl),
     crlFile: paths.crl,

@@ -300,6 +300,50 @@ const timelineFromAudit: Migration = {
   },
 };
 
+/**
+ * Several replicas on one PostgreSQL (gateway/cluster/): leases (background jobs and deliveries in flight, each held
+ * by one replica until it expires), shared rate-limit windows and vehicle budgets, and the acks and state-query
+ * answers a replica received for a request another replica waits on.
+ */
+const replicas: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema
+      .createTable('leases')
+      .addColumn('name', 'varchar(160)', (c) => c.primaryKey())
+      .addColumn('holder', 'varchar(96)', (c) => c.notNull())
+      .addColumn('expires_at', 'bigint', (c) => c.notNull())
+      .execute();
+    await db.schema
+      .createTable('rate_windows')
+      .addColumn('key', 'varchar(200)', (c) => c.primaryKey())
+      .addColumn('window_start', 'bigint', (c) => c.notNull())
+      .addColumn('hits', 'integer', (c) => c.notNull())
+      .execute();
+    await db.schema
+      .createTable('vehicle_budgets')
+      .addColumn('vin', 'varchar(17)', (c) => c.primaryKey())
+      .addColumn('tokens', 'double precision', (c) => c.notNull())
+      .addColumn('at', 'bigint', (c) => c.notNull())
+      .addColumn('in_flight_until', 'bigint', (c) => c.notNull())
+      .addColumn('holder', 'varchar(96)')
+      .execute();
+    await db.schema
+      .createTable('ack_inbox')
+      .addColumn('command_id', 'varchar(64)', (c) => c.primaryKey())
+      .addColumn('vin', 'varchar(17)', (c) => c.notNull())
+      .addColumn('body', 'text', (c) => c.notNull())
+      .addColumn('received_at', 'bigint', (c) => c.notNull())
+      .execute();
+    await db.schema
+      .createTable('report_inbox')
+      .addColumn('nonce', 'varchar(64)', (c) => c.primaryKey())
+      .addColumn('vin', 'varchar(17)', (c) => c.notNull())
+      .addColumn('body', 'text', (c) => c.notNull())
+      .addColumn('received_at', 'bigint', (c) => c.notNull())
+      .execute();
+  },
+};
+
 /** Migrations in order (applied in this order; merged branches got the next free number). Never edit a released one. */
 export const migrationProvider: MigrationProvider = {
   async getMigrations() {
@@ -312,6 +356,7 @@ export const migrationProvider: MigrationProvider = {
       '0008_commands_by_vin': commandsByVin,
       '0009_deliveries_expiry': deliveriesExpiry,
       '0010_timeline_from_audit': timelineFromAudit,
+      '0011_replicas': replicas,
     };
   },
 };

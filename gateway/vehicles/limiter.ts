@@ -13,8 +13,11 @@ export type VehicleSlot =
   | { ok: false; reason: 'IN_FLIGHT' | 'RATE'; retryAfterS: number };
 
 export interface VehicleLimiter {
-  /** Takes one command slot for this VIN; the caller releases it when the command has settled. */
-  acquire(vin: string): VehicleSlot;
+  /**
+   * Takes one command slot for this VIN; the caller releases it when the command has settled. Shared by replicas
+   * through the store when there are several (gateway/cluster/rate-limits.ts), hence possibly asynchronous.
+   */
+  acquire(vin: string): VehicleSlot | Promise<VehicleSlot>;
 }
 
 interface Bucket {
@@ -23,7 +26,12 @@ interface Bucket {
   inFlight: boolean;
 }
 
-export function createVehicleLimiter(config: VehicleLimiterConfig, now: () => number): VehicleLimiter {
+/** The in-process limiter of a single replica: it answers at once. */
+export interface LocalVehicleLimiter extends VehicleLimiter {
+  acquire(vin: string): VehicleSlot;
+}
+
+export function createVehicleLimiter(config: VehicleLimiterConfig, now: () => number): LocalVehicleLimiter {
   const buckets = new Map<string, Bucket>();
   const msPerToken = 60_000 / config.perMinute;
   return {

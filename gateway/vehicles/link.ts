@@ -23,8 +23,12 @@ import {
 import { LinkError } from '../errors.ts';
 import { type Backoff, DEFAULT_BACKOFF, reconnectDelay } from './reconnect.ts';
 
+/** Opens the MQTT client (mqtt.connect by default); tests wrap it to lose messages on the way. */
+export type ConnectMqtt = (url: string, options: mqtt.IClientOptions) => MqttClient;
+
 export interface VehicleLinkDeps {
   url: string;
+  connect?: ConnectMqtt;
   clientId: string;
   tls: { ca: string; cert: string; key: string };
   logger: Logger;
@@ -37,6 +41,15 @@ export interface VehicleLinkDeps {
   onState: (vin: string, message: StateMessage) => Promise<void> | void;
   /** Acks nobody waits for any more (late, or for another replica). */
   onUnmatchedAck?: (vin: string, ack: Ack) => void;
+  /**
+   * Asked once when an ack wait runs out, before it ends as a timeout: an ack another replica received and
+   * recorded for this command (gateway/cluster/ack-relay.ts), or null.
+   */
+  recheckAck?: (vin: string, commandId: string) => Promise<Ack | null>;
+  /** An answer to a state query nobody here waits for (another replica asked); after onState has recorded it. */
+  onUnmatchedReport?: (vin: string, report: StateReport) => void;
+  /** Asked once when a state query's wait runs out: an answer another replica received and recorded, or null. */
+  recheckReport?: (vin: string, nonce: string) => Promise<StateReport | null>;
   /** A message refused at the edge (wrong dialect, malformed, unknown VIN…), with its stable code. */
   onRefused?: (refusal: LinkRefusal) => void;
   /** Nonces for state queries; 128 random bits by default. */
@@ -79,8 +92,23 @@ export interface VehicleLink {
   close(): Promise<void>;
 }
 
+/**
+ * What another replica hands over: an ack its session received for a command this one waits for, or the answer to
+ * a state query this one asked.
+ */
+export interface AckHandover {
+  /** The commands this link waits for now, with their VINs. */
+  waitingFor(): Array<{ commandId: string; vin: string }>;
+  /** Ends the wait for ack.commandId with this ack, as if it came on this session; false if nobody waits. */
+  deliverAck(vin: string, ack: Ack): boolean;
+  /** The state queries this link waits for an answer to, by nonce, with their VINs. */
+  queriesWaiting(): Array<{ nonce: string; vin: string }>;
+  /** Ends the wait for report.nonce with this report; false if nobody here waits for it. */
+  deliverReport(vin: string, report: StateReport): boolean;
+}
+
 /** The link to a real broker: also says why there is no session, and when one is up. */
-export interface MqttVehicleLink extends VehicleLink {
+export interface MqttVehicleLink extends VehicleLink, AckHandover {
   /** Null while a session is up (connected and subscribed); else why not, naming the URL and its setting. */
   problem(): string | null;
   /** Resolves once a session is up: at once if one is. */
@@ -103,7 +131,7 @@ export async function connectVehicleLink(deps: VehicleLinkDeps): Promise<MqttVeh
   const where = deps.setting ? `${deps.url} (${deps.setting})` : deps.url;
   const acks = new Map<string, Waiter<AckWait>>();
   const reports = new Map<string, Waiter<ReportWait>>();
-  const client: MqttClient = mqtt.connect(deps.url, {
+  const client: MqttClient = (deps.connect ?? mqtt.connect)(deps.url, {
     clientId: deps.clientId,
     protocolVersion: 4,
     clean: true,
@@ -135,6 +163,25 @@ export async function connectVehicleLink(deps: VehicleLinkDeps): Promise<MqttVeh
     return provider === null ? null : providerAdapter(provider);
   };
 
+  function deliverAck(vin: string, ack: Ack): boolean {
+    const waiter = acks.get(ack.commandId);
+    if (!waiter || waiter.vin !== vin) return false;
+    acks.delete(ack.commandId);
+    clearTimeout(waiter.timer);
+    waiter.resolve({ kind: 'ack', ack });
+    return true;
+  }
+
+  function deliverReport(vin: string, report: StateReport): boolean {
+    if (report.nonce === undefined) return false;
+    const waiter = reports.get(report.nonce);
+    if (!waiter || waiter.vin !== vin) return false;
+    reports.delete(report.nonce);
+    clearTimeout(waiter.timer);
+    waiter.resolve({ kind: 'state', report });
+    return true;
+  }
+
   const handle = async (topic: string, payload: Buffer): Promise<void> => {
     const t = parseTopic(topic);
     if (!t || t.kind === 'commands') return;
@@ -144,26 +191,14 @@ export async function connectVehicleLink(deps: VehicleLinkDeps): Promise<MqttVeh
       const ack = adapter.decodeAck(payload);
       // The topic is the broker-enforced identity; an ack naming another car is forged.
       if (ack.vin !== t.vin) return refuse(t.vin, t.kind, 'VIN_MISMATCH', 'ack names another vehicle');
-      const waiter = acks.get(ack.commandId);
-      if (waiter && waiter.vin === t.vin) {
-        acks.delete(ack.commandId);
-        clearTimeout(waiter.timer);
-        waiter.resolve({ kind: 'ack', ack });
-      } else {
-        deps.onUnmatchedAck?.(t.vin, ack);
-      }
+      if (!deliverAck(t.vin, ack)) deps.onUnmatchedAck?.(t.vin, ack);
       return;
     }
     const message = adapter.decodeState(payload);
     if (message.vin !== t.vin) return refuse(t.vin, t.kind, 'VIN_MISMATCH', 'state names another vehicle');
     await deps.onState(t.vin, message);
-    if (message.type === 'state' && message.nonce !== undefined) {
-      const waiter = reports.get(message.nonce);
-      if (waiter && waiter.vin === t.vin) {
-        reports.delete(message.nonce);
-        clearTimeout(waiter.timer);
-        waiter.resolve({ kind: 'state', report: message });
-      }
+    if (message.type === 'state' && message.nonce !== undefined && !deliverReport(t.vin, message)) {
+      deps.onUnmatchedReport?.(t.vin, message);
     }
   };
   // Commands are latency-bound small writes; Nagle's algorithm would hold one back for the broker's
@@ -258,6 +293,8 @@ export async function connectVehicleLink(deps: VehicleLinkDeps): Promise<MqttVeh
     message: ToCar | CommandMessage,
     timeoutMs: number,
     timedOut: T,
+    /** A last look elsewhere before the wait ends as timedOut. */
+    recheck?: () => Promise<T | null>,
   ): Promise<T> {
     // Key announcements and revocations are canonical in every dialect (PROVIDERS.md, TOKEN.md §8, §10).
     const canonical = message.type !== 'state_query' && isProviderIndependent(message);
@@ -268,8 +305,24 @@ export async function connectVehicleLink(deps: VehicleLinkDeps): Promise<MqttVeh
         : (adapter as NonNullable<typeof adapter>).encodeToCar(message as ToCar);
       return new Promise<T>((resolve, reject) => {
         const timer = setTimeout(() => {
-          waiters.delete(key);
-          resolve(timedOut);
+          if (!recheck) {
+            waiters.delete(key);
+            resolve(timedOut);
+            return;
+          }
+          // Still registered while it looks, so an answer arriving meanwhile wins; whichever comes first settles.
+          recheck().then(
+            (found) => {
+              if (waiters.get(key)?.timer !== timer) return;
+              waiters.delete(key);
+              resolve(found ?? timedOut);
+            },
+            () => {
+              if (waiters.get(key)?.timer !== timer) return;
+              waiters.delete(key);
+              resolve(timedOut);
+            },
+          );
         }, timeoutMs);
         waiters.set(key, { vin, resolve, timer });
         client.publish(commandTopic(vin), payload, { qos: 1, retain: false }, (err) => {
@@ -291,8 +344,19 @@ export async function connectVehicleLink(deps: VehicleLinkDeps): Promise<MqttVeh
         : `no MQTT session with ${where}${lastError ? `: ${lastError}` : ''}`,
     untilConnected,
     send(vin, command, timeoutMs) {
-      return publishAndWait(acks, command.commandId, vin, command, timeoutMs, { kind: 'timeout' });
+      const { recheckAck } = deps;
+      const recheck = recheckAck
+        ? async (): Promise<AckWait | null> => {
+            const ack = await recheckAck(vin, command.commandId);
+            return ack ? { kind: 'ack', ack } : null;
+          }
+        : undefined;
+      return publishAndWait(acks, command.commandId, vin, command, timeoutMs, { kind: 'timeout' }, recheck);
     },
+    waitingFor: () => [...acks].map(([commandId, w]) => ({ commandId, vin: w.vin })),
+    deliverAck,
+    queriesWaiting: () => [...reports].map(([nonce, w]) => ({ nonce, vin: w.vin })),
+    deliverReport,
     async query(vin, timeoutMs, commandIds = []) {
       const nonce = newNonce();
       const query: ToCar = {
@@ -301,8 +365,15 @@ export async function connectVehicleLink(deps: VehicleLinkDeps): Promise<MqttVeh
         nonce,
         ...(commandIds.length > 0 && { commandIds: [...commandIds] }),
       };
+      const { recheckReport } = deps;
+      const recheck = recheckReport
+        ? async (): Promise<ReportWait | null> => {
+            const report = await recheckReport(vin, nonce);
+            return report ? { kind: 'state', report } : null;
+          }
+        : undefined;
       try {
-        return await publishAndWait(reports, nonce, vin, query, timeoutMs, { kind: 'timeout' });
+        return await publishAndWait(reports, nonce, vin, query, timeoutMs, { kind: 'timeout' }, recheck);
       } catch (err) {
         if (err instanceof LinkError) throw err;
         logger.warn({ event: 'query.publish_failed', vin, err }, 'state query not published');

@@ -11,7 +11,7 @@ import { loadSeeds } from '../../seeds/index.ts';
 const config = parseConfig({ ...process.env, NODE_ENV: 'test', LOG_LEVEL: 'silent' });
 const gateway = await startGateway({
   config,
-  material: await loadGatewayMaterial(loadDevPki(config.CERTS_DIR)),
+  material: await loadGatewayMaterial(loadDevPki(config.CERTS_DIR), config.GATEWAY_REPLICA),
   catalog: loadSeeds().catalog,
   logger: pino({ level: 'silent' }),
 });
