@@ -143,6 +143,26 @@ async function settleAll<T, R>(
   return results;
 }
 
+/** The vehicles a fleet simulates and the ones it skips; a VIN listed twice is refused (SIM_ARGS_INVALID). */
+export function selectVehicles(
+  vehicles: readonly SeedVehicle[],
+  catalog: Catalog,
+  includeIncompatible: boolean,
+): { selected: SeedVehicle[]; skipped: SkippedVehicle[] } {
+  const selected: SeedVehicle[] = [];
+  const skipped: SkippedVehicle[] = [];
+  const seen = new Set<string>();
+  for (const vehicle of vehicles) {
+    // Two sessions with one client id would take each other over [MQTT-3.1.4-2].
+    if (seen.has(vehicle.vin))
+      throw new SimulatorError('SIM_ARGS_INVALID', `VIN ${vehicle.vin} listed twice`);
+    seen.add(vehicle.vin);
+    if (includeIncompatible || findCompatible(catalog, vehicle)) selected.push(vehicle);
+    else skipped.push({ vin: vehicle.vin, reason: 'INCOMPATIBLE' });
+  }
+  return { selected, skipped };
+}
+
 /** Connects every selected car; if any fails to connect, the others are closed again and the first error thrown. */
 export async function startFleet(deps: StartFleetDeps): Promise<Fleet> {
   const catalog = deps.catalog ?? loadSeeds().catalog;
@@ -150,17 +170,7 @@ export async function startFleet(deps: StartFleetDeps): Promise<Fleet> {
   const log = deps.logger ?? silentLogger;
   const flaws = new Set(deps.flaws ?? []);
 
-  const selected: SeedVehicle[] = [];
-  const skipped: SkippedVehicle[] = [];
-  const seen = new Set<string>();
-  for (const vehicle of deps.vehicles) {
-    // Two sessions with one client id would take each other over [MQTT-3.1.4-2].
-    if (seen.has(vehicle.vin))
-      throw new SimulatorError('SIM_ARGS_INVALID', `VIN ${vehicle.vin} listed twice`);
-    seen.add(vehicle.vin);
-    if (deps.includeIncompatible || findCompatible(catalog, vehicle)) selected.push(vehicle);
-    else skipped.push({ vin: vehicle.vin, reason: 'INCOMPATIBLE' });
-  }
+  const { selected, skipped } = selectVehicles(deps.vehicles, catalog, deps.includeIncompatible ?? false);
 
   /** Boots one car from its files (a first boot finds none) and connects it. */
   const boot = async (
