@@ -160,6 +160,7 @@ async function connectFleet(
     pkiDir: ctx.pki.dir,
     count: options.cars,
     concurrency: options.connectConcurrency,
+    workers: options.simWorkers,
     tickMs: options.tickMs,
     reportIntervalMs: options.reportIntervalMs,
   });
