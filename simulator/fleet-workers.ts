@@ -287,7 +287,7 @@ async function startWorkers(
           deps.onConnected?.(++connected, selected.length);
           return;
         case 'log':
-          log[message.level]({ worker: index + 1, ...message.fields }, message.msg);
+          log[message.level]({ ...message.fields, worker: index + 1 }, message.msg);
           return;
         case 'reply': {
           const p = pending.get(message.id);

@@ -1,21 +1,26 @@
 // End to end over real mTLS MQTT on loopback: a fleet spread over two worker threads, driven by the gateway and by
 // the simulator's control API, and what stopping it (or losing a worker) leaves behind.
+import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type ControlServer, startControlServer } from '../simulator/control.ts';
 import { SimulatorError } from '../simulator/errors.ts';
 import { type FleetRun, startFleetRun } from '../simulator/fleet-workers.ts';
+import { playScenario } from '../simulator/scenario.ts';
 import { linkSeeded, lockBy, registerSeededLocation, scheduleParked, unlockAt } from './helpers/delivery.ts';
 import { type Stack, startStack } from './helpers/stack.ts';
 import { DIALECTS } from './helpers/temp-store.ts';
 
-/** The fleet's worker threads alive in this process now, by the OS thread name each worker is given. */
-function fleetThreads(): string[] {
-  return readdirSync('/proc/self/task')
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+/** The fleet's worker threads alive in a process now (this one by default), by the OS thread name each is given. */
+function fleetThreads(pid: number | 'self' = 'self'): string[] {
+  return readdirSync(`/proc/${pid}/task`)
     .map((task) => {
       try {
-        return readFileSync(`/proc/self/task/${task}/comm`, 'utf8').trim();
+        return readFileSync(`/proc/${pid}/task/${task}/comm`, 'utf8').trim();
       } catch {
         return ''; // the thread ended while we read
       }
@@ -171,6 +176,10 @@ describe.each(DIALECTS)('a fleet over two worker threads, on %s', (dialect) => {
     expect(report.counts.link_down).toBe(2);
     expect(Object.keys(report.cars)).toEqual(expect.arrayContaining([first, second]));
 
+    // A scenario step is routed the same way.
+    await playScenario(fleet, [{ atMs: 0, vin: second, op: { op: 'ignition', to: 'on' } }]).done;
+    expect((await fleet.view(second as string)).state.ignition).toBe('on');
+
     // A whole-fleet operation reaches every car in both workers.
     const everyone = await fetch(`${base}/fleet/ops`, {
       method: 'POST',
@@ -201,5 +210,53 @@ describe.each(DIALECTS)('a fleet over two worker threads, on %s', (dialect) => {
     await fleet.stop();
     run = null;
     expect(fleetThreads()).toEqual([]);
+  });
+
+  it('npm run simulator -- --workers 2 runs its cars on two threads, serves control, and exits 0 on SIGTERM', async () => {
+    const child = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        'simulator/main.ts',
+        ...['--broker', stack.gateway.brokerUrl, '--certs', stack.pki.dir],
+        ...['--data', join(stack.dir, 'sim-program'), '--workers', '2', '--control-port', '0'],
+      ],
+      { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000, killSignal: 'SIGKILL' },
+    );
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
+    });
+    const exit = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
+    try {
+      await waitFor('the control API', () => /control API listening/.test(out), 30_000);
+      expect(out).toMatch(/^cars up cars=\d+ workers=2$/m);
+      expect(fleetThreads(child.pid as number).sort()).toEqual(['fleet-worker-1', 'fleet-worker-2']);
+      const url = /control API listening url=(\S+)/.exec(out)?.[1] as string;
+      const cars = (await json(await fetch(`${url}/cars`))).cars as Array<{
+        vin: string;
+        connected: boolean;
+      }>;
+      expect(cars.length).toBeGreaterThan(2);
+      expect(cars.every((c) => c.connected)).toBe(true);
+      const vin = cars[1]?.vin as string;
+      const moved = await fetch(`${url}/cars/${vin}/ops`, {
+        method: 'POST',
+        body: JSON.stringify({ op: 'ignition', to: 'on' }),
+      });
+      expect((await json(moved)).car.state.ignition).toBe('on');
+      child.kill('SIGTERM');
+      expect(await exit).toBe(0);
+      expect(out).toMatch(/^stopping signal=SIGTERM cars=\d+$/m);
+      expect(out).toMatch(/^fault counts( |$)/m);
+      expect(err).toBe('');
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    }
   });
 });

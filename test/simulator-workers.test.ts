@@ -1,0 +1,104 @@
+// Unit tests of the fleet's worker threads: how many, which car goes where, the --workers flag, and errors crossing
+// back from a worker.
+import { describe, expect, it } from 'vitest';
+import { parseCli, USAGE } from '../simulator/cli.ts';
+import { SimulatorError } from '../simulator/errors.ts';
+import {
+  fromWorkerError,
+  MAX_WORKERS,
+  partition,
+  toWorkerError,
+  workerCount,
+} from '../simulator/fleet-workers.ts';
+
+const BROKER = ['--broker', 'mqtts://127.0.0.1:8883'];
+
+describe('workerCount', () => {
+  it('defaults to the core count, never more workers than cars, and at least one', () => {
+    expect(workerCount(undefined, 10_000, 2)).toBe(2);
+    expect(workerCount(undefined, 10_000, 8)).toBe(8);
+    expect(workerCount(4, 10_000, 2)).toBe(4);
+    expect(workerCount(8, 3, 2)).toBe(3);
+    expect(workerCount(undefined, 1, 16)).toBe(1);
+    expect(workerCount(2, 0, 2)).toBe(1);
+    expect(workerCount(MAX_WORKERS, 100_000, 2)).toBe(MAX_WORKERS);
+  });
+
+  it.each([0, -1, 1.5, Number.NaN, MAX_WORKERS + 1])('refuses %s with SIM_ARGS_INVALID', (n) => {
+    expect(() => workerCount(n, 10, 2)).toThrow(
+      expect.objectContaining({
+        code: 'SIM_ARGS_INVALID',
+        message: `workers must be a whole number from 1 to ${MAX_WORKERS}`,
+      }),
+    );
+  });
+});
+
+describe('partition', () => {
+  it('puts car i in worker i mod n: every car in exactly one worker, shares within one of each other', () => {
+    const vins = Array.from({ length: 11 }, (_, i) => `car-${i}`);
+    const shares = partition(vins, 3);
+    expect(shares).toEqual([
+      ['car-0', 'car-3', 'car-6', 'car-9'],
+      ['car-1', 'car-4', 'car-7', 'car-10'],
+      ['car-2', 'car-5', 'car-8'],
+    ]);
+    expect(shares.flat().sort()).toEqual([...vins].sort());
+  });
+
+  it('one worker holds everything, and a worker per car holds one each', () => {
+    expect(partition(['a', 'b'], 1)).toEqual([['a', 'b']]);
+    expect(partition(['a', 'b'], 2)).toEqual([['a'], ['b']]);
+  });
+});
+
+describe('errors crossing back from a worker', () => {
+  it('keep their code, and name the car when the message does not', () => {
+    const vin = '1G1ZE5ST5KF100231';
+    const crossed = fromWorkerError(
+      toWorkerError(new SimulatorError('SIM_CONTROL_FAILED', 'runs without fault injection')),
+      vin,
+    );
+    expect(crossed).toBeInstanceOf(SimulatorError);
+    expect(crossed).toMatchObject({
+      code: 'SIM_CONTROL_FAILED',
+      message: `${vin}: runs without fault injection`,
+    });
+    const named = fromWorkerError(toWorkerError(new SimulatorError('SIM_UNKNOWN_VIN', `no ${vin}`)), vin);
+    expect(named.message).toBe(`no ${vin}`);
+  });
+
+  it('a foreign error stays a plain Error (the control API answers 500), with the car named', () => {
+    const crossed = fromWorkerError(toWorkerError(new TypeError('boom')), 'VIN1');
+    expect(crossed).not.toBeInstanceOf(SimulatorError);
+    expect(crossed.message).toBe('VIN1: boom');
+    expect(toWorkerError('thrown string')).toEqual({ code: null, message: 'thrown string' });
+  });
+});
+
+describe('--workers', () => {
+  it('takes a whole number from 1 to 256, absent by default (the core count)', () => {
+    const run = (argv: string[]) => {
+      const parsed = parseCli([...BROKER, ...argv]);
+      if (parsed.kind !== 'run') throw new Error('expected a run');
+      return parsed.options.workers;
+    };
+    expect(run([])).toBeUndefined();
+    expect(run(['--workers', '1'])).toBe(1);
+    expect(run(['--workers', '4'])).toBe(4);
+    expect(run(['--workers', String(MAX_WORKERS)])).toBe(MAX_WORKERS);
+    expect(USAGE).toContain('--workers N');
+  });
+
+  it.each([['0'], ['-1'], ['1.5'], ['two'], ['01'], [''], ['257'], ['1e2']])(
+    'refuses %j with one line',
+    (n) => {
+      expect(() => parseCli([...BROKER, `--workers=${n}`])).toThrow(
+        expect.objectContaining({
+          code: 'SIM_ARGS_INVALID',
+          message: `--workers must be a whole number from 1 to ${MAX_WORKERS}`,
+        }),
+      );
+    },
+  );
+});
