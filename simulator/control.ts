@@ -40,6 +40,7 @@ const STATUS: Partial<Record<SimulatorError['code'], number>> = {
   SIM_UNKNOWN_VIN: 404,
   SIM_CONTROL_TOO_LARGE: 413,
   SIM_CONTROL_NOT_READY: 503,
+  SIM_WORKER_CRASHED: 503,
 };
 
 async function readBody(req: IncomingMessage): Promise<unknown> {
