@@ -2,7 +2,7 @@
 // startFleet and answers the main thread's requests about them. The composition root of its thread.
 import { parentPort, workerData } from 'node:worker_threads';
 import { createFleetFaults } from './faults.ts';
-import { DEFAULT_REPLAY_CAPACITY, type Fleet, startFleet } from './fleet.ts';
+import { type Fleet, startFleet } from './fleet.ts';
 import { localFleetControl } from './fleet-control.ts';
 import { readFleetPki } from './fleet-pki.ts';
 import {
@@ -13,7 +13,6 @@ import {
   type WorkerRequest,
   type WorkerStart,
 } from './fleet-workers.ts';
-import { createMemoryReplayStore } from './replay-store.ts';
 import type { Logger } from './transport.ts';
 
 if (!parentPort)
@@ -38,7 +37,6 @@ const logger: Logger = {
 
 const { settings } = start;
 const faults = settings.faults ? createFleetFaults(settings.faults) : null;
-const capacity = settings.replayCapacity ?? DEFAULT_REPLAY_CAPACITY;
 
 /** The share of cars, connected; null when one failed (the others are closed again, as startFleet does). */
 async function boot(): Promise<Fleet | null> {
@@ -51,9 +49,6 @@ async function boot(): Promise<Fleet | null> {
       includeIncompatible: true,
       logger,
       ...(faults ? { faults } : {}),
-      ...(settings.replayStore === 'memory'
-        ? { replayStoreFor: () => createMemoryReplayStore({ capacity }) }
-        : {}),
       onConnected: () => send({ kind: 'progress' }),
     });
   } catch (err) {

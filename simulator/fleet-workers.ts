@@ -7,7 +7,7 @@ import { loadSeeds, type SeedVehicle } from '../seeds/index.ts';
 import { SimulatorError, type SimulatorErrorCode } from './errors.ts';
 import { createFleetFaults, type FleetFaultPlan } from './faults.ts';
 import type { Flaw } from './flaws.ts';
-import { DEFAULT_REPLAY_CAPACITY, type SkippedVehicle, selectVehicles, startFleet } from './fleet.ts';
+import { type Persistence, type SkippedVehicle, selectVehicles, startFleet } from './fleet.ts';
 import {
   type CarView,
   type FaultReport,
@@ -17,7 +17,6 @@ import {
 } from './fleet-control.ts';
 import { readFleetPki } from './fleet-pki.ts';
 import type { Operation } from './operations.ts';
-import { createMemoryReplayStore } from './replay-store.ts';
 import { type Backoff, type Logger, silentLogger } from './transport.ts';
 
 /** Above this many workers the simulator refuses: threads beyond the core count only add switching. */
@@ -38,8 +37,8 @@ export interface FleetWorkerSettings {
   /** Fault injection: every worker builds the same seeded plan, so a car's faults do not depend on its worker. */
   faults?: { seed: number; plan?: FleetFaultPlan | undefined } | null;
   flaws?: readonly Flaw[];
-  /** file (default): `<VIN>.replay.json`, fsynced per claim. memory: forgotten at exit (the bench only). */
-  replayStore?: 'file' | 'memory';
+  /** Where each car keeps its replay guard, state and command outcomes (StartFleetDeps.persistence). */
+  persistence?: Persistence;
   replayCapacity?: number;
   reportIntervalMs?: number;
   failsafeRelockMs?: number;
@@ -124,7 +123,6 @@ async function startInThisThread(
   skipped: SkippedVehicle[],
 ): Promise<FleetRun> {
   const faults = deps.faults ? createFleetFaults(deps.faults) : null;
-  const capacity = deps.replayCapacity ?? DEFAULT_REPLAY_CAPACITY;
   const fleet = await startFleet({
     ...fleetDeps(deps, deps.connectConcurrency),
     vehicles: selected,
@@ -132,7 +130,6 @@ async function startInThisThread(
     includeIncompatible: true,
     logger: deps.logger ?? silentLogger,
     ...(faults ? { faults } : {}),
-    ...(deps.replayStore === 'memory' ? { replayStoreFor: () => createMemoryReplayStore({ capacity }) } : {}),
     ...(deps.onConnected ? { onConnected: deps.onConnected } : {}),
   });
   return {
@@ -156,6 +153,7 @@ export function fleetDeps(settings: FleetWorkerSettings, connectConcurrency: num
     brokerUrl: settings.brokerUrl,
     dataDir: settings.dataDir,
     flaws: settings.flaws ?? [],
+    persistence: settings.persistence ?? 'files',
     ...(settings.replayCapacity !== undefined ? { replayCapacity: settings.replayCapacity } : {}),
     ...(settings.reportIntervalMs !== undefined ? { reportIntervalMs: settings.reportIntervalMs } : {}),
     ...(settings.failsafeRelockMs !== undefined ? { failsafeRelockMs: settings.failsafeRelockMs } : {}),
@@ -241,7 +239,6 @@ async function startWorkers(
     ...fleetDeps(deps, undefined),
     certsDir: deps.certsDir,
     faults: deps.faults ?? null,
-    replayStore: deps.replayStore ?? 'file',
   };
   const perWorker =
     deps.connectConcurrency === undefined

@@ -2,6 +2,7 @@
 // --sim-workers worker threads, in a process apart from the broker so that neither's memory or CPU is counted as the other's.
 import { devPkiPaths } from '../../certs/dev-pki.ts';
 import type { SeedVehicle } from '../../seeds/index.ts';
+import type { Persistence } from '../../simulator/fleet.ts';
 import { type FleetRun, startFleetRun } from '../../simulator/fleet-workers.ts';
 import { BENCH_LOCATION, BENCH_OWNER, BENCH_VEHICLE, benchVin } from './fleet-data.ts';
 import { idleMemory, serve } from './ipc.ts';
@@ -14,6 +15,7 @@ export interface FleetStartParams {
   concurrency: number;
   /** Worker threads the cars are spread over (simulator --workers). */
   workers: number;
+  persistence: Persistence;
   tickMs: number;
   reportIntervalMs: number;
 }
@@ -39,9 +41,9 @@ const { emit } = serve({
       vehicles,
       certsDir: devPkiPaths(params.pkiDir).dir,
       dataDir: params.pkiDir,
-      // The cars' single-use memory stays in memory: the file store fsyncs each claim, which would make the
-      // simulator, not the gateway, the thing measured.
-      replayStore: 'memory',
+      // The cars' single-use memory, state and command outcomes stay in memory: the file stores fsync each
+      // change, which would make the simulator, not the gateway, the thing measured.
+      persistence: params.persistence,
       workers: params.workers,
       connectConcurrency: params.concurrency,
       tickIntervalMs: params.tickMs,

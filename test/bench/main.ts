@@ -161,6 +161,7 @@ async function connectFleet(
     count: options.cars,
     concurrency: options.connectConcurrency,
     workers: options.simWorkers,
+    persistence: options.simState,
     tickMs: options.tickMs,
     reportIntervalMs: options.reportIntervalMs,
   });

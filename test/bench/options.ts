@@ -26,6 +26,7 @@ Options (defaults: the full run; --quick: small sizes, under two minutes):
   --token-ops T               mints and verifies per repeat in phase 6         20000  (quick 3000)
   --connect-concurrency K     cars connecting at once                          64
   --sim-workers N             worker threads of the simulated fleet (1-256)    the core count
+  --sim-state memory|files    where the cars keep replay guard, state, outcomes memory
   --tick-ms MS                each car's fail-safe tick                        250    (simulator default)
   --report-interval-ms MS     each car's periodic state report                 30000  (simulator default)
   --log-level LEVEL           gateway log level (logs go to the run folder)    warn
@@ -54,6 +55,8 @@ export interface BenchOptions {
   connectConcurrency: number;
   /** Worker threads the simulated cars are spread over (simulator --workers). */
   simWorkers: number;
+  /** Where the simulated cars keep their replay guard, state and command outcomes (StartFleetDeps.persistence). */
+  simState: 'memory' | 'files';
   tickMs: number;
   reportIntervalMs: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -141,6 +144,10 @@ export function parseBenchArgs(argv: readonly string[]): BenchCommand {
   if (!(ARRIVALS as readonly string[]).includes(arrivals)) {
     throw new BenchArgsError(`--arrivals must be one of ${ARRIVALS.join(', ')}`);
   }
+  const simState = values['sim-state'] ?? 'memory';
+  if (simState !== 'memory' && simState !== 'files') {
+    throw new BenchArgsError('--sim-state must be memory or files');
+  }
   const floorCars = count('floor-cars', values['floor-cars'], cars);
   if (couriers > floorCars) throw new BenchArgsError('--couriers must not exceed --floor-cars');
   return {
@@ -158,6 +165,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchCommand {
       tokenOps: count('token-ops', values['token-ops'], quick ? 3_000 : 20_000),
       connectConcurrency: count('connect-concurrency', values['connect-concurrency'], 64),
       simWorkers: count('sim-workers', values['sim-workers'], availableParallelism(), 1, MAX_WORKERS),
+      simState: simState as BenchOptions['simState'],
       tickMs: count('tick-ms', values['tick-ms'], 250),
       reportIntervalMs: count('report-interval-ms', values['report-interval-ms'], 30_000),
       logLevel: logLevel as BenchOptions['logLevel'],
@@ -191,6 +199,7 @@ function parseSpec(argv: readonly string[]) {
       'token-ops': { type: 'string' },
       'connect-concurrency': { type: 'string' },
       'sim-workers': { type: 'string' },
+      'sim-state': { type: 'string' },
       'tick-ms': { type: 'string' },
       'report-interval-ms': { type: 'string' },
       'log-level': { type: 'string' },
