@@ -1,8 +1,15 @@
 // Unit tests of the fleet's worker threads: how many, which car goes where, the --workers flag, and errors crossing
 // back from a worker.
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { trustedJwkFor } from '../protocols/keys.ts';
+import { loadSeeds } from '../seeds/index.ts';
 import { parseCli, USAGE } from '../simulator/cli.ts';
 import { SimulatorError } from '../simulator/errors.ts';
+import { type Persistence, startFleet } from '../simulator/fleet.ts';
 import {
   fromWorkerError,
   MAX_WORKERS,
@@ -10,6 +17,8 @@ import {
   toWorkerError,
   workerCount,
 } from '../simulator/fleet-workers.ts';
+
+import { fakeClients } from './helpers/fake-mqtt.ts';
 
 const BROKER = ['--broker', 'mqtts://127.0.0.1:8883'];
 
@@ -101,4 +110,41 @@ describe('--workers', () => {
       );
     },
   );
+});
+
+describe('persistence', () => {
+  const MALIBU = '1G1ZE5ST5KF100231';
+
+  async function oneCar(dataDir: string, persistence: Persistence) {
+    const carKey = generateKeyPairSync('ec', { namedCurve: 'prime256v1' })
+      .privateKey.export({ type: 'pkcs8', format: 'pem' })
+      .toString();
+    return startFleet({
+      brokerUrl: 'mqtts://127.0.0.1:8883',
+      vehicles: loadSeeds().vehicles.filter((v) => v.vin === MALIBU),
+      pki: { ca: 'CA', certFor: () => ({ cert: 'C', key: carKey }) },
+      trustedKeys: { keys: [await trustedJwkFor(generateKeyPairSync('ed25519').publicKey)] },
+      dataDir,
+      createClient: fakeClients().create,
+      persistence,
+    });
+  }
+
+  // State is written on every change; outcomes and the replay guard only once a command arrives.
+  it.each([
+    ['memory', []],
+    ['files', [`${MALIBU}.state.json`]],
+  ] as const)('%s: a reboot keeps the car state; state files written: %j', async (persistence, written) => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'sim-persistence-'));
+    const fleet = await oneCar(dataDir, persistence);
+    try {
+      fleet.car(MALIBU).car.openDoor('driver');
+      await fleet.reboot(MALIBU, 0);
+      expect(fleet.car(MALIBU).car.snapshot().doors.driver).toBe('open');
+      expect(readdirSync(dataDir).filter((f) => /\.(state|outcomes|replay)\.json$/.test(f))).toEqual(written);
+    } finally {
+      await fleet.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
 });
