@@ -13,7 +13,7 @@ import {
   type WorkerRequest,
   type WorkerStart,
 } from './fleet-workers.ts';
-import type { Logger } from './transport.ts';
+import { type Logger, silentLogger } from './transport.ts';
 
 if (!parentPort)
   throw new Error('simulator/fleet-worker.ts runs as a worker thread (simulator/fleet-workers.ts)');
@@ -29,13 +29,14 @@ const plain = (fields: Record<string, unknown>): Record<string, unknown> =>
       v === null || ['string', 'number', 'boolean', 'undefined'].includes(typeof v) ? v : String(v),
     ]),
   );
-const logger: Logger = {
+const forwarding: Logger = {
   info: (fields, msg) => send({ kind: 'log', level: 'info', fields: plain(fields), msg }),
   warn: (fields, msg) => send({ kind: 'log', level: 'warn', fields: plain(fields), msg }),
   error: (fields, msg) => send({ kind: 'log', level: 'error', fields: plain(fields), msg }),
 };
 
 const { settings } = start;
+const logger = settings.forwardLogs ? forwarding : silentLogger;
 const faults = settings.faults ? createFleetFaults(settings.faults) : null;
 
 /** The share of cars, connected; null when one failed (the others are closed again, as startFleet does). */

@@ -37,6 +37,8 @@ export interface FleetWorkerSettings {
   /** Fault injection: every worker builds the same seeded plan, so a car's faults do not depend on its worker. */
   faults?: { seed: number; plan?: FleetFaultPlan | undefined } | null;
   flaws?: readonly Flaw[];
+  /** Whether the workers send their cars' log lines to the main thread (only when it has a logger). */
+  forwardLogs?: boolean;
   /** Where each car keeps its replay guard, state and command outcomes (StartFleetDeps.persistence). */
   persistence?: Persistence;
   replayCapacity?: number;
@@ -239,6 +241,8 @@ async function startWorkers(
     ...fleetDeps(deps, undefined),
     certsDir: deps.certsDir,
     faults: deps.faults ?? null,
+    // A line posted across threads costs a structured clone; none is sent that would be dropped.
+    forwardLogs: deps.logger !== undefined,
   };
   const perWorker =
     deps.connectConcurrency === undefined
