@@ -4,6 +4,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import { trustedJwkFor } from '../protocols/keys.ts';
 import { loadSeeds } from '../seeds/index.ts';
@@ -146,5 +147,25 @@ describe('persistence', () => {
       await fleet.stop();
       rmSync(dataDir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('CPU of a fleet over worker threads', () => {
+  // The bench meters the fleet process with process.cpuUsage() (test/bench/fleet-child.ts): it must count the
+  // workers' threads, where the cars run, and not only the main thread.
+  it('process.cpuUsage() counts the CPU time of worker threads', async () => {
+    const before = process.cpuUsage();
+    const worker = new Worker(
+      `const { parentPort } = require('node:worker_threads');
+       let x = 0; for (let i = 0; i < 2e7; i++) x += i;
+       const u = process.threadCpuUsage();
+       parentPort.postMessage(u.user + u.system);`,
+      { eval: true },
+    );
+    const workerMicros = await new Promise<number>((resolve) => worker.once('message', resolve));
+    const used = process.cpuUsage(before);
+    await worker.terminate();
+    expect(workerMicros).toBeGreaterThan(0);
+    expect(used.user + used.system).toBeGreaterThanOrEqual(workerMicros);
   });
 });
