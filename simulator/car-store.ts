@@ -79,3 +79,17 @@ export function createFileCarStore(file: string, onError?: (err: unknown) => voi
     },
   };
 }
+
+/**
+ * A car's state in memory only, for the life of the process: a reboot (Fleet.reboot) keeps it, an exit forgets
+ * it. For the bench, where the file's fsync per change would make the simulator the thing measured.
+ */
+export function createMemoryCarStore(): CarStore {
+  let saved: CarState | null = null;
+  return {
+    load: (minSeq) => (saved ? { ...saved, online: false, seq: Math.max(saved.seq, minSeq) } : null),
+    save(state) {
+      saved = { ...state, doors: { ...state.doors }, position: { ...state.position } };
+    },
+  };
+}

@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { VIN_PATTERN } from '../protocols/vin.ts';
 import { SimulatorError } from './errors.ts';
 import { FLAW_CHECKS, type Flaw, parseFlaws } from './flaws.ts';
+import { MAX_WORKERS } from './fleet-workers.ts';
 
 const FLAW_LINES = Object.entries(FLAW_CHECKS)
   .map(([name, check]) => `  ${name.padEnd(25)}  ${check}`)
@@ -24,6 +25,8 @@ Options:
   --faults FILE              fault scenario (JSON): seed, fault plan, timed steps; see README
   --seed N                   seed of every random fault, overrides the file's             default 1
   --control-port P           live control API on http://127.0.0.1:P (0: a free port)
+  --workers N                worker threads the cars are spread over (1-256)              default: cores
+                             (at most one per car); 1 runs every car in the main thread
   --flaw NAME                break the cars on purpose: disable one check (repeatable), to show that
                              the conformance kit (npm run conformance) catches it; never in normal runs
   -h, --help                 show this text
@@ -46,6 +49,8 @@ export interface CliOptions {
   controlPort?: number;
   /** Deliberate flaws, only from explicit --flaw options; absent: none. */
   flaws?: Flaw[];
+  /** Worker threads (simulator/fleet-workers.ts); absent: the core count. */
+  workers?: number;
 }
 
 export type CliCommand = { kind: 'help' } | { kind: 'run'; options: CliOptions };
@@ -109,6 +114,12 @@ export function parseCli(argv: string[]): CliCommand {
     if (!/^[0-9]{1,5}$/.test(port) || Number(port) > 65_535) throw bad('--control-port must be 0-65535');
     options.controlPort = Number(port);
   }
+  if (values.workers !== undefined) {
+    if (!/^[1-9][0-9]{0,2}$/.test(values.workers) || Number(values.workers) > MAX_WORKERS) {
+      throw bad(`--workers must be a whole number from 1 to ${MAX_WORKERS}`);
+    }
+    options.workers = Number(values.workers);
+  }
   return { kind: 'run', options };
 }
 
@@ -130,6 +141,7 @@ function parseSpec(argv: string[]) {
       seed: { type: 'string' },
       'control-port': { type: 'string' },
       flaw: { type: 'string', multiple: true },
+      workers: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });

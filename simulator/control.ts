@@ -3,8 +3,11 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { SimulatorError } from './errors.ts';
 import type { FleetFaults } from './faults.ts';
-import type { Fleet, FleetCar } from './fleet.ts';
-import { applyToFleet, OperationSchema } from './operations.ts';
+import type { Fleet } from './fleet.ts';
+import { asFleetControl, type FleetControl } from './fleet-control.ts';
+import { OperationSchema } from './operations.ts';
+
+export { carView } from './fleet-control.ts';
 
 /** The API has no authentication, so it listens on loopback only: whoever can reach it already runs as us. */
 export const CONTROL_HOST = '127.0.0.1';
@@ -14,8 +17,10 @@ export interface ControlServerDeps {
   /**
    * The cars; may come later through attach(), so that the API listens (and its URL can be given to whoever
    * drives it, such as the gateway's console) before the cars exist. Until then every route answers 503.
+   * A fleet across worker threads (startFleetRun) is given as its FleetControl, which routes each car's
+   * request to the worker that holds the car.
    */
-  fleet?: Fleet;
+  fleet?: Fleet | FleetControl;
   faults: FleetFaults | null;
   /** 0 picks a free port. */
   port: number;
@@ -24,7 +29,7 @@ export interface ControlServerDeps {
 export interface ControlServer {
   port: number;
   /** Serves this fleet from now on. */
-  attach(fleet: Fleet): void;
+  attach(fleet: Fleet | FleetControl): void;
   close(): Promise<void>;
 }
 
@@ -35,30 +40,8 @@ const STATUS: Partial<Record<SimulatorError['code'], number>> = {
   SIM_UNKNOWN_VIN: 404,
   SIM_CONTROL_TOO_LARGE: 413,
   SIM_CONTROL_NOT_READY: 503,
+  SIM_WORKER_CRASHED: 503,
 };
-
-export function carView(entry: FleetCar) {
-  const s = entry.car.snapshot();
-  return {
-    vin: entry.vehicle.vin,
-    make: entry.car.make,
-    model: entry.car.model,
-    year: entry.car.year,
-    provider: entry.car.provider,
-    connected: entry.connection.connected,
-    state: {
-      locked: s.locked,
-      relockDeadline: s.relockDeadline,
-      doors: s.doors,
-      trunk: s.trunk,
-      ignition: s.ignition,
-      position: s.position,
-    },
-    faults: entry.faults?.status() ?? null,
-    flaws: entry.flaws,
-    executedCommands: entry.executed.length,
-  };
-}
 
 async function readBody(req: IncomingMessage): Promise<unknown> {
   const chunks: Buffer[] = [];
@@ -95,7 +78,7 @@ function parseOperation(body: unknown) {
  *   GET  /faults            the seed, fault counts, and each car's fault trace
  */
 export async function startControlServer(deps: ControlServerDeps): Promise<ControlServer> {
-  let current: Fleet | null = deps.fleet ?? null;
+  let current: FleetControl | null = deps.fleet ? asFleetControl(deps.fleet, deps.faults) : null;
   const route = async (req: IncomingMessage): Promise<{ status: number; body: unknown }> => {
     const fleet = current;
     if (!fleet) throw new SimulatorError('SIM_CONTROL_NOT_READY', 'the simulated cars are not up yet');
@@ -103,33 +86,25 @@ export async function startControlServer(deps: ControlServerDeps): Promise<Contr
     const method = req.method ?? 'GET';
     const [first, vin, tail] = path;
     if (method === 'GET' && first === 'cars' && path.length === 1) {
-      return { status: 200, body: { cars: [...fleet.cars.values()].map(carView) } };
+      return { status: 200, body: { cars: await fleet.views() } };
     }
     if (method === 'GET' && first === 'cars' && vin !== undefined && path.length === 2) {
-      return { status: 200, body: carView(fleet.car(vin)) };
+      return { status: 200, body: await fleet.view(vin) };
     }
     if (method === 'POST' && first === 'cars' && vin !== undefined && tail === 'ops' && path.length === 3) {
-      fleet.car(vin); // 404 before reading the body
-      const applied = await applyToFleet(fleet, vin, parseOperation(await readBody(req)));
-      return { status: 200, body: { applied, car: carView(fleet.car(vin)) } };
+      // 404 before reading the body
+      if (!fleet.has(vin)) throw new SimulatorError('SIM_UNKNOWN_VIN', `the fleet does not simulate ${vin}`);
+      const applied = await fleet.apply(vin, parseOperation(await readBody(req)));
+      return { status: 200, body: { applied, car: await fleet.view(vin) } };
     }
     if (method === 'POST' && first === 'fleet' && vin === 'ops' && path.length === 2) {
       return {
         status: 200,
-        body: { applied: await applyToFleet(fleet, undefined, parseOperation(await readBody(req))) },
+        body: { applied: await fleet.apply(undefined, parseOperation(await readBody(req))) },
       };
     }
     if (method === 'GET' && first === 'faults' && path.length === 1) {
-      const cars = Object.fromEntries(
-        [...(deps.faults?.cars() ?? new Map()).values()].map((f) => [
-          f.vin,
-          { counts: f.counts(), trace: f.trace() },
-        ]),
-      );
-      return {
-        status: 200,
-        body: { seed: deps.faults?.seed ?? null, counts: deps.faults?.counts() ?? {}, cars },
-      };
+      return { status: 200, body: await fleet.faultReport() };
     }
     throw new SimulatorError('SIM_CONTROL_NOT_FOUND', `no route ${method} ${req.url}`);
   };
@@ -158,7 +133,7 @@ export async function startControlServer(deps: ControlServerDeps): Promise<Contr
   return {
     port: (server.address() as AddressInfo).port,
     attach(fleet) {
-      current = fleet;
+      current = asFleetControl(fleet, deps.faults);
     },
     close: () =>
       new Promise<void>((resolve) => {

@@ -15,7 +15,8 @@ export type SimulatorErrorCode =
   | 'SIM_KEY_STORE_CORRUPT'
   | 'SIM_REVOCATION_STORE_CORRUPT'
   | 'SIM_UNKNOWN_VIN'
-  | 'SIM_SUBSCRIBE_REFUSED';
+  | 'SIM_SUBSCRIBE_REFUSED'
+  | 'SIM_WORKER_CRASHED';
 
 export class SimulatorError extends Error {
   readonly code: SimulatorErrorCode;

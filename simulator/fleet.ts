@@ -6,7 +6,7 @@ import { findCompatible } from '../protocols/catalog.ts';
 import type { TrustedKeysFile } from '../protocols/keys.ts';
 import { loadSeeds, type SeedVehicle } from '../seeds/index.ts';
 import { createSimulatedCar, type ExecutedCommand, type SimulatedCar } from './car.ts';
-import { createFileCarStore } from './car-store.ts';
+import { type CarStore, createFileCarStore, createMemoryCarStore } from './car-store.ts';
 import { SimulatorError } from './errors.ts';
 import type { CarFaults, FleetFaults } from './faults.ts';
 import { type Flaw, flawedOutcomeMemory } from './flaws.ts';
@@ -26,6 +26,7 @@ import {
 } from './transport.ts';
 
 export const DEFAULT_REPORT_INTERVAL_MS = 30_000;
+export type Persistence = 'files' | 'memory';
 /** Tokens live at most 330 s with skew, so this allows a sustained 30 commands a second per car. */
 export const DEFAULT_REPLAY_CAPACITY = 10_000;
 /** Revocations live 360 s each; a car is not expected to see more than a few in that time. */
@@ -59,6 +60,13 @@ export interface StartFleetDeps {
   onConnected?: (connected: number, total: number) => void;
   /** Builds each car's replay guard; by default a file `<VIN>.replay.json` in dataDir, fsynced per claim. */
   replayStoreFor?: (vin: string) => ReplayStore;
+  /**
+   * files (default): each car's replay guard, state and command outcomes are files in dataDir, each change
+   * fsynced before the car goes on. memory: those three live in memory for the life of the process (a reboot
+   * keeps them, an exit forgets them): the bench's choice, where an fsync per change would make the simulator,
+   * not the gateway, the thing measured. Keys and revocations (rarely written) stay files either way.
+   */
+  persistence?: Persistence;
   /** Defaults to the seed catalog. */
   catalog?: Catalog;
   /** Simulate vehicles the catalog does not support too (to exercise the gateway's refusals). */
@@ -143,6 +151,26 @@ async function settleAll<T, R>(
   return results;
 }
 
+/** The vehicles a fleet simulates and the ones it skips; a VIN listed twice is refused (SIM_ARGS_INVALID). */
+export function selectVehicles(
+  vehicles: readonly SeedVehicle[],
+  catalog: Catalog,
+  includeIncompatible: boolean,
+): { selected: SeedVehicle[]; skipped: SkippedVehicle[] } {
+  const selected: SeedVehicle[] = [];
+  const skipped: SkippedVehicle[] = [];
+  const seen = new Set<string>();
+  for (const vehicle of vehicles) {
+    // Two sessions with one client id would take each other over [MQTT-3.1.4-2].
+    if (seen.has(vehicle.vin))
+      throw new SimulatorError('SIM_ARGS_INVALID', `VIN ${vehicle.vin} listed twice`);
+    seen.add(vehicle.vin);
+    if (includeIncompatible || findCompatible(catalog, vehicle)) selected.push(vehicle);
+    else skipped.push({ vin: vehicle.vin, reason: 'INCOMPATIBLE' });
+  }
+  return { selected, skipped };
+}
+
 /** Connects every selected car; if any fails to connect, the others are closed again and the first error thrown. */
 export async function startFleet(deps: StartFleetDeps): Promise<Fleet> {
   const catalog = deps.catalog ?? loadSeeds().catalog;
@@ -150,17 +178,27 @@ export async function startFleet(deps: StartFleetDeps): Promise<Fleet> {
   const log = deps.logger ?? silentLogger;
   const flaws = new Set(deps.flaws ?? []);
 
-  const selected: SeedVehicle[] = [];
-  const skipped: SkippedVehicle[] = [];
-  const seen = new Set<string>();
-  for (const vehicle of deps.vehicles) {
-    // Two sessions with one client id would take each other over [MQTT-3.1.4-2].
-    if (seen.has(vehicle.vin))
-      throw new SimulatorError('SIM_ARGS_INVALID', `VIN ${vehicle.vin} listed twice`);
-    seen.add(vehicle.vin);
-    if (deps.includeIncompatible || findCompatible(catalog, vehicle)) selected.push(vehicle);
-    else skipped.push({ vin: vehicle.vin, reason: 'INCOMPATIBLE' });
-  }
+  const { selected, skipped } = selectVehicles(deps.vehicles, catalog, deps.includeIncompatible ?? false);
+
+  const inMemory = deps.persistence === 'memory';
+  /** With persistence: memory, what each car keeps across a reboot. */
+  const memories = new Map<
+    string,
+    { replay: ReplayStore; store: CarStore; outcomes: ReturnType<typeof createOutcomeMemory> }
+  >();
+  const memoryOf = (vin: string) => {
+    let kept = memories.get(vin);
+    if (!kept) {
+      const capacity = deps.replayCapacity ?? DEFAULT_REPLAY_CAPACITY;
+      kept = {
+        replay: createMemoryReplayStore({ capacity }),
+        store: createMemoryCarStore(),
+        outcomes: createOutcomeMemory(),
+      };
+      memories.set(vin, kept);
+    }
+    return kept;
+  };
 
   /** Boots one car from its files (a first boot finds none) and connects it. */
   const boot = async (
@@ -177,11 +215,13 @@ export async function startFleet(deps: StartFleetDeps): Promise<Fleet> {
       // forget-replay-on-reboot: a flawed unit that keeps its used jti in RAM only (TOKEN.md §7).
       (flaws.has('forget-replay-on-reboot')
         ? createMemoryReplayStore({ capacity })
-        : createFileReplayStore({
-            file: replayFileFor(deps.dataDir, vehicle.vin),
-            capacity,
-            onError: onError('replay store'),
-          }));
+        : inMemory
+          ? memoryOf(vehicle.vin).replay
+          : createFileReplayStore({
+              file: replayFileFor(deps.dataDir, vehicle.vin),
+              capacity,
+              onError: onError('replay store'),
+            }));
     const revocations = createFileRevocationStore({
       file: revocationFileFor(deps.dataDir, vehicle.vin),
       capacity: DEFAULT_REVOCATION_CAPACITY,
@@ -193,7 +233,9 @@ export async function startFleet(deps: StartFleetDeps): Promise<Fleet> {
       enrolled: deps.trustedKeys,
       onError: onError('key store'),
     });
-    const store = createFileCarStore(stateFileFor(deps.dataDir, vehicle.vin), onError('car state'));
+    const store = inMemory
+      ? memoryOf(vehicle.vin).store
+      : createFileCarStore(stateFileFor(deps.dataDir, vehicle.vin), onError('car state'));
     const { cert, key } = deps.pki.certFor(vehicle.vin);
     // Reports' seq must keep increasing across a restart too (PROTOCOL.md §3.3): the saved seq, or the boot
     // time in ms if larger, which also covers a lost file as long as a car sends under one report per ms.
@@ -234,10 +276,12 @@ export async function startFleet(deps: StartFleetDeps): Promise<Fleet> {
       createClient: deps.createClient,
       ...(faults ? { faults } : {}),
       outcomes: flawedOutcomeMemory(
-        createOutcomeMemory({
-          file: outcomesFileFor(deps.dataDir, vehicle.vin),
-          onError: onError('command outcomes'),
-        }),
+        inMemory
+          ? memoryOf(vehicle.vin).outcomes
+          : createOutcomeMemory({
+              file: outcomesFileFor(deps.dataDir, vehicle.vin),
+              onError: onError('command outcomes'),
+            }),
         flaws,
       ),
     });

@@ -9,6 +9,7 @@ export * from './errors.ts';
 export * from './faults.ts';
 export * from './flaws.ts';
 export * from './fleet.ts';
+export * from './fleet-control.ts';
 export * from './fleet-pki.ts';
 export * from './key-store.ts';
 export * from './operations.ts';

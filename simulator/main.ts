@@ -3,10 +3,9 @@ import { loadSeeds } from '../seeds/index.ts';
 import { parseCli, USAGE } from './cli.ts';
 import { startControlServer } from './control.ts';
 import { SimulatorError } from './errors.ts';
-import { createFleetFaults } from './faults.ts';
 import { FLAW_CHECKS } from './flaws.ts';
-import { startFleet } from './fleet.ts';
 import { readFleetPki } from './fleet-pki.ts';
+import { startFleetRun } from './fleet-workers.ts';
 import { loadScenario, playScenario, type Scenario } from './scenario.ts';
 import type { Logger } from './transport.ts';
 
@@ -67,10 +66,10 @@ async function main(argv: string[]): Promise<number> {
   const vehicles =
     options.vins.length === 0 ? seeds.vehicles : seeds.vehicles.filter((v) => options.vins.includes(v.vin));
 
-  let pki: ReturnType<typeof readFleetPki>;
   let scenario: Scenario = {};
   try {
-    pki = readFleetPki(options.certsDir);
+    // Read here only to refuse a missing PKI with one line before any worker starts; each worker reads its own.
+    readFleetPki(options.certsDir);
     if (options.faultsFile !== undefined) scenario = loadScenario(options.faultsFile);
   } catch (err) {
     if (err instanceof SimulatorError) return usage(err.message);
@@ -82,17 +81,14 @@ async function main(argv: string[]): Promise<number> {
   ];
   const stranger = named.find((vin) => !vehicles.some((v) => v.vin === vin));
   if (stranger !== undefined) return usage(`${options.faultsFile}: ${stranger} is not a simulated car`);
-  // Always present, so the control API can inject faults into a run that started without any.
-  const faults = createFleetFaults({
-    seed: options.seed ?? scenario.seed ?? DEFAULT_SEED,
-    plan: scenario.faults,
-  });
+  // Always present, so the control API can inject faults into a run that started without any; each worker
+  // builds the same seeded plan, so a car's faults do not depend on the worker it lands on.
+  const faults = { seed: options.seed ?? scenario.seed ?? DEFAULT_SEED, plan: scenario.faults };
 
-  const fleet = await startFleet({
+  const fleet = await startFleetRun({
     brokerUrl: options.brokerUrl,
     vehicles,
-    pki: pki.pki,
-    trustedKeys: pki.trustedKeys,
+    certsDir: options.certsDir,
     dataDir: options.dataDir,
     catalog: seeds.catalog,
     includeIncompatible: options.includeIncompatible,
@@ -102,6 +98,7 @@ async function main(argv: string[]): Promise<number> {
     logger: consoleLogger,
     faults,
     flaws: options.flaws ?? [],
+    workers: options.workers,
   });
   for (const s of fleet.skipped) console.log(line('skipped', { vin: s.vin, reason: s.reason }));
   // Said loudly, on both streams: these cars break the protocol on purpose.
@@ -113,23 +110,31 @@ async function main(argv: string[]): Promise<number> {
     console.log(warning);
     console.error(warning);
   }
-  if (fleet.cars.size === 0) return usage('no compatible vehicle selected (try --include-incompatible)');
+  if (fleet.vins().length === 0) return usage('no compatible vehicle selected (try --include-incompatible)');
+  console.log(line('cars up', { cars: fleet.vins().length, workers: fleet.workers }));
   console.log(
     line('faults', { seed: faults.seed, file: options.faultsFile, steps: scenario.steps?.length ?? 0 }),
   );
   const control =
     options.controlPort === undefined
       ? null
-      : await startControlServer({ fleet, faults, port: options.controlPort });
+      : await startControlServer({ fleet, faults: null, port: options.controlPort });
   if (control) console.log(line('control API listening', { url: `http://127.0.0.1:${control.port}` }));
   const run = playScenario(fleet, scenario.steps ?? [], consoleLogger);
 
-  const signal = await untilSignal();
-  console.log(line('stopping', { signal, cars: fleet.cars.size }));
+  // A worker that dies takes its cars with it: the simulator says which, stops the others and fails.
+  const ended = await Promise.race([
+    untilSignal().then((signal) => ({ signal, crash: null })),
+    fleet.crashed.then((crash) => ({ signal: null, crash })),
+  ]);
+  if (ended.crash) console.error(`simulator: ${ended.crash.code} ${ended.crash.message}`);
+  else console.log(line('stopping', { signal: ended.signal, cars: fleet.vins().length }));
   run.cancel();
   await control?.close();
+  const counts = ended.crash ? null : (await fleet.faultReport()).counts;
   await fleet.stop();
-  console.log(line('fault counts', faults.counts()));
+  if (ended.crash) return EXIT_FAILED;
+  console.log(line('fault counts', counts ?? {}));
   return EXIT_OK;
 }
 

@@ -3,9 +3,11 @@ import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { Vin } from '../protocols/messages.ts';
 import { SimulatorError } from './errors.ts';
+import type { FleetFaults } from './faults.ts';
 import { FleetFaultPlanSchema } from './faults.ts';
 import type { Fleet } from './fleet.ts';
-import { applyToFleet, OperationSchema } from './operations.ts';
+import { asFleetControl, type FleetControl } from './fleet-control.ts';
+import { OperationSchema } from './operations.ts';
 import type { Logger } from './transport.ts';
 
 const StepHeader = z.object({
@@ -72,8 +74,14 @@ export interface ScenarioRun {
   cancel(): void;
 }
 
-/** Plays the steps against a running fleet; steps with the same atMs run in file order. */
-export function playScenario(fleet: Fleet, steps: readonly ScenarioStep[], logger?: Logger): ScenarioRun {
+/** Plays the steps against a running fleet (in this thread or across workers); same-atMs steps run in file order. */
+export function playScenario(
+  fleet: Fleet | FleetControl,
+  steps: readonly ScenarioStep[],
+  logger?: Logger,
+  faults: FleetFaults | null = null,
+): ScenarioRun {
+  const control = asFleetControl(fleet, faults);
   const timers: NodeJS.Timeout[] = [];
   const pending = new Set<() => void>();
   const ordered = steps
@@ -84,7 +92,7 @@ export function playScenario(fleet: Fleet, steps: readonly ScenarioStep[], logge
   const apply = async (step: ScenarioStep, i: number): Promise<void> => {
     if (cancelled) return;
     try {
-      const applied = await applyToFleet(fleet, step.vin, step.op);
+      const applied = await control.apply(step.vin, step.op);
       logger?.info({ step: i, atMs: step.atMs, op: step.op.op, cars: applied.length }, 'scenario step');
     } catch (err) {
       logger?.error({ step: i, op: step.op.op, err: String(err) }, 'scenario step failed');

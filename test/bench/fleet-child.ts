@@ -1,10 +1,9 @@
-// Owns the bench's simulated fleet process: the simulator's own startFleet, N cars over mTLS, in a process
-// apart from the broker so that neither's memory or CPU is counted as the other's.
-import { readFileSync } from 'node:fs';
+// Owns the bench's simulated fleet process: the simulator's own startFleetRun, N cars over mTLS spread over
+// --sim-workers worker threads, in a process apart from the broker so that neither's memory or CPU is counted as the other's.
 import { devPkiPaths } from '../../certs/dev-pki.ts';
 import type { SeedVehicle } from '../../seeds/index.ts';
-import { type Fleet, startFleet } from '../../simulator/fleet.ts';
-import { createMemoryReplayStore, DEFAULT_REPLAY_CAPACITY, readFleetPki } from '../../simulator/index.ts';
+import type { Persistence } from '../../simulator/fleet.ts';
+import { type FleetRun, startFleetRun } from '../../simulator/fleet-workers.ts';
 import { BENCH_LOCATION, BENCH_OWNER, BENCH_VEHICLE, benchVin } from './fleet-data.ts';
 import { idleMemory, serve } from './ipc.ts';
 import { profileStart, profileStop } from './profiler.ts';
@@ -14,16 +13,19 @@ export interface FleetStartParams {
   pkiDir: string;
   count: number;
   concurrency: number;
+  /** Worker threads the cars are spread over (simulator --workers). */
+  workers: number;
+  persistence: Persistence;
   tickMs: number;
   reportIntervalMs: number;
 }
 
-let fleet: Fleet | null = null;
+let fleet: FleetRun | null = null;
 
 const { emit } = serve({
-  async start(params: FleetStartParams): Promise<{ connected: number; ms: number; cpuMicros: number }> {
-    const paths = devPkiPaths(params.pkiDir);
-    const _read = (path: string): string => readFileSync(path, 'utf8');
+  async start(
+    params: FleetStartParams,
+  ): Promise<{ connected: number; ms: number; cpuMicros: number; workers: number }> {
     const vehicles: SeedVehicle[] = Array.from({ length: params.count }, (_, i) => ({
       vin: benchVin(i),
       ...BENCH_VEHICLE,
@@ -32,15 +34,17 @@ const { emit } = serve({
     }));
     let lastEmit = 0;
     const started = performance.now();
+    // process.cpuUsage() is getrusage(RUSAGE_SELF): every thread of this process, so every worker's cars too.
     const cpu = process.cpuUsage();
-    fleet = await startFleet({
+    fleet = await startFleetRun({
       brokerUrl: params.brokerUrl,
       vehicles,
-      ...readFleetPki(paths.dir),
+      certsDir: devPkiPaths(params.pkiDir).dir,
       dataDir: params.pkiDir,
-      // The cars' single-use memory stays in memory: the file store fsyncs each claim on the simulator's
-      // one thread, which would make the simulator, not the gateway, the thing measured.
-      replayStoreFor: () => createMemoryReplayStore({ capacity: DEFAULT_REPLAY_CAPACITY }),
+      // The cars' single-use memory, state and command outcomes stay in memory: the file stores fsync each
+      // change, which would make the simulator, not the gateway, the thing measured.
+      persistence: params.persistence,
+      workers: params.workers,
       connectConcurrency: params.concurrency,
       tickIntervalMs: params.tickMs,
       reportIntervalMs: params.reportIntervalMs,
@@ -54,18 +58,20 @@ const { emit } = serve({
     });
     const used = process.cpuUsage(cpu);
     return {
-      connected: fleet.cars.size,
+      connected: await fleet.connected(),
       ms: performance.now() - started,
       cpuMicros: used.user + used.system,
+      workers: fleet.workers,
     };
   },
 
-  connected: (): number => [...(fleet?.cars.values() ?? [])].filter((c) => c.connection.connected).length,
+  connected: async (): Promise<number> => (await fleet?.connected()) ?? 0,
 
   async memory(): Promise<{ memory: NodeJS.MemoryUsage }> {
     return { memory: await idleMemory() };
   },
 
+  // Every thread of this process: the main thread and each worker's cars.
   cpu: (): NodeJS.CpuUsage => process.cpuUsage(),
   profileStart,
   profileStop,

@@ -160,6 +160,8 @@ async function connectFleet(
     pkiDir: ctx.pki.dir,
     count: options.cars,
     concurrency: options.connectConcurrency,
+    workers: options.simWorkers,
+    persistence: options.simState,
     tickMs: options.tickMs,
     reportIntervalMs: options.reportIntervalMs,
   });

@@ -1,5 +1,7 @@
 // Owns the bench's command line: the flags that size every phase, the --quick preset, and the usage text.
+import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
+import { MAX_WORKERS } from '../../simulator/fleet-workers.ts';
 
 export const USAGE = `Usage: npm run bench -- [options]
 
@@ -23,6 +25,8 @@ Options (defaults: the full run; --quick: small sizes, under two minutes):
   --floor-cars F              cars connected in phase 5                        = --cars
   --token-ops T               mints and verifies per repeat in phase 6         20000  (quick 3000)
   --connect-concurrency K     cars connecting at once                          64
+  --sim-workers N             worker threads of the simulated fleet (1-256)    the core count
+  --sim-state memory|files    where the cars keep replay guard, state, outcomes memory
   --tick-ms MS                each car's fail-safe tick                        250    (simulator default)
   --report-interval-ms MS     each car's periodic state report                 30000  (simulator default)
   --log-level LEVEL           gateway log level (logs go to the run folder)    warn
@@ -49,6 +53,10 @@ export interface BenchOptions {
   floorCars: number;
   tokenOps: number;
   connectConcurrency: number;
+  /** Worker threads the simulated cars are spread over (simulator --workers). */
+  simWorkers: number;
+  /** Where the simulated cars keep their replay guard, state and command outcomes (StartFleetDeps.persistence). */
+  simState: 'memory' | 'files';
   tickMs: number;
   reportIntervalMs: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -77,10 +85,20 @@ export class BenchArgsError extends Error {
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
-function count(name: string, value: string | undefined, fallback: number, min = 1): number {
+function count(
+  name: string,
+  value: string | undefined,
+  fallback: number,
+  min = 1,
+  max = Number.POSITIVE_INFINITY,
+): number {
   if (value === undefined) return fallback;
-  if (!/^[0-9]{1,9}$/.test(value) || Number(value) < min) {
-    throw new BenchArgsError(`--${name} must be a whole number of at least ${min}`);
+  if (!/^[0-9]{1,9}$/.test(value) || Number(value) < min || Number(value) > max) {
+    throw new BenchArgsError(
+      max === Number.POSITIVE_INFINITY
+        ? `--${name} must be a whole number of at least ${min}`
+        : `--${name} must be a whole number from ${min} to ${max}`,
+    );
   }
   return Number(value);
 }
@@ -126,6 +144,10 @@ export function parseBenchArgs(argv: readonly string[]): BenchCommand {
   if (!(ARRIVALS as readonly string[]).includes(arrivals)) {
     throw new BenchArgsError(`--arrivals must be one of ${ARRIVALS.join(', ')}`);
   }
+  const simState = values['sim-state'] ?? 'memory';
+  if (simState !== 'memory' && simState !== 'files') {
+    throw new BenchArgsError('--sim-state must be memory or files');
+  }
   const floorCars = count('floor-cars', values['floor-cars'], cars);
   if (couriers > floorCars) throw new BenchArgsError('--couriers must not exceed --floor-cars');
   return {
@@ -142,6 +164,8 @@ export function parseBenchArgs(argv: readonly string[]): BenchCommand {
       floorCars,
       tokenOps: count('token-ops', values['token-ops'], quick ? 3_000 : 20_000),
       connectConcurrency: count('connect-concurrency', values['connect-concurrency'], 64),
+      simWorkers: count('sim-workers', values['sim-workers'], availableParallelism(), 1, MAX_WORKERS),
+      simState: simState as BenchOptions['simState'],
       tickMs: count('tick-ms', values['tick-ms'], 250),
       reportIntervalMs: count('report-interval-ms', values['report-interval-ms'], 30_000),
       logLevel: logLevel as BenchOptions['logLevel'],
@@ -174,6 +198,8 @@ function parseSpec(argv: readonly string[]) {
       'floor-cars': { type: 'string' },
       'token-ops': { type: 'string' },
       'connect-concurrency': { type: 'string' },
+      'sim-workers': { type: 'string' },
+      'sim-state': { type: 'string' },
       'tick-ms': { type: 'string' },
       'report-interval-ms': { type: 'string' },
       'log-level': { type: 'string' },

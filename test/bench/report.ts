@@ -399,7 +399,7 @@ export function renderReport(r: BenchResults): string {
   const m = r.machine;
   const parts = [
     `Command: \`${r.command}\``,
-    `Machine: ${m.cpus} × ${m.cpuModel}, ${fmt(m.memoryGiB)} GiB, Node ${m.node}, ${m.platform}; load average ${fmt(m.load.start, 1)} at the start, ${fmt(m.load.end, 1)} at the end. Medians of ${r.options.repeat} repeat(s).`,
+    `Machine: ${m.cpus} × ${m.cpuModel}, ${fmt(m.memoryGiB)} GiB, Node ${m.node}, ${m.platform}; load average ${fmt(m.load.start, 1)} at the start, ${fmt(m.load.end, 1)} at the end. Medians of ${r.options.repeat} repeat(s). Simulated cars on ${r.options.simWorkers ?? 1} worker thread(s) (--sim-workers), their state in ${r.options.simState ?? 'memory'} (--sim-state).`,
     '',
     targetsTable(r),
   ];

@@ -80,8 +80,12 @@ export interface StackOptions {
   carLogger?: CarLogger;
   /** Runs a broker on the stack's PKI and points the gateway at it (MQTT_URL): the embedded one stays off. */
   externalBroker?: (pki: DevPkiPaths, dir: string) => Promise<ExternalBroker>;
-  /** How the simulated fleet runs (fault injection, fail-safe time, backoff…); the plain fleet by default. */
-  fleet?: Pick<StartFleetDeps, 'backoff' | 'faults' | 'failsafeRelockMs' | 'tickIntervalMs'>;
+  /**
+   * How the simulated fleet runs (fault injection, fail-safe time, backoff…, and which cars: the seed fleet
+   * unless given); the plain fleet by default.
+   */
+  fleet?: Pick<StartFleetDeps, 'backoff' | 'faults' | 'failsafeRelockMs' | 'tickIntervalMs'> &
+    Partial<Pick<StartFleetDeps, 'vehicles'>>;
   /** Extra gateway dependencies a test may set (webhook timings, idempotency retention, the clock). */
   gateway?: Pick<GatewayDeps, 'webhooks' | 'idempotency' | 'now' | 'console'>;
   /**
