@@ -208,6 +208,15 @@ export async function writeNatsAuthorization(
   return { path, identities };
 }
 
+/** The route password of a configuration written before, so re-running after a revocation keeps running nodes in one cluster. */
+function existingRoutePassword(outDir: string): string | null {
+  const path = join(outDir, natsNodeConf('n1'));
+  if (!existsSync(path)) return null;
+  return (
+    /authorization \{ user: route, password: "([0-9a-f]{16,})"/.exec(readFileSync(path, 'utf8'))?.[1] ?? null
+  );
+}
+
 /** Writes the authorization and one configuration per node (0600: it holds the route password). */
 export async function writeNatsFiles(options: NatsClusterOptions): Promise<NatsFiles> {
   if (options.nodes.length < 1 || options.nodes.length > MAX_NATS_NODES)
@@ -215,13 +224,16 @@ export async function writeNatsFiles(options: NatsClusterOptions): Promise<NatsF
       'CERT_OPTIONS_INVALID',
       `nodes must be 1..${MAX_NATS_NODES}, got ${options.nodes.length}`,
     );
-  const routePassword = options.routePassword ?? randomBytes(24).toString('hex');
+  const routePassword =
+    options.routePassword ?? existingRoutePassword(options.outDir) ?? randomBytes(24).toString('hex');
   value('route password', routePassword);
+  // Every file is built before any is written: a bad option leaves nothing behind.
+  const configs = options.nodes.map((_, i) => natsNodeConfig(options, i, routePassword));
   const { path: authorization } = await writeNatsAuthorization(options.pki, options.outDir);
   const nodes: string[] = [];
-  for (let i = 0; i < options.nodes.length; i++) {
+  for (const [i, config] of configs.entries()) {
     const path = join(options.outDir, natsNodeConf(`n${i + 1}`));
-    await writePrivateFile(path, natsNodeConfig(options, i, routePassword));
+    await writePrivateFile(path, config);
     nodes.push(path);
   }
   const urls = options.nodes.map((n) => `mqtts://${options.host}:${n.mqtt}`);
