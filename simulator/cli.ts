@@ -76,7 +76,8 @@ export function parseCli(argv: string[]): CliCommand {
   if (values.broker === undefined) throw bad('--broker is required');
   // One mqtts:// URL, or a cluster's nodes comma-separated.
   const problem = brokerUrlsProblem(values.broker);
-  if (problem !== null) throw bad(`--broker must be an mqtts:// URL or a comma-separated list of them: ${problem}`);
+  if (problem !== null)
+    throw bad(`--broker must be an mqtts:// URL or a comma-separated list of them: ${problem}`);
   const vins = values.vin ?? [];
   const malformed = vins.find((v) => !VIN_PATTERN.test(v));
   if (malformed !== undefined) throw bad(`--vin ${malformed} is not a 17-character VIN`);
