@@ -165,14 +165,19 @@ export function natsNodeConfig(options: NatsClusterOptions, index: number, route
     '  max_memory_store: 64MB',
     '  max_file_store: 1GB',
     '}',
-    'cluster {',
-    `  name: ${NATS_CLUSTER_NAME}`,
-    `  listen: "${host}:${checkPort('cluster', node.cluster)}"`,
-    `  authorization { user: route, password: "${routePassword}", timeout: 5 }`,
-    '  routes: [',
-    ...routes,
-    '  ]',
-    '}',
+    // One node runs without routes: JetStream refuses a cluster block with no route.
+    ...(options.nodes.length === 1
+      ? []
+      : [
+          'cluster {',
+          `  name: ${NATS_CLUSTER_NAME}`,
+          `  listen: "${host}:${checkPort('cluster', node.cluster)}"`,
+          `  authorization { user: route, password: "${routePassword}", timeout: 5 }`,
+          '  routes: [',
+          ...routes,
+          '  ]',
+          '}',
+        ]),
     'mqtt {',
     `  listen: "${host}:${checkPort('mqtt', node.mqtt)}"`,
     '  # Sessions and in-flight messages on up to 3 nodes, whatever number of peers is up when they are created.',

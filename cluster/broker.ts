@@ -46,10 +46,13 @@ export interface BrokerCluster {
   /** Start a stopped node again with its configuration and data, and wait until it answers MQTT. */
   startNode(index: number): Promise<void>;
   /**
-   * Regenerates the authorization from the PKI (a revoked car is left out) and reloads every running node, which
-   * closes the live connections of users no longer listed. Resolves with who may connect now.
+   * Regenerates the authorization from the PKI (a revoked car is left out) and restarts the running nodes one at a
+   * time, each once the one before answers MQTT again: every connection is closed and its client reconnects
+   * through another node (MQTT_URL lists them), and a revoked car is refused. Not a SIGHUP reload: nats-server
+   * 2.9.10 does close a revoked car's live connection on reload, but measured, every QoS 1 subscription still
+   * open stops receiving after one (README, "Clustered broker"). Resolves with who may connect now.
    */
-  reloadAuthorization(): Promise<NatsIdentities>;
+  applyAuthorization(): Promise<NatsIdentities>;
   stop(): Promise<void>;
 }
 
@@ -161,15 +164,6 @@ class NodeProcess implements BrokerNode {
     });
   }
 
-  async reload(): Promise<void> {
-    if (!this.running()) return;
-    const since = this.text.length;
-    this.child?.kill('SIGHUP');
-    await this.waitForLog(/Reloaded server configuration|Failed to reload/, since);
-    if (/Failed to reload/.test(this.text.slice(since)))
-      throw new Error(`${this.name}: reload failed:\n${this.text.slice(since)}`);
-  }
-
   async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
     if (this.running()) this.child?.kill(signal);
     await this.exited;
@@ -255,6 +249,11 @@ async function startOnce(options: BrokerClusterOptions): Promise<BrokerCluster |
     if (nodes.some((n) => /address already in use/.test(n.log()))) return 'PORT_TAKEN';
     throw error;
   }
+  const startAndAnswer = async (node: NodeProcess): Promise<void> => {
+    node.start();
+    await node.waitForLog(/Server is ready/, 0, readyTimeoutMs);
+    await untilMqttAnswers(node, options.pki, Date.now() + readyTimeoutMs);
+  };
   const at = (index: number): NodeProcess => {
     const node = nodes[index];
     if (node === undefined) throw new Error(`no broker node ${index}`);
@@ -266,14 +265,15 @@ async function startOnce(options: BrokerClusterOptions): Promise<BrokerCluster |
     stopNode: (index) => at(index).stop(),
     async startNode(index) {
       const node = at(index);
-      if (node.running()) return;
-      node.start();
-      await node.waitForLog(/Server is ready/, 0, readyTimeoutMs);
-      await untilMqttAnswers(node, options.pki, Date.now() + readyTimeoutMs);
+      if (!node.running()) await startAndAnswer(node);
     },
-    async reloadAuthorization() {
+    async applyAuthorization() {
       const { identities } = await writeNatsAuthorization(options.pki, options.dir);
-      await Promise.all(nodes.map((n) => n.reload()));
+      for (const node of nodes) {
+        if (!node.running()) continue;
+        await node.stop();
+        await startAndAnswer(node);
+      }
       return identities;
     },
     stop: stopAll,
