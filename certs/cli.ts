@@ -62,7 +62,7 @@ const REVOKE_HELP = `Usage: npm run certs -- revoke <VIN> [--serial HEX] [--dir 
 
 Adds the car's certificate serial to revoked.json and re-signs crl.pem with the next CRL number.
 A running embedded broker picks the new CRL up by itself and drops the car's live session;
-Mosquitto reads it on SIGHUP.
+Mosquitto reads it on SIGHUP; for nats-server, run certs nats again and restart its nodes in turn.
 
   --serial HEX  revoke this serial instead of the car's current certificate (after rotate)
   --dir DIR     where the PKI lives (default ${DEFAULT_DEV_PKI_DIR})
@@ -108,8 +108,10 @@ nats-server 2.9 with MQTT and JetStream, applying the broker rules of protocols/
 NATS can (README lists the differences): mutual TLS with the PKI's CA, the certificate subject as the
 user, one user per car whose certificate is not revoked plus the gateway, each with only its own
 subjects, MQTT only. Node i listens for MQTT on PORT+i, NATS clients on PORT+100+i, routes on PORT+200+i.
-After a revoke, run it again and reload each node (nats-server --signal reload=PID): the revoked car's
-live connection is closed. Node files hold the route password (0600); a re-run keeps it.
+After a revoke, run it again (the car is left out) and restart the nodes one at a time, each once the
+one before answers MQTT: clients reconnect through the others, the revoked car is refused. Not a SIGHUP
+reload: nats-server 2.9.10 stops QoS 1 delivery to live sessions after one (README).
+Node files hold the route password (0600); a re-run keeps it.
 Then: nats-server -c OUT/n1.conf (and n2, n3), and start the gateway with
 MQTT_URL=mqtts://HOST:PORT,mqtts://HOST:PORT+1,...
 
