@@ -87,10 +87,15 @@ async function freePort(host: string): Promise<number> {
 }
 
 const running = new Set<ChildProcess>();
-// A process that exits without stop() still takes its nodes with it.
-process.once('exit', () => {
-  for (const child of running) child.kill('SIGKILL');
-});
+let reaperInstalled = false;
+/** Once, on the first start: a process that exits without stop() still takes its nodes with it. */
+function installReaper(): void {
+  if (reaperInstalled) return;
+  reaperInstalled = true;
+  process.once('exit', () => {
+    for (const child of running) child.kill('SIGKILL');
+  });
+}
 
 class NodeProcess implements BrokerNode {
   private child: ChildProcess | null = null;
@@ -119,6 +124,7 @@ class NodeProcess implements BrokerNode {
   }
 
   start(): void {
+    installReaper();
     this.text = '';
     const child = spawn(this.binary, ['-c', this.conf], { stdio: ['ignore', 'ignore', 'pipe'] });
     this.child = child;
@@ -186,7 +192,10 @@ function mqttAnswers(url: string, pki: DevPkiPaths, clientId: string): Promise<b
       cert: readFileSync(pki.gatewayCert, 'utf8'),
       key: readFileSync(pki.gatewayKey, 'utf8'),
     });
+    let settled = false;
     const done = (ok: boolean): void => {
+      if (settled) return;
+      settled = true;
       client.end(true);
       resolve(ok);
     };
@@ -235,11 +244,8 @@ async function startOnce(options: BrokerClusterOptions): Promise<BrokerCluster |
     if (count > 1)
       await Promise.all(
         nodes.map((n) =>
-          n.waitForLog(
-            /new metadata leader|JetStream cluster new metadata leader|Self is new JetStream cluster metadata leader/,
-            0,
-            readyTimeoutMs,
-          ),
+          // "Self is new JetStream cluster metadata leader" or "JetStream cluster new metadata leader: n2/…"
+          n.waitForLog(/metadata leader/, 0, readyTimeoutMs),
         ),
       );
     const deadline = Date.now() + readyTimeoutMs;
