@@ -385,7 +385,12 @@ export async function connectCar(deps: ConnectCarDeps): Promise<CarConnection> {
         reportState();
         log.info({ vin, sessionPresent: connack.sessionPresent }, 'reconnected');
       },
-      (err: unknown) => log.error({ vin, err: String(err) }, 'subscription failed after reconnect'),
+      (err: unknown) => {
+        log.error({ vin, err: String(err) }, 'subscription failed after reconnect');
+        // Without its command subscription the session is useless (a clustered broker refuses one while it
+        // elects leaders): drop it, and the close schedules the next attempt with backoff.
+        if (!closing) client.stream?.destroy();
+      },
     );
   });
 
