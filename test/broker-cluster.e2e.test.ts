@@ -1,5 +1,7 @@
 // The gateway and the simulated fleet, unchanged, on a 3-node nats-server cluster configured by `certs nats`
 // (MQTT_URL lists the nodes): failover when a node stops, and revocation that closes a live car.
+import net from 'node:net';
+import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { revokeVehicle } from '../certs/index.ts';
 import { type BrokerCluster, startBrokerCluster } from '../cluster/broker.ts';
@@ -52,7 +54,44 @@ async function untilDelivered(): Promise<number> {
   }
 }
 
+/**
+ * Speaks the NATS client protocol to a node's NATS port: INFO in the clear, then TLS with the certificate, then
+ * CONNECT and PING. Resolves with the server's first answer after CONNECT (`PONG` when let in, `-ERR …` when not).
+ */
+function natsProtocolAnswer(port: number, who: { ca: string; cert: string; key: string }): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const plain = net.connect(port, '127.0.0.1');
+    plain.once('error', reject);
+    plain.once('data', (info) => {
+      if (!info.toString().startsWith('INFO ')) return reject(new Error(`no INFO: ${info}`));
+      const secure = tls.connect({ socket: plain, ...who, servername: 'localhost' }, () => {
+        secure.write(
+          'CONNECT {"verbose":false,"pedantic":false,"tls_required":true,"protocol":1}\r\nPING\r\n',
+        );
+      });
+      let text = '';
+      secure.on('data', (chunk) => {
+        text += chunk.toString();
+        const line = text.split('\r\n').find((l) => l === 'PONG' || l.startsWith('-ERR'));
+        if (line !== undefined) {
+          secure.destroy();
+          resolve(line);
+        }
+      });
+      secure.once('error', reject);
+    });
+  });
+}
+
 describe('running on a 3-node nats-server cluster', () => {
+  it('lets no car and no gateway in on the NATS protocol port: MQTT only', async () => {
+    const port = cluster.nodes[0]?.ports.client as number;
+    const ca = read(stack.pki.caCert);
+    expect(await natsProtocolAnswer(port, identity(DELIVERED))).toBe("-ERR 'Authorization Violation'");
+    const gateway = { ca, cert: read(stack.pki.gatewayCert), key: read(stack.pki.gatewayKey) };
+    expect(await natsProtocolAnswer(port, gateway)).toBe("-ERR 'Authorization Violation'");
+  });
+
   it('completes a delivery with the gateway and the cars on the first node', async () => {
     expect(stack.gateway.broker).toBeNull();
     expect(stack.gateway.brokerUrl).toBe(cluster.urls.join(','));
@@ -84,6 +123,8 @@ describe('running on a 3-node nats-server cluster', () => {
   }, 180_000);
 
   it('a revoked car is left out of the regenerated users; the rolling restart closes its live connection and everyone else comes back', async () => {
+    // Whatever the test before left stopped runs again: the restart below needs a quorum at every step.
+    for (const [i] of cluster.nodes.entries()) await cluster.startNode(i);
     const live = await connectClient(cluster.urls[1] as string, identity(SENDER), { clientId: SENDER });
     expect(live.outcome).toEqual({ kind: 'connected' });
     await revokeVehicle({ dir: stack.pki.dir, vin: SENDER });
