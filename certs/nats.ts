@@ -28,7 +28,10 @@ export interface NatsNodePorts {
 }
 
 export interface NatsClusterOptions {
-  pki: Pick<DevPkiPaths, 'caCert' | 'brokerCert' | 'brokerKey' | 'gatewayCert' | 'vehiclesDir' | 'revoked'>;
+  pki: Pick<
+    DevPkiPaths,
+    'dir' | 'caCert' | 'brokerCert' | 'brokerKey' | 'gatewayCert' | 'vehiclesDir' | 'revoked'
+  >;
   /** Where the node files, the authorization and each node's JetStream directory go. */
   outDir: string;
   host: string;
@@ -66,9 +69,9 @@ function checkPort(what: string, port: number): number {
 /** MQTT topic → NATS subject: NATS maps "/" to "." (PROTOCOL.md §2 topics hold no "." or space). */
 const subject = (...levels: string[]): string => [TOPIC_ROOT, ...levels].join('.');
 
-/** Who may connect: the gateway and every car whose current certificate is not revoked. */
+/** Who may connect: the gateway identities (the shared one, each replica's) and every car not revoked. */
 export interface NatsIdentities {
-  gateway: string;
+  gateways: string[];
   vins: string[];
 }
 
@@ -79,6 +82,14 @@ export interface NatsIdentities {
 export function natsIdentities(pki: NatsClusterOptions['pki']): NatsIdentities {
   const gateway = gatewayNameFromCertificate(new X509Certificate(readFileSync(pki.gatewayCert)));
   if (gateway === null) throw new CertError('CERT_MALFORMED', `${pki.gatewayCert} names no gateway`);
+  // Each replica's own certificate (certs/replicas.ts): its name read from the certificate, not the file name.
+  const replicasDir = join(pki.dir, 'gateways');
+  const replicas: string[] = [];
+  for (const file of existsSync(replicasDir) ? readdirSync(replicasDir).sort() : []) {
+    if (!file.endsWith('.crt')) continue;
+    const name = gatewayNameFromCertificate(new X509Certificate(readFileSync(join(replicasDir, file))));
+    if (name !== null && `${name}.crt` === file && name !== gateway) replicas.push(name);
+  }
   const revoked = new Set(
     existsSync(pki.revoked)
       ? readRevocationState(pki.revoked).revoked.map((r) => r.serial.toUpperCase())
@@ -94,7 +105,7 @@ export function natsIdentities(pki: NatsClusterOptions['pki']): NatsIdentities {
     if (revoked.has(cert.serialNumber.toUpperCase())) continue;
     vins.push(vin);
   }
-  return { gateway, vins };
+  return { gateways: [gateway, ...replicas], vins };
 }
 
 /**
@@ -114,8 +125,10 @@ export function natsAuthorization(identities: NatsIdentities): string {
     '# Deny by default: only these certificate subjects connect, only over MQTT, only on these subjects.',
     'authorization {',
     '  users = [',
-    '    # Only the gateway writes commands; it reads every car acks and state (PROTOCOL.md §2).',
-    user(identities.gateway, [subject('*', 'commands')], [subject('*', 'acks'), subject('*', 'state')]),
+    '    # Only the gateway (each replica its own identity) writes commands; it reads every car acks and state (PROTOCOL.md §2).',
+    ...identities.gateways.map((gateway) =>
+      user(gateway, [subject('*', 'commands')], [subject('*', 'acks'), subject('*', 'state')]),
+    ),
     '    # A car reads only its own command topic and writes only its own acks and state.',
     ...identities.vins.map((vin) =>
       user(vin, [subject(vin, 'acks'), subject(vin, 'state')], [subject(vin, 'commands')]),

@@ -37,7 +37,9 @@ export interface BrokerNode {
   log(): string;
 }
 
+/** Fits cluster.ts's ClusterBroker, so `npm run cluster -- --broker nats` runs on it. */
 export interface BrokerCluster {
+  kind: 'nats';
   /** MQTT URL of each node, in node order; MQTT_URL takes them comma-separated. */
   urls: string[];
   nodes: BrokerNode[];
@@ -54,6 +56,8 @@ export interface BrokerCluster {
    */
   applyAuthorization(): Promise<NatsIdentities>;
   stop(): Promise<void>;
+  /** The same as stop(). */
+  close(): Promise<void>;
 }
 
 /** NATS_SERVER_BIN, else nats-server on PATH, else Debian's /usr/sbin/nats-server. .ci/run installs it. */
@@ -266,6 +270,7 @@ async function startOnce(options: BrokerClusterOptions): Promise<BrokerCluster |
     return node;
   };
   return {
+    kind: 'nats',
     urls: files.urls,
     nodes,
     stopNode: (index) => at(index).stop(),
@@ -283,6 +288,7 @@ async function startOnce(options: BrokerClusterOptions): Promise<BrokerCluster |
       return identities;
     },
     stop: stopAll,
+    close: stopAll,
   };
 }
 

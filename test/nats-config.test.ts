@@ -1,6 +1,6 @@
 // `certs nats`: the nats-server cluster's files from the PKI, deny by default, a revoked car left out on a re-run,
 // the route password private and kept, and hostile options refused with nothing written.
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,6 +8,7 @@ import {
   CertError,
   type DevPkiPaths,
   ensureDevPki,
+  ensureReplicaIdentity,
   natsAuthorization,
   natsIdentities,
   natsPortsFrom,
@@ -37,7 +38,7 @@ const codeOf = async (fn: () => Promise<unknown>): Promise<string> => {
 
 describe('certs nats', () => {
   it('lists the gateway and each car with only its own subjects, over MQTT only', () => {
-    const text = natsAuthorization({ gateway: 'gateway', vins: [A] });
+    const text = natsAuthorization({ gateways: ['gateway'], vins: [A] });
     const users = text.split('\n').filter((line) => line.includes('user: '));
     expect(users).toEqual([
       '    { user: "CN=gateway", allowed_connection_types: ["MQTT"], permissions: { publish: { allow: ["vehicles.*.commands"] }, subscribe: { allow: ["$MQTT.sub.>", "vehicles.*.acks", "vehicles.*.state"] } } }',
@@ -80,7 +81,7 @@ describe('certs nats', () => {
   it('leaves a car out once its certificate is revoked', async () => {
     expect(natsIdentities(pki).vins).toEqual([A, B].sort());
     await revokeVehicle({ dir: pki.dir, vin: B });
-    expect(natsIdentities(pki)).toEqual({ gateway: 'gateway', vins: [A] });
+    expect(natsIdentities(pki)).toEqual({ gateways: ['gateway'], vins: [A] });
     const out = join(dir, 'revoked');
     const files = await writeNatsFiles({
       pki,
@@ -93,6 +94,16 @@ describe('certs nats', () => {
     expect(text).not.toContain(B);
     // One node: no cluster block (JetStream refuses one without routes).
     expect(readFileSync(files.nodes[0] as string, 'utf8')).not.toContain('cluster {');
+  });
+
+  it("gives each replica's own certificate (certs replica) a gateway user, named from the certificate", async () => {
+    await ensureReplicaIdentity({ dir: pki.dir, replica: 'r2' });
+    // A file whose name claims another identity than its certificate is left out.
+    copyFileSync(join(pki.dir, 'gateways', 'gateway-r2.crt'), join(pki.dir, 'gateways', 'gateway-r9.crt'));
+    expect(natsIdentities(pki).gateways).toEqual(['gateway', 'gateway-r2']);
+    expect(natsAuthorization(natsIdentities(pki))).toContain(
+      '{ user: "CN=gateway-r2", allowed_connection_types',
+    );
   });
 
   it.each([
