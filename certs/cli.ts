@@ -9,6 +9,13 @@ import { DEFAULT_DEV_PKI_DIR, ensureDevPki, loadDevPki, reissueVehicle, revokeVe
 import { CertError } from './errors.ts';
 import { issueFleet, MAX_FLEET_SIZE } from './fleet.ts';
 import { DEFAULT_MOSQUITTO_PORT, writeMosquittoFiles } from './mosquitto.ts';
+import {
+  DEFAULT_NATS_MQTT_PORT,
+  DEFAULT_NATS_NODES,
+  MAX_NATS_NODES,
+  natsPortsFrom,
+  writeNatsFiles,
+} from './nats.ts';
 import { ensureReplicaIdentity, REPLICA_PATTERN, replicaGatewayName } from './replicas.ts';
 
 export interface CliIo {
@@ -37,6 +44,7 @@ Commands:
   rotate <VIN>     issue a new certificate for a car; the old one stays valid until revoked
   replica <NAME>   issue a gateway replica its own client certificate (CN gateway-<NAME>)
   mosquitto        write mosquitto.conf and its ACL for running with an external Mosquitto
+  nats             write a nats-server cluster's configuration (the clustered broker) and its users
   fleet --count N  issue N synthetic vehicle identities and print the rate
 
 Run a command with --help for its options.
@@ -54,7 +62,7 @@ const REVOKE_HELP = `Usage: npm run certs -- revoke <VIN> [--serial HEX] [--dir 
 
 Adds the car's certificate serial to revoked.json and re-signs crl.pem with the next CRL number.
 A running embedded broker picks the new CRL up by itself and drops the car's live session;
-Mosquitto reads it on SIGHUP.
+Mosquitto reads it on SIGHUP; for nats-server, run certs nats again and restart its nodes in turn.
 
   --serial HEX  revoke this serial instead of the car's current certificate (after rotate)
   --dir DIR     where the PKI lives (default ${DEFAULT_DEV_PKI_DIR})
@@ -91,6 +99,27 @@ Then: mosquitto -c OUT/mosquitto.conf, and start the gateway with MQTT_URL=mqtts
   --host HOST  listen address (default 127.0.0.1)
   --port N     listen port (default ${DEFAULT_MOSQUITTO_PORT})
   --user NAME  account Mosquitto runs as when started by root; it must be able to read the broker key
+`;
+
+const NATS_HELP = `Usage: npm run certs -- nats [--dir DIR] [--out DIR] [--host HOST] [--port N] [--nodes N]
+
+Writes one configuration per node (n1.conf, n2.conf, ...) and authorization.conf for a clustered
+nats-server 2.9 with MQTT and JetStream, applying the broker rules of protocols/PROTOCOL.md as far as
+NATS can (README lists the differences): mutual TLS with the PKI's CA, the certificate subject as the
+user, one user per car whose certificate is not revoked plus the gateway, each with only its own
+subjects, MQTT only. Node i listens for MQTT on PORT+i, NATS clients on PORT+100+i, routes on PORT+200+i.
+After a revoke, run it again (the car is left out) and restart the nodes one at a time, each once the
+one before answers MQTT: clients reconnect through the others, the revoked car is refused. Not a SIGHUP
+reload: nats-server 2.9.10 stops QoS 1 delivery to live sessions after one (README).
+Node files hold the route password (0600); a re-run keeps it.
+Then: nats-server -c OUT/n1.conf (and n2, n3), and start the gateway with
+MQTT_URL=mqtts://HOST:PORT,mqtts://HOST:PORT+1,...
+
+  --dir DIR    the PKI (default ${DEFAULT_DEV_PKI_DIR}); create it first with: npm run certs -- dev
+  --out DIR    where to write the files and each node's JetStream data (default DIR/nats)
+  --host HOST  listen address (default 127.0.0.1)
+  --port N     first node's MQTT port (default ${DEFAULT_NATS_MQTT_PORT})
+  --nodes N    how many nodes, 1..${MAX_NATS_NODES} (default ${DEFAULT_NATS_NODES}; 3 keeps a quorum with one down)
 `;
 
 const FLEET_HELP = `Usage: npm run certs -- fleet --count N [--out DIR]
@@ -253,6 +282,46 @@ async function mosquitto(args: string[], io: CliIo): Promise<number> {
   return EXIT_OK;
 }
 
+async function nats(args: string[], io: CliIo): Promise<number> {
+  const { values } = parse({
+    args,
+    options: {
+      ...common,
+      ...dirOption,
+      out: { type: 'string' },
+      host: { type: 'string' },
+      port: { type: 'string' },
+      nodes: { type: 'string' },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  if (values.help) {
+    io.stdout(NATS_HELP);
+    return EXIT_OK;
+  }
+  const port = values.port === undefined ? DEFAULT_NATS_MQTT_PORT : Number(values.port);
+  if (!/^[0-9]{1,5}$/.test(values.port ?? '8883') || port < 1 || port > 65_535 - 200 - MAX_NATS_NODES)
+    throw usage(`--port must be 1..${65_535 - 200 - MAX_NATS_NODES}, got ${values.port}`);
+  const nodes = values.nodes === undefined ? DEFAULT_NATS_NODES : Number(values.nodes);
+  if (!/^[0-9]$/.test(values.nodes ?? '3') || nodes < 1 || nodes > MAX_NATS_NODES)
+    throw usage(`--nodes must be 1..${MAX_NATS_NODES}, got ${values.nodes}`);
+  const host = values.host ?? '127.0.0.1';
+  const dir = resolve(values.dir ?? DEFAULT_DEV_PKI_DIR);
+  const outDir = resolve(values.out ?? `${dir}/nats`);
+  const written = await writeNatsFiles({
+    pki: loadDevPki(dir),
+    outDir,
+    host,
+    nodes: natsPortsFrom(port, nodes),
+  });
+  io.stdout(`wrote ${written.authorization}\n`);
+  for (const node of written.nodes) io.stdout(`wrote ${node}\n`);
+  io.stdout(`run:  ${written.nodes.map((n) => `nats-server -c ${n}`).join(' & ')}\n`);
+  io.stdout(`then: MQTT_URL=${written.urls.join(',')} npm start\n`);
+  return EXIT_OK;
+}
+
 /** `[##########..........]  1000/2000  50%` */
 export function progressBar(done: number, total: number, width = 30): string {
   const filled = Math.round((done / total) * width);
@@ -306,6 +375,7 @@ const COMMANDS: Record<string, (args: string[], io: CliIo) => Promise<number>> =
   rotate,
   replica,
   mosquitto,
+  nats,
   fleet,
 };
 

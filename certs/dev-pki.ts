@@ -156,7 +156,7 @@ function usableIdentity(files: { cert: string; key: string }, ca: X509Certificat
   }
 }
 
-function readRevocationState(path: string): RevocationState {
+export function readRevocationState(path: string): RevocationState {
   try {
     return RevocationStateSchema.parse(JSON.parse(read(path)));
   } catch (error) {

@@ -9,6 +9,7 @@ export * from './identity.ts';
 export * from './inspect.ts';
 export * from './keys.ts';
 export * from './mosquitto.ts';
+export * from './nats.ts';
 export * from './pki.ts';
 export * from './replicas.ts';
 export * from './signer.ts';

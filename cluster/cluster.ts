@@ -73,7 +73,8 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
       CERTS_DIR: pki.dir,
       DATA_DIR: join(options.dir, `data-${name}`),
       DATABASE_URL: options.databaseUrl,
-      MQTT_URL: broker.urls[0] ?? '',
+      // Every node: a replica moves to the next one when its node goes away.
+      MQTT_URL: broker.urls.join(','),
       ...options.env,
     });
     // The first one migrates the store and creates the development API key; the others find both.
@@ -85,7 +86,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     const apiKey = readFileSync(join(pki.dir, 'api-key'), 'utf8').trim();
     if (options.fleet !== false) {
       fleet = await startFleet({
-        brokerUrl: broker.urls[0] ?? '',
+        brokerUrl: broker.urls.join(','),
         vehicles: seeds.vehicles,
         ...readFleetPki(pki.dir),
         dataDir: join(options.dir, 'sim'),

@@ -9,17 +9,18 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, watchStopSignals } from '../gateway/platform/program.ts';
 import { redactUrl } from '../gateway/store/store.ts';
+import { startBrokerCluster } from './broker.ts';
 import { startCluster } from './cluster.ts';
 
-const USAGE = `Usage: npm run cluster [-- --replicas N] [--broker mosquitto] [--port N] [--dir DIR]
+const USAGE = `Usage: npm run cluster [-- --replicas N] [--broker mosquitto|nats] [--port N] [--dir DIR]
 
 Starts on loopback: N gateway replicas (3 by default) sharing one PostgreSQL database, the broker (one Mosquitto;
-the clustered broker plugs in with --broker once it exists), the seeded simulated fleet, and one HTTP entry point
+or with --broker nats a 3-node nats-server cluster), the seeded simulated fleet, and one HTTP entry point
 that spreads requests over the replicas and skips one that is down. Prints where each part listens. Ctrl-C stops
 everything.
 
   --replicas N   how many replicas, 1..9 (default 3)
-  --broker NAME  mosquitto (default)
+  --broker NAME  mosquitto (default) | nats (a 3-node nats-server cluster, cluster/broker.ts)
   --port N       the entry point's port (default: a free one)
   --dir DIR      working folder for the PKI, broker files and fleet state (default: a new temporary one,
                  removed at the end)
@@ -59,8 +60,8 @@ if (
   console.error(`cluster: --replicas must be 1..9 and --port 0..65535\n\n${USAGE}`);
   process.exit(EXIT_USAGE);
 }
-if (broker !== 'mosquitto') {
-  console.error(`cluster: --broker ${broker} is not available here; allowed: mosquitto`);
+if (broker !== 'mosquitto' && broker !== 'nats') {
+  console.error(`cluster: --broker ${broker} is not available here; allowed: mosquitto | nats`);
   process.exit(EXIT_USAGE);
 }
 
@@ -89,14 +90,22 @@ try {
     url.searchParams.set('options', `-c search_path=${schema}`);
     databaseUrl = url.toString();
   }
-  const cluster = await startCluster({ dir, databaseUrl, replicas, balancerPort: port });
+  const cluster = await startCluster({
+    dir,
+    databaseUrl,
+    replicas,
+    balancerPort: port,
+    ...(broker === 'nats'
+      ? { broker: (pki, brokerDir) => startBrokerCluster({ pki, dir: brokerDir, nodes: 3 }) }
+      : {}),
+  });
   const lines = [
     `PostgreSQL   ${redactUrl(databaseUrl)}${schema ? ` (schema ${schema}, dropped at the end)` : ''}`,
     `broker       ${cluster.broker.kind} ${cluster.broker.urls.join(', ')}`,
     ...cluster.replicas.map(
       (r) => `replica ${r.name.padEnd(4)} ${r.url} (pid ${r.pid}, MQTT session gateway-${r.name})`,
     ),
-    `fleet        ${cluster.fleet?.cars.size ?? 0} simulated cars on ${cluster.broker.urls[0]}`,
+    `fleet        ${cluster.fleet?.cars.size ?? 0} simulated cars on ${cluster.broker.urls.join(',')}`,
     `entry point  ${cluster.balancer.url}  (round robin over the replicas)`,
     `API key      in ${join(cluster.pki.dir, 'api-key')}`,
     '',

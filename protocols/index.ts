@@ -1,6 +1,7 @@
 // Re-exports the wire contract.
 
 export * from './ack-signature.ts';
+export * from './broker-urls.ts';
 export * from './canonical-json.ts';
 export * from './catalog.ts';
 export * from './errors.ts';

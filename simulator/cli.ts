@@ -1,5 +1,6 @@
 // Owns the simulator's command line: the options it accepts, their validation, and the usage text.
 import { parseArgs } from 'node:util';
+import { brokerUrlsProblem } from '../protocols/broker-urls.ts';
 import { VIN_PATTERN } from '../protocols/vin.ts';
 import { SimulatorError } from './errors.ts';
 import { FLAW_CHECKS, type Flaw, parseFlaws } from './flaws.ts';
@@ -14,7 +15,7 @@ export const USAGE = `Usage: npm run simulator -- --broker mqtts://HOST:PORT [op
 Simulated OnStar / Volvo On Call telematics units, one MQTT session per car.
 
 Options:
-  --broker URL               broker URL, mqtts:// only (TLS 1.3, client certificates)   required
+  --broker URL[,URL...]      broker URL, mqtts:// only (TLS 1.3, client certificates), or a cluster's nodes   required
   --certs DIR                dev PKI: ca.crt, vehicles/<VIN>.crt|.key, trusted-keys.json  default certs/dev
   --data DIR                 per-car replay stores                                        default data/sim
   --vin VIN                  simulate only this car (repeatable); default: the seed fleet
@@ -73,13 +74,10 @@ export function parseCli(argv: string[]): CliCommand {
   }
   if (values.help) return { kind: 'help' };
   if (values.broker === undefined) throw bad('--broker is required');
-  let url: URL;
-  try {
-    url = new URL(values.broker);
-  } catch {
-    throw bad(`--broker ${values.broker} is not a URL`);
-  }
-  if (url.protocol !== 'mqtts:') throw bad('--broker must be an mqtts:// URL: the broker only speaks TLS');
+  // One mqtts:// URL, or a cluster's nodes comma-separated.
+  const problem = brokerUrlsProblem(values.broker);
+  if (problem !== null)
+    throw bad(`--broker must be an mqtts:// URL or a comma-separated list of them: ${problem}`);
   const vins = values.vin ?? [];
   const malformed = vins.find((v) => !VIN_PATTERN.test(v));
   if (malformed !== undefined) throw bad(`--vin ${malformed} is not a 17-character VIN`);

@@ -4,6 +4,7 @@ import { createPrivateKey } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { SecureContextOptions } from 'node:tls';
 import { connect, type IClientOptions, type MqttClient } from 'mqtt';
+import { brokerTarget } from '../protocols/broker-urls.ts';
 import {
   type CommandOutcome,
   encodeMessage,
@@ -195,7 +196,10 @@ export async function connectCar(deps: ConnectCarDeps): Promise<CarConnection> {
     manualConnect: true,
   };
   if (deps.servername !== undefined) options.servername = deps.servername;
-  const client = (deps.createClient ?? connect)(deps.brokerUrl, options);
+  // A cluster's nodes (--broker a,b,c): mqtt.js takes the next one on each reconnect.
+  const target = brokerTarget(deps.brokerUrl);
+  if (target.servers) options.servers = target.servers;
+  const client = (deps.createClient ?? connect)(target.url, options);
 
   let established = false;
   let closing = false;
@@ -381,7 +385,12 @@ export async function connectCar(deps: ConnectCarDeps): Promise<CarConnection> {
         reportState();
         log.info({ vin, sessionPresent: connack.sessionPresent }, 'reconnected');
       },
-      (err: unknown) => log.error({ vin, err: String(err) }, 'subscription failed after reconnect'),
+      (err: unknown) => {
+        log.error({ vin, err: String(err) }, 'subscription failed after reconnect');
+        // Without its command subscription the session is useless (a clustered broker refuses one while it
+        // elects leaders): drop it, and the close schedules the next attempt with backoff.
+        if (!closing) client.stream?.destroy();
+      },
     );
   });
 

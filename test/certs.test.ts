@@ -1010,6 +1010,11 @@ describe('certs command line', () => {
     [['replica', 'r 2']],
     [['replica', '../r2']],
     [['replica', 'r1', 'r2']],
+    [['nats', '--nodes', '0']],
+    [['nats', '--nodes', '10']],
+    [['nats', '--port', '0']],
+    [['nats', '--port', '65500']],
+    [['nats', 'extra']],
   ])('exits 2 with one line for %j', async (argv) => {
     const run = io();
     expect(await runCli(argv, run.io)).toBe(EXIT_USAGE);
@@ -1025,6 +1030,7 @@ describe('certs command line', () => {
     [['rotate', '--help']],
     [['mosquitto', '--help']],
     [['replica', '--help']],
+    [['nats', '--help']],
   ])('prints help for %j', async (argv) => {
     const run = io();
     expect(await runCli(argv, run.io)).toBe(EXIT_OK);

@@ -114,6 +114,21 @@ describe('a bad value stops the start with its name and what is allowed', () => 
       /^MQTT_URL=.*must be an mqtts:\/\/host:port URL/,
     ],
     [
+      'a list of brokers with one without TLS',
+      { MQTT_URL: 'mqtts://127.0.0.1:8883,mqtt://127.0.0.1:1883' },
+      /^MQTT_URL=".*" .*must be an mqtts:\/\/host:port URL or a comma-separated list of a cluster's nodes; "mqtt:\/\/127.0.0.1:1883" is not an mqtts:\/\/host:port URL/,
+    ],
+    [
+      'a list of brokers with an empty entry',
+      { MQTT_URL: 'mqtts://127.0.0.1:8883,' },
+      /^MQTT_URL=".*" .*comma-separated list of a cluster's nodes; "" is not an mqtts:\/\/host:port URL/,
+    ],
+    [
+      'a broker URL carrying a password',
+      { MQTT_URL: 'mqtts://gw:secret@127.0.0.1:8883' },
+      /^MQTT_URL=.*must not carry credentials/,
+    ],
+    [
       'a replica name with spaces',
       { GATEWAY_REPLICA: 'replica one' },
       /^GATEWAY_REPLICA="replica one" .*must be 1 to 32 of A-Z a-z 0-9 _/,

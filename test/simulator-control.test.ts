@@ -273,6 +273,22 @@ describe('command line', () => {
     expect(parsed).toMatchObject({ kind: 'run', options: { faultsFile: 'f.json', seed: 7, controlPort: 0 } });
   });
 
+  it("takes a cluster's nodes as --broker, and refuses a list with a bad one", () => {
+    const nodes = 'mqtts://127.0.0.1:18883,mqtts://127.0.0.1:18884,mqtts://127.0.0.1:18885';
+    expect(parseCli(['--broker', nodes])).toMatchObject({ kind: 'run', options: { brokerUrl: nodes } });
+    for (const bad of [
+      'mqtts://127.0.0.1:1,mqtt://127.0.0.1:2',
+      'mqtts://127.0.0.1:1,',
+      'mqtts://a:1,mqtts://a:1',
+    ])
+      expect(() => parseCli(['--broker', bad])).toThrow(
+        expect.objectContaining({
+          code: 'SIM_ARGS_INVALID',
+          message: expect.stringMatching(/^--broker must be/),
+        }),
+      );
+  });
+
   it.each([[['--seed', '-1']], [['--seed', '4294967296']], [['--seed', 'x']], [['--control-port', '70000']]])(
     'refuses %j with SIM_ARGS_INVALID',
     (extra) => {

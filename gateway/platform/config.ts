@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { brokerUrlsProblem } from '../../protocols/index.ts';
 
 /** Digits only: Number() would also take '0x10', '1e3' and ' 8 ', which no operator means. */
 const wholeNumber = (min: number, max: number) => {
@@ -62,7 +63,17 @@ export const ConfigSchema = z
     HTTP_PORT: port.default(8080),
     MQTT_HOST: text.default('127.0.0.1'),
     MQTT_PORT: port.default(8883),
-    MQTT_URL: z.url({ protocol: /^mqtts$/, error: 'must be an mqtts://host:port URL' }).optional(),
+    MQTT_URL: z
+      .string({ error: 'must be an mqtts://host:port URL' })
+      .superRefine((value, ctx) => {
+        const problem = brokerUrlsProblem(value);
+        if (problem !== null)
+          ctx.addIssue({
+            code: 'custom',
+            message: `must be an mqtts://host:port URL or a comma-separated list of a cluster's nodes; ${problem}`,
+          });
+      })
+      .optional(),
     DATA_DIR: text.default('./data'),
     DATABASE_URL: z
       .url({ protocol: /^postgres(ql)?$/, error: 'must be a postgres://user@host:port/database URL' })
@@ -147,7 +158,7 @@ export const CONFIG_HELP: Record<ConfigName, string> = {
   MQTT_HOST: 'embedded broker listen address (default 127.0.0.1)',
   MQTT_PORT: 'embedded broker TLS port, 0 picks a free one (default 8883)',
   MQTT_URL:
-    'external broker, mqtts://host:port, e.g. Mosquitto set up by npm run certs -- mosquitto; when set the embedded broker is off (default unset)',
+    "external broker, mqtts://host:port, e.g. Mosquitto set up by npm run certs -- mosquitto, or a comma-separated list of a cluster's nodes (npm run certs -- nats), tried in turn on each reconnect; when set the embedded broker is off (default unset)",
   DATA_DIR: 'SQLite store (when DATABASE_URL is unset) and simulator state (default ./data)',
   DATABASE_URL:
     'PostgreSQL store, postgres://user@host:port/database (a search_path may be set with ?options=-c%20search_path%3Dname); unset: SQLite in DATA_DIR (default unset)',

@@ -6,6 +6,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import {
   type Ack,
+  brokerTarget,
   type CommandMessage,
   commandTopic,
   encodeMessage,
@@ -131,7 +132,10 @@ export async function connectVehicleLink(deps: VehicleLinkDeps): Promise<MqttVeh
   const where = deps.setting ? `${deps.url} (${deps.setting})` : deps.url;
   const acks = new Map<string, Waiter<AckWait>>();
   const reports = new Map<string, Waiter<ReportWait>>();
-  const client: MqttClient = (deps.connect ?? mqtt.connect)(deps.url, {
+  // A cluster's nodes (MQTT_URL=a,b,c): mqtt.js takes the next one on each reconnect.
+  const target = brokerTarget(deps.url);
+  const client: MqttClient = (deps.connect ?? mqtt.connect)(target.url, {
+    ...(target.servers ? { servers: target.servers } : {}),
     clientId: deps.clientId,
     protocolVersion: 4,
     clean: true,

@@ -76,7 +76,7 @@ describe('npm run cluster', () => {
     for (const args of [
       ['--replicas', '0'],
       ['--replicas', 'x'],
-      ['--broker', 'nats'],
+      ['--broker', 'rabbitmq'],
       ['--port', '70000'],
       ['--bogus'],
     ]) {

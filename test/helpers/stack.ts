@@ -10,7 +10,7 @@ import type { DomainEvent } from '../../gateway/deliveries/notifications.ts';
 import { type Gateway, type GatewayDeps, startGateway } from '../../gateway/gateway.ts';
 import { type Config, parseConfig } from '../../gateway/platform/config.ts';
 import { type GatewayMaterial, loadGatewayMaterial } from '../../gateway/platform/material.ts';
-import { stateTopic } from '../../protocols/index.ts';
+import { brokerTarget, stateTopic } from '../../protocols/index.ts';
 import { loadSeeds, type Seeds } from '../../seeds/index.ts';
 import {
   type ControlServer,
@@ -228,7 +228,8 @@ export async function startStack(
       return { status: res.statusCode, body: res.body ? JSON.parse(res.body) : null };
     },
     async connectAs(clientId, tls, extra = {}) {
-      const client = await mqtt.connectAsync(gateway.brokerUrl, {
+      // A cluster's URLs: the first node, as the gateway and cars start on it.
+      const client = await mqtt.connectAsync(brokerTarget(gateway.brokerUrl).url, {
         clientId,
         protocolVersion: 4,
         ca: tls.ca ?? read(pki.caCert),
