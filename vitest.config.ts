@@ -9,7 +9,9 @@ import { defineConfig } from 'vitest/config';
  */
 export const STORE_TESTS = [
   'test/access.e2e.test.ts',
+  'test/audit-cli.test.ts',
   'test/audit-crash.test.ts',
+  'test/audit-verify.test.ts',
   'test/audit.e2e.test.ts',
   'test/broker-revocation.test.ts',
   'test/broker.e2e.test.ts',
@@ -19,6 +21,7 @@ export const STORE_TESTS = [
   'test/crash.e2e.test.ts',
   'test/delivery-service.e2e.test.ts',
   'test/demo.test.ts',
+  'test/dev-key.test.ts',
   'test/dialects.e2e.test.ts',
   'test/errors-openapi.test.ts',
   'test/expiry.e2e.test.ts',
@@ -26,13 +29,17 @@ export const STORE_TESTS = [
   'test/hostile-input.test.ts',
   'test/idempotency.test.ts',
   'test/key-rotation.test.ts',
+  'test/keys-cli.test.ts',
   'test/lifecycle.test.ts',
   'test/logs.test.ts',
   'test/metrics.test.ts',
   'test/mosquitto.e2e.test.ts',
   'test/mqtt-security.test.ts',
+  'test/production.test.ts',
+  'test/readiness.test.ts',
   'test/reconcile.test.ts',
   'test/relock.e2e.test.ts',
+  'test/start.test.ts',
   'test/vehicle-revocation.e2e.test.ts',
   'test/watchdog.test.ts',
   'test/webhooks-restart.test.ts',
@@ -44,6 +51,7 @@ export const STORE_TESTS = [
  * both dialects itself (DIALECTS), it is about one dialect, or it is about a program around the store.
  */
 export const ONCE_WITH_STORE: Record<string, string> = {
+  'test/cli.test.ts': 'its signal tests run on both dialects themselves (DIALECTS); the rest opens no store',
   'test/delivery.e2e.test.ts': 'runs on both dialects itself (DIALECTS)',
   'test/revocation.test.ts': 'runs on both dialects itself (DIALECTS)',
   'test/signed-acks.test.ts': 'runs on both dialects itself (DIALECTS)',
