@@ -78,7 +78,13 @@ export default defineConfig({
     projects: [
       {
         extends: true,
-        test: { name: 'once', include: ['test/**/*.test.ts'], exclude: [...shared.exclude, ...STORE_TESTS] },
+        test: {
+          name: 'once',
+          include: ['test/**/*.test.ts'],
+          exclude: [...shared.exclude, ...STORE_TESTS],
+          // Its dialect loops and PostgreSQL's own tests need the server as much as the postgres project does.
+          globalSetup: ['test/helpers/pg-reachable.ts'],
+        },
       },
       {
         extends: true,
