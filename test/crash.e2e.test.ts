@@ -104,7 +104,8 @@ async function carsBack(since: number): Promise<void> {
           const lastSeen = (await call('GET', `/v1/vehicles/${v.vin}`)).body.lastSeen as string | null;
           return lastSeen !== null && Date.parse(lastSeen) >= since;
         },
-        { timeout: 15_000, interval: 100 },
+        // Generous: three mTLS reconnects and reports on a loaded machine (the hook itself may take 60 s).
+        { timeout: 30_000, interval: 100 },
       )
       .toBe(true);
   }

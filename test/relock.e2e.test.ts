@@ -106,7 +106,7 @@ describe('the relock watchdog', () => {
     expect(await sweepAfter(RELOCK_AFTER_MS + 1_000)).toEqual([{ deliveryId: id, outcome: 'locked' }]);
     expect(stack.fleet.car(XC40).car.snapshot().locked).toBe(true);
     expect(await kinds(id)).toContain('relocked_by_watchdog');
-  });
+  }, 90_000);
 });
 
 describe("the car's own fail-safe", () => {
