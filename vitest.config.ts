@@ -68,6 +68,10 @@ const shared = {
   testTimeout: 30_000,
   hookTimeout: 60_000,
   pool: 'forks' as const,
+  // Most files wait (on a car's fail-safe, a restart, a poll) more than they compute: one file per core. vitest's
+  // default is one fewer than the cores, so one file at a time on two; three at a time made restarts on a loaded
+  // machine slow enough to miss their waits.
+  maxWorkers: 2,
   // Every file proves it dropped each PostgreSQL schema it made (test/helpers/pg-leaks.ts).
   setupFiles: ['test/helpers/pg-leaks.ts'],
 };

@@ -14,7 +14,7 @@ const source = (file: string) => readFileSync(join(ROOT, file), 'utf8');
 
 /** A store opened through a helper, the store module, or a program that opens one (a gateway, a CLI). */
 const TOUCHES_STORE =
-  /\b(startStack|startLoopback|useTempStore|scratchStore|openStore|startGateway|bootGateway|startChildGateway|exportFromStore|openTestLog)\(|(gateway|demo|audit)\/main\.ts|(keys|migrate)-main\.ts/;
+  /\b(startStack|startLoopback|useTempStore|scratchStore|openStore|startGateway|bootGateway|startChildGateway|exportFromStore|openTestLog|freshPgSchema)\(|(gateway|demo|audit)\/main\.ts|(keys|migrate)-main\.ts/;
 const touches = (file: string) => TOUCHES_STORE.test(source(file));
 
 describe('the dialect matrix', () => {
