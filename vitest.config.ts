@@ -52,13 +52,17 @@ export const STORE_TESTS = [
  */
 export const ONCE_WITH_STORE: Record<string, string> = {
   'test/cli.test.ts': 'its signal tests run on both dialects themselves (DIALECTS); the rest opens no store',
+  'test/cluster-coordination.test.ts': "PostgreSQL's own: what replicas share through one database",
   'test/delivery.e2e.test.ts': 'runs on both dialects itself (DIALECTS)',
+  'test/replicas.e2e.test.ts': "PostgreSQL's own: gateway replicas on one schema",
   'test/revocation.test.ts': 'runs on both dialects itself (DIALECTS)',
   'test/signed-acks.test.ts': 'runs on both dialects itself (DIALECTS)',
   'test/store-prepared.test.ts': 'runs on both dialects itself (DIALECTS)',
   'test/store-writes.test.ts': 'runs on both dialects itself (DIALECTS)',
   'test/store-postgres.test.ts': "PostgreSQL's own: DATABASE_URL, npm run migrate and their refusals",
   'test/store-pg-introspection.test.ts': "PostgreSQL's own: what the Migrator learns of the store's schema",
+  'test/write-path.test.ts':
+    'each dialect by name: the SQLite tail and upgrade, appends from several PostgreSQL stores',
   'test/store-durability.test.ts': "SQLite's own: the write-ahead log's fdatasync before each answer",
 };
 
