@@ -27,8 +27,19 @@ let vehicles: SeedVehicle[];
 
 const read = (path: string): string => readFileSync(path, 'utf8');
 
+let starts = 0;
+
 async function start(): Promise<ChildGateway> {
-  child = await startChildGateway({ ...env, ...(apiKey ? { API_KEY: apiKey } : {}) });
+  // On PostgreSQL a gateway holds its replica name, and its job leases, until the lease runs out: a process killed
+  // with -9 keeps them for JOB_LEASE_S. Each start here is a replica of its own name, and the leases are short, so
+  // the new one takes over the jobs (reconciling what the dead one left) within a second.
+  starts += 1;
+  child = await startChildGateway({
+    ...env,
+    GATEWAY_REPLICA: `crash${starts}`,
+    JOB_LEASE_S: '1',
+    ...(apiKey ? { API_KEY: apiKey } : {}),
+  });
   apiKey = child.apiKey;
   return child;
 }
