@@ -58,6 +58,7 @@ export const ONCE_WITH_STORE: Record<string, string> = {
   'test/revocation.test.ts': 'runs on both dialects itself (DIALECTS)',
   'test/signed-acks.test.ts': 'runs on both dialects itself (DIALECTS)',
   'test/store-prepared.test.ts': 'runs on both dialects itself (DIALECTS)',
+  'test/simulator-workers.e2e.test.ts': 'runs on both dialects itself (DIALECTS)',
   'test/store-writes.test.ts': 'runs on both dialects itself (DIALECTS)',
   'test/store-postgres.test.ts': "PostgreSQL's own: DATABASE_URL, npm run migrate and their refusals",
   'test/store-pg-introspection.test.ts': "PostgreSQL's own: what the Migrator learns of the store's schema",
