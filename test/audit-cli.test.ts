@@ -1,8 +1,13 @@
 // The audit command line with files in memory: verdicts, the per-delivery report, exit codes and one-line reasons.
-import { createPublicKey } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+import { createPrivateKey, createPublicKey } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AuditCliIo, runAuditCli } from '../audit/cli.ts';
 import { exportFromStore } from '../audit/export.ts';
+import { ensureDevPki } from '../certs/index.ts';
 import { type AuditBundle, formatVerifierKey } from '../protocols/audit/index.ts';
 import { ORIGIN, openTestLog, play, type TestLog } from './helpers/audit-log.ts';
 
@@ -154,4 +159,64 @@ describe('npm run audit -- export', () => {
     expect(await runAuditCli(['export', 'x.json', '--data-dir', `${log.dir}/nowhere`], io)).toBe(1);
     expect(err()).toMatch(/^audit: export failed: STORE_MISSING: no store at /);
   });
+});
+
+describe('the program', () => {
+  /** Runs `npm run audit -- …` as npm does (tsx), with the store's settings and nothing inherited of them. */
+  const audit = (env: Record<string, string>, ...args: string[]) => {
+    const { DATA_DIR: _d, DATABASE_URL: _u, ...inherited } = process.env;
+    return spawnSync(process.execPath, ['--import', 'tsx', 'audit/main.ts', ...args], {
+      env: { ...inherited, ...env },
+      encoding: 'utf8',
+    });
+  };
+
+  it("exports the store the gateway's settings name (DATA_DIR, or DATABASE_URL), and the bundle verifies", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'curbside-audit-program-'));
+    const pki = await ensureDevPki({ dir: join(dir, 'pki'), vins: [] });
+    const own = await openTestLog(createPrivateKey(readFileSync(pki.auditCheckpointKey, 'utf8')));
+    try {
+      await play(own);
+      await own.store.close();
+      const env = { ...own.env, CERTS_DIR: pki.dir, AUDIT_ORIGIN: ORIGIN };
+      const file = join(dir, 'bundle.json');
+      const exported = audit(env, 'export', file);
+      expect(exported.stderr).toBe('');
+      expect(exported.status).toBe(0);
+      expect(JSON.parse(readFileSync(file, 'utf8')).entries).toHaveLength(16);
+      const verified = audit({}, 'verify', file, '--key', pki.auditCheckpointPub);
+      expect(verified.status, verified.stderr).toBe(0);
+      expect(verified.stdout).toContain(`Audit log ${ORIGIN}: VERIFIED`);
+      expect(verified.stdout).toContain('Delivery dlv_a');
+    } finally {
+      await own.close().catch(() => {});
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
+
+  it('refuses in one line naming DATABASE_URL when it does not answer, and exports nothing', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'curbside-audit-program-'));
+    try {
+      const pki = await ensureDevPki({ dir: join(dir, 'pki'), vins: [] });
+      const file = join(dir, 'bundle.json');
+      const r = audit(
+        {
+          DATA_DIR: join(dir, 'data'),
+          CERTS_DIR: pki.dir,
+          DATABASE_URL: 'postgres://u:secret@127.0.0.1:1/none',
+        },
+        'export',
+        file,
+      );
+      expect(r.status).toBe(1);
+      expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
+      expect(r.stderr).toMatch(
+        /^audit: DATABASE_URL \(postgres:\/\/u:\*\*\*@127\.0\.0\.1:1\/none\) is unreachable/,
+      );
+      expect(r.stderr).not.toContain('secret');
+      expect(() => readFileSync(file)).toThrow();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
 });

@@ -1,4 +1,5 @@
-// The audit log across kill -9: a child appends decisions to a real SQLite file and is SIGKILLed mid-stream, twice.
+// The audit log across kill -9: a child appends decisions to a real store (the run's dialect) and is SIGKILLed
+// mid-stream, twice.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -7,26 +8,32 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createAuditLog } from '../gateway/audit/log.ts';
-import { openStore } from '../gateway/store/store.ts';
 import { timelinesOf } from '../gateway/store/timeline.ts';
 import { type AuditEntry, verifierKeyFor, verifyBundle } from '../protocols/audit/index.ts';
+import { type ScratchStore, scratchStore } from './helpers/temp-store.ts';
 
 const WRITER = fileURLToPath(new URL('./helpers/audit-writer.ts', import.meta.url));
 const children: ChildProcess[] = [];
 const dirs: string[] = [];
+const stores: ScratchStore[] = [];
 
-afterEach(() => {
+afterEach(async () => {
   for (const child of children.splice(0))
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  for (const store of stores.splice(0)) await store.drop();
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 
 /** Runs the writer until it has reported `commits` commits, SIGKILLs it, and returns the last n it reported. */
-function runAndKill(file: string, round: number, commits: number): Promise<number> {
+function runAndKill(store: ScratchStore, round: number, commits: number): Promise<number> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', WRITER, file, String(round)], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', WRITER, JSON.stringify(store.config), String(round)],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     children.push(child);
     let last = -1;
     let buffered = '';
@@ -55,10 +62,11 @@ describe('kill -9 while appending', () => {
   it('leaves no gap: contiguous indexes, whole decisions only, nothing acknowledged lost, and a tree that verifies', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'curbside-crash-'));
     dirs.push(dir);
-    const file = join(dir, 'gateway.sqlite');
-    const acknowledged = [await runAndKill(file, 1, 40), await runAndKill(file, 2, 20)];
+    const scratch = await scratchStore(dir);
+    stores.push(scratch);
+    const acknowledged = [await runAndKill(scratch, 1, 40), await runAndKill(scratch, 2, 20)];
 
-    const store = await openStore({ kind: 'sqlite', file });
+    const store = await scratch.open();
     try {
       const rows = await store.db
         .selectFrom('audit_entries')

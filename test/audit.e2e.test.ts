@@ -240,8 +240,9 @@ describe('checkpoints and proofs over HTTP', () => {
 });
 
 describe('export and offline verification', () => {
-  it('exports the real delivery from DATA_DIR and verifies it with the public key file alone', async () => {
+  it("exports the real delivery from the gateway's store and verifies it with the public key file alone", async () => {
     const held = (await checkpoint()).note;
+    const databaseUrl = stack.databaseUrl ?? undefined;
     const files = { bundle: join(stack.dir, 'bundle.json'), held: join(stack.dir, 'held.txt') };
     writeFileSync(files.held, held);
     const out: string[] = [];
@@ -251,7 +252,8 @@ describe('export and offline verification', () => {
       stderr: (t) => err.push(t),
       readFile: (p) => readFileSync(p, 'utf8'),
       writeFile: (p, t) => writeFileSync(p, t),
-      exportBundle: (dirs) => exportFromStore({ ...dirs, origin: ORIGIN, now: Date.now }),
+      // The store the gateway wrote: its SQLite file in DATA_DIR, or its PostgreSQL schema (DATABASE_URL).
+      exportBundle: (dirs) => exportFromStore({ ...dirs, databaseUrl, origin: ORIGIN, now: Date.now }),
       defaults: { dataDir: join(stack.dir, 'data'), certsDir: stack.pki.dir },
     };
     expect(await runAuditCli(['export', files.bundle], io)).toBe(0);

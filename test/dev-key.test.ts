@@ -9,12 +9,17 @@ import { bootGateway } from '../gateway/platform/bootstrap.ts';
 import { parseConfig } from '../gateway/platform/config.ts';
 import { insertApiKey } from '../gateway/store/api-keys.ts';
 import { loadSeeds } from '../seeds/index.ts';
+import { type ScratchStore, scratchStore } from './helpers/temp-store.ts';
 
 let dir: string;
-beforeAll(() => {
+/** The gateway's store, on the run's dialect. */
+let store: ScratchStore;
+beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'curbside-devkey-'));
+  store = await scratchStore(join(dir, 'data'));
 });
-afterAll(() => {
+afterAll(async () => {
+  await store?.drop();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -24,7 +29,7 @@ const boot = () =>
       NODE_ENV: 'development',
       HTTP_PORT: '0',
       MQTT_PORT: '0',
-      DATA_DIR: join(dir, 'data'),
+      ...store.env,
       CERTS_DIR: join(dir, 'certs'),
       LOG_LEVEL: 'silent',
     }),

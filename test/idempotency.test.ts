@@ -12,7 +12,7 @@ import {
   fingerprintOf,
   purgeIdempotencyKeys,
 } from '../gateway/http/idempotency-records.ts';
-import { openStore, type Store } from '../gateway/store/store.ts';
+import type { Store } from '../gateway/store/store.ts';
 import { commandTopic } from '../protocols/index.ts';
 import type { SeedVehicle } from '../seeds/index.ts';
 import {
@@ -26,6 +26,7 @@ import {
   vehicleOf,
 } from './helpers/platform.ts';
 import { type Stack, startStack } from './helpers/stack.ts';
+import { type ScratchStore, scratchStore } from './helpers/temp-store.ts';
 
 let stack: Stack;
 let admin: Call;
@@ -257,12 +258,16 @@ describe('idempotency records in the store', () => {
   const T0 = Date.parse('2026-03-01T12:00:00Z');
   const fp = fingerprintOf('POST', '/v1/deliveries', { a: 1 });
 
+  let scratch: ScratchStore;
+
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'curbside-idem-'));
-    store = await openStore({ kind: 'sqlite', file: join(dir, 'gateway.sqlite') });
+    scratch = await scratchStore(dir);
+    store = await scratch.open();
   });
   afterAll(async () => {
     await store?.close();
+    await scratch?.drop();
     rmSync(dir, { recursive: true, force: true });
   });
 

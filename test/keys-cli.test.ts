@@ -6,16 +6,22 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findCallerByHash, hashApiKey } from '../gateway/access/api-keys.ts';
 import { runKeysCli } from '../gateway/access/keys-cli.ts';
-import { openStore } from '../gateway/store/store.ts';
+import { type ScratchStore, scratchStore } from './helpers/temp-store.ts';
 
 let dir: string;
-const file = () => join(dir, 'gateway.sqlite');
+/** The store the CLI works on (the run's dialect), and the one the program test gives the real program. */
+let store: ScratchStore;
+let programStore: ScratchStore;
 let ids = 0;
 
-beforeAll(() => {
+beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'curbside-keys-'));
+  store = await scratchStore(join(dir, 'data'));
+  programStore = await scratchStore(join(dir, 'program'));
 });
-afterAll(() => {
+afterAll(async () => {
+  await store?.drop();
+  await programStore?.drop();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -24,7 +30,7 @@ async function keys(...argv: string[]): Promise<{ code: number; out: string[]; e
   const err: string[] = [];
   const code = await runKeysCli({
     argv,
-    openStore: () => openStore({ kind: 'sqlite', file: file() }),
+    openStore: () => store.open(),
     out: (l) => out.push(l),
     err: (l) => err.push(l),
     now: () => Date.parse('2026-03-01T12:00:00Z'),
@@ -49,18 +55,18 @@ describe('keys create, list, revoke', () => {
     const key = r.out[0] as string;
     expect(key).toMatch(/^ck_[A-Za-z0-9_-]{32}$/);
     expect(r.err.join('\n')).toContain('deliveries, webhooks; carrier carrier-acme');
-    const store = await openStore({ kind: 'sqlite', file: file() });
+    const opened = await store.open();
     try {
-      expect(await findCallerByHash(store.db, hashApiKey(key))).toEqual({
+      expect(await findCallerByHash(opened.db, hashApiKey(key))).toEqual({
         keyId: 'key_t1',
         scopes: ['deliveries', 'webhooks'],
         ownerId: null,
         carrierId: 'carrier-acme',
       });
-      const rows = await store.db.selectFrom('api_keys').selectAll().execute();
+      const rows = await opened.db.selectFrom('api_keys').selectAll().execute();
       expect(JSON.stringify(rows)).not.toContain(key);
     } finally {
-      await store.close();
+      await opened.close();
     }
   });
 
@@ -146,8 +152,8 @@ describe('keys create, list, revoke', () => {
 });
 
 describe('the program', () => {
-  it('runs under npm run keys on the store in DATA_DIR, with exit codes', () => {
-    const env = { ...process.env, DATA_DIR: join(dir, 'program') };
+  it('runs under npm run keys on the store its settings name (DATA_DIR, or DATABASE_URL), with exit codes', async () => {
+    const env = { ...process.env, ...programStore.env };
     const run = (...args: string[]) =>
       spawnSync(process.execPath, ['--import', 'tsx', 'gateway/access/keys-main.ts', ...args], {
         env,

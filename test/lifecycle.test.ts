@@ -1,5 +1,4 @@
 // Shutdown: new requests get 503, in-flight commands finish (or end as timeouts past the bound), then the store closes.
-import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { openStore } from '../gateway/store/store.ts';
 import { timelineOf } from '../gateway/store/timeline.ts';
@@ -60,9 +59,9 @@ async function ready(): Promise<{ stack: Stack; vin: string; deliveryId: string;
   };
 }
 
-/** Reads what the closed gateway left in its store file. */
+/** Reads what the closed gateway left in its store (its SQLite file, or its PostgreSQL schema). */
 async function afterwards(s: Stack, deliveryId: string) {
-  const store = await openStore({ kind: 'sqlite', file: join(s.dir, 'data', 'gateway.sqlite') });
+  const store = await openStore(s.storeConfig);
   try {
     const timeline = await timelineOf(store.db, deliveryId);
     const sent = timeline.find((e) => e.kind === 'command_sent');

@@ -9,17 +9,20 @@ import { ADMIN_GRANT, insertGrantedKey } from '../gateway/access/api-keys.ts';
 import { hashApiKey } from '../gateway/access/auth.ts';
 import { bootGateway, DEV_API_KEY_LABEL, StartupError } from '../gateway/platform/bootstrap.ts';
 import { parseConfig } from '../gateway/platform/config.ts';
-import { openStore } from '../gateway/store/store.ts';
 import { loadSeeds } from '../seeds/index.ts';
+import { type ScratchStore, scratchStore } from './helpers/temp-store.ts';
 
 let dir: string;
+/** The gateway's store, on the run's dialect. */
+let store: ScratchStore;
 const pkiDir = () => join(dir, 'pki');
-const dataDir = () => join(dir, 'data');
 
-beforeEach(() => {
+beforeEach(async () => {
   dir = mkdtempSync(join(tmpdir(), 'curbside-prod-'));
+  store = await scratchStore(join(dir, 'data'));
 });
-afterEach(() => {
+afterEach(async () => {
+  await store?.drop();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -35,16 +38,16 @@ async function productionPki(): Promise<void> {
 }
 
 async function storeKey(label: string, key = `ck_${'k'.repeat(32)}`): Promise<string> {
-  const store = await openStore({ kind: 'sqlite', file: join(dataDir(), 'gateway.sqlite') });
+  const opened = await store.open();
   // An operator's key, as `npm run keys -- create` makes one: an admin grant.
-  await insertGrantedKey(store.db, {
+  await insertGrantedKey(opened.db, {
     id: `key_${label.length}`,
     hash: hashApiKey(key),
     label,
     createdAt: Date.now(),
     grant: ADMIN_GRANT,
   });
-  await store.close();
+  await opened.close();
   return key;
 }
 
@@ -54,7 +57,7 @@ const boot = () =>
       NODE_ENV: 'production',
       HTTP_PORT: '0',
       MQTT_PORT: '0',
-      DATA_DIR: dataDir(),
+      ...store.env,
       CERTS_DIR: pkiDir(),
     }),
     catalog: loadSeeds().catalog,

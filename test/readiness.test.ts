@@ -13,6 +13,7 @@ import { createReadiness } from '../gateway/platform/readiness.ts';
 import { DEFAULT_BACKOFF, reconnectDelay } from '../gateway/vehicles/reconnect.ts';
 import { loadSeeds } from '../seeds/index.ts';
 import { freePort } from './helpers/child-gateway.ts';
+import { type ScratchStore, scratchStore } from './helpers/temp-store.ts';
 
 const silent = pino({ level: 'silent' });
 
@@ -48,6 +49,7 @@ describe('/readyz against a broker the test starts and stops', () => {
   let broker: Broker | null;
   let gateway: Gateway;
   let port: number;
+  let store: ScratchStore;
 
   const startBroker = (at: number) =>
     createBroker({
@@ -67,12 +69,13 @@ describe('/readyz against a broker the test starts and stops', () => {
     material = await loadGatewayMaterial(await ensureDevPki({ dir: join(dir, 'pki'), vins: [] }));
     broker = await startBroker(0);
     port = broker.port;
+    store = await scratchStore(join(dir, 'data'));
     gateway = await startGateway({
       config: parseConfig({
         NODE_ENV: 'test',
         HTTP_PORT: '0',
         MQTT_URL: `mqtts://127.0.0.1:${port}`,
-        DATA_DIR: join(dir, 'data'),
+        ...store.env,
       }),
       material,
       catalog: loadSeeds().catalog,
@@ -83,6 +86,7 @@ describe('/readyz against a broker the test starts and stops', () => {
   afterEach(async () => {
     await gateway?.close();
     await broker?.close();
+    await store?.drop();
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -133,12 +137,15 @@ describe('an external broker (MQTT_URL) that is not up when the gateway starts',
   let dir: string;
   let broker: Broker | null = null;
   let gateway: Gateway | null = null;
+  let store: ScratchStore | null = null;
 
   afterEach(async () => {
     await gateway?.close();
     await broker?.close();
+    await store?.drop();
     gateway = null;
     broker = null;
+    store = null;
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -147,9 +154,10 @@ describe('an external broker (MQTT_URL) that is not up when the gateway starts',
     const material = await loadGatewayMaterial(await ensureDevPki({ dir: join(dir, 'pki'), vins: [] }));
     const port = await freePort();
     const url = `mqtts://127.0.0.1:${port}`;
+    store = await scratchStore(join(dir, 'data'));
     // Nothing listens on the port: before, the start failed with "connect ECONNREFUSED".
     const started = await startGateway({
-      config: parseConfig({ NODE_ENV: 'test', HTTP_PORT: '0', MQTT_URL: url, DATA_DIR: join(dir, 'data') }),
+      config: parseConfig({ NODE_ENV: 'test', HTTP_PORT: '0', MQTT_URL: url, ...store.env }),
       material,
       catalog: loadSeeds().catalog,
       logger: silent,

@@ -12,12 +12,13 @@ import { createReconciler, type Reconciler } from '../gateway/deliveries/reconci
 import { type CommandRecord, findVehicleAck, insertCommand } from '../gateway/store/commands.ts';
 import { insertDelivery, overdueRelocks } from '../gateway/store/deliveries.ts';
 import { insertLocation } from '../gateway/store/locations.ts';
-import { openStore, type Store } from '../gateway/store/store.ts';
+import type { Store } from '../gateway/store/store.ts';
 import { timelineOf } from '../gateway/store/timeline.ts';
 import { insertVehicle, recordVehicleState } from '../gateway/store/vehicles.ts';
 import { createVehicleLimiter } from '../gateway/vehicles/limiter.ts';
 import type { ReportWait } from '../gateway/vehicles/link.ts';
 import { type Ack, type StateReport, signAck, type UnsignedAck } from '../protocols/index.ts';
+import { type ScratchStore, scratchStore } from './helpers/temp-store.ts';
 
 const NOW = Date.parse('2025-06-02T09:00:00Z');
 const VIN = '1G1ZE5ST5KF100231';
@@ -29,6 +30,7 @@ let carKey: KeyObject;
 let carCert: string;
 let dir: string;
 let store: Store;
+let scratch: ScratchStore;
 let guard: KeyedMutex;
 /** Ends the holds taken with hold(). */
 let releases: Array<() => void>;
@@ -119,7 +121,8 @@ const kinds = async () => (await timelineOf(store.db, DLV)).map((e) => e.kind);
 
 beforeEach(async () => {
   dir = mkdtempSync(join(tmpdir(), 'reconcile-'));
-  store = await openStore({ kind: 'sqlite', file: join(dir, 'gateway.sqlite') });
+  scratch = await scratchStore(dir);
+  store = await scratch.open();
   await insertVehicle(store.db, {
     vin: VIN,
     make: 'Chevrolet',
@@ -189,6 +192,7 @@ afterEach(async () => {
   for (const release of releases) release();
   await reconciler.close();
   await store.close();
+  await scratch.drop();
   rmSync(dir, { recursive: true, force: true });
 });
 

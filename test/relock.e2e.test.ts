@@ -13,7 +13,12 @@ const XC40 = 'YV4102RL7K1110583';
 let stack: Stack;
 
 beforeAll(async () => {
-  stack = await startStack({ COMMAND_TIMEOUT_MS: '1500', RELOCK_AFTER_S: String(RELOCK_AFTER_MS / 1000) });
+  stack = await startStack(
+    { COMMAND_TIMEOUT_MS: '1500', RELOCK_AFTER_S: String(RELOCK_AFTER_MS / 1000) },
+    // The cars retry at most every second: with the default 30 s cap, a restart slower than a few seconds (a busy
+    // machine) pushed their next attempt past restartGateway's 20 s wait.
+    { fleet: { backoff: { initialMs: 100, maxMs: 1_000 } } },
+  );
   for (const vin of [MALIBU, LACROSSE, XC40]) {
     const v = stack.seeds.vehicles.find((x) => x.vin === vin) as SeedVehicle;
     const r = await stack.request('POST', '/v1/vehicles', {
@@ -101,7 +106,7 @@ describe('the relock watchdog', () => {
     expect(await sweepAfter(RELOCK_AFTER_MS + 1_000)).toEqual([{ deliveryId: id, outcome: 'locked' }]);
     expect(stack.fleet.car(XC40).car.snapshot().locked).toBe(true);
     expect(await kinds(id)).toContain('relocked_by_watchdog');
-  });
+  }, 90_000);
 });
 
 describe("the car's own fail-safe", () => {

@@ -8,36 +8,41 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ensureDevPki } from '../certs/index.ts';
 import { type Broker, createBroker } from '../gateway/broker/broker.ts';
 import { loadGatewayMaterial } from '../gateway/platform/material.ts';
-import { openStore } from '../gateway/store/store.ts';
 import { loadSeeds } from '../seeds/index.ts';
 import { freePort } from './helpers/child-gateway.ts';
 import { killPrograms, type Program, runProgram } from './helpers/program.ts';
+import { type ScratchStore, scratchStore } from './helpers/temp-store.ts';
 
 const DEMO_CAR = '1G1ZE5ST5KF100231';
 const HINT = /npm run demo/;
 const SERVING = /Serving\. Ctrl-C stops\./;
 
 const dirs: string[] = [];
+const stores: ScratchStore[] = [];
 let broker: Broker | null = null;
 
 afterEach(async () => {
   killPrograms();
   await broker?.close();
   broker = null;
+  for (const store of stores.splice(0)) await store.drop();
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 
-function workDir(): { dir: string; env: Record<string, string> } {
+/** A folder and a store (the run's dialect) for one start, with the settings that name them. */
+async function workDir(): Promise<{ dir: string; env: Record<string, string>; store: ScratchStore }> {
   const dir = mkdtempSync(join(tmpdir(), 'curbside-start-'));
   dirs.push(dir);
+  const store = await scratchStore(join(dir, 'data'));
+  stores.push(store);
   const env = {
     HTTP_PORT: '0',
     MQTT_PORT: '0',
-    DATA_DIR: join(dir, 'data'),
+    ...store.env,
     CERTS_DIR: join(dir, 'pki'),
     LOG_LEVEL: 'info',
   };
-  return { dir, env };
+  return { dir, env, store };
 }
 
 const startProgram = (env: Record<string, string>): Program => runProgram('demo/main.ts', env);
@@ -78,9 +83,9 @@ async function call(base: string, key: string, method: string, path: string, bod
   return { status: r.status, body: (await r.json()) as Record<string, unknown> };
 }
 
-/** How many unlock commands the gateway ever sent to the car, from its store file (the program is stopped). */
-async function unlocksSent(dataDir: string): Promise<number> {
-  const store = await openStore({ kind: 'sqlite', file: join(dataDir, 'gateway.sqlite') });
+/** How many unlock commands the gateway ever sent to the car, from its store (the program is stopped). */
+async function unlocksSent(scratch: ScratchStore): Promise<number> {
+  const store = await scratch.open();
   try {
     const rows = await store.db
       .selectFrom('commands')
@@ -96,7 +101,7 @@ async function unlocksSent(dataDir: string): Promise<number> {
 
 describe('npm start on a store that is not fresh', { timeout: 400_000 }, () => {
   it("keeps the owner's block and unlink, unlocks nothing, serves and says how to replay the demo", async () => {
-    const { env } = workDir();
+    const { env, store } = await workDir();
     const first = startProgram(env);
     const base = await serving(first);
     expect(first.out()).toContain(`Demo delivery into a 2019 Chevrolet Malibu (${DEMO_CAR}, onstar)`);
@@ -107,7 +112,7 @@ describe('npm start on a store that is not fresh', { timeout: 400_000 }, () => {
       (await call(base, key, 'POST', `/v1/vehicles/${DEMO_CAR}/block`, { reason: 'not today' })).status,
     ).toBe(200);
     await stop(first);
-    expect(await unlocksSent(env.DATA_DIR as string)).toBe(1);
+    expect(await unlocksSent(store)).toBe(1);
 
     // The owner blocked the car: a later start serves, leaves it blocked and opens nothing.
     const second = startProgram(env);
@@ -118,7 +123,7 @@ describe('npm start on a store that is not fresh', { timeout: 400_000 }, () => {
     expect(blocked.body).toMatchObject({ blocked: true });
     expect((await call(again, key, 'DELETE', `/v1/vehicles/${DEMO_CAR}`)).status).toBe(200);
     await stop(second);
-    expect(await unlocksSent(env.DATA_DIR as string)).toBe(1);
+    expect(await unlocksSent(store)).toBe(1);
 
     // The owner unlinked the car: a later start does not link it again.
     const third = startProgram(env);
@@ -127,7 +132,7 @@ describe('npm start on a store that is not fresh', { timeout: 400_000 }, () => {
     expect(third.out()).toMatch(HINT);
     expect((await call(once, key, 'GET', `/v1/vehicles/${DEMO_CAR}`)).status).toBe(404);
     await stop(third);
-    expect(await unlocksSent(env.DATA_DIR as string)).toBe(1);
+    expect(await unlocksSent(store)).toBe(1);
 
     // npm run demo replays it on a store of its own: this one stays as the owner left it.
     const replay = runProgram('demo/replay-main.ts', env);
@@ -137,13 +142,13 @@ describe('npm start on a store that is not fresh', { timeout: 400_000 }, () => {
     });
     expect(replay.out()).toContain(`Demo delivery into a 2019 Chevrolet Malibu (${DEMO_CAR}, onstar)`);
     expect(replay.out()).toMatch(/\(status completed\)/);
-    expect(await unlocksSent(env.DATA_DIR as string)).toBe(1);
+    expect(await unlocksSent(store)).toBe(1);
   });
 });
 
 describe('a stop signal during start-up', { timeout: 200_000 }, () => {
   it('SIGTERM as soon as /readyz answers 200, before the demo is over: drains and exits 0', async () => {
-    const { env } = workDir();
+    const { env } = await workDir();
     const p = startProgram(env);
     const base = await baseUrlOf(p);
     await expect
@@ -170,7 +175,7 @@ describe('a stop signal during start-up', { timeout: 200_000 }, () => {
 
 describe('an external broker (MQTT_URL) that is down at start', { timeout: 200_000 }, () => {
   it('serves not ready naming MQTT_URL, then becomes ready, starts the fleet and plays the demo once it answers', async () => {
-    const { env } = workDir();
+    const { env } = await workDir();
     const seeds = loadSeeds();
     // The PKI first, so that the test's broker and the program trust the same CA.
     const pki = await ensureDevPki({ dir: env.CERTS_DIR as string, vins: seeds.vehicles.map((v) => v.vin) });

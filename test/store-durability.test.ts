@@ -144,7 +144,7 @@ describe('the durable driver, on a real SQLite file', () => {
 });
 
 describe('the store (real file, real fdatasync)', () => {
-  const temp = useTempStore('durable-store-');
+  const temp = useTempStore('durable-store-', 'each', 'sqlite');
 
   it('flushes the log for writes, in units and in autocommit, and not for reads', async () => {
     const store = temp.store();

@@ -9,8 +9,9 @@ import type { RelockOutcome } from '../gateway/deliveries/relock.ts';
 import { createRelockWatchdog, type Every } from '../gateway/deliveries/watchdog.ts';
 import { type DeliveryRecord, insertDelivery, updateDelivery } from '../gateway/store/deliveries.ts';
 import { insertLocation } from '../gateway/store/locations.ts';
-import { openStore, type Store } from '../gateway/store/store.ts';
+import type { Store } from '../gateway/store/store.ts';
 import { insertVehicle, updateVehicle } from '../gateway/store/vehicles.ts';
+import { type ScratchStore, scratchStore } from './helpers/temp-store.ts';
 
 const T0 = Date.parse('2026-06-01T12:00:00Z');
 const RELOCK_AFTER_MS = 90_000;
@@ -19,6 +20,7 @@ const OTHER_VIN = '1GNSKBKC3FR200114';
 
 let dir: string;
 let store: Store;
+let scratch: ScratchStore;
 let time: number;
 let relocks: string[];
 let outcome: RelockOutcome;
@@ -99,7 +101,8 @@ async function delivery(vin: string, patch: Partial<DeliveryRecord>): Promise<st
 
 beforeEach(async () => {
   dir = mkdtempSync(join(tmpdir(), 'curbside-watchdog-'));
-  store = await openStore({ kind: 'sqlite', file: join(dir, 'gateway.sqlite') });
+  scratch = await scratchStore(dir);
+  store = await scratch.open();
   time = T0;
   relocks = [];
   outcome = 'locked';
@@ -134,6 +137,7 @@ beforeEach(async () => {
 });
 afterEach(async () => {
   await store.close();
+  await scratch.drop();
   rmSync(dir, { recursive: true, force: true });
 });
 

@@ -9,13 +9,14 @@ import { type Gateway, startGateway } from '../gateway/gateway.ts';
 import { parseConfig } from '../gateway/platform/config.ts';
 import { createLogger } from '../gateway/platform/logger.ts';
 import { loadGatewayMaterial } from '../gateway/platform/material.ts';
-import { openStore } from '../gateway/store/store.ts';
 import { outboxOf } from '../gateway/webhooks/store.ts';
 import { verifySignature } from '../gateway/webhooks/verify.ts';
 import { loadSeeds } from '../seeds/index.ts';
 import { type Receiver, startReceiver } from './helpers/receiver.ts';
+import { type ScratchStore, scratchStore } from './helpers/temp-store.ts';
 
 let dir: string;
+let store: ScratchStore;
 let hook: Receiver;
 const seeds = loadSeeds();
 /** Every log line of both lives, at the most verbose level, to check that no secret reaches a log. */
@@ -28,11 +29,13 @@ const fast = { pollMs: 50, baseDelayMs: 20, maxDelayMs: 40, timeoutMs: 2_000, le
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'curbside-restart-'));
+  store = await scratchStore(join(dir, 'data'));
   hook = await startReceiver();
 });
 
 afterAll(async () => {
   await hook?.close();
+  await store?.drop();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -43,7 +46,7 @@ async function boot(now?: () => number): Promise<Gateway> {
       NODE_ENV: 'test',
       HTTP_PORT: '0',
       MQTT_PORT: '0',
-      DATA_DIR: join(dir, 'data'),
+      ...store.env,
       LOG_LEVEL: 'silent',
       // The receiver listens on loopback: only the operator's allowlist lets a webhook reach it.
       WEBHOOK_ALLOW_PRIVATE: '127.0.0.1/32',
@@ -115,7 +118,7 @@ it('delivers after a restart what was enqueued before the stop', async () => {
   await first.close();
   expect(hook.received.filter((r) => r.status === 204)).toEqual([]);
   // Between lives the store holds the event, not yet delivered.
-  const between = await openStore({ kind: 'sqlite', file: join(dir, 'data', 'gateway.sqlite') });
+  const between = await store.open();
   const rows = await between.db.selectFrom('webhook_outbox').select(['status', 'payload']).execute();
   await between.close();
   expect(rows.map((r) => [r.status, JSON.parse(r.payload).deliveryId])).toEqual([['pending', deliveryId]]);

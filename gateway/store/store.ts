@@ -2,11 +2,12 @@
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { Kysely, type LogEvent, Migrator, PostgresDialect, sql } from 'kysely';
+import { Kysely, type LogEvent, Migrator, sql } from 'kysely';
 import pg from 'pg';
 import { DurableSqliteDialect, lazyWalFileSync, watchCommits } from './durable.ts';
 import { createGroupCommit, type Write } from './group-commit.ts';
 import { migrationProvider } from './migrations.ts';
+import { OwnSchemaPostgresDialect } from './pg-introspector.ts';
 import type { Database } from './schema.ts';
 import { withStatementCache } from './statement-cache.ts';
 
@@ -215,7 +216,7 @@ async function openPostgres(
     throw new StoreOpenError(`${where} is unreachable: ${cause}`);
   }
   const db = new Kysely<Database>({
-    dialect: new PostgresDialect({ pool }),
+    dialect: new OwnSchemaPostgresDialect({ pool }),
     ...(observe ? { log: (event: LogEvent) => observe(observation(event)) } : {}),
   });
   let migrated: string[];

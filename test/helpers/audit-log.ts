@@ -1,23 +1,27 @@
-// Test harness for the audit log without a broker: a real SQLite store in a temp dir, a checkpoint key, a clock.
+// Test harness for the audit log without a broker: a real store on the run's dialect (a SQLite file in a temp dir, or
+// a PostgreSQL schema), a checkpoint key, a clock.
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type AuditLog, createAuditLog } from '../../gateway/audit/log.ts';
 import type { Db } from '../../gateway/store/db.ts';
-import { openStore, type Store } from '../../gateway/store/store.ts';
+import type { Store } from '../../gateway/store/store.ts';
 import {
   type AuditEntry,
   type AuditInput,
   canonicalJson,
   entryLeafHash,
 } from '../../protocols/audit/index.ts';
+import { scratchStore } from './temp-store.ts';
 
 export const ORIGIN = 'curbside-key.test/audit';
 export const T0 = Date.parse('2026-01-01T10:00:00Z');
 
 export interface TestLog {
   dir: string;
+  /** The store's settings for a program (DATA_DIR, and DATABASE_URL on PostgreSQL). */
+  env: { DATA_DIR: string; DATABASE_URL?: string };
   store: Store;
   audit: AuditLog;
   privateKey: KeyObject;
@@ -28,7 +32,8 @@ export async function openTestLog(
   privateKey: KeyObject = generateKeyPairSync('ed25519').privateKey,
 ): Promise<TestLog> {
   const dir = mkdtempSync(join(tmpdir(), 'curbside-audit-'));
-  const store = await openStore({ kind: 'sqlite', file: join(dir, 'gateway.sqlite') });
+  const scratch = await scratchStore(join(dir, 'data'));
+  const store = await scratch.open();
   let t = T0;
   const audit = createAuditLog({
     db: store.db,
@@ -37,11 +42,13 @@ export async function openTestLog(
   });
   return {
     dir,
+    env: scratch.env,
     store,
     audit,
     privateKey,
     async close() {
       await store.close();
+      await scratch.drop();
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -1,15 +1,16 @@
-// Test child: appends decisions to a real SQLite store as fast as it can, printing each commit, until it is killed.
+// Test child: appends decisions to a real store (the StoreConfig given as JSON: a SQLite file or a PostgreSQL schema)
+// as fast as it can, printing each commit, until it is killed.
 
 import { findDelivery, insertDelivery } from '../../gateway/store/deliveries.ts';
 import { insertLocation } from '../../gateway/store/locations.ts';
-import { openStore } from '../../gateway/store/store.ts';
+import { openStore, type StoreConfig } from '../../gateway/store/store.ts';
 import { appendEvent } from '../../gateway/store/timeline.ts';
 import { insertVehicle } from '../../gateway/store/vehicles.ts';
 
-const [file, round] = process.argv.slice(2) as [string, string];
+const [config, round] = process.argv.slice(2) as [string, string];
 // Never outlive the test: when the parent's end of the pipe closes, stop.
 process.stdout.on('error', () => process.exit(1));
-const store = await openStore({ kind: 'sqlite', file });
+const store = await openStore(JSON.parse(config) as StoreConfig);
 const deliveryId = 'dlv_crash';
 if (!(await findDelivery(store.db, deliveryId))) {
   const t = Date.parse('2026-01-01T10:00:00Z');

@@ -17,7 +17,7 @@ import { type Ack, type CommandMessage, encodeMessage, trustedJwkFor } from '../
 import { loadSeeds } from '../../seeds/index.ts';
 import { type CarRig, carRig } from './car-rig.ts';
 import { freshPgSchema } from './pg-schema.ts';
-import type { Dialect } from './temp-store.ts';
+import { type Dialect, testDialect } from './temp-store.ts';
 
 export const LOOP_NOW = Date.parse('2026-01-01T12:00:00Z');
 export const CAR_VIN = '1G1ZE5ST5KF100231';
@@ -60,7 +60,7 @@ export async function startLoopback(options: { dialect?: Dialect } = {}): Promis
     now: () => new Date(LOOP_NOW),
   });
   const read = (path: string) => readFileSync(path, 'utf8');
-  const pg = options.dialect === 'postgres' ? await freshPgSchema() : null;
+  const pg = (options.dialect ?? testDialect()) === 'postgres' ? await freshPgSchema() : null;
   const store = await openStore(pg?.config ?? { kind: 'sqlite', file: join(dir, 'gateway.sqlite') });
   const gatewayKey = createPrivateKey(read(pki.tokenSigningKey));
   const signingKeys = await createSigningKeyRing(gatewayKey);
