@@ -48,10 +48,25 @@ const insertEntry = prepared(
 const onPostgres = (trx: Transaction<Database>): boolean =>
   trx.getExecutor().adapter instanceof PostgresAdapter;
 
+/** The transaction holds the audit log's advisory lock (PostgreSQL), as far as it remembers. */
+const LOCKED = 'audit.locked';
+
+/**
+ * Takes the audit log's advisory lock for the rest of the transaction (PostgreSQL; nothing on SQLite) and remembers
+ * it, so that the append after it does not ask again. Replicas take it first thing in every unit
+ * (cluster/serialised-writes.ts).
+ */
+export async function lockAuditLog(trx: Transaction<Database>): Promise<void> {
+  const memo = transactionMemo(trx);
+  if (!onPostgres(trx) || memo.get(LOCKED)) return;
+  await sql`select pg_advisory_xact_lock(${AUDIT_APPEND_LOCK})`.execute(trx);
+  memo.set(LOCKED, true);
+}
+
 async function readTail(trx: Transaction<Database>): Promise<AuditTail | null> {
   const memo = transactionMemo(trx);
   if (memo.has(TAIL)) return memo.get(TAIL) as AuditTail | null;
-  if (onPostgres(trx)) await sql`select pg_advisory_xact_lock(${AUDIT_APPEND_LOCK})`.execute(trx);
+  await lockAuditLog(trx);
   const row = (await selectTail(trx)).rows[0];
   const tail = row
     ? { index: Number(row.idx), leafHash: Buffer.from(row.leaf_hash, 'base64'), at: Number(row.at) }
