@@ -327,6 +327,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     };
     const control = createControlService({
       db: store.db,
+      write,
       deliveries,
       now,
       logger: logger.child({ component: 'control' }),

@@ -251,6 +251,64 @@ describe('Idempotency-Key across a crash', () => {
   });
 });
 
+describe("the owner's controls", () => {
+  /** Makes writing any API key's use fail (a full disk, say), so that a request cannot log its key's use. */
+  async function refuseKeyUse(on: boolean): Promise<void> {
+    const db = stack.gateway.store.db;
+    const postgres = db.getExecutor().adapter instanceof PostgresAdapter;
+    if (postgres && on) {
+      await sql`create or replace function refuse_key_use() returns trigger as $$ begin if new.kind = 'api_key_used' then raise exception 'disk full'; end if; return new; end $$ language plpgsql`.execute(
+        db,
+      );
+      await sql`create trigger no_key_use before insert on audit_entries for each row execute function refuse_key_use()`.execute(
+        db,
+      );
+    } else if (postgres) {
+      await sql`drop trigger no_key_use on audit_entries`.execute(db);
+    } else if (on) {
+      await sql`create trigger no_key_use before insert on audit_entries when new.kind = 'api_key_used' begin select raise(abort, 'disk full'); end`.execute(
+        db,
+      );
+    } else {
+      await sql`drop trigger no_key_use`.execute(db);
+    }
+  }
+
+  it.each([
+    ['block', 'access_blocked'],
+    ['cancel', 'delivery_cancelled'],
+  ])("%s commits in one unit with the request's key use, or not at all", async (action, kind) => {
+    const d = await admin('POST', '/v1/deliveries', deliveryBody(v, loc));
+    expect(d.status).toBe(201);
+    const id = d.body.id as string;
+    await refuseKeyUse(true);
+    try {
+      const refused = await admin(
+        'POST',
+        `/v1/deliveries/${id}/${action}`,
+        { reason: 'test' },
+        { 'idempotency-key': `control-${action}` },
+      );
+      expect(refused.status).toBe(500);
+    } finally {
+      await refuseKeyUse(false);
+    }
+    const db = stack.gateway.store.db;
+    const row = await db
+      .selectFrom('deliveries')
+      .select(['blocked', 'status'])
+      .where('id', '=', id)
+      .executeTakeFirstOrThrow();
+    expect({ blocked: Number(row.blocked), status: row.status }).toEqual({ blocked: 0, status: 'scheduled' });
+    const logged = await db
+      .selectFrom('audit_entries')
+      .select('kind')
+      .where('delivery_id', '=', id)
+      .execute();
+    expect(logged.map((e) => e.kind)).not.toContain(kind);
+  });
+});
+
 describe('idempotency records in the store', () => {
   let dir: string;
   let store: Store;

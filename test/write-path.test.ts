@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { Kysely, Migrator, SqliteDialect } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
-import { appendAudit, auditLeafHashes, readAuditEntries } from '../gateway/store/audit.ts';
+import { appendAudit, auditLeafHashes, queueAudit, readAuditEntries } from '../gateway/store/audit.ts';
 import { insertDelivery } from '../gateway/store/deliveries.ts';
 import { migrationProvider } from '../gateway/store/migrations.ts';
 import type { Database } from '../gateway/store/schema.ts';
@@ -16,6 +16,7 @@ import { appendEvent, timelineOf } from '../gateway/store/timeline.ts';
 import { type ReportedState, reportChanges, type VehicleRecord } from '../gateway/store/vehicles.ts';
 import { leafHash } from '../protocols/audit/index.ts';
 import { freshPgSchema } from './helpers/pg-schema.ts';
+import { countStatements, type Tally } from './helpers/statement-count.ts';
 
 const dirs: string[] = [];
 const opened: Store[] = [];
@@ -170,6 +171,101 @@ describe('the audit tail', () => {
       ),
     );
     await expectOneChain(replicas[0] as Store, 30);
+  });
+});
+
+describe("a unit's audit entries", () => {
+  const counting = countStatements();
+  const inserts = (tallies: Map<string, Tally>): number =>
+    [...tallies]
+      .filter(([text]) => text.toLowerCase().startsWith('insert into "audit_entries"'))
+      .reduce((sum, [, t]) => sum + t.count, 0);
+
+  it.each(['sqlite', 'postgres'] as const)(
+    'on %s, are one INSERT per unit, one chain in order, and go with a unit that throws',
+    async (dialect) => {
+      let store: Store;
+      if (dialect === 'sqlite') store = await openStore({ kind: 'sqlite', file: tempFile() });
+      else {
+        const fresh = await freshPgSchema();
+        drops.push(fresh.drop);
+        store = await openStore(fresh.config);
+      }
+      opened.push(store);
+      await store.write((trx) => appendAudit(trx, { ...event(1, 'first'), deliveryId: null }));
+      const tallies = new Map<string, Tally>();
+      counting.into = tallies;
+      try {
+        // Queued in one event-loop turn: one transaction, three units, the second of which throws.
+        const units = [
+          store.write(async (trx) => {
+            await queueAudit(trx, { ...event(2, 'a1'), deliveryId: null });
+            await queueAudit(trx, { ...event(3, 'a2'), deliveryId: 'dlv_a' });
+            // An entry whose index the caller needs is written at once, after the ones queued before it.
+            return appendAudit(trx, { ...event(4, 'a3'), deliveryId: null });
+          }),
+          store.write(async (trx) => {
+            await queueAudit(trx, { ...event(5, 'b1'), deliveryId: null });
+            throw new Error('refused');
+          }),
+          store.write(async (trx) => {
+            await queueAudit(trx, { ...event(6, 'c1'), deliveryId: null });
+            await queueAudit(trx, { ...event(7, 'c2'), deliveryId: null });
+          }),
+        ];
+        const [a, b, c] = await Promise.allSettled(units);
+        expect(a).toMatchObject({ status: 'fulfilled', value: { index: 3 } });
+        expect(b).toMatchObject({ status: 'rejected', reason: { message: 'refused' } });
+        expect(c?.status).toBe('fulfilled');
+      } finally {
+        counting.into = null;
+      }
+      // a: its two queued entries in one INSERT, then its own; c: one INSERT.
+      expect(inserts(tallies)).toBe(3);
+      const entries = await readAuditEntries(store.db, 0, 6);
+      expect(entries.map((e) => e.kind)).toEqual(['first', 'a1', 'a2', 'a3', 'c1', 'c2']);
+      await expectOneChain(store, 6);
+    },
+    30_000,
+  );
+
+  it('queued on SQLite, are chained again on the real tail when another writer appended meanwhile', async () => {
+    const file = tempFile();
+    const a = await openStore({ kind: 'sqlite', file });
+    opened.push(a);
+    await a.write((trx) => queueAudit(trx, { ...event(1, 'first'), deliveryId: null }));
+    const b = await openStore({ kind: 'sqlite', file });
+    opened.push(b);
+    await b.write((trx) => queueAudit(trx, { ...event(2, 'other'), deliveryId: null }));
+    await a.write(async (trx) => {
+      await queueAudit(trx, { ...event(3, 'second'), deliveryId: null });
+      await queueAudit(trx, { ...event(4, 'third'), deliveryId: null });
+    });
+    expect((await readAuditEntries(a.db, 0, 4)).map((e) => e.kind)).toEqual([
+      'first',
+      'other',
+      'second',
+      'third',
+    ]);
+    await expectOneChain(a, 4);
+  });
+
+  it('on PostgreSQL, queued by stores writing at once to one database, keep one chain', async () => {
+    const fresh = await freshPgSchema();
+    drops.push(fresh.drop);
+    const replicas = [await openStore(fresh.config), await openStore(fresh.config)];
+    opened.push(...replicas);
+    await Promise.all(
+      replicas.flatMap((r, n) =>
+        Array.from({ length: 8 }, (_, i) =>
+          r.write(async (trx) => {
+            await queueAudit(trx, { ...event(i, `replica_${n}`), deliveryId: null });
+            await queueAudit(trx, { ...event(i, `replica_${n}_again`), deliveryId: null });
+          }),
+        ),
+      ),
+    );
+    await expectOneChain(replicas[0] as Store, 32);
   });
 });
 

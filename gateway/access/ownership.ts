@@ -55,18 +55,47 @@ export function carrierForNewDelivery(caller: Caller, requested: string | undefi
   return requested ?? null;
 }
 
+/** Deliveries whose binding (carrier and vehicle) the access check keeps in memory; the oldest go first. */
+const DELIVERY_BINDINGS = 10_000;
+
+interface DeliveryBinding {
+  carrierId: string | null;
+  vin: string;
+}
+
+/**
+ * A delivery's carrier and vehicle, kept after the first read: both are fixed when the delivery is scheduled (no
+ * write changes them, and no delivery is deleted), so what is kept can never go stale, on this replica or another.
+ * Only the binding is kept: the decision behind the check reads the delivery afresh (its status, its blocks).
+ */
+function deliveryBindings(db: Kysely<Database>) {
+  const known = new Map<string, DeliveryBinding>();
+  return async (id: string): Promise<DeliveryBinding | null> => {
+    const kept = known.get(id);
+    if (kept) return kept;
+    const d = await findDelivery(db, id);
+    if (!d) return null;
+    const binding = { carrierId: d.carrierId ?? null, vin: d.vin };
+    if (known.size >= DELIVERY_BINDINGS) known.delete(known.keys().next().value as string);
+    known.set(id, binding);
+    return binding;
+  };
+}
+
 /**
  * Route config `resource` names the record a route's params point at; the check runs after validation
- * (params are well-formed) and before the handler. Bodies naming an owner are checked the same way.
+ * (params are well-formed) and before the handler. Bodies naming an owner are checked the same way. A delivery's
+ * carrier is read once (deliveryBindings); the vehicle's owner, which a relink may change, every time.
  */
 export function registerAccessCheck(app: FastifyInstance, db: Kysely<Database>): void {
+  const bindingOf = deliveryBindings(db);
   app.addHook('preHandler', async (req) => {
     const caller = req.caller;
     if (!caller) return;
     const resource = req.routeOptions.config?.resource;
     const params = (req.params ?? {}) as Record<string, unknown>;
     if (resource === 'delivery' && typeof params.id === 'string') {
-      const d = await findDelivery(db, params.id);
+      const d = await bindingOf(params.id);
       // Only an owner's key is checked against the vehicle's owner (canSeeDelivery).
       const ownerBound = caller.carrierId === null && caller.ownerId !== null;
       const owner = d && ownerBound ? ((await findVehicle(db, d.vin))?.ownerId ?? null) : null;

@@ -4,6 +4,7 @@ import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { ApiError } from '../errors.ts';
 import { type DeliveryRecord, deliveriesOf, openDeliveriesOf, updateDelivery } from '../store/deliveries.ts';
+import type { Write } from '../store/group-commit.ts';
 import type { Database } from '../store/schema.ts';
 import { appendEvent } from '../store/timeline.ts';
 import { findVehicle, updateVehicle, type VehicleRecord } from '../store/vehicles.ts';
@@ -19,7 +20,13 @@ import type { DeliveryService } from './service.ts';
 export type OnDeliveryRevoked = (deliveryId: string) => Promise<void> | void;
 
 export interface ControlServiceDeps {
+  /** For reads. */
   db: Kysely<Database>;
+  /**
+   * Every write goes through here (store.write, wrapped by the request's scope): the owner's decision commits in
+   * one unit with the request's key use and the mark of its Idempotency-Key, or not at all.
+   */
+  write: Write;
   deliveries: DeliveryService;
   now: () => number;
   logger: Logger;
@@ -37,7 +44,7 @@ export interface UnlinkResult {
 }
 
 export function createControlService(deps: ControlServiceDeps) {
-  const { db, deliveries, now, logger } = deps;
+  const { db, write, deliveries, now, logger } = deps;
 
   const revoked = async (deliveryId: string): Promise<void> => {
     try {
@@ -66,7 +73,7 @@ export function createControlService(deps: ControlServiceDeps) {
   async function setDeliveryBlocked(id: string, blocked: boolean, reason: string | undefined) {
     const d = await actionable(id);
     const t = now();
-    await db.transaction().execute(async (trx) => {
+    await write(async (trx) => {
       await updateDelivery(trx, d.id, { blocked, updatedAt: t });
       await appendEvent(trx, d.id, {
         at: t,
@@ -83,7 +90,7 @@ export function createControlService(deps: ControlServiceDeps) {
   async function setVehicleBlocked(vin: string, blocked: boolean, reason: string | undefined) {
     const v = await linkedVehicle(vin);
     const t = now();
-    const affected = await db.transaction().execute(async (trx) => {
+    const affected = await write(async (trx) => {
       await updateVehicle(trx, v.vin, { blocked });
       const active = await deliveriesOf(trx, v.vin, ACTIVE);
       for (const d of active) {
@@ -117,7 +124,7 @@ export function createControlService(deps: ControlServiceDeps) {
 
   async function cancelOne(d: DeliveryRecord, detail: { by: string; reason: string }): Promise<void> {
     const t = now();
-    await db.transaction().execute(async (trx) => {
+    await write(async (trx) => {
       await updateDelivery(trx, d.id, { status: 'cancelled', updatedAt: t });
       await appendEvent(trx, d.id, {
         at: t,
@@ -137,7 +144,7 @@ export function createControlService(deps: ControlServiceDeps) {
   async function unlink(vin: string): Promise<UnlinkResult> {
     const v = await linkedVehicle(vin);
     const t = now();
-    await updateVehicle(db, v.vin, { unlinkedAt: t });
+    await write((trx) => updateVehicle(trx, v.vin, { unlinkedAt: t }));
     const result: UnlinkResult = { vin: v.vin, cancelled: [], lockUnconfirmed: [] };
     for (const d of await deliveriesOf(db, v.vin, ACTIVE)) {
       await cancelOne(d, { by: 'owner', reason: 'VEHICLE_UNLINKED' });

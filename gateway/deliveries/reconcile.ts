@@ -12,6 +12,7 @@ import {
 import { findVehicleAck } from '../store/commands.ts';
 import type { Db } from '../store/db.ts';
 import type { Write } from '../store/group-commit.ts';
+import { prepared } from '../store/prepared.ts';
 import type { CommandsTable, Database } from '../store/schema.ts';
 import { appendEvent } from '../store/timeline.ts';
 import { checkSignedAck } from '../vehicles/acks.ts';
@@ -46,6 +47,18 @@ export interface ReconcilerDeps {
    */
   heldElsewhere?: (deliveryIds: readonly string[]) => Promise<Set<string>>;
 }
+
+/** The deliveries a car's outstanding commands belong to, and its deliveries still unlocked, in one read. */
+const selectWork = prepared((db, vin: string, sameVin: string) =>
+  db
+    .selectFrom('commands')
+    .select('delivery_id as id')
+    .where('vin', '=', vin)
+    .where('status', 'in', [...OUTSTANDING])
+    .unionAll(
+      db.selectFrom('deliveries').select('id').where('vin', '=', sameVin).where('status', '=', 'unlocked'),
+    ),
+);
 
 /** Longest wait before a car that keeps not answering is asked again by the sweep. */
 const MAX_SILENT_BACKOFF_MS = 5 * 60_000;
@@ -124,16 +137,17 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
     return row !== undefined && row.online === 0 && row.last_seen !== null;
   }
 
-  async function unlockedCount(vin: string): Promise<number> {
-    const rows = await db
-      .selectFrom('deliveries')
-      .select('id')
-      .where('vin', '=', vin)
-      .where('status', '=', 'unlocked')
-      .execute();
-    const free = rows.filter((d) => !guard.held(d.id));
-    const busy = await elsewhere(free.map((d) => d.id));
-    return free.filter((d) => !busy.has(d.id)).length;
+  /**
+   * Whether the car has work for a reconciliation that no request (here or on another replica) holds: an
+   * outstanding command, or, with `unlocked`, a delivery still unlocked. One read either way.
+   */
+  async function hasWork(vin: string, unlocked: boolean): Promise<boolean> {
+    const ids = unlocked
+      ? (await selectWork(db, vin, vin)).rows.map((r) => r.id)
+      : (await selectOutstanding(db, vin)).rows.map((c) => c.delivery_id);
+    const free = ids.filter((id) => !guard.held(id));
+    const busy = await elsewhere(free);
+    return free.some((id) => !busy.has(id));
   }
 
   /** Queries the car about its outstanding commands and applies the answer; null when it did not answer. */
@@ -164,7 +178,7 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
         do {
           again.delete(vin);
           if (closed) return;
-          if ((await outstandingOf(db, vin)).length === 0 && (await unlockedCount(vin)) === 0) return;
+          if (!(await hasWork(vin, true))) return;
           if ((await askAndApply(vin)) !== null) {
             silent.delete(vin);
           } else {
@@ -239,8 +253,8 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
       silent.delete(vin);
       if (message.nonce !== undefined) return;
       void (async () => {
-        const unlocked = message.locked ? await unlockedCount(vin) : 0;
-        if (unlocked > 0 || (await outstandingOf(db, vin)).length > 0) await reconcileVin(vin);
+        // A locked report may also settle a delivery still unlocked (its car locked itself).
+        if (await hasWork(vin, message.locked)) await reconcileVin(vin);
       })().catch((err: unknown) =>
         logger.error({ event: 'reconcile.failed', vin, err }, 'reconciliation failed'),
       );

@@ -3,7 +3,7 @@
 import { ApiError, type ErrorCode } from '../errors.ts';
 import type { Db } from '../store/db.ts';
 import { type DeliveryRecord, findDelivery, updateDelivery } from '../store/deliveries.ts';
-import { findLocation } from '../store/locations.ts';
+import { findLocation, type LocationRecord } from '../store/locations.ts';
 import { appendEvent } from '../store/timeline.ts';
 import { findVehicleWithCertificate, type VehicleRecord } from '../store/vehicles.ts';
 import type { Commands } from './commands.ts';
@@ -16,6 +16,9 @@ export interface UnlockInput {
   position: { lat: number; lon: number };
   packageId: string;
 }
+
+/** Locations the unlock check keeps in memory; the oldest go first. */
+const KEPT_LOCATIONS = 10_000;
 
 interface BlockedOrCancelled {
   blocked: boolean;
@@ -30,6 +33,22 @@ export function createUnlocking(
   const { deps, db, write, policy, now, outcomes, deny, load, exclusive, linked, certificateRevoked } = ctx;
   const { prepareCommand, send, commandError } = commands;
   const { relockHeld } = relocking;
+
+  /**
+   * A location, kept after its first read: a location is registered once and never changed or removed (the store
+   * has no such write), so what is kept cannot go stale, on this replica or another. Were locations ever made
+   * editable, this must go: the radius is one of the unlock's checks.
+   */
+  const locations = new Map<string, LocationRecord>();
+  async function locationOf(id: string): Promise<LocationRecord | null> {
+    const kept = locations.get(id);
+    if (kept) return kept;
+    const location = await findLocation(db, id);
+    if (!location) return null;
+    if (locations.size >= KEPT_LOCATIONS) locations.delete(locations.keys().next().value as string);
+    locations.set(id, location);
+    return location;
+  }
 
   /** Whether the parking confirmation still holds against what the car reported last. */
   function parkingProblem(
@@ -72,7 +91,7 @@ export function createUnlocking(
       if (input.driverId !== d.driverId) return deny(d, kind, 'DRIVER_NOT_ASSIGNED', ctx);
       if (t < d.windowStart || t >= d.windowEnd) return deny(d, kind, 'OUTSIDE_WINDOW', { ...ctx, at: t });
       if (!d.packageIds.includes(input.packageId)) return deny(d, kind, 'PACKAGE_NOT_IN_DELIVERY', ctx);
-      const location = await findLocation(db, d.locationId);
+      const location = await locationOf(d.locationId);
       const distance = location ? distanceM(input.position, location) : Number.POSITIVE_INFINITY;
       if (!location || distance > location.radiusM) {
         return deny(d, kind, 'DRIVER_NOT_AT_LOCATION', { ...ctx, distanceM: Math.round(distance) });

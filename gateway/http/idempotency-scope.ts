@@ -3,7 +3,7 @@
 // stored can then never let a retry run the effect a second time, and no effect commits without its key's use.
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { AuditInput } from '../../protocols/audit/index.ts';
-import { appendAudit } from '../store/audit.ts';
+import { queueAudit } from '../store/audit.ts';
 import type { Write, WriteUnit } from '../store/group-commit.ts';
 import { markIdempotencyCommitted } from './idempotency-records.ts';
 
@@ -61,7 +61,7 @@ export function createIdempotencyScope(): IdempotencyScope {
       if (!scope || !entry || scope.keyUseWriting) return;
       scope.keyUse = null;
       try {
-        await write((trx) => appendAudit(trx, entry));
+        await write((trx) => queueAudit(trx, entry));
       } catch (error) {
         scope.keyUse = entry;
         throw error;
@@ -76,7 +76,7 @@ export function createIdempotencyScope(): IdempotencyScope {
         if (!scope || (!mark && !keyUse)) return write(unit);
         if (keyUse) scope.keyUseWriting = true;
         return write(async (trx) => {
-          if (keyUse) await appendAudit(trx, keyUse);
+          if (keyUse) await queueAudit(trx, keyUse);
           const value = await unit(trx);
           if (mark) await markIdempotencyCommitted(trx, mark.apiKeyId, mark.key);
           return value;

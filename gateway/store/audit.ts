@@ -48,10 +48,25 @@ const insertEntry = prepared(
 const onPostgres = (trx: Transaction<Database>): boolean =>
   trx.getExecutor().adapter instanceof PostgresAdapter;
 
+/** The transaction holds the audit log's advisory lock (PostgreSQL), as far as it remembers. */
+const LOCKED = 'audit.locked';
+
+/**
+ * Takes the audit log's advisory lock for the rest of the transaction (PostgreSQL; nothing on SQLite) and remembers
+ * it, so that the append after it does not ask again. Replicas take it first thing in every unit
+ * (cluster/serialised-writes.ts).
+ */
+export async function lockAuditLog(trx: Transaction<Database>): Promise<void> {
+  const memo = transactionMemo(trx);
+  if (!onPostgres(trx) || memo.get(LOCKED)) return;
+  await sql`select pg_advisory_xact_lock(${AUDIT_APPEND_LOCK})`.execute(trx);
+  memo.set(LOCKED, true);
+}
+
 async function readTail(trx: Transaction<Database>): Promise<AuditTail | null> {
   const memo = transactionMemo(trx);
   if (memo.has(TAIL)) return memo.get(TAIL) as AuditTail | null;
-  if (onPostgres(trx)) await sql`select pg_advisory_xact_lock(${AUDIT_APPEND_LOCK})`.execute(trx);
+  await lockAuditLog(trx);
   const row = (await selectTail(trx)).rows[0];
   const tail = row
     ? { index: Number(row.idx), leafHash: Buffer.from(row.leaf_hash, 'base64'), at: Number(row.at) }
@@ -91,36 +106,116 @@ const isKeyConflict = (error: unknown): boolean =>
  * hold a gap (protocols/AUDIT.md §4): on SQLite the single writer orders appends, on PostgreSQL the advisory lock
  * does. `at` is never earlier than the entry before it: a decision taken before another one was written (a request
  * and the reconciler racing for the store) would otherwise show time running backwards along the log and along a
- * delivery's timeline, which is a view of it (timeline.ts). The entry records the time it got.
+ * delivery's timeline, which is a view of it (timeline.ts). The entry records the time it got. Entries queued
+ * before it in the same unit (queueAudit) are written first, so the rows keep the chain's order.
  */
 export async function appendAudit(db: Db, input: AuditInput): Promise<AppendedEntry> {
   return withinTransaction(db, async (trx) => {
+    await flushAudit(trx);
     const memo = transactionMemo(trx);
     try {
-      return await appendAfter(trx, await readTail(trx), input);
+      return await insertAfter(trx, await readTail(trx), [input]).then(
+        (entries) => entries[0] as AppendedEntry,
+      );
     } catch (error) {
       if (!memo.get(CARRIED) || !isKeyConflict(error)) throw error;
       // The carried tail was stale (another process appended): read the real one, once.
       memo.delete(TAIL);
       memo.delete(CARRIED);
-      return appendAfter(trx, await readTail(trx), input);
+      return (await insertAfter(trx, await readTail(trx), [input]))[0] as AppendedEntry;
     }
   });
 }
 
-async function appendAfter(
+/** Entries a unit appended with queueAudit and has not written yet, in order. */
+const QUEUED = 'audit.queued';
+/** The transaction is a group-commit unit's: it calls flushAudit before the unit ends (group-commit.ts). */
+const DEFERRING = 'audit.deferring';
+
+/**
+ * Marks a unit's transaction as one that writes queued entries (flushAudit) before the unit is released or
+ * committed. Only the group commit does this: it owns where a unit ends.
+ */
+export function deferAudit(trx: Transaction<Database>): void {
+  transactionMemo(trx).set(DEFERRING, true);
+}
+
+/**
+ * Appends one entry whose index the caller does not need: inside a group-commit unit it is queued, and the
+ * unit's queued entries are written together in one INSERT when the unit ends (flushAudit), so a decision's
+ * entries (its key use, its events) cost one statement. Elsewhere it is appended at once (appendAudit). Either
+ * way it commits with the unit or not at all, and the log's order, indexes and chain are those appendAudit gives.
+ */
+export async function queueAudit(db: Db, input: AuditInput): Promise<void> {
+  if (!db.isTransaction || !transactionMemo(db as Transaction<Database>).get(DEFERRING)) {
+    await appendAudit(db, input);
+    return;
+  }
+  const memo = transactionMemo(db as Transaction<Database>);
+  const queued = (memo.get(QUEUED) as AuditInput[] | undefined) ?? [];
+  queued.push(input);
+  memo.set(QUEUED, queued);
+}
+
+/**
+ * Writes the entries the unit queued, in one INSERT, chained on the tail (read once per transaction, or carried:
+ * a stale carried tail fails on the index, and the entries are chained again on the real one).
+ */
+export async function flushAudit(trx: Transaction<Database>): Promise<void> {
+  const memo = transactionMemo(trx);
+  const queued = memo.get(QUEUED) as AuditInput[] | undefined;
+  if (!queued || queued.length === 0) return;
+  memo.delete(QUEUED);
+  try {
+    await insertAfter(trx, await readTail(trx), queued);
+  } catch (error) {
+    if (!memo.get(CARRIED) || !isKeyConflict(error)) throw error;
+    memo.delete(TAIL);
+    memo.delete(CARRIED);
+    await insertAfter(trx, await readTail(trx), queued);
+  }
+}
+
+/** Chains the inputs on `tail` and writes them in one statement; the tail moves only once the rows are in. */
+async function insertAfter(
   trx: Transaction<Database>,
   tail: AuditTail | null,
-  input: AuditInput,
-): Promise<AppendedEntry> {
-  const index = tail ? tail.index + 1 : 0;
-  const at = tail && tail.at > input.at ? tail.at : input.at;
-  const { entry, text } = buildEncodedEntry({ ...input, at }, index, tail?.leafHash ?? null);
-  const leafHash = leafHashOf(Buffer.from(text, 'utf8'));
-  const memo = transactionMemo(trx);
-  await insertEntry(trx, index, leafHash.toString('base64'), entry.deliveryId, entry.kind, entry.at, text);
-  memo.set(TAIL, { index, leafHash, at: entry.at });
-  return { index, leafHash };
+  inputs: readonly AuditInput[],
+): Promise<AppendedEntry[]> {
+  let last = tail;
+  const rows: Array<{
+    idx: number;
+    leaf_hash: string;
+    delivery_id: string | null;
+    kind: string;
+    at: number;
+    entry: string;
+  }> = [];
+  const appended: AppendedEntry[] = [];
+  for (const input of inputs) {
+    const index = last ? last.index + 1 : 0;
+    const at = last && last.at > input.at ? last.at : input.at;
+    const { entry, text } = buildEncodedEntry({ ...input, at }, index, last?.leafHash ?? null);
+    const leafHash = leafHashOf(Buffer.from(text, 'utf8'));
+    rows.push({
+      idx: index,
+      leaf_hash: leafHash.toString('base64'),
+      delivery_id: entry.deliveryId,
+      kind: entry.kind,
+      at: entry.at,
+      entry: text,
+    });
+    appended.push({ index, leafHash });
+    last = { index, leafHash, at: entry.at };
+  }
+  const [only] = rows;
+  if (rows.length === 1 && only) {
+    await insertEntry(trx, only.idx, only.leaf_hash, only.delivery_id, only.kind, only.at, only.entry);
+  } else {
+    await trx.insertInto('audit_entries').values(rows).execute();
+  }
+  transactionMemo(trx).set(TAIL, last);
+  return appended;
 }
 
 /** Number of entries: the last index + 1. */

@@ -2,7 +2,7 @@
 // disk, and each unit still commits or rolls back on its own (a savepoint each) and is answered only once
 // durable.
 import { type Kysely, sql, type Transaction } from 'kysely';
-import { type AuditTail, auditTailOf, seedAuditTail } from './audit.ts';
+import { type AuditTail, auditTailOf, deferAudit, flushAudit, seedAuditTail } from './audit.ts';
 import type { Database } from './schema.ts';
 import { forgetTransactionMemo } from './transaction-memo.ts';
 
@@ -42,7 +42,8 @@ export const DEFAULT_MAX_BATCH = 256;
  * Transaction, so code that must share its caller's transaction (the audit append, protocols/AUDIT.md §4)
  * joins the unit's savepoint and commits or rolls back with it. Callers are answered only after COMMIT
  * returned, so an acknowledged write is as durable as with a transaction of its own; if COMMIT fails, every
- * unit of the batch fails.
+ * unit of the batch fails. The audit entries a unit queues (store/audit.ts queueAudit) are written in one INSERT
+ * when the unit returns, before its RELEASE or COMMIT.
  */
 export function createGroupCommit(db: Kysely<Database>, options: GroupCommitOptions = {}): Write {
   const maxBatch = options.maxBatch ?? DEFAULT_MAX_BATCH;
@@ -83,7 +84,9 @@ export function createGroupCommit(db: Kysely<Database>, options: GroupCommitOpti
         try {
           value = await db.transaction().execute(async (trx) => {
             begin(trx);
+            deferAudit(trx);
             const result = await alone.unit(trx);
+            await flushAudit(trx);
             ended = trx;
             return result;
           });
@@ -103,7 +106,9 @@ export function createGroupCommit(db: Kysely<Database>, options: GroupCommitOpti
         for (const { unit, resolve, reject } of batch) {
           await sql`savepoint unit`.execute(trx);
           try {
+            deferAudit(trx);
             const value = await unit(trx);
+            await flushAudit(trx);
             await sql`release savepoint unit`.execute(trx);
             outcomes.push(() => resolve(value));
           } catch (error) {

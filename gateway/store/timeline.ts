@@ -1,7 +1,7 @@
 // Owns a delivery's timeline: a view of the audit log (the entries that name the delivery), after the rows the
 // timeline table held before it became one.
 
-import { appendAudit } from './audit.ts';
+import { queueAudit } from './audit.ts';
 import type { Db } from './db.ts';
 
 export interface TimelineEntry {
@@ -17,12 +17,12 @@ export interface TimelineEntry {
 export const NOT_ON_TIMELINE = ['api_key_used'] as const;
 
 /**
- * Appends a timeline event: one audit entry naming the delivery, in the caller's transaction (or a new one), so
+ * Appends a timeline event: one audit entry naming the delivery, in the caller's unit (or a new transaction), so
  * it commits with the decision or not at all (protocols/AUDIT.md §4). Its time is never earlier than the entry
  * before it (store/audit.ts), so time never runs backwards along a timeline.
  */
 export async function appendEvent(db: Db, deliveryId: string, e: Omit<TimelineEntry, 'seq'>): Promise<void> {
-  await appendAudit(db, { ...e, deliveryId });
+  await queueAudit(db, { ...e, deliveryId });
 }
 
 /**

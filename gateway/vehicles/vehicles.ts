@@ -11,7 +11,7 @@ import {
   vinProblem,
 } from '../../protocols/index.ts';
 import { ApiError } from '../errors.ts';
-import { appendAudit } from '../store/audit.ts';
+import { queueAudit } from '../store/audit.ts';
 import type { Write } from '../store/group-commit.ts';
 import { insertLocation, type LocationRecord } from '../store/locations.ts';
 import type { Database } from '../store/schema.ts';
@@ -149,7 +149,7 @@ export function createVehicleService(deps: VehicleServiceDeps) {
       if (existing) await relinkVehicle(trx, record);
       else await insertVehicle(trx, record);
       // The owner's consent is where every later unlock's authority starts.
-      await appendAudit(trx, {
+      await queueAudit(trx, {
         at: linkedAt,
         kind: 'vehicle_linked',
         outcome: 'granted',
@@ -192,7 +192,7 @@ export function createVehicleService(deps: VehicleServiceDeps) {
     const location: LocationRecord = { id: `loc_${deps.newId()}`, ...input, createdAt: now() };
     await write(async (trx) => {
       await insertLocation(trx, location);
-      await appendAudit(trx, {
+      await queueAudit(trx, {
         at: location.createdAt,
         kind: 'location_registered',
         outcome: 'info',

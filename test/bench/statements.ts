@@ -8,7 +8,8 @@ import { DIALECTS, type Dialect } from '../helpers/temp-store.ts';
 
 const USAGE = `Usage: npm run bench:sql -- [--cycles N] [--dialect sqlite|postgres|both]
 
-Runs N unlock+lock cycles one after another (default 50), each on a fresh delivery, on each store dialect
+Runs N unlock+lock cycles one after another (default 50), each on a fresh delivery, taking turns on a few cars (one
+car driven back to back would exceed the broker's per-car publish rate and be disconnected), on each store dialect
 (default both: SQLite, then PostgreSQL in a fresh schema of TEST_DATABASE_URL), and prints per cycle: every SQL
 statement the store ran (count, and time: inside SQLite, or the round trip to PostgreSQL), the transactions
 committed and the WAL flushes (SQLite).`;
