@@ -67,6 +67,8 @@ export const ONCE_WITH_STORE: Record<string, string> = {
   'test/write-path.test.ts':
     'each dialect by name: the SQLite tail and upgrade, appends from several PostgreSQL stores',
   'test/store-durability.test.ts': "SQLite's own: the write-ahead log's fdatasync before each answer",
+  'test/vehicle-link.e2e.test.ts':
+    "about the gateway's MQTT link handing cars' messages on (a link of its own): the stack's store is not read",
 };
 
 const shared = {

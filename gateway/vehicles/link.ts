@@ -36,8 +36,9 @@ export interface VehicleLinkDeps {
   /** The provider id a VIN was linked with; null for a VIN the gateway has never linked. */
   providerOf: (vin: string) => Promise<string | null>;
   /**
-   * A canonical state or presence message from a car. Messages are handed on one at a time, in arrival
-   * order, and the next waits for the returned promise: so it must never wait on this link.
+   * A canonical state or presence message from a car. Each car's messages are handed on one at a time, in
+   * arrival order, and its next waits for the returned promise: so it must never wait on this link. Different
+   * cars' messages are handled concurrently.
    */
   onState: (vin: string, message: StateMessage) => Promise<void> | void;
   /** Acks nobody waits for any more (late, or for another replica). */
@@ -212,18 +213,28 @@ export async function connectVehicleLink(deps: VehicleLinkDeps): Promise<MqttVeh
   };
   noDelay();
 
-  // One message at a time, in arrival order: the provider lookup is asynchronous, and a later state report
-  // must not overtake an earlier one of the same car.
-  let queue: Promise<void> = Promise.resolve();
+  // One message at a time per car, in arrival order: the provider lookup is asynchronous, and a later state report
+  // must not overtake an earlier one of the same car. Cars do not wait for each other: with one queue for all, the
+  // answer to a state query waited behind every other car's report being recorded (a connect storm of thousands
+  // of cars, a commit each, held answers back past their timeout).
+  const queues = new Map<string, Promise<void>>();
   client.on('message', (topic, payload) => {
-    queue = queue
+    const parsed = parseTopic(topic);
+    // A topic that names no car is dropped by handle; it still goes through a queue of its own.
+    const key = parsed?.vin ?? '';
+    const next = (queues.get(key) ?? Promise.resolve())
       .then(() => handle(topic, payload))
       .catch((err: unknown) => {
-        const vin = parseTopic(topic)?.vin ?? 'unknown';
-        const kind = parseTopic(topic)?.kind ?? 'state';
+        const vin = parsed?.vin ?? 'unknown';
+        const kind = parsed?.kind ?? 'state';
         if (err instanceof ProviderError) refuse(vin, kind, err.code, err.message);
         else logger.error({ err, vin }, 'message not handled');
+      })
+      .finally(() => {
+        // The car's last message is handled: forget its queue (10,000 idle cars keep no entry).
+        if (queues.get(key) === next) queues.delete(key);
       });
+    queues.set(key, next);
   });
   client.on('connect', () => {
     noDelay();
