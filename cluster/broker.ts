@@ -3,7 +3,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { accessSync, constants, readFileSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { delimiter, join } from 'node:path';
 import mqtt from 'mqtt';
 import {
@@ -13,6 +12,7 @@ import {
   writeNatsAuthorization,
   writeNatsFiles,
 } from '../certs/index.ts';
+import { freePort } from './ports.ts';
 
 export interface BrokerClusterOptions {
   pki: DevPkiPaths;
@@ -77,17 +77,6 @@ export function natsServerBinary(): string {
     }
   }
   throw new Error('nats-server not found: install it (apt-get install nats-server) or set NATS_SERVER_BIN');
-}
-
-async function freePort(host: string): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, host, resolve);
-  });
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 const running = new Set<ChildProcess>();

@@ -2,10 +2,10 @@
 // certs/mosquitto.ts (every gateway replica's identity is in its ACL), on a free loopback port.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
-import { createServer } from 'node:net';
 import { userInfo } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { type DevPkiPaths, writeMosquittoFiles } from '../certs/index.ts';
+import { freePort } from './ports.ts';
 
 /** What the cluster needs of a broker: where replicas and cars connect, and (for a cluster of nodes) a way to stop one. */
 export interface ClusterBroker {
@@ -34,14 +34,6 @@ export function mosquittoBinary(env: Record<string, string | undefined>): string
     }
   }
   throw new Error('mosquitto not found: install it (apt-get install mosquitto) or set MOSQUITTO_BIN');
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 export async function startClusterMosquitto(options: {

@@ -1,8 +1,8 @@
 // Owns one gateway replica as a process of its own (npm run gateway's program), so that it can be killed -9: its
 // start on a port chosen beforehand, waiting until it answers /readyz, and its end.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { freePort } from './ports.ts';
 
 export interface ReplicaProcess {
   name: string;
@@ -19,18 +19,6 @@ export interface ReplicaProcess {
 }
 
 const ROOT = join(import.meta.dirname, '..');
-
-/** A port that was free a moment ago; a replica that loses it to another process fails its start, and says so. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 export async function startReplicaProcess(options: {
   name: string;

@@ -1,10 +1,9 @@
 // Test harness: a real Mosquitto on a free loopback port, configured by `certs mosquitto`, stopped by the test.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
-import { createServer } from 'node:net';
 import { userInfo } from 'node:os';
-import { delimiter, join } from 'node:path';
 import { type DevPkiPaths, writeMosquittoFiles } from '../../certs/index.ts';
+import { mosquittoBinary as findMosquitto } from '../../cluster/mosquitto.ts';
+import { freePort } from '../../cluster/ports.ts';
 
 export interface Mosquitto {
   url: string;
@@ -19,31 +18,7 @@ export interface Mosquitto {
 }
 
 /** MOSQUITTO_BIN, else mosquitto on PATH, else Debian's /usr/sbin/mosquitto. .ci/run installs it. */
-export function mosquittoBinary(): string {
-  const candidates = [
-    process.env.MOSQUITTO_BIN,
-    ...(process.env.PATH ?? '').split(delimiter).map((dir) => join(dir, 'mosquitto')),
-    '/usr/sbin/mosquitto',
-  ];
-  for (const candidate of candidates) {
-    if (!candidate) continue;
-    try {
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // next
-    }
-  }
-  throw new Error('mosquitto not found: install it (apt-get install mosquitto) or set MOSQUITTO_BIN');
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
+export const mosquittoBinary = (): string => findMosquitto(process.env);
 
 const running = new Set<ChildProcess>();
 // A worker that dies without its afterAll still takes its brokers with it.
