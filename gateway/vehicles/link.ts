@@ -126,7 +126,7 @@ export interface AckHandover {
 
 /** The link to a real broker: also says why there is no session, and when one is up. */
 export interface MqttVehicleLink extends VehicleLink, AckHandover {
-  /** Null while a session is up (connected and subscribed); else why not, naming the URL and its setting. */
+  /** Null while a session is up (connected, subscribed, a probe came back); else why not, naming the URL and its setting. */
   problem(): string | null;
   /** Resolves once a session is up and its subscriptions proven by a probe (probe.ts): at once if one is. */
   untilConnected(): Promise<void>;
