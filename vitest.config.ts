@@ -55,6 +55,8 @@ export const ONCE_WITH_STORE: Record<string, string> = {
     'about the clustered broker (nats-server nodes, failover): a program around the store, on the default store',
   'test/cli.test.ts': 'its signal tests run on both dialects themselves (DIALECTS); the rest opens no store',
   'test/cluster-coordination.test.ts': "PostgreSQL's own: what replicas share through one database",
+  'test/deaf-subscription.e2e.test.ts':
+    "about the gateway's MQTT link (a subscription that delivers nothing): a program around the store, on the default store",
   'test/delivery.e2e.test.ts': 'runs on both dialects itself (DIALECTS)',
   'test/replicas.e2e.test.ts': "PostgreSQL's own: gateway replicas on one schema",
   'test/revocation.test.ts': 'runs on both dialects itself (DIALECTS)',

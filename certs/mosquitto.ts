@@ -1,6 +1,6 @@
 // Owns the Mosquitto 2.x configuration that applies PROTOCOL.md §1-2 on an external broker: mosquitto.conf and its ACL.
 import { join } from 'node:path';
-import { commandTopic, MAX_PACKET_BYTES, TOPIC_ROOT } from '../protocols/index.ts';
+import { commandTopic, MAX_PACKET_BYTES, PROBE_TOPICS, TOPIC_ROOT } from '../protocols/index.ts';
 import { type DevPkiPaths, GATEWAY_NAME } from './dev-pki.ts';
 import { CertError } from './errors.ts';
 import { writePublicFile } from './files.ts';
@@ -51,6 +51,8 @@ export function mosquittoAcl(gatewayNames: readonly string[] = [GATEWAY_NAME]): 
   const gateways = gatewayNames.flatMap((name) => [
     `user ${value('gateway name', name)}`,
     `topic write ${TOPIC_ROOT}/+/commands`,
+    // Its subscription probes (PROTOCOL.md §2.1): a level no VIN has, so no car writes or reads them.
+    ...PROBE_TOPICS.map((topic) => `topic write ${topic}`),
     `topic read ${TOPIC_ROOT}/+/acks`,
     `topic read ${TOPIC_ROOT}/+/state`,
     '',

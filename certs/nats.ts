@@ -4,7 +4,7 @@ import { randomBytes, X509Certificate } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { rename } from 'node:fs/promises';
 import { join } from 'node:path';
-import { MAX_PAYLOAD_BYTES, TOPIC_ROOT } from '../protocols/index.ts';
+import { MAX_PAYLOAD_BYTES, PROBE_LEVEL, TOPIC_ROOT } from '../protocols/index.ts';
 import { type DevPkiPaths, readRevocationState } from './dev-pki.ts';
 import { CertError } from './errors.ts';
 import { writePrivateFile, writePublicFile } from './files.ts';
@@ -125,9 +125,13 @@ export function natsAuthorization(identities: NatsIdentities): string {
     '# Deny by default: only these certificate subjects connect, only over MQTT, only on these subjects.',
     'authorization {',
     '  users = [',
-    '    # Only the gateway (each replica its own identity) writes commands; it reads every car acks and state (PROTOCOL.md §2).',
+    '    # Only the gateway (each replica its own identity) writes commands and its subscription probes; it reads every car acks and state (PROTOCOL.md §2).',
     ...identities.gateways.map((gateway) =>
-      user(gateway, [subject('*', 'commands')], [subject('*', 'acks'), subject('*', 'state')]),
+      user(
+        gateway,
+        [subject('*', 'commands'), subject(PROBE_LEVEL, 'acks'), subject(PROBE_LEVEL, 'state')],
+        [subject('*', 'acks'), subject('*', 'state')],
+      ),
     ),
     '    # A car reads only its own command topic and writes only its own acks and state.',
     ...identities.vins.map((vin) =>

@@ -279,6 +279,8 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       url: brokerUrl,
       ...(deps.connectMqtt ? { connect: deps.connectMqtt } : {}),
       clientId: `gateway-${config.GATEWAY_REPLICA}`,
+      probe: { intervalMs: config.MQTT_PROBE_INTERVAL_S * 1_000, timeoutMs: config.MQTT_PROBE_TIMEOUT_MS },
+      onDeafSubscription: () => metrics.deafSubscription(),
       // An external broker may come up after the gateway: start not ready and keep trying (/readyz says why).
       // The embedded one is ours and already listening, so not reaching it fails the start.
       firstAttemptMayFail: config.MQTT_URL !== undefined,

@@ -11,6 +11,17 @@ export const stateTopic = (vin: string): string => `${TOPIC_ROOT}/${vin}/state`;
 /** Subscriptions the gateway holds: every car's acks and state. */
 export const GATEWAY_SUBSCRIPTIONS = [`${TOPIC_ROOT}/+/acks`, `${TOPIC_ROOT}/+/state`] as const;
 
+/**
+ * Where a gateway session probes its own subscriptions (PROTOCOL.md §2.1): one topic under each subscription,
+ * at a level that is not a VIN, so no car may write it and no car's subscription covers it.
+ */
+export const PROBE_LEVEL = '_probe';
+export const PROBE_TOPICS = [
+  `${TOPIC_ROOT}/${PROBE_LEVEL}/acks`,
+  `${TOPIC_ROOT}/${PROBE_LEVEL}/state`,
+] as const;
+export const isProbeTopic = (topic: string): boolean => (PROBE_TOPICS as readonly string[]).includes(topic);
+
 export interface ParsedTopic {
   vin: string;
   kind: TopicKind;

@@ -41,6 +41,8 @@ const identity = (vin: string) => ({
  * Runs deliveries until one completes. While JetStream elects new leaders for what the stopped node led, the
  * car's state answers do not reach the gateway within QUERY_TIMEOUT_MS, and the unlock is refused with
  * PARKING_NOT_CONFIRMED: the safe failure, which every attempt is checked for. Resolves with the attempts it took.
+ * A gateway subscription granted without its JetStream consumer (nats-server under load) delivers nothing: the
+ * gateway's subscription probe finds it within MQTT_PROBE_TIMEOUT_MS and makes a clean session (PROTOCOL.md §2.1).
  */
 async function untilDelivered(): Promise<number> {
   for (let attempt = 1; ; attempt++) {

@@ -21,7 +21,7 @@ import {
 } from '../certs/index.ts';
 import { type BrokerCluster, startBrokerCluster } from '../cluster/broker.ts';
 import { type BrokerRefusal, createBroker } from '../gateway/broker/broker.ts';
-import { ackTopic, commandTopic, MAX_PACKET_BYTES, stateTopic } from '../protocols/index.ts';
+import { ackTopic, commandTopic, MAX_PACKET_BYTES, PROBE_TOPICS, stateTopic } from '../protocols/index.ts';
 import { type Mosquitto, startMosquitto } from './helpers/mosquitto.ts';
 import {
   CONNACK_ACCEPTED,
@@ -331,6 +331,34 @@ describe.each(BROKERS)('broker rules on $name', ({ name, start }) => {
     await reader.waitFor((m) => m.payload === 'marker from B');
     expect(reader.received.map((m) => m.payload)).toEqual(['marker from B']);
   });
+
+  it.each(PROBE_TOPICS.map((t) => [t]))(
+    'a car can neither write nor read the gateway probe topic %s; the gateway reads its own back',
+    async (topic) => {
+      const reader = await connected(f.gateway, 'gateway-r1');
+      expect(await subscribeCodes(reader, ['vehicles/+/acks', 'vehicles/+/state'])).toEqual([1, 1]);
+      const attacker = await connected(f.car(A), A);
+      const codes = await subscribeCodes(attacker, [topic, commandTopic(A)]);
+      if (embedded || nats) {
+        expect(codes).toEqual([128, 1]);
+        expectReason('subscribe', 'SUBSCRIBE_FORBIDDEN');
+      }
+      // The gateway's probe comes back to it (PROTOCOL.md §2.1); then, from the same publisher, a marker for A.
+      expect(await publishSettled(reader, topic, 'probe from the gateway')).toBe('acked');
+      await reader.waitFor((m) => m.payload === 'probe from the gateway');
+      expect(await publishSettled(reader, commandTopic(A), 'marker for A')).toBe('acked');
+      await attacker.waitFor((m) => m.payload === 'marker for A');
+      expect(attacker.received.map((m) => m.payload)).toEqual(['marker for A']);
+      const settled = await publishSettled(attacker, topic, 'forged probe');
+      expect(settled).toBe(embedded ? 'closed' : 'acked');
+      expectReason('publish', 'TOPIC_FORBIDDEN');
+      // Control: a message the gateway may read, sent after the forged one by another car.
+      const owner = await connected(f.car(B), B);
+      expect(await publishSettled(owner, stateTopic(B), 'marker from B')).toBe('acked');
+      await reader.waitFor((m) => m.payload === 'marker from B');
+      expect(reader.received.map((m) => m.payload)).toEqual(['probe from the gateway', 'marker from B']);
+    },
+  );
 
   it('a car publishing a command reaches no car', async () => {
     const { victim, gateway } = await victimAndGateway();

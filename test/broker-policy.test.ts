@@ -59,6 +59,17 @@ describe('publish', () => {
     expect(decidePublish(gateway, pub(`vehicles/${A}/commands`))).toBeNull();
     expect(decidePublish(gateway, pub(`vehicles/${A}/acks`))).toBe('TOPIC_FORBIDDEN');
   });
+  it('lets only the gateway write its subscription probes (PROTOCOL.md §2.1), never retained', () => {
+    expect(decidePublish(gateway, pub('vehicles/_probe/acks'))).toBeNull();
+    expect(decidePublish(gateway, pub('vehicles/_probe/state'))).toBeNull();
+    expect(decidePublish(gateway, pub('vehicles/_probe/state', true))).toBe('RETAIN_FORBIDDEN');
+    expect(decidePublish(gateway, pub('vehicles/_probe2/state'))).toBe('TOPIC_FORBIDDEN');
+    expect(decidePublish(car, pub('vehicles/_probe/acks'))).toBe('TOPIC_FORBIDDEN');
+    expect(decidePublish(car, pub('vehicles/_probe/state'))).toBe('TOPIC_FORBIDDEN');
+    expect(allowSubscribe(car, 'vehicles/_probe/state')).toBe(false);
+    expect(allowDeliver(car, 'vehicles/_probe/state')).toBe(false);
+    expect(allowDeliver(gateway, 'vehicles/_probe/acks')).toBe(true);
+  });
   it('refuses retained messages, $SYS and oversized payloads', () => {
     expect(decidePublish(gateway, pub(`vehicles/${A}/commands`, true))).toBe('RETAIN_FORBIDDEN');
     expect(decidePublish(gateway, pub('$SYS/broker/x'))).toBe('TOPIC_FORBIDDEN');

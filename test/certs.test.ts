@@ -895,6 +895,8 @@ describe('Mosquitto configuration', () => {
       'pattern write vehicles/%u/state',
       'user gateway',
       'topic write vehicles/+/commands',
+      'topic write vehicles/_probe/acks',
+      'topic write vehicles/_probe/state',
       'topic read vehicles/+/acks',
       'topic read vehicles/+/state',
     ]);

@@ -41,7 +41,7 @@ describe('certs nats', () => {
     const text = natsAuthorization({ gateways: ['gateway'], vins: [A] });
     const users = text.split('\n').filter((line) => line.includes('user: '));
     expect(users).toEqual([
-      '    { user: "CN=gateway", allowed_connection_types: ["MQTT"], permissions: { publish: { allow: ["vehicles.*.commands"] }, subscribe: { allow: ["$MQTT.sub.>", "vehicles.*.acks", "vehicles.*.state"] } } }',
+      '    { user: "CN=gateway", allowed_connection_types: ["MQTT"], permissions: { publish: { allow: ["vehicles.*.commands", "vehicles._probe.acks", "vehicles._probe.state"] }, subscribe: { allow: ["$MQTT.sub.>", "vehicles.*.acks", "vehicles.*.state"] } } }',
       `    { user: "CN=${A}", allowed_connection_types: ["MQTT"], permissions: { publish: { allow: ["vehicles.${A}.acks", "vehicles.${A}.state"] }, subscribe: { allow: ["$MQTT.sub.>", "vehicles.${A}.commands"] } } }`,
     ]);
     // No default permissions and no user without a certificate: whoever is not listed is refused.

@@ -11,6 +11,7 @@ import { type Gateway, startGateway } from '../gateway/gateway.ts';
 import { parseConfig } from '../gateway/platform/config.ts';
 import { loadGatewayMaterial } from '../gateway/platform/material.ts';
 import type { ConnectMqtt } from '../gateway/vehicles/link.ts';
+import { isProbeTopic } from '../protocols/index.ts';
 import { type ChildGateway, startChildGateway } from './helpers/child-gateway.ts';
 import {
   DRIVER_ID,
@@ -42,6 +43,8 @@ const losingAcks: ConnectMqtt = (url, options) => {
   const emit = client.emit.bind(client) as (event: string, ...args: unknown[]) => boolean;
   (client as unknown as { emit: typeof emit }).emit = (event, ...args) =>
     event === 'message' &&
+    // Cars' messages only: the gateway's own subscription probes (PROTOCOL.md §2.1) still come back.
+    !isProbeTopic(String(args[0])) &&
     ((dropAcksAtB && String(args[0]).endsWith('/acks')) ||
       (dropStateAtB && String(args[0]).endsWith('/state')))
       ? true

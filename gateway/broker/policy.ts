@@ -1,6 +1,7 @@
 // Owns the broker's access decisions as pure functions: who may connect, publish, subscribe and receive what.
 import {
   commandTopic,
+  isProbeTopic,
   MAX_PAYLOAD_BYTES,
   parseTopic,
   stateTopic,
@@ -106,7 +107,10 @@ export type PublishDenial = 'TOPIC_FORBIDDEN' | 'RETAIN_FORBIDDEN' | 'PAYLOAD_TO
 
 export type SubscribeDenial = 'SUBSCRIBE_FORBIDDEN';
 
-/** A car writes only its own acks and state; only the gateway writes commands; nothing is retained. */
+/**
+ * A car writes only its own acks and state; only the gateway writes commands, and its subscription probes
+ * (PROTOCOL.md §2.1), which no VIN names; nothing is retained.
+ */
 export function decidePublish(
   identity: Identity,
   packet: { topic: string; retain: boolean; payloadBytes: number },
@@ -118,7 +122,7 @@ export function decidePublish(
   if (identity.kind === 'vehicle') {
     return t.vin === identity.vin && (t.kind === 'acks' || t.kind === 'state') ? null : 'TOPIC_FORBIDDEN';
   }
-  return t.kind === 'commands' ? null : 'TOPIC_FORBIDDEN';
+  return t.kind === 'commands' || isProbeTopic(packet.topic) ? null : 'TOPIC_FORBIDDEN';
 }
 
 const GATEWAY_FILTERS = new Set([`${TOPIC_ROOT}/+/acks`, `${TOPIC_ROOT}/+/state`]);

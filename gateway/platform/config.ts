@@ -89,6 +89,8 @@ export const ConfigSchema = z
       .regex(/^[A-Za-z0-9_]{1,32}$/, 'must be 1 to 32 of A-Z a-z 0-9 _')
       .default('r1'),
     JOB_LEASE_S: wholeNumber(1, 3_600).default(15),
+    MQTT_PROBE_INTERVAL_S: wholeNumber(1, 3_600).default(30),
+    MQTT_PROBE_TIMEOUT_MS: wholeNumber(100, 60_000).default(5_000),
     COMMAND_TIMEOUT_MS: wholeNumber(1, 120_000).default(10_000),
     TOKEN_TTL_S: wholeNumber(1, 300).default(60),
     MAX_WINDOW_H: wholeNumber(1, 24).default(24),
@@ -119,6 +121,14 @@ export const ConfigSchema = z
   })
   // Rules across settings: each message names the other setting and its value, and says what is allowed.
   .superRefine((c, ctx) => {
+    // A round must be over before the next one starts.
+    if (c.MQTT_PROBE_TIMEOUT_MS >= c.MQTT_PROBE_INTERVAL_S * 1_000) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['MQTT_PROBE_TIMEOUT_MS'],
+        message: `must be a whole number from 100 to below MQTT_PROBE_INTERVAL_S (${c.MQTT_PROBE_INTERVAL_S} s) in ms`,
+      });
+    }
     if (c.DEFAULT_WINDOW_H > c.MAX_WINDOW_H) {
       ctx.addIssue({
         code: 'custom',
@@ -172,6 +182,10 @@ export const CONFIG_HELP: Record<ConfigName, string> = {
     'replica name, unique per replica: its MQTT client id gateway-<replica>, its certificate if CERTS_DIR/gateways has one (default r1)',
   JOB_LEASE_S:
     'with several replicas (DATABASE_URL), shortest lease on a background job: a dead holder hands it over within this, 1..3600 (default 15)',
+  MQTT_PROBE_INTERVAL_S:
+    'how often the gateway proves its MQTT subscriptions deliver, by a probe through each that must come back (also after every reconnect), 1..3600 (default 30)',
+  MQTT_PROBE_TIMEOUT_MS:
+    'how long a probe may take to come back before the session is dropped and made again (SUBSCRIPTION_DEAF), 100..60000 and below MQTT_PROBE_INTERVAL_S (default 5000)',
   COMMAND_TIMEOUT_MS: 'how long an unlock or lock waits for the car ack, 1..120000 (default 10000)',
   TOKEN_TTL_S: 'command token lifetime, 1..300 and never past the window (default 60)',
   MAX_WINDOW_H: 'longest delivery window in hours, 1..24 (default 24)',

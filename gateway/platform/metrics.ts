@@ -14,6 +14,8 @@ export interface GatewayMetrics extends DeliveryObserver {
   storeQuery(query: QueryObservation): void;
   /** For the relock watchdog: one car it locked, confirmed by the car, because no lock came in time. */
   watchdogRelocked(): void;
+  /** For the MQTT link: a session dropped because a granted subscription delivered no probe. */
+  deafSubscription(): void;
   /** Where curbside_webhook_outbox_depth is read from at scrape time (the store's pending outbox rows). */
   countOutboxWith(source: () => number | Promise<number>): void;
   /** For the webhook dispatcher: one attempt failed. */
@@ -27,6 +29,7 @@ export const METRIC_NAMES = {
   unlockRoundTrip: 'curbside_unlock_round_trip_seconds',
   ackTimeouts: 'curbside_ack_timeouts_total',
   watchdogRelocks: 'curbside_watchdog_relocks_total',
+  deafSubscriptions: 'curbside_mqtt_deaf_subscriptions_total',
   webhookOutboxDepth: 'curbside_webhook_outbox_depth',
   webhookFailures: 'curbside_webhook_failures_total',
   httpRequests: 'curbside_http_requests_total',
@@ -76,6 +79,11 @@ export function createMetrics(options: { processMetrics?: boolean } = {}): Gatew
   const watchdogRelocks = new Counter({
     name: METRIC_NAMES.watchdogRelocks,
     help: 'Cars the watchdog locked (confirmed by the car) because no lock came in time',
+    registers,
+  });
+  const deafSubscriptions = new Counter({
+    name: METRIC_NAMES.deafSubscriptions,
+    help: 'MQTT sessions dropped because a granted subscription delivered no probe within MQTT_PROBE_TIMEOUT_MS',
     registers,
   });
   let outboxSource: () => number | Promise<number> = () => 0;
@@ -147,6 +155,7 @@ export function createMetrics(options: { processMetrics?: boolean } = {}): Gatew
       if (q.failed) storeErrors.inc({ operation: q.kind });
     },
     watchdogRelocked: () => watchdogRelocks.inc(),
+    deafSubscription: () => deafSubscriptions.inc(),
     webhookFailed: () => webhookFailures.inc(),
   };
 }

@@ -11,7 +11,9 @@ import {
   commandTopic,
   encodeMessage,
   GATEWAY_SUBSCRIPTIONS,
+  isProbeTopic,
   isProviderIndependent,
+  PROBE_TOPICS,
   PROTOCOL_VERSION,
   ProviderError,
   parseTopic,
@@ -22,6 +24,7 @@ import {
   type TopicKind,
 } from '../../protocols/index.ts';
 import { LinkError } from '../errors.ts';
+import { createSubscriptionProbe } from './probe.ts';
 import { type Backoff, DEFAULT_BACKOFF, reconnectDelay } from './reconnect.ts';
 
 /** Opens the MQTT client (mqtt.connect by default); tests wrap it to lose messages on the way. */
@@ -67,7 +70,19 @@ export interface VehicleLinkDeps {
   /** The wait between attempts (0.5 s doubling to 30 s by default) and its jitter's source, in [0, 1). */
   backoff?: Backoff;
   random?: () => number;
+  /**
+   * The subscription probe (probe.ts): after every (re)connect, then every intervalMs, a probe through each
+   * subscription must come back within timeoutMs, else the session is dropped and made again. 30 s / 5 s by default.
+   */
+  probe?: { intervalMs: number; timeoutMs: number };
+  /** A session dropped because a granted subscription delivered nothing (counted by the metrics). */
+  onDeafSubscription?: () => void;
 }
+
+export const DEFAULT_PROBE: { intervalMs: number; timeoutMs: number } = {
+  intervalMs: 30_000,
+  timeoutMs: 5_000,
+};
 
 export interface LinkRefusal {
   vin: string;
@@ -111,9 +126,9 @@ export interface AckHandover {
 
 /** The link to a real broker: also says why there is no session, and when one is up. */
 export interface MqttVehicleLink extends VehicleLink, AckHandover {
-  /** Null while a session is up (connected and subscribed); else why not, naming the URL and its setting. */
+  /** Null while a session is up (connected, subscribed, a probe came back); else why not, naming the URL and its setting. */
   problem(): string | null;
-  /** Resolves once a session is up: at once if one is. */
+  /** Resolves once a session is up and its subscriptions proven by a probe (probe.ts): at once if one is. */
   untilConnected(): Promise<void>;
 }
 
@@ -155,6 +170,37 @@ export async function connectVehicleLink(deps: VehicleLinkDeps): Promise<MqttVeh
   let attempt = 0;
   let lastError: string | null = null;
   const sessionWaiters = new Set<() => void>();
+  const probeSettings = deps.probe ?? DEFAULT_PROBE;
+  const probe = createSubscriptionProbe({
+    topics: PROBE_TOPICS,
+    intervalMs: probeSettings.intervalMs,
+    timeoutMs: probeSettings.timeoutMs,
+    newNonce: () => `${deps.clientId} ${newNonce()}`,
+    publish: (topic, payload) => {
+      // A failed publish is a probe that never comes back: the round's deadline deals with it.
+      client.publish(topic, payload, { qos: 1, retain: false }, () => {});
+    },
+    onDeaf: (missing) => {
+      lastError = `subscriptions granted but no probe came back within ${probeSettings.timeoutMs} ms (SUBSCRIPTION_DEAF)`;
+      logger.warn(
+        {
+          event: 'mqtt.subscription_deaf',
+          code: 'SUBSCRIPTION_DEAF',
+          url: deps.url,
+          missing,
+          timeoutMs: probeSettings.timeoutMs,
+        },
+        'MQTT subscription delivers nothing; dropping the session to make a clean one',
+      );
+      deps.onDeafSubscription?.();
+      // clean: true, so the next session subscribes afresh (on the next of a cluster's nodes).
+      client.stream.destroy();
+    },
+    onVerified: () => {
+      for (const wake of sessionWaiters) wake();
+      sessionWaiters.clear();
+    },
+  });
 
   const refuse = (vin: string, kind: TopicKind, code: string, detail: string): void => {
     // A car reporting before it is linked (or after it was unlinked) is expected, not suspicious.
@@ -219,6 +265,10 @@ export async function connectVehicleLink(deps: VehicleLinkDeps): Promise<MqttVeh
   // of cars, a commit each, held answers back past their timeout).
   const queues = new Map<string, Promise<void>>();
   client.on('message', (topic, payload) => {
+    if (isProbeTopic(topic)) {
+      probe.receive(topic, payload);
+      return;
+    }
     const parsed = parseTopic(topic);
     // A topic that names no car is dropped by handle; it still goes through a queue of its own.
     const key = parsed?.vin ?? '';
@@ -251,8 +301,7 @@ export async function connectVehicleLink(deps: VehicleLinkDeps): Promise<MqttVeh
       if (lastError !== null) logger.info({ event: 'mqtt.connected', url: deps.url }, 'MQTT session up');
       subscribed = true;
       lastError = null;
-      for (const wake of sessionWaiters) wake();
-      sessionWaiters.clear();
+      probe.start();
     });
   });
   client.on('error', (err) => {
@@ -264,6 +313,7 @@ export async function connectVehicleLink(deps: VehicleLinkDeps): Promise<MqttVeh
   client.prependListener('close', () => {
     const hadSession = subscribed;
     subscribed = false;
+    probe.stop();
     if (closing) return;
     const retryInMs = reconnectDelay(attempt++, backoff, random);
     client.options.reconnectPeriod = retryInMs;
@@ -280,7 +330,9 @@ export async function connectVehicleLink(deps: VehicleLinkDeps): Promise<MqttVeh
     );
   });
   const untilConnected = (): Promise<void> =>
-    subscribed ? Promise.resolve() : new Promise((resolve) => sessionWaiters.add(resolve));
+    subscribed && probe.verified()
+      ? Promise.resolve()
+      : new Promise((resolve) => sessionWaiters.add(resolve));
   await new Promise<void>((resolve, reject) => {
     const settle = (err: Error | null): void => {
       client.off('error', failed);
@@ -353,10 +405,14 @@ export async function connectVehicleLink(deps: VehicleLinkDeps): Promise<MqttVeh
 
   return {
     connected: () => subscribed && client.connected,
-    problem: () =>
-      subscribed && client.connected
+    problem: () => {
+      if (!subscribed || !client.connected)
+        return `no MQTT session with ${where}${lastError ? `: ${lastError}` : ''}`;
+      // Granted is not delivering (probe.ts): not ready until a probe came back through every subscription.
+      return probe.verified()
         ? null
-        : `no MQTT session with ${where}${lastError ? `: ${lastError}` : ''}`,
+        : `MQTT session with ${where} up; its subscriptions are not verified yet`;
+    },
     untilConnected,
     send(vin, command, timeoutMs) {
       const { recheckAck } = deps;
@@ -397,6 +453,7 @@ export async function connectVehicleLink(deps: VehicleLinkDeps): Promise<MqttVeh
     },
     async close() {
       closing = true;
+      probe.stop();
       for (const waiters of [acks, reports] as Array<Map<string, Waiter<{ kind: 'timeout' }>>>) {
         for (const [id, w] of waiters) {
           clearTimeout(w.timer);
