@@ -196,7 +196,11 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
         'linked vehicles without a valid certificate: their acks will be refused',
       );
     }
-    const consoleHub = createConsoleHub({ db: store.db, logger: logger.child({ component: 'console' }) });
+    const consoleHub = createConsoleHub({
+      db: store.db,
+      settled: store.write.settled,
+      logger: logger.child({ component: 'console' }),
+    });
     const { webhookSecrets, webhookDestinations, webhooks } = createWebhookDelivery({
       config,
       db: store.db,
@@ -210,8 +214,9 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     metrics.countOutboxWith(() => countPendingOutbox(store.db));
     const outbox = createOutboxNotify({
       newId,
+      // Noted inside the decision's transaction: the dispatcher reads the rows once it has committed.
       onEnqueued: (ids) => {
-        webhooks.kick();
+        void store.write.settled().then(() => webhooks.kick());
         consoleHub.webhookDeliveriesChanged(ids);
       },
     });

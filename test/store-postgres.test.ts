@@ -2,6 +2,7 @@
 // one-line refusal naming the setting when the URL is malformed or the server unreachable.
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../gateway/platform/config.ts';
 import { appendAudit, auditTreeSize } from '../gateway/store/audit.ts';
@@ -38,7 +39,35 @@ describe('PostgreSQL store', () => {
     expect(storeConfigOf(parseConfig({ DATABASE_URL: 'postgres://u@h:5432/db' }))).toEqual({
       kind: 'postgres',
       url: 'postgres://u@h:5432/db',
+      poolSize: 8,
     });
+    expect(
+      storeConfigOf(parseConfig({ DATABASE_URL: 'postgres://u@h:5432/db', DATABASE_POOL_SIZE: '2' })),
+    ).toMatchObject({ poolSize: 2 });
+    expect(() => parseConfig({ DATABASE_POOL_SIZE: '0' })).toThrow(/DATABASE_POOL_SIZE/);
+  });
+
+  it('prepares each parameterised statement once per connection, by name, and none during migrations', async () => {
+    const { config } = await schema();
+    const store = await openStore({ ...config, poolSize: 1 });
+    try {
+      const named = async (): Promise<string[]> =>
+        (
+          await sql<{ statement: string }>`select statement from pg_prepared_statements`.execute(store.db)
+        ).rows.map((r) => r.statement);
+      // The migrations ran on this one connection, with parameters (their history), and named nothing.
+      expect(await named()).toEqual([]);
+      const read = () =>
+        store.db.selectFrom('api_keys').select('id').where('hash', '=', 'h').where('label', '=', 'x').execute();
+      await read();
+      await read();
+      const statements = await named();
+      expect(statements.filter((text) => text.includes('from "api_keys"'))).toHaveLength(1);
+      // Statements without parameters (this one, BEGIN, COMMIT) run as they are.
+      expect(statements.some((text) => text.includes('pg_prepared_statements'))).toBe(false);
+    } finally {
+      await store.close();
+    }
   });
 
   it('applies every migration once, into its own schema, and reopens up to date', async () => {

@@ -128,8 +128,10 @@ describe.each(DIALECTS)('group commit on %s', (dialect) => {
     ]);
   });
 
-  it('answers nobody, and lets nobody read, until the batch has committed', async () => {
+  it('answers nobody until the batch has committed, and settled() waits for it', async () => {
     const { write, runs } = manual();
+    // Nothing in flight: nothing to wait for.
+    await write.settled();
     let release: () => void = () => undefined;
     const held = new Promise<void>((resolve) => {
       release = resolve;
@@ -144,9 +146,10 @@ describe.each(DIALECTS)('group commit on %s', (dialect) => {
     });
     runs.shift()?.();
     for (let i = 0; i < 5; i++) await turn();
+    // What a unit noted (a console frame, a webhook) is read after settled(): it must see the whole batch.
     let read: string[] | null = null;
-    const reading = ids().then((r) => {
-      read = r;
+    const reading = write.settled().then(async () => {
+      read = await ids();
     });
     for (let i = 0; i < 5; i++) await turn();
     expect(answered).toBe(false);

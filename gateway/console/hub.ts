@@ -29,6 +29,8 @@ export interface ConsoleSubscriber {
 
 export interface ConsoleHubDeps {
   db: Kysely<Database>;
+  /** Resolves once the transaction in flight has ended (store.write.settled); the feed reads after it. */
+  settled?: () => Promise<void>;
   logger: Logger;
   /** Changes noted within this long are read together (default 25 ms). */
   flushDelayMs?: number;
@@ -40,8 +42,8 @@ export interface ConsoleHubDeps {
 export interface ConsoleHub {
   /**
    * Notes the event's delivery and vehicle. Called inside the decision's transaction, it only notes: the records
-   * are read once the store's single connection is free again, that is after the commit (or the rollback, which
-   * then shows nothing new). It never throws, so it cannot undo a decision.
+   * are read once that transaction has ended (deps.settled), that is after the commit (or the rollback, which then
+   * shows nothing new). It never throws, so it cannot undo a decision.
    */
   notify: Notify;
   vehicleChanged(vin: string): void;
@@ -116,6 +118,7 @@ export function createConsoleHub(deps: ConsoleHubDeps): ConsoleHub {
     const changedOutbox = take(outboxIds);
     const owners = take(locationOwners);
     if (subscribers.size === 0) return;
+    await deps.settled?.();
     for (const l of await readLocations(db, owners)) {
       fanOut('location', JSON.stringify(l), (c) => seesLocation(c, l));
     }

@@ -78,6 +78,7 @@ export const ConfigSchema = z
     DATABASE_URL: z
       .url({ protocol: /^postgres(ql)?$/, error: 'must be a postgres://user@host:port/database URL' })
       .optional(),
+    DATABASE_POOL_SIZE: wholeNumber(1, 100).default(8),
     CERTS_DIR: text.default('./certs/dev'),
     LOG_LEVEL: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     LOG_PRETTY: onOff.default('off'),
@@ -172,6 +173,8 @@ export const CONFIG_HELP: Record<ConfigName, string> = {
   DATA_DIR: 'SQLite store (when DATABASE_URL is unset) and simulator state (default ./data)',
   DATABASE_URL:
     'PostgreSQL store, postgres://user@host:port/database (a search_path may be set with ?options=-c%20search_path%3Dname); unset: SQLite in DATA_DIR (default unset)',
+  DATABASE_POOL_SIZE:
+    'with DATABASE_URL, connections to PostgreSQL: reads and coordination run beside the transaction in flight, 1..100 (default 8)',
   CERTS_DIR: 'PKI folder; in development it is created when missing (default ./certs/dev)',
   LOG_LEVEL: 'fatal | error | warn | info | debug | trace | silent; npm start uses warn (default info)',
   LOG_PRETTY: 'on | off: human-readable logs through pino-pretty, not in production (default off)',

@@ -13,6 +13,16 @@ import { forgetTransactionMemo } from './transaction-memo.ts';
 export type WriteUnit<T> = (trx: Transaction<Database>) => Promise<T>;
 export type Write = <T>(unit: WriteUnit<T>) => Promise<T>;
 
+/** write(unit), and a way to wait for the transaction in flight. */
+export type GroupCommit = Write & {
+  /**
+   * Resolves once the batch committing now, if any, has committed or rolled back. Something a unit noted for later
+   * (a console frame, a webhook to send) reads after it: on a store with several connections a read does not wait
+   * for the transaction, and would otherwise see the state from before the unit.
+   */
+  settled(): Promise<void>;
+};
+
 export interface GroupCommitOptions {
   /** Most units per transaction; the rest wait for the next one. */
   maxBatch?: number;
@@ -45,12 +55,14 @@ export const DEFAULT_MAX_BATCH = 256;
  * unit of the batch fails. The audit entries a unit queues (store/audit.ts queueAudit) are written in one INSERT
  * when the unit returns, before its RELEASE or COMMIT.
  */
-export function createGroupCommit(db: Kysely<Database>, options: GroupCommitOptions = {}): Write {
+export function createGroupCommit(db: Kysely<Database>, options: GroupCommitOptions = {}): GroupCommit {
   const maxBatch = options.maxBatch ?? DEFAULT_MAX_BATCH;
   const schedule = options.schedule ?? ((run) => setImmediate(run));
   let queue: Queued[] = [];
   let scheduled = false;
   let running = false;
+  /** The batch in flight: settled() waits for it. */
+  let current: Promise<void> | null = null;
   /** The audit tail the last committed transaction ended with; undefined when unknown. */
   let carried: AuditTail | null | undefined;
   const begin = (trx: Transaction<Database>): void => {
@@ -65,7 +77,11 @@ export function createGroupCommit(db: Kysely<Database>, options: GroupCommitOpti
     scheduled = true;
     schedule(() => {
       scheduled = false;
-      void flush();
+      const run = flush();
+      current = run;
+      void run.finally(() => {
+        if (current === run) current = null;
+      });
     });
   };
 
@@ -132,9 +148,10 @@ export function createGroupCommit(db: Kysely<Database>, options: GroupCommitOpti
     }
   };
 
-  return <T>(unit: WriteUnit<T>): Promise<T> =>
+  const write = <T>(unit: WriteUnit<T>): Promise<T> =>
     new Promise<T>((resolve, reject) => {
       queue.push({ unit, resolve: resolve as (value: unknown) => void, reject });
       request();
     });
+  return Object.assign(write, { settled: () => current ?? Promise.resolve() });
 }

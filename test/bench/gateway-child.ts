@@ -17,6 +17,8 @@ export interface GatewayStartParams {
   mqttUrl?: string;
   /** The PostgreSQL store; SQLite in dataDir when absent. */
   databaseUrl?: string;
+  /** Its connections (DATABASE_POOL_SIZE). */
+  pgPool?: number;
   logLevel: string;
 }
 
@@ -61,6 +63,7 @@ serve({
       MQTT_URL: params.mqttUrl,
       DATA_DIR: params.dataDir,
       DATABASE_URL: params.databaseUrl,
+      DATABASE_POOL_SIZE: params.pgPool === undefined ? undefined : String(params.pgPool),
       CERTS_DIR: params.pkiDir,
       LOG_LEVEL: params.logLevel,
       SIMULATOR: 'off',

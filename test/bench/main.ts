@@ -138,7 +138,7 @@ async function startGatewayChild(
     pkiDir: ctx.pki.dir,
     dataDir: join(ctx.work, name),
     ...(external.mqttUrl ? { mqttUrl: external.mqttUrl } : {}),
-    ...(external.databaseUrl ? { databaseUrl: external.databaseUrl } : {}),
+    ...(external.databaseUrl ? { databaseUrl: external.databaseUrl, pgPool: ctx.options.pgPool } : {}),
     logLevel: ctx.options.logLevel,
   });
   return { child, started };
@@ -182,7 +182,7 @@ async function connectFleet(
 interface PgStore {
   /** DATABASE_URL for the gateway: the fresh schema as search_path, and a name its connection can be found by. */
   url: string;
-  /** The PostgreSQL server process serving the gateway's one connection, by its CPU time. */
+  /** The PostgreSQL server processes serving the gateway's connections, by their CPU time. */
   backend: Meter;
   drop(): Promise<void>;
 }
@@ -227,14 +227,18 @@ async function postgresStore(ctx: Context): Promise<PgStore | Skipped> {
     url: url.toString(),
     backend: {
       name: 'PostgreSQL backend',
-      // The gateway holds one connection, busy through every run, so its backend stays the same process
-      // within a run (pg's pool replaces a connection only after it idles). Its CPU time is in /proc.
+      // The gateway's pool keeps its connections open once made (store.ts), so its backends stay the same
+      // processes within a run; one opened during a run counts whole, all of its time being in the run. Their
+      // CPU time is in /proc.
       read: async () => {
         const { rows } = await client.query<{ pid: number }>(
           'select pid from pg_stat_activity where application_name = $1',
           [appName],
         );
-        return rows.length === 1 ? procCpuMicros((rows[0] as { pid: number }).pid) : Number.NaN;
+        if (rows.length === 0) return Number.NaN;
+        let sum = 0;
+        for (const { pid } of rows) sum += procCpuMicros(pid);
+        return sum;
       },
     },
     drop,

@@ -1,6 +1,7 @@
 // Owns the bench's command line: the flags that size every phase, the --quick preset, and the usage text.
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
+import { DEFAULT_PG_POOL_SIZE } from '../../gateway/store/store.ts';
 import { MAX_WORKERS } from '../../simulator/fleet-workers.ts';
 
 export const USAGE = `Usage: npm run bench -- [options]
@@ -32,6 +33,7 @@ Options (defaults: the full run; --quick: small sizes, under two minutes):
   --log-level LEVEL           gateway log level (logs go to the run folder)    warn
   --mosquitto PATH|off        Mosquitto binary for phase 4                     /usr/sbin/mosquitto
   --store LIST                stores phase 3 runs on, one after the other      sqlite,postgres
+  --pg-pool N                 the PostgreSQL gateway's connections (1-100)     8      (DATABASE_POOL_SIZE)
   --open-loop-cycles K        arrivals of phase 3's open loop (0: none)        4000   (quick 400)
   --open-loop-seconds S       no open-loop arrival after S seconds             60     (quick 20)
   --arrivals poisson|uniform  how open-loop arrivals are spaced                poisson
@@ -64,6 +66,8 @@ export interface BenchOptions {
   profile: boolean;
   /** The stores phase 3 runs on, SQLite first. */
   stores: readonly Store[];
+  /** The PostgreSQL gateway's connections (DATABASE_POOL_SIZE). */
+  pgPool: number;
   /** Arrivals of phase 3's open loop (0: none), and the time after which no more are issued. */
   openLoopCycles: number;
   openLoopSeconds: number;
@@ -172,6 +176,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchCommand {
       mosquitto: mosquitto === 'off' ? null : mosquitto,
       profile: onOff('profile', values.profile, true),
       stores: STORES.filter((s) => stores.includes(s)),
+      pgPool: count('pg-pool', values['pg-pool'], DEFAULT_PG_POOL_SIZE, 1, 100),
       openLoopCycles: count('open-loop-cycles', values['open-loop-cycles'], quick ? 400 : 4_000, 0),
       openLoopSeconds: count('open-loop-seconds', values['open-loop-seconds'], quick ? 20 : 60),
       arrivals: arrivals as Arrivals,
@@ -189,6 +194,7 @@ function parseSpec(argv: readonly string[]) {
     options: {
       quick: { type: 'boolean', default: false },
       cars: { type: 'string' },
+      'pg-pool': { type: 'string' },
       couriers: { type: 'string' },
       cycles: { type: 'string' },
       warmup: { type: 'string' },
