@@ -143,70 +143,85 @@ export function createCommands(ctx: DeliveryContext) {
       logger.warn({ event: 'command.publish_failed', ...ids, err }, 'publish failed');
       result = { kind: 'timeout' };
     }
-    const t = now();
-    if (result.kind === 'timeout') {
-      logger.warn({ event: 'command.timeout', ...ids, waitedMs: t - started }, 'no ack in time');
-      settled('timeout', null, null);
-      return afterTimeout(d, command, t - started);
-    }
-    const expected = { vin: d.vin, commandId: command.commandId, action: command.action, deliveryId: d.id };
-    const check = await checkSignedAck(db, expected, result.ack, t, deps.currentCertificate, pinnedPem);
-    if (!check.ok) {
-      logger.warn({ event: 'ack.rejected', ...ids, code: check.code }, 'ack refused');
-      settled('timeout', check.code, null);
-      await write(async (trx) => {
-        await settleCommand(trx, command.commandId, { status: 'timeout', reason: check.code, ackedAt: null });
-        await appendEvent(trx, d.id, {
-          at: t,
-          kind: 'ack_rejected',
-          outcome: 'denied',
-          code: check.code,
-          detail: { commandId: command.commandId, action: command.action },
+    // What the ack settles is recorded before the car's next message is handled (the link holds it until
+    // recorded() or a short bound): its state report, right behind the ack, then reads what the ack wrote and
+    // repeats it instead of writing it again.
+    const recorded = result.kind === 'ack' ? result.recorded : undefined;
+    const settle = async (): Promise<Sent> => {
+      const t = now();
+      if (result.kind === 'timeout') {
+        logger.warn({ event: 'command.timeout', ...ids, waitedMs: t - started }, 'no ack in time');
+        settled('timeout', null, null);
+        return afterTimeout(d, command, t - started);
+      }
+      const expected = { vin: d.vin, commandId: command.commandId, action: command.action, deliveryId: d.id };
+      const check = await checkSignedAck(db, expected, result.ack, t, deps.currentCertificate, pinnedPem);
+      if (!check.ok) {
+        logger.warn({ event: 'ack.rejected', ...ids, code: check.code }, 'ack refused');
+        settled('timeout', check.code, null);
+        await write(async (trx) => {
+          await settleCommand(trx, command.commandId, {
+            status: 'timeout',
+            reason: check.code,
+            ackedAt: null,
+          });
+          await appendEvent(trx, d.id, {
+            at: t,
+            kind: 'ack_rejected',
+            outcome: 'denied',
+            code: check.code,
+            detail: { commandId: command.commandId, action: command.action },
+          });
         });
-      });
-      return { kind: 'ack_invalid', code: check.code };
-    }
-    const { ack } = result;
-    logger.info(
-      {
-        event: 'ack.received',
-        ...ids,
-        outcome: ack.outcome,
-        reason: ack.reason,
-        locked: ack.locked,
-        roundTripMs: t - started,
-      },
-      `${command.action} ${ack.outcome}`,
-    );
-    settled(ack.outcome === 'executed' ? 'executed' : 'refused', ack.reason ?? null, t - started);
-    if (ack.outcome === 'refused') {
-      await write(async (trx) => {
-        await settleCommand(trx, command.commandId, {
-          status: 'refused',
-          reason: ack.reason ?? null,
-          ackedAt: t,
+        return { kind: 'ack_invalid', code: check.code };
+      }
+      const { ack } = result;
+      logger.info(
+        {
+          event: 'ack.received',
+          ...ids,
+          outcome: ack.outcome,
+          reason: ack.reason,
+          locked: ack.locked,
+          roundTripMs: t - started,
+        },
+        `${command.action} ${ack.outcome}`,
+      );
+      settled(ack.outcome === 'executed' ? 'executed' : 'refused', ack.reason ?? null, t - started);
+      if (ack.outcome === 'refused') {
+        await write(async (trx) => {
+          await settleCommand(trx, command.commandId, {
+            status: 'refused',
+            reason: ack.reason ?? null,
+            ackedAt: t,
+          });
+          await insertVehicleAck(trx, check.evidence);
+          await recordAckedState(trx, d.vin, ack.locked, t);
+          await appendEvent(trx, d.id, {
+            at: t,
+            kind: 'vehicle_refused',
+            outcome: 'denied',
+            code: ack.reason ?? 'UNSPECIFIED',
+            detail: { commandId: command.commandId, action: command.action, locked: ack.locked },
+          });
         });
+        return { kind: 'refused', ack };
+      }
+      const executed = { kind: 'executed' as const, ack, roundTripMs: t - started };
+      await write(async (trx) => {
+        await settleCommand(trx, command.commandId, { status: 'executed', reason: null, ackedAt: t });
         await insertVehicleAck(trx, check.evidence);
+        // The signed ack says how the car is locked now: recorded here, the report that follows changes nothing.
         await recordAckedState(trx, d.vin, ack.locked, t);
-        await appendEvent(trx, d.id, {
-          at: t,
-          kind: 'vehicle_refused',
-          outcome: 'denied',
-          code: ack.reason ?? 'UNSPECIFIED',
-          detail: { commandId: command.commandId, action: command.action, locked: ack.locked },
-        });
+        await onExecuted?.(trx, executed);
       });
-      return { kind: 'refused', ack };
+      return executed;
+    };
+    try {
+      return await settle();
+    } finally {
+      recorded?.();
     }
-    const executed = { kind: 'executed' as const, ack, roundTripMs: t - started };
-    await write(async (trx) => {
-      await settleCommand(trx, command.commandId, { status: 'executed', reason: null, ackedAt: t });
-      await insertVehicleAck(trx, check.evidence);
-      // The signed ack says how the car is locked now: recorded here, the report that follows changes nothing.
-      await recordAckedState(trx, d.vin, ack.locked, t);
-      await onExecuted?.(trx, executed);
-    });
-    return executed;
   }
 
   /**

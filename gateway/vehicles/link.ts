@@ -91,8 +91,16 @@ export interface LinkRefusal {
   detail: string;
 }
 
-export type AckWait = { kind: 'ack'; ack: Ack } | { kind: 'timeout' };
+/**
+ * An ack handed to its waiter carries recorded(): the car's next message waits until the waiter calls it (or
+ * ACK_RECORD_WAIT_MS pass), so that the state report a car sends right after its ack is handled once the ack's
+ * outcome is in the store.
+ */
+export type AckWait = { kind: 'ack'; ack: Ack; recorded?: () => void } | { kind: 'timeout' };
 export type ReportWait = { kind: 'state'; report: StateReport } | { kind: 'timeout' };
+
+/** The longest a car's next message waits for its ack to be recorded (AckWait.recorded). */
+export const ACK_RECORD_WAIT_MS = 1_000;
 
 export interface VehicleLink {
   connected(): boolean;
@@ -215,12 +223,26 @@ export async function connectVehicleLink(deps: VehicleLinkDeps): Promise<MqttVeh
   };
 
   function deliverAck(vin: string, ack: Ack): boolean {
+    return handOver(vin, ack) !== null;
+  }
+
+  /** Hands an ack to its waiter; resolves once the waiter has recorded it (at most ACK_RECORD_WAIT_MS). */
+  function handOver(vin: string, ack: Ack): Promise<void> | null {
     const waiter = acks.get(ack.commandId);
-    if (!waiter || waiter.vin !== vin) return false;
+    if (!waiter || waiter.vin !== vin) return null;
     acks.delete(ack.commandId);
     clearTimeout(waiter.timer);
-    waiter.resolve({ kind: 'ack', ack });
-    return true;
+    let recorded: () => void = () => undefined;
+    const held = new Promise<void>((resolve) => {
+      const bound = setTimeout(resolve, ACK_RECORD_WAIT_MS);
+      bound.unref();
+      recorded = () => {
+        clearTimeout(bound);
+        resolve();
+      };
+    });
+    waiter.resolve({ kind: 'ack', ack, recorded });
+    return held;
   }
 
   function deliverReport(vin: string, report: StateReport): boolean {
@@ -242,7 +264,9 @@ export async function connectVehicleLink(deps: VehicleLinkDeps): Promise<MqttVeh
       const ack = adapter.decodeAck(payload);
       // The topic is the broker-enforced identity; an ack naming another car is forged.
       if (ack.vin !== t.vin) return refuse(t.vin, t.kind, 'VIN_MISMATCH', 'ack names another vehicle');
-      if (!deliverAck(t.vin, ack)) deps.onUnmatchedAck?.(t.vin, ack);
+      const held = handOver(t.vin, ack);
+      if (held) await held;
+      else deps.onUnmatchedAck?.(t.vin, ack);
       return;
     }
     const message = adapter.decodeState(payload);
