@@ -58,7 +58,12 @@ describe('PostgreSQL store', () => {
       // The migrations ran on this one connection, with parameters (their history), and named nothing.
       expect(await named()).toEqual([]);
       const read = () =>
-        store.db.selectFrom('api_keys').select('id').where('hash', '=', 'h').where('label', '=', 'x').execute();
+        store.db
+          .selectFrom('api_keys')
+          .select('id')
+          .where('hash', '=', 'h')
+          .where('label', '=', 'x')
+          .execute();
       await read();
       await read();
       const statements = await named();
