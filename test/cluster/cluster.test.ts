@@ -167,7 +167,7 @@ const unlockBody = (location: { lat: number; lon: number }) => ({
 });
 
 describe('a local cluster of three replicas on a 3-node broker cluster', () => {
-  it('keeps every invariant through a replica killed -9 in the middle of an unlock and a broker node stopped under load', async () => {
+  it('keeps every invariant through a replica killed -9 in the middle of an unlock and the broker node everyone is on stopped with deliveries in flight', async () => {
     const fleet = cluster.fleet;
     if (!fleet) throw new Error('the cluster runs a fleet');
     const vehicles = seeds.vehicles.filter((v) => fleet.cars.has(v.vin));
