@@ -37,7 +37,7 @@ export interface BrokerNode {
   log(): string;
 }
 
-/** Fits cluster.ts's ClusterBroker, so `npm run cluster -- --broker nats` runs on it. */
+/** Fits cluster.ts's ClusterBroker: `npm run cluster` and `npm run test:cluster` run on it. */
 export interface BrokerCluster {
   kind: 'nats';
   /** MQTT URL of each node, in node order; MQTT_URL takes them comma-separated. */
@@ -170,15 +170,23 @@ class NodeProcess implements BrokerNode {
 }
 
 /**
- * Connects with the gateway certificate and subscribes at QoS 1: the first time, that makes the node create the
- * replicated MQTT streams, which needs the JetStream cluster to have a leader. Resolves true once it worked.
+ * Connects with the gateway certificate and subscribes at QoS 1 in a session of `kind`. A clean one makes the node
+ * create the replicated MQTT streams, which needs the JetStream cluster to have a leader; a persistent one, as every
+ * car and replica holds, also stores the session and makes a durable consumer through this node, which a node
+ * refuses for a while after the streams exist (a car's first SUBSCRIBE came back 0x80, SIM_SUBSCRIBE_REFUSED).
+ * Resolves true once the subscription was granted at QoS 1.
  */
-function mqttAnswers(url: string, pki: DevPkiPaths, clientId: string): Promise<boolean> {
+function mqttAnswers(
+  url: string,
+  pki: DevPkiPaths,
+  clientId: string,
+  kind: 'clean' | 'persistent',
+): Promise<boolean> {
   return new Promise((resolve) => {
     const client = mqtt.connect(url, {
       protocolVersion: 4,
       clientId,
-      clean: true,
+      clean: kind === 'clean',
       reconnectPeriod: 0,
       connectTimeout: 5_000,
       ca: readFileSync(pki.caCert, 'utf8'),
@@ -202,9 +210,18 @@ function mqttAnswers(url: string, pki: DevPkiPaths, clientId: string): Promise<b
   });
 }
 
+/**
+ * Ready means a persistent session's QoS 1 subscription is granted on this node, what a car's first connect needs.
+ * The probe's session is then ended by a clean connect with its client id [MQTT-3.1.2-6], so none is left behind.
+ */
 async function untilMqttAnswers(node: NodeProcess, pki: DevPkiPaths, deadline: number): Promise<void> {
   for (let attempt = 0; ; attempt++) {
-    if (await mqttAnswers(node.url, pki, `probe-${node.name}-${attempt}`)) return;
+    const clientId = `probe-${node.name}-${attempt}`;
+    const answers = await mqttAnswers(node.url, pki, clientId, 'clean');
+    const ready = answers && (await mqttAnswers(node.url, pki, clientId, 'persistent'));
+    // Granted or not, the persistent attempt may have left a session.
+    if (answers) await mqttAnswers(node.url, pki, clientId, 'clean');
+    if (ready) return;
     if (!node.running()) throw new Error(`${node.name} exited:\n${node.log().slice(-2000)}`);
     if (Date.now() > deadline)
       throw new Error(`${node.name}: MQTT did not answer in time:\n${node.log().slice(-2000)}`);

@@ -1,11 +1,13 @@
-// Owns a local cluster on loopback: the PKI (with a certificate per replica), the broker, N gateway replicas as
-// processes of their own on one PostgreSQL database, the simulated fleet, and one HTTP entry point over the replicas.
+// Owns a local cluster on loopback: the PKI (with a certificate per replica), the broker (a 3-node nats-server cluster
+// by default), N gateway replicas as processes of their own on one PostgreSQL database, the simulated fleet, and one
+// HTTP entry point over the replicas.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type DevPkiPaths, ensureDevPki, ensureReplicaIdentity } from '../certs/index.ts';
 import { loadSeeds } from '../seeds/index.ts';
 import { type Fleet, readFleetPki, type StartFleetDeps, startFleet } from '../simulator/index.ts';
 import { type Balancer, startBalancer } from './balancer.ts';
+import { startBrokerCluster } from './broker.ts';
 import { type ClusterBroker, startClusterMosquitto } from './mosquitto.ts';
 import { type ReplicaProcess, startReplicaProcess } from './replica-process.ts';
 
@@ -16,7 +18,7 @@ export interface ClusterOptions {
   databaseUrl: string;
   /** How many replicas (default 3), named r1, r2, … */
   replicas?: number;
-  /** Starts the broker on the cluster's PKI; one Mosquitto by default. */
+  /** Starts the broker on the cluster's PKI: a 3-node nats-server cluster by default, clusterMosquitto for one node. */
   broker?: (pki: DevPkiPaths, dir: string) => Promise<ClusterBroker>;
   /** More gateway settings for every replica (timings, limits…). */
   env?: Record<string, string>;
@@ -29,9 +31,17 @@ export interface ClusterOptions {
       >;
   /** The balancer's port (0, the default, picks a free one). */
   balancerPort?: number;
-  /** The process environment, for MOSQUITTO_BIN and PATH. */
-  processEnv?: Record<string, string | undefined>;
 }
+
+/** The single-node option: one Mosquitto, found through MOSQUITTO_BIN or PATH in `env`. */
+export const clusterMosquitto =
+  (env: Record<string, string | undefined>) =>
+  (pki: DevPkiPaths, dir: string): Promise<ClusterBroker> =>
+    startClusterMosquitto({ pki, dir, env });
+
+/** The default: three nats-server nodes, so JetStream keeps a quorum with one of them down. */
+export const clusterNats = (pki: DevPkiPaths, dir: string): Promise<ClusterBroker> =>
+  startBrokerCluster({ pki, dir, nodes: 3 });
 
 export interface Cluster {
   pki: DevPkiPaths;
@@ -52,11 +62,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   const pki = await ensureDevPki({ dir: join(options.dir, 'pki'), vins: seeds.vehicles.map((v) => v.vin) });
   // Before the broker's ACL is written: it lists every replica's identity.
   for (const name of names) await ensureReplicaIdentity({ dir: pki.dir, replica: name });
-  const broker = await (
-    options.broker ??
-    ((p: DevPkiPaths, dir: string) =>
-      startClusterMosquitto({ pki: p, dir, env: options.processEnv ?? process.env }))
-  )(pki, join(options.dir, 'broker'));
+  const broker = await (options.broker ?? clusterNats)(pki, join(options.dir, 'broker'));
   const replicas: ReplicaProcess[] = [];
   let balancer: Balancer | null = null;
   let fleet: Fleet | null = null;

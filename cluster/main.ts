@@ -1,5 +1,6 @@
-// Owns `npm run cluster`: a local cluster for a user to try (3 gateway replicas on PostgreSQL, the broker, the
-// simulated fleet, one HTTP entry point), where each part listens, and stopping it all on Ctrl-C.
+// Owns `npm run cluster`: a local cluster for a user to try (3 gateway replicas on PostgreSQL, a 3-node nats-server
+// cluster or one Mosquitto, the simulated fleet, one HTTP entry point), where each part listens, and stopping it all
+// on Ctrl-C.
 import '../runtime.ts';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -9,18 +10,17 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, watchStopSignals } from '../gateway/platform/program.ts';
 import { redactUrl } from '../gateway/store/store.ts';
-import { startBrokerCluster } from './broker.ts';
-import { startCluster } from './cluster.ts';
+import { clusterMosquitto, clusterNats, startCluster } from './cluster.ts';
 
 const USAGE = `Usage: npm run cluster [-- --replicas N] [--broker mosquitto|nats] [--port N] [--dir DIR]
 
-Starts on loopback: N gateway replicas (3 by default) sharing one PostgreSQL database, the broker (one Mosquitto;
-or with --broker nats a 3-node nats-server cluster), the seeded simulated fleet, and one HTTP entry point
-that spreads requests over the replicas and skips one that is down. Prints where each part listens. Ctrl-C stops
-everything.
+Starts on loopback: N gateway replicas (3 by default) sharing one PostgreSQL database, the broker (a 3-node
+nats-server cluster; or with --broker mosquitto one Mosquitto), the seeded simulated fleet, and one HTTP entry point
+that spreads requests over the replicas and skips one that is down. Replicas and cars are given every broker node and
+move to the next one when theirs goes away. Prints where each part listens. Ctrl-C stops everything.
 
   --replicas N   how many replicas, 1..9 (default 3)
-  --broker NAME  mosquitto (default) | nats (a 3-node nats-server cluster, cluster/broker.ts)
+  --broker NAME  nats (default: a 3-node nats-server cluster, MQTT + JetStream) | mosquitto (one node)
   --port N       the entry point's port (default: a free one)
   --dir DIR      working folder for the PKI, broker files and fleet state (default: a new temporary one,
                  removed at the end)
@@ -51,7 +51,7 @@ if (values.help) {
 }
 const replicas = Number(values.replicas ?? '3');
 const port = Number(values.port ?? '0');
-const broker = values.broker ?? 'mosquitto';
+const broker = values.broker ?? 'nats';
 if (
   !/^[1-9]$/.test(values.replicas ?? '3') ||
   !/^(0|[1-9][0-9]{0,4})$/.test(values.port ?? '0') ||
@@ -61,7 +61,7 @@ if (
   process.exit(EXIT_USAGE);
 }
 if (broker !== 'mosquitto' && broker !== 'nats') {
-  console.error(`cluster: --broker ${broker} is not available here; allowed: mosquitto | nats`);
+  console.error(`cluster: --broker ${broker} is not available here; allowed: nats | mosquitto`);
   process.exit(EXIT_USAGE);
 }
 
@@ -95,17 +95,31 @@ try {
     databaseUrl,
     replicas,
     balancerPort: port,
-    ...(broker === 'nats'
-      ? { broker: (pki, brokerDir) => startBrokerCluster({ pki, dir: brokerDir, nodes: 3 }) }
-      : {}),
+    broker: broker === 'nats' ? clusterNats : clusterMosquitto(process.env),
   });
+  const nodes = cluster.broker.nodes ?? [];
+  const brokerLines =
+    nodes.length === 0
+      ? [`broker       ${cluster.broker.kind} ${cluster.broker.urls.join(', ')}`]
+      : [
+          `broker       ${cluster.broker.kind}, a cluster of ${nodes.length} nodes (MQTT over TLS; JetStream keeps the sessions)`,
+          ...nodes.map(
+            (n) =>
+              `broker ${n.name.padEnd(5)} ${n.url} (pid ${n.pid()}, routes on port ${n.ports.cluster}, NATS port ${n.ports.client} refuses every client)`,
+          ),
+        ];
   const lines = [
     `PostgreSQL   ${redactUrl(databaseUrl)}${schema ? ` (schema ${schema}, dropped at the end)` : ''}`,
-    `broker       ${cluster.broker.kind} ${cluster.broker.urls.join(', ')}`,
+    ...brokerLines,
     ...cluster.replicas.map(
       (r) => `replica ${r.name.padEnd(4)} ${r.url} (pid ${r.pid}, MQTT session gateway-${r.name})`,
     ),
     `fleet        ${cluster.fleet?.cars.size ?? 0} simulated cars on ${cluster.broker.urls.join(',')}`,
+    ...(nodes.length > 1
+      ? [
+          '             (replicas and cars start on the first node and move to the next one when theirs stops)',
+        ]
+      : []),
     `entry point  ${cluster.balancer.url}  (round robin over the replicas)`,
     `API key      in ${join(cluster.pki.dir, 'api-key')}`,
     '',

@@ -10,10 +10,19 @@ import { freePort } from './ports.ts';
 /** What the cluster needs of a broker: where replicas and cars connect, and (for a cluster of nodes) a way to stop one. */
 export interface ClusterBroker {
   kind: string;
-  /** One URL per node; replicas and cars use the first until MQTT_URL takes a list. */
+  /** One URL per node, in node order; MQTT_URL and the simulator's --broker take them comma-separated. */
   urls: string[];
+  /** Each node of a clustered broker, with the ports it listens on besides MQTT; absent for a single node. */
+  nodes?: ReadonlyArray<{
+    name: string;
+    url: string;
+    ports: { client: number; cluster: number };
+    pid(): number | undefined;
+  }>;
   /** Stops node i (a clustered broker); absent for a single node. */
   stopNode?(i: number): Promise<void>;
+  /** Starts node i again and waits until it serves MQTT (a clustered broker); absent for a single node. */
+  startNode?(i: number): Promise<void>;
   close(): Promise<void>;
 }
 

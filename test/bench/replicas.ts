@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { type Cluster, startCluster } from '../../cluster/cluster.ts';
+import { type Cluster, clusterMosquitto, startCluster } from '../../cluster/cluster.ts';
 import { loadSeeds } from '../../seeds/index.ts';
 import { createMemoryReplayStore, DEFAULT_REPLAY_CAPACITY } from '../../simulator/index.ts';
 import { DRIVER_ID, PACKAGE_ID } from '../helpers/delivery.ts';
@@ -84,6 +84,8 @@ async function run(replicas: number): Promise<Row> {
     dir,
     databaseUrl: pgUrlWithSchema(schema.schema),
     replicas,
+    // README's replica figures were measured on one Mosquitto: the bench measures the replicas, not the broker.
+    broker: clusterMosquitto(process.env),
     env: {
       VEHICLE_COMMAND_BURST: '100',
       VEHICLE_COMMANDS_PER_MIN: '600',
