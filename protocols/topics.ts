@@ -21,6 +21,8 @@ export const PROBE_TOPICS = [
   `${TOPIC_ROOT}/${PROBE_LEVEL}/state`,
 ] as const;
 export const isProbeTopic = (topic: string): boolean => (PROBE_TOPICS as readonly string[]).includes(topic);
+/** The probe topic under the same subscription as a car's acks or state. */
+export const probeTopicOf = (kind: 'acks' | 'state'): string => `${TOPIC_ROOT}/${PROBE_LEVEL}/${kind}`;
 
 export interface ParsedTopic {
   vin: string;

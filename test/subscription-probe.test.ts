@@ -126,6 +126,27 @@ describe('subscription probe', () => {
     expect(probe.verified()).toBe(false);
   });
 
+  it("counts a car's message through a subscription as that subscription's probe, only while a round runs", () => {
+    // A connect storm: thousands of first reports ahead of the probe; they prove the subscription themselves.
+    const { sent, probe, echo, deaf, clock } = setup();
+    probe.start();
+    probe.delivered(PROBE_TOPICS[1]);
+    expect(probe.verified()).toBe(false);
+    probe.delivered(PROBE_TOPICS[0]);
+    expect(probe.verified()).toBe(true);
+    // The probes themselves, late, change nothing.
+    echo(sent);
+    clock.advance(30_000 + 4_999);
+    // Next round: only the acks subscription delivers; the state one is reported deaf.
+    probe.delivered(PROBE_TOPICS[0]);
+    clock.advance(1);
+    expect(deaf).toEqual([[PROBE_TOPICS[1]]]);
+    // Stopped (the session is gone): traffic proves nothing until the next start.
+    probe.delivered(PROBE_TOPICS[0]);
+    probe.delivered(PROBE_TOPICS[1]);
+    expect(probe.verified()).toBe(false);
+  });
+
   it('runs nothing once stopped', () => {
     const { sent, probe, echo, deaf, clock } = setup();
     probe.start();

@@ -14,6 +14,7 @@ import {
   isProbeTopic,
   isProviderIndependent,
   PROBE_TOPICS,
+  probeTopicOf,
   PROTOCOL_VERSION,
   ProviderError,
   parseTopic,
@@ -288,12 +289,15 @@ export async function connectVehicleLink(deps: VehicleLinkDeps): Promise<MqttVeh
   // answer to a state query waited behind every other car's report being recorded (a connect storm of thousands
   // of cars, a commit each, held answers back past their timeout).
   const queues = new Map<string, Promise<void>>();
-  client.on('message', (topic, payload) => {
+  client.on('message', (topic, payload, packet) => {
     if (isProbeTopic(topic)) {
       probe.receive(topic, payload);
       return;
     }
     const parsed = parseTopic(topic);
+    // A car's live message proves the subscription it came through as well as a probe would (a retained one does
+    // not: a broker hands those out at SUBSCRIBE from its store, whether or not the subscription delivers).
+    if (parsed && parsed.kind !== 'commands' && !packet.retain) probe.delivered(probeTopicOf(parsed.kind));
     // A topic that names no car is dropped by handle; it still goes through a queue of its own.
     const key = parsed?.vin ?? '';
     const next = (queues.get(key) ?? Promise.resolve())

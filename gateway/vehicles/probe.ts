@@ -36,6 +36,12 @@ export interface SubscriptionProbe {
   verified(): boolean;
   /** True for any message on a probe topic (ours or another replica's): it is no car's message. */
   receive(topic: string, payload: Buffer): boolean;
+  /**
+   * A car's message came in through the subscription that covers `probeTopic`, in this session: that subscription
+   * delivers, as surely as its probe coming back. Under a flood (every car's first report after a connect storm)
+   * the probe waits behind thousands of messages; the messages themselves then prove the subscription.
+   */
+  delivered(probeTopic: string): void;
 }
 
 const realTimers: ProbeTimers = {
@@ -74,6 +80,20 @@ export function createSubscriptionProbe(deps: SubscriptionProbeDeps): Subscripti
     for (const topic of topics) deps.publish(topic, sent);
   };
 
+  /** One subscription of the round proved; when none is left, the round is over and the next is scheduled. */
+  const back = (topic: string): void => {
+    if (!pending.delete(topic) || pending.size > 0) return;
+    const first = !verified;
+    verified = true;
+    nonce = null;
+    clear();
+    timer = timers.setTimeout(() => {
+      timer = null;
+      if (running) round();
+    }, deps.intervalMs);
+    if (first) deps.onVerified?.();
+  };
+
   return {
     start() {
       running = true;
@@ -89,18 +109,12 @@ export function createSubscriptionProbe(deps: SubscriptionProbeDeps): Subscripti
     verified: () => verified,
     receive(topic, payload) {
       if (!topics.has(topic)) return false;
-      if (!running || nonce === null || payload.toString() !== nonce || !pending.delete(topic)) return true;
-      if (pending.size > 0) return true;
-      const first = !verified;
-      verified = true;
-      nonce = null;
-      clear();
-      timer = timers.setTimeout(() => {
-        timer = null;
-        if (running) round();
-      }, deps.intervalMs);
-      if (first) deps.onVerified?.();
+      if (!running || nonce === null || payload.toString() !== nonce) return true;
+      back(topic);
       return true;
+    },
+    delivered(probeTopic) {
+      if (running && nonce !== null) back(probeTopic);
     },
   };
 }
