@@ -25,6 +25,8 @@ const REPORT_INTERVAL_MS = 10_000;
 const SETTLE_MS = 10_000;
 /** How long idle CPU is read over. */
 const IDLE_MS = 30_000;
+/** Cars connecting at once in all, split over the nodes: each QoS 1 subscription makes the cluster agree on a consumer. */
+const CONNECTING = 24;
 
 const USAGE = `Usage: npm run bench:broker -- [--cars N] [--nodes 1,3] [--gateway sqlite,postgres]
 
@@ -91,7 +93,12 @@ const pki = devPkiPaths(join(work, 'pki'));
 const children: Child[] = [];
 
 /** Connects count cars from VIN index first with a fleet process; resolves with those connected. */
-async function connectFleet(brokerUrl: string, first: number, count: number): Promise<number> {
+async function connectFleet(
+  brokerUrl: string,
+  first: number,
+  count: number,
+  concurrency: number,
+): Promise<number> {
   const child = await forkChild(join(HERE, 'fleet-child.ts'), {
     logFile: join(work, `fleet-${first}.log`),
   });
@@ -101,7 +108,7 @@ async function connectFleet(brokerUrl: string, first: number, count: number): Pr
     pkiDir: pki.dir,
     count,
     first,
-    concurrency: 64,
+    concurrency,
     workers: 1,
     persistence: 'memory',
     tickMs: 250,
@@ -112,6 +119,8 @@ async function connectFleet(brokerUrl: string, first: number, count: number): Pr
 
 interface Step {
   cars: number;
+  /** Why this step's cars did not all connect (the fleet refused to start), or null. */
+  failed: string | null;
   connected: number;
   connectS: number;
   rssKiB: number[];
@@ -135,7 +144,9 @@ async function brokerRun(nodes: number): Promise<Step[]> {
     broker = await startBrokerCluster({ pki, dir, nodes, readyTimeoutMs: 120_000 });
     const urls = broker.urls;
     const pids = broker.nodes.map((n) => n.pid() as number);
-    const steps: Step[] = [{ cars: 0, connected: 0, connectS: 0, ...(await measureIdle(pids)) }];
+    const steps: Step[] = [
+      { cars: 0, failed: null, connected: 0, connectS: 0, ...(await measureIdle(pids)) },
+    ];
     const half = Math.floor(cars / 2);
     let connected = 0;
     for (const [from, to] of [
@@ -149,11 +160,16 @@ async function brokerRun(nodes: number): Promise<Step[]> {
         const a = from + Math.floor(((to - from) * i) / urls.length);
         const b = from + Math.floor(((to - from) * (i + 1)) / urls.length);
         const rotated = [...urls.slice(i), ...urls.slice(0, i)].join(',');
-        return connectFleet(rotated, a, b - a);
+        return connectFleet(rotated, a, b - a, Math.max(1, Math.floor(CONNECTING / urls.length)));
       });
-      connected += (await Promise.all(shares)).reduce((sum, n) => sum + n, 0);
+      // A car whose subscription the cluster refuses makes its fleet's start fail: the step is reported as failed.
+      const settled = await Promise.allSettled(shares);
+      const refused = settled.find((r) => r.status === 'rejected');
+      for (const r of settled) if (r.status === 'fulfilled') connected += r.value;
       const connectS = (performance.now() - started) / 1000;
-      steps.push({ cars: to, connected, connectS, ...(await measureIdle(pids)) });
+      const failed = refused ? (String(refused.reason).split('\n')[0]?.slice(0, 160) ?? 'failed') : null;
+      steps.push({ cars: to, failed, connected, connectS, ...(await measureIdle(pids)) });
+      if (failed) break;
     }
     return steps;
   } finally {
@@ -217,7 +233,7 @@ async function gatewayRun(store: string): Promise<GatewayRow> {
     // Without cars the gateway still runs its background work (watchdog, outbox, reconciler): subtracted.
     const empty = await idle();
     process.stderr.write(`gateway on ${store}: connecting ${cars} cars…\n`);
-    const connected = await connectFleet(started.brokerUrl, 0, cars);
+    const connected = await connectFleet(started.brokerUrl, 0, cars, CONNECTING);
     const loaded = await idle();
     return {
       store,
@@ -241,10 +257,14 @@ try {
   await ensureDevPki({ dir: pki.dir, vins: [] });
   process.stderr.write(`issuing ${cars} car identities…\n`);
   await issueFleet({ dir: pki.dir, count: cars, vinOf: benchVin });
-  const lines = [
-    `cars: ${cars}, state report every ${REPORT_INTERVAL_MS / 1000} s, idle CPU over ${IDLE_MS / 1000} s`,
-  ];
+  const print = (lines: string[]): void => {
+    process.stdout.write(`${lines.join('\n')}\n`);
+  };
+  print([
+    `cars: ${cars}, ${CONNECTING} connecting at once, state report every ${REPORT_INTERVAL_MS / 1000} s, idle CPU over ${IDLE_MS / 1000} s`,
+  ]);
   for (const nodes of nodeCounts) {
+    const lines: string[] = [];
     const steps = await brokerRun(nodes);
     const base = steps[0] as Step;
     const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
@@ -256,11 +276,16 @@ try {
       ...steps.map((s) => {
         const perCar = s.rssKiB.map((r, i) => (r - (base.rssKiB[i] ?? 0)) / Math.max(1, s.connected));
         const extraCpu = sum(s.cpuMsPerS) - sum(base.cpuMsPerS);
-        return `| ${s.cars} | ${s.connected} | ${f1(s.connectS)} | ${s.rssKiB.map((r) => f0(r / 1024)).join(', ')} | ${s.connected ? perCar.map(f0).join(', ') : '-'} | ${s.connected ? f0(sum(perCar)) : '-'} | ${s.cpuMsPerS.map(f1).join(', ')} | ${s.connected ? f1((extraCpu * 1000) / s.connected) : '-'} |`;
+        // A failed step's cars are partly connected, partly not: no per-car figure.
+        const ok = s.connected > 0 && s.failed === null;
+        const cars = s.failed ? `${s.cars} (failed: ${s.failed})` : String(s.cars);
+        return `| ${cars} | ${s.connected} | ${f1(s.connectS)} | ${s.rssKiB.map((r) => f0(r / 1024)).join(', ')} | ${ok ? perCar.map(f0).join(', ') : '-'} | ${ok ? f0(sum(perCar)) : '-'} | ${s.cpuMsPerS.map(f1).join(', ')} | ${ok ? f1((extraCpu * 1000) / s.connected) : '-'} |`;
       }),
     );
+    print(lines);
   }
   if (stores.length > 0) {
+    const lines: string[] = [];
     const rows: GatewayRow[] = [];
     for (const store of stores) rows.push(await gatewayRun(store));
     lines.push(
@@ -273,8 +298,8 @@ try {
           `| ${r.store} | ${r.connected} | ${f0(r.reportsPerS)} | ${f1(r.gatewayMsPerS)} | ${f0((r.gatewayMsPerS * 1000) / r.reportsPerS)} | ${r.backendMsPerS === null ? '-' : f0((r.backendMsPerS * 1000) / r.reportsPerS)} |`,
       ),
     );
+    print(lines);
   }
-  process.stdout.write(`${lines.join('\n')}\n`);
 } finally {
   for (const child of children.splice(0)) await child.close();
   rmSync(work, { recursive: true, force: true });
