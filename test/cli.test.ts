@@ -82,6 +82,7 @@ describe.concurrent('--help', { timeout: 60_000 }, () => {
     ['certs/main.ts', /^Usage: npm run certs --/],
     ['simulator/main.ts', /^Usage: npm run simulator --/],
     ['test/bench/statements.ts', /^Usage: npm run bench:sql --/],
+    ['test/bench/broker.ts', /^Usage: npm run bench:broker -- \[--cars N\] \[--nodes 1,3\]/],
     ['test/bench/main.ts', /^Usage: npm run bench -- [\s\S]*--store LIST[\s\S]*--open-loop-cycles K/],
     ['demo/replay-main.ts', /^Usage: npm run demo /],
   ])('%s --help', async (script, usage) => {
@@ -109,6 +110,22 @@ describe.concurrent('bad arguments: a non-zero exit and one line saying why', { 
       'test/bench/statements.ts',
       ['--dialect', 'mysql'],
       /^bench:sql: --dialect must be sqlite, postgres or both/,
+    ],
+    ['test/bench/broker.ts', ['--bogus'], /^bench:broker: Unknown option '--bogus'/],
+    [
+      'test/bench/broker.ts',
+      ['--cars', '1'],
+      /^bench:broker: --cars must be a whole number from 2 to 100000/,
+    ],
+    [
+      'test/bench/broker.ts',
+      ['--nodes', '1,10'],
+      /^bench:broker: --nodes takes a comma-separated list of node counts from 1 to 9/,
+    ],
+    [
+      'test/bench/broker.ts',
+      ['--gateway', 'mysql'],
+      /^bench:broker: --gateway takes a comma-separated list of sqlite, postgres/,
     ],
     ['test/bench/main.ts', ['--store', 'mysql'], /^bench: --store: mysql is not one of sqlite, postgres/],
     ['test/bench/main.ts', ['--arrivals', 'bursty'], /^bench: --arrivals must be one of poisson, uniform/],

@@ -12,6 +12,8 @@ export interface FleetStartParams {
   brokerUrl: string;
   pkiDir: string;
   count: number;
+  /** Index of the first car's VIN (benchVin), so that several fleets connect different cars; 0 by default. */
+  first?: number;
   concurrency: number;
   /** Worker threads the cars are spread over (simulator --workers). */
   workers: number;
@@ -26,8 +28,9 @@ const { emit } = serve({
   async start(
     params: FleetStartParams,
   ): Promise<{ connected: number; ms: number; cpuMicros: number; workers: number }> {
+    const first = params.first ?? 0;
     const vehicles: SeedVehicle[] = Array.from({ length: params.count }, (_, i) => ({
-      vin: benchVin(i),
+      vin: benchVin(first + i),
       ...BENCH_VEHICLE,
       ownerId: BENCH_OWNER,
       position: { lat: BENCH_LOCATION.lat, lon: BENCH_LOCATION.lon },
